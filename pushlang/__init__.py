@@ -1,0 +1,3 @@
+"""pushlang: campaigns-as-code for web push notifications."""
+
+__version__ = "0.1.0"

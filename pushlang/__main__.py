@@ -1,0 +1,7 @@
+"""``python -m pushlang``."""
+
+import sys
+
+from pushlang.cli import main
+
+sys.exit(main())

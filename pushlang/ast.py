@@ -1,0 +1,300 @@
+"""The syntax tree of .push files: frozen nodes, each with the span it came from."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from pushlang.source import Span
+
+# ---- expressions (SPEC §6) ---------------------------------------------------------------------
+
+
+class Literal(msgspec.Struct, frozen=True, gc=False):
+    """A constant. ``kind``: string, number, bool, null, duration (seconds), percent,
+    datetime (naive local ISO text), time (HH:MM:SS)."""
+
+    kind: str
+    value: str | int | float | bool | None
+    span: Span
+
+
+class ListExpr(msgspec.Struct, frozen=True):
+    items: tuple[Expr, ...]
+    span: Span
+
+
+class Prop(msgspec.Struct, frozen=True, gc=False):
+    """``user.x``, ``event.a.b``, ``trigger["First Name"]``."""
+
+    root: str
+    path: tuple[str, ...]
+    span: Span
+
+    def dotted(self) -> str:
+        return ".".join((self.root, *self.path))
+
+
+class Call(msgspec.Struct, frozen=True):
+    name: str
+    args: tuple[Expr, ...]
+    span: Span
+    name_span: Span
+
+
+class Unary(msgspec.Struct, frozen=True):
+    """``not x`` or ``-x``."""
+
+    op: str
+    operand: Expr
+    span: Span
+
+
+class Binary(msgspec.Struct, frozen=True):
+    """Comparisons, ``in``/``not in``/``contains``/``starts with``/``ends with``, ``and``/``or``,
+    and arithmetic. ``op`` is the operator as written (``starts with`` has one space)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span
+
+
+class Exists(msgspec.Struct, frozen=True, gc=False):
+    prop: Prop
+    span: Span
+
+
+class SegmentRef(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    span: Span
+    name_span: Span
+
+
+class Did(msgspec.Struct, frozen=True):
+    """``did [not] "E" [where X] [at least|at most|exactly N times] in last D``."""
+
+    event: str
+    negated: bool
+    where: Expr | None
+    count_op: str | None  # "at least", "at most", "exactly"
+    count: int | None
+    window: int  # seconds
+    span: Span
+    event_span: Span
+
+
+Expr = Union[Literal, ListExpr, Prop, Call, Unary, Binary, Exists, SegmentRef, Did]
+
+# ---- message texts (SPEC §7) -------------------------------------------------------------------
+
+
+class Filter(msgspec.Struct, frozen=True):
+    name: str
+    arg: Expr | None
+    span: Span
+
+
+class TextPart(msgspec.Struct, frozen=True, gc=False):
+    text: str
+
+
+class Interpolation(msgspec.Struct, frozen=True):
+    """``@user.x`` or ``@{expr | filter: arg}``."""
+
+    expr: Expr
+    filters: tuple[Filter, ...]
+    span: Span
+
+
+class Text(msgspec.Struct, frozen=True):
+    """A message string with its personalisations."""
+
+    parts: tuple[TextPart | Interpolation, ...]
+    span: Span
+
+
+# ---- message fields ----------------------------------------------------------------------------
+
+
+class TextField(msgspec.Struct, frozen=True):
+    """title, body, url, image, icon."""
+
+    name: str
+    text: Text
+    span: Span
+
+
+class IconDefault(msgspec.Struct, frozen=True, gc=False):
+    icon: str
+    span: Span
+    name_span: Span
+    name: str = "icon"
+
+
+class Ttl(msgspec.Struct, frozen=True, gc=False):
+    seconds: int
+    span: Span
+    name: str = "ttl"
+
+
+class RequireInteraction(msgspec.Struct, frozen=True, gc=False):
+    span: Span
+    name: str = "require interaction"
+
+
+class Button(msgspec.Struct, frozen=True):
+    label: Text
+    url: Text
+    span: Span
+    name: str = "button"
+
+
+class Tag(msgspec.Struct, frozen=True, gc=False):
+    tag: str
+    span: Span
+    name: str = "tag"
+
+
+class Urgency(msgspec.Struct, frozen=True, gc=False):
+    level: str
+    span: Span
+    name: str = "urgency"
+
+
+MessageField = Union[TextField, IconDefault, Ttl, RequireInteraction, Button, Tag, Urgency]
+
+# ---- campaign items ----------------------------------------------------------------------------
+
+
+class Labels(msgspec.Struct, frozen=True):
+    labels: tuple[str, ...]
+    span: Span
+
+
+class Name(msgspec.Struct, frozen=True, gc=False):
+    """A word from a fixed set (platform, weekday) with where it was written."""
+
+    value: str
+    span: Span
+
+
+class Platforms(msgspec.Struct, frozen=True):
+    platforms: tuple[Name, ...]
+    span: Span
+
+
+class Unless(msgspec.Struct, frozen=True):
+    event: str
+    where: Expr | None
+    within: int  # seconds
+    span: Span
+    event_span: Span
+    within_span: Span
+
+
+class OnTrigger(msgspec.Struct, frozen=True):
+    """A live trigger: single action, inaction within time (``unless``) or on a date (``at``)."""
+
+    event: str
+    where: Expr | None
+    unless: Unless | None
+    at: Expr | None
+    span: Span
+    event_span: Span
+
+
+class Schedule(msgspec.Struct, frozen=True):
+    """``send ...``. ``kind``: once, dates, daily, weekly, monthly."""
+
+    kind: str
+    datetimes: tuple[Literal, ...]
+    time: Literal | None
+    weekdays: tuple[Name, ...]
+    day: int | None
+    span: Span
+    day_span: Span | None = None
+
+
+class Who(msgspec.Struct, frozen=True):
+    conditions: tuple[Expr, ...]
+    span: Span
+
+
+class WhenItem(msgspec.Struct, frozen=True):
+    """One line of ``when``. ``kind``: start, end, timezone, dnd, ignore_global_limits, limit,
+    user_timezone, cutoff; ``values`` holds its literals."""
+
+    kind: str
+    values: tuple[Literal, ...]
+    span: Span
+
+
+class When(msgspec.Struct, frozen=True):
+    items: tuple[WhenItem, ...]
+    span: Span
+
+
+class Message(msgspec.Struct, frozen=True):
+    use: str | None
+    fields: tuple[MessageField, ...]
+    span: Span
+    use_span: Span | None = None
+
+
+class Control(msgspec.Struct, frozen=True, gc=False):
+    percent: float
+    span: Span
+
+
+class Conversion(msgspec.Struct, frozen=True):
+    event: str
+    where: Expr | None
+    within: int
+    revenue: Expr | None
+    span: Span
+    event_span: Span
+    within_span: Span
+
+
+CampaignItem = Union[Labels, Platforms, OnTrigger, Schedule, Who, When, Message, Control, Conversion]
+
+# ---- top level ---------------------------------------------------------------------------------
+
+
+class Import(msgspec.Struct, frozen=True, gc=False):
+    target: str
+    span: Span
+
+
+class SegmentDef(msgspec.Struct, frozen=True):
+    name: str
+    conditions: tuple[Expr, ...]
+    span: Span
+    name_span: Span
+
+
+class TemplateDef(msgspec.Struct, frozen=True):
+    name: str
+    fields: tuple[MessageField, ...]
+    span: Span
+    name_span: Span
+
+
+class CampaignDef(msgspec.Struct, frozen=True):
+    id: str
+    display_name: str | None
+    items: tuple[CampaignItem, ...]
+    span: Span
+    id_span: Span
+
+
+TopLevel = Union[Import, SegmentDef, TemplateDef, CampaignDef]
+
+
+class Module(msgspec.Struct, frozen=True):
+    """One parsed file."""
+
+    path: str
+    items: tuple[TopLevel, ...]

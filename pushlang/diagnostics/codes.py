@@ -1,0 +1,409 @@
+"""The catalogue of diagnostic codes: stable code, kebab name, severity, and the doc `explain` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pushlang.diagnostics.model import Severity
+
+E, W = Severity.ERROR, Severity.WARNING
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    why: str
+    example: str
+    fix: str
+
+
+CODES: dict[str, Code] = {}
+
+
+def _code(code: str, name: str, severity: Severity, summary: str, why: str, example: str, fix: str) -> Code:
+    entry = Code(code, name, severity, summary, why, example, fix)
+    CODES[code] = entry
+    return entry
+
+
+# ---- syntax ------------------------------------------------------------------------------------
+SYNTAX_ERROR = _code(
+    "PL100", "syntax-error", E,
+    "The file does not follow the grammar of the .push language.",
+    "The compiler cannot build a campaign from text it cannot parse; nothing in the file is loaded.",
+    'campaign welcome {\n  on "Signed Up" where\n}',
+    "Read the message: it says what was found and what was expected there, in words. "
+    "Look at the end of the previous line too: a missing `}` or quote often shows up one line later.",
+)
+INVALID_LITERAL = _code(
+    "PL101", "invalid-literal", E,
+    "A date, time, number, percent or string escape is not valid.",
+    "Literals are checked when the file is compiled so that a campaign never runs with a date "
+    "that does not exist or a percent over 100.",
+    "when {\n  start 2026-02-30 09:00\n}",
+    "Write a real calendar date (YYYY-MM-DD), a time of day 00:00–23:59, a percent 0–100, and "
+    "string escapes \\\" \\' \\\\ \\n \\t \\u{1F6D2}.",
+)
+INVALID_TEMPLATE = _code(
+    "PL102", "invalid-template", E,
+    "A personalisation inside a message text is malformed.",
+    "A message with a broken `@{...}` would send the raw markup to users.",
+    'title "Hi @{user.first_name | default: }"',
+    "Close every `@{` with `}`, give filters their argument (`default: 'friend'`), and write "
+    "`@@` for a literal `@` directly before `{`.",
+)
+INVALID_IDENTIFIER = _code(
+    "PL103", "invalid-identifier", E,
+    "A campaign id, segment or template name is not a lowercase identifier.",
+    "Campaign ids key decisions, stats and control-group hashing; they must be stable, plain "
+    "identifiers `[a-z_][a-z0-9_]*`.",
+    'campaign AbandonedCart { ... }',
+    "Use lowercase letters, digits and underscores, starting with a letter or underscore: "
+    "`abandoned_cart`. Put the human-readable name in the display string.",
+)
+UNKNOWN_CHOICE = _code(
+    "PL104", "unknown-choice", E,
+    "A word that must be one of a fixed set (platform, weekday, urgency) is not one of them.",
+    "A misspelt platform or weekday would silently target nobody or never run.",
+    "platforms chrome, firefx",
+    "Use one of the values the message lists; the help line suggests the closest one.",
+)
+INVALID_PROPERTY = _code(
+    "PL105", "invalid-property", E,
+    "A property reference does not start with `user.`, `event.` or `trigger.`.",
+    "Every value an expression reads comes from the user's profile, the triggering event, or "
+    "(in `unless ... where`) the trigger; a bare name has no meaning.",
+    "who {\n  country == \"IN\"\n}",
+    "Write `user.country`, `event.price` or `trigger.cart_id`.",
+)
+
+# ---- names and imports -------------------------------------------------------------------------
+UNKNOWN_SEGMENT = _code(
+    "PL200", "unknown-segment", E,
+    "A `segment NAME` refers to a segment that is not defined or imported.",
+    "An audience built on a missing segment cannot be evaluated.",
+    "who {\n  segment big_spender\n}",
+    "Define the segment, import the file that defines it (`import \"std/segments\"`), or fix the "
+    "spelling (the help line suggests the closest name).",
+)
+UNKNOWN_TEMPLATE = _code(
+    "PL201", "unknown-template", E,
+    "`message use NAME` refers to a template that is not defined or imported.",
+    "The campaign's message is built from the template; without it there is no message.",
+    "message use welcom",
+    "Define the template, import `std/templates` or the file that has it, or fix the spelling.",
+)
+UNKNOWN_FUNCTION = _code(
+    "PL202", "unknown-function", E,
+    "An expression calls a function that does not exist.",
+    "Expressions can only call pushlang's built-in functions: lower, upper, len, now, "
+    "days_since, date.",
+    "who {\n  lowr(user.country) == \"in\"\n}",
+    "Use one of the built-in functions; the help line suggests the closest one.",
+)
+UNKNOWN_FILTER = _code(
+    "PL203", "unknown-filter", E,
+    "A personalisation uses a filter that does not exist.",
+    "Filters are a fixed set: default, upper, lower, capitalize, truncate, urlencode, round.",
+    'title "Hi @{user.first_name | capitalise}"',
+    "Use one of the filters; the help line suggests the closest one.",
+)
+UNKNOWN_ICON = _code(
+    "PL204", "unknown-icon", E,
+    "`icon default NAME` names an icon that is not in the icon set.",
+    "The built-in icons come from the standard library's icons.toml plus the `[icons]` table of "
+    "pushlang.toml; an unknown name has no URL to send.",
+    "icon default shoping_cart",
+    "Use a name from the icon set (the help line suggests the closest), add it to `[icons]` in "
+    "pushlang.toml, or give a URL with `icon \"https://...\"`.",
+)
+DUPLICATE_NAME = _code(
+    "PL205", "duplicate-name", E,
+    "Two segments or two templates have the same name.",
+    "Names are global across everything one command loads, so a second definition would be "
+    "ambiguous.",
+    "segment vip { user.vip == true }\nsegment vip { user.tier == \"gold\" }",
+    "Rename one of them; the note says where the other one is.",
+)
+DUPLICATE_CAMPAIGN = _code(
+    "PL206", "duplicate-campaign", E,
+    "Two campaigns have the same id.",
+    "The campaign id is its identity: decisions, stats, control groups and de-duplication key on "
+    "it.",
+    "campaign welcome { ... }\ncampaign welcome { ... }",
+    "Give each campaign its own id; the note says where the other one is.",
+)
+IMPORT_NOT_FOUND = _code(
+    "PL207", "import-not-found", E,
+    "An import names a file or standard-library module that does not exist.",
+    "Segments and templates of a missing file cannot be brought into scope.",
+    'import "std/segmnets"',
+    "Standard-library modules are `std/segments` and `std/templates`; relative imports start "
+    "with `./` or `../` and are resolved from the importing file.",
+)
+IMPORT_CYCLE = _code(
+    "PL208", "import-cycle", E,
+    "Files import each other in a cycle.",
+    "A cycle has no order in which the files can be loaded.",
+    'a.push: import "./b.push"\nb.push: import "./a.push"',
+    "Move the shared segments and templates into a third file that both import.",
+)
+WRONG_ARGUMENTS = _code(
+    "PL209", "wrong-arguments", E,
+    "A function or filter gets the wrong number or kind of arguments.",
+    "`len(x)` takes one value, `now()` none, `truncate: n` a number; anything else cannot run.",
+    'title "@{user.first_name | truncate}"',
+    "Give the arguments the message lists.",
+)
+SEGMENT_CYCLE = _code(
+    "PL210", "segment-cycle", E,
+    "A segment refers to itself, directly or through other segments.",
+    "Such an audience has no value.",
+    "segment a { segment b }\nsegment b { segment a }",
+    "Break the cycle: write the shared condition in one of the segments.",
+)
+UNREADABLE_FILE = _code(
+    "PL211", "unreadable-file", E,
+    "A file cannot be read, or is not UTF-8.",
+    ".push files are UTF-8 text.",
+    "(a file saved as Latin-1 with an accented letter)",
+    "Save the file as UTF-8 and check that the path exists and is readable.",
+)
+
+# ---- campaign structure ------------------------------------------------------------------------
+MISSING_TRIGGER = _code(
+    "PL300", "missing-trigger", E,
+    "A campaign has neither a live trigger (`on ...`) nor a schedule (`send ...`).",
+    "Without one the campaign never makes a decision.",
+    'campaign welcome {\n  message { title "Hi" body "Welcome" }\n}',
+    'Add exactly one trigger, e.g. `on "Signed Up"`, or one schedule, e.g. `send once at 2026-12-24 10:00`.',
+)
+MULTIPLE_TRIGGERS = _code(
+    "PL301", "multiple-triggers", E,
+    "A campaign has more than one trigger or schedule.",
+    "Each campaign reacts to one thing; two triggers would make it unclear which event `event.*` is.",
+    'on "Signed Up"\nsend every day at 09:00',
+    "Split it into two campaigns, or combine the dates in one schedule (`send at A, B, C`).",
+)
+EVENT_IN_SCHEDULED = _code(
+    "PL302", "event-in-scheduled", E,
+    "A scheduled campaign reads `event.*`.",
+    "Scheduled campaigns run at set times over every known user; there is no triggering event.",
+    'send every day at 09:00\nmessage { title "Hi" body "@event.product_name" }',
+    "Use a profile property (`user.*`), a behaviour condition (`did ...`), or make the campaign "
+    "live with `on \"E\"`.",
+)
+TRIGGER_OUTSIDE_UNLESS = _code(
+    "PL303", "trigger-outside-unless", E,
+    "`trigger.*` is used outside the `where` of an `unless` clause.",
+    "`trigger.*` is the event that armed an inaction timer; it exists only while matching the "
+    "cancelling event. Everywhere else the triggering event is `event.*`.",
+    'on "Added To Cart" where trigger.price > 20',
+    "Use `event.*` here; `trigger.*` belongs in `unless \"F\" where event.x == trigger.x within D`.",
+)
+DUPLICATE_ITEM = _code(
+    "PL304", "duplicate-item", E,
+    "An item that may appear once is given twice (a second `who`, `when`, `message`, `start`, "
+    "`title`, ...).",
+    "The second one would silently win or be ignored; either way the file does not say what runs.",
+    "when {\n  start 2026-12-01 00:00\n  start 2026-12-02 00:00\n}",
+    "Keep one; merge the conditions of two `who` blocks into one block.",
+)
+MISSING_MESSAGE_FIELD = _code(
+    "PL305", "missing-message-field", E,
+    "A campaign has no message, or its message (after templates) lacks `title` or `body`.",
+    "A notification needs both a title and a body.",
+    'message { title "Hi" }',
+    "Add the missing field, or `message use TEMPLATE` with a template that has it.",
+)
+SCHEDULED_ONLY_OPTION = _code(
+    "PL306", "scheduled-only-option", W,
+    "`deliver in user timezone` or `cutoff` is given in a live campaign, where it has no effect.",
+    "Both options act on scheduled send times; a live campaign decides at the event's time.",
+    'on "Signed Up"\nwhen {\n  cutoff 20:00\n}',
+    "Remove the option, or make the campaign scheduled.",
+)
+DID_NOT_WITH_COUNT = _code(
+    "PL307", "did-not-with-count", E,
+    "`did not \"E\"` is given a count (`at least`, `at most`, `exactly`).",
+    "`did not` already means zero times; a count contradicts it.",
+    'did not "Charged" at least 2 times in last 30d',
+    'Write `did "E" at most 1 times in last 30d`, or drop the count.',
+)
+SAME_EVENT_UNLESS = _code(
+    "PL308", "same-event-unless", W,
+    "An inaction campaign's `unless` event is the same as its trigger event without a `where`.",
+    "Every new trigger event re-arms the timer anyway, so such an `unless` cancels every timer "
+    "the next trigger would otherwise re-arm; this is rarely intended.",
+    'on "Viewed Product"\nunless "Viewed Product" within 1h',
+    "Use a different cancelling event, or add a `where` to tell them apart.",
+)
+
+# ---- timing ------------------------------------------------------------------------------------
+END_NOT_AFTER_START = _code(
+    "PL400", "end-not-after-start", E,
+    "`end` is not after `start`.",
+    "Decisions happen only in [start, end); an empty window never sends.",
+    "when {\n  start 2026-12-10 00:00\n  end 2026-12-01 00:00\n}",
+    "Swap the two, or move `end` after `start`.",
+)
+UNKNOWN_TIMEZONE = _code(
+    "PL401", "unknown-timezone", E,
+    "A timezone is not an IANA zone name.",
+    "Local times, DND hours and calendar days are computed in this zone.",
+    'timezone "Asia/Calcutta_"',
+    'Use an IANA name such as "Europe/Berlin", "America/New_York" or "UTC".',
+)
+RECURRING_WITHOUT_START = _code(
+    "PL402", "recurring-without-start", E,
+    "A recurring schedule has no `start`.",
+    "The first occurrence is the first matching instant at or after `start`, so that a "
+    "campaign never sends for a day before it was meant to begin.",
+    "send every month on day 7 at 10:00",
+    "Add `when { start YYYY-MM-DD HH:MM }`.",
+)
+TTL_TOO_LONG = _code(
+    "PL403", "ttl-too-long", E,
+    "`ttl` is over 28 days.",
+    "Push services keep a message at most 4 weeks; a longer TTL is refused or cut.",
+    "ttl 30d",
+    "Use at most `28d` (or `4w`).",
+)
+ZERO_LIMIT = _code(
+    "PL404", "zero-limit", E,
+    "`limit 0 per ...` would block every send.",
+    "A campaign that may never send is a mistake; to pause it, set `end`.",
+    "limit 0 per day",
+    "Use a limit of 1 or more, or remove the line for no limit.",
+)
+SKIPPED_MONTHS = _code(
+    "PL405", "skipped-months", W,
+    "A monthly schedule on day 29, 30 or 31 skips months without that day.",
+    "February (and the 30-day months, for day 31) have no such day; pushlang skips them rather "
+    "than moving the send.",
+    "send every month on day 31 at 10:00",
+    "Pick day 28 or earlier if every month should get a send.",
+)
+INVALID_DAY = _code(
+    "PL406", "invalid-day", E,
+    "A monthly schedule names a day outside 1–31.",
+    "No month has that day, so the campaign would never run.",
+    "send every month on day 32 at 10:00",
+    "Use a day from 1 to 31.",
+)
+SCHEDULE_OUTSIDE_WINDOW = _code(
+    "PL407", "schedule-outside-window", W,
+    "A scheduled date falls outside the campaign's [start, end) window.",
+    "Decisions happen only inside the window; this date will never send.",
+    "send once at 2026-11-01 10:00\nwhen {\n  start 2026-12-01 00:00\n}",
+    "Move the date into the window, or widen the window.",
+)
+ZERO_DURATION = _code(
+    "PL408", "zero-duration", E,
+    "A duration of zero is used for a window (`within 0m`, `in last 0d`).",
+    "An empty window matches nothing.",
+    'unless "Charged" within 0m',
+    "Use a positive duration.",
+)
+
+# ---- audience, control group -------------------------------------------------------------------
+CONTROL_GROUP_ALL = _code(
+    "PL500", "control-group-all", E,
+    "The control group is 100% (or more).",
+    "Every user would be held out; the campaign would never send.",
+    "control group 100%",
+    "Use a small control group (5–20% is usual).",
+)
+CONTROL_GROUP_LARGE = _code(
+    "PL501", "control-group-large", W,
+    "The control group is over 50%.",
+    "More users are held out than receive the push; this is rarely intended.",
+    "control group 60%",
+    "Use a smaller control group unless the experiment needs this split.",
+)
+TYPE_MISMATCH = _code(
+    "PL502", "type-mismatch", E,
+    "An operator is applied to values of types it cannot combine.",
+    "Such a comparison or arithmetic is always false or missing at run time (no implicit "
+    "coercion between strings and numbers).",
+    'who {\n  user.age + "1" > 18\n}',
+    "Compare numbers with numbers and strings with strings; durations add to date-times.",
+)
+
+# ---- message and platforms ---------------------------------------------------------------------
+SAFARI_WITHOUT_URL = _code(
+    "PL600", "safari-without-url", W,
+    "The campaign allows Safari but its message has no `url`.",
+    "Safari does not show a notification without a deep link; Safari subscribers are skipped "
+    "(a user reachable only on Safari is suppressed with `safari_requires_url`).",
+    'message { title "Hi" body "Welcome" }',
+    "Add `url \"https://...\"`, or leave Safari out: `platforms chrome, firefox, edge`.",
+)
+SAFARI_DROPS_MEDIA = _code(
+    "PL601", "safari-drops-media", W,
+    "An icon, image or button is given while Safari is allowed; Safari drops them.",
+    "Safari shows the icon of its push package and no images or buttons.",
+    'image "https://cdn.example.com/p.jpg"',
+    "Accept that Safari users see a plain notification, or leave Safari out with `platforms`.",
+)
+TOO_MANY_BUTTONS = _code(
+    "PL602", "too-many-buttons", W,
+    "The message has more than 2 buttons.",
+    "Chrome shows at most two actions; the others are dropped.",
+    'button "A" -> "https://a"\nbutton "B" -> "https://b"\nbutton "C" -> "https://c"',
+    "Keep the two most important buttons.",
+)
+PERSONALISATION_WITHOUT_DEFAULT = _code(
+    "PL603", "personalisation-without-default", W,
+    "A personalisation reads a property that the schema does not guarantee, without a `default`.",
+    "A user without the property gets no push at all (`suppress`/`missing_property`).",
+    'title "Hi @user.first_name"',
+    "Add a default: `@{user.first_name | default: 'there'}`, or mark the property `required` "
+    "in the schema.",
+)
+UNKNOWN_PROPERTY = _code(
+    "PL604", "unknown-property", W,
+    "A property is not in the schema for that event or for profiles.",
+    "It is probably misspelt: it would always be missing at run time.",
+    "on \"Added To Cart\" where event.prise > 20",
+    "Fix the spelling (the help line suggests the closest), or add the property to the schema.",
+)
+UNKNOWN_EVENT = _code(
+    "PL605", "unknown-event", W,
+    "An event name is not in the schema.",
+    "It is probably misspelt: the campaign would never trigger or the condition never hold.",
+    'on "Added to Cart"',
+    "Fix the spelling (event names are case-sensitive), or add the event to the schema.",
+)
+INVALID_TAG = _code(
+    "PL606", "invalid-tag", E,
+    "A `tag` is not 1–32 URL-safe base64 characters (A–Z a–z 0–9 - _).",
+    "The tag becomes the Web Push Topic header, which push services reject otherwise.",
+    'tag "summer sale 2026!"',
+    'Use a short tag like "summer-sale".',
+)
+INVALID_SCHEMA = _code(
+    "PL607", "invalid-schema", E,
+    "The schema file given with `--schema` is not valid.",
+    "Property checks need a schema of the documented shape.",
+    '[events."Charged"]\namount = { type = "money" }',
+    "Use types string, number, boolean, datetime, list or object; see the README's schema section.",
+)
+INVALID_CONFIG = _code(
+    "PL700", "invalid-config", E,
+    "pushlang.toml has a value pushlang cannot use.",
+    "The config's timezone, limits, default TTL and icons change what campaigns do.",
+    'timezone = "Berlin"',
+    "Fix the value the message names.",
+)
+
+
+def lookup(code_or_name: str) -> Code | None:
+    """A code by its code (`PL200`, any case) or its name (`unknown-segment`)."""
+    wanted = code_or_name.strip()
+    if wanted.upper() in CODES:
+        return CODES[wanted.upper()]
+    return next((c for c in CODES.values() if c.name == wanted.lower()), None)
