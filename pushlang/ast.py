@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 from pushlang.source import Span
@@ -85,7 +83,7 @@ class Did(msgspec.Struct, frozen=True):
     event_span: Span
 
 
-Expr = Union[Literal, ListExpr, Prop, Call, Unary, Binary, Exists, SegmentRef, Did]
+Expr = Literal | ListExpr | Prop | Call | Unary | Binary | Exists | SegmentRef | Did
 
 # ---- message texts (SPEC §7) -------------------------------------------------------------------
 
@@ -163,7 +161,7 @@ class Urgency(msgspec.Struct, frozen=True, gc=False):
     name: str = "urgency"
 
 
-MessageField = Union[TextField, IconDefault, Ttl, RequireInteraction, Button, Tag, Urgency]
+MessageField = TextField | IconDefault | Ttl | RequireInteraction | Button | Tag | Urgency
 
 # ---- campaign items ----------------------------------------------------------------------------
 
@@ -258,7 +256,7 @@ class Conversion(msgspec.Struct, frozen=True):
     within_span: Span
 
 
-CampaignItem = Union[Labels, Platforms, OnTrigger, Schedule, Who, When, Message, Control, Conversion]
+CampaignItem = Labels | Platforms | OnTrigger | Schedule | Who | When | Message | Control | Conversion
 
 # ---- top level ---------------------------------------------------------------------------------
 
@@ -290,7 +288,7 @@ class CampaignDef(msgspec.Struct, frozen=True):
     id_span: Span
 
 
-TopLevel = Union[Import, SegmentDef, TemplateDef, CampaignDef]
+TopLevel = Import | SegmentDef | TemplateDef | CampaignDef
 
 
 class Module(msgspec.Struct, frozen=True):

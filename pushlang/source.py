@@ -24,7 +24,7 @@ class Span(msgspec.Struct, frozen=True, gc=False):
 class Source:
     """One loaded file: its path as the user named it, and its text."""
 
-    __slots__ = ("path", "text", "_line_starts")
+    __slots__ = ("_line_starts", "path", "text")
 
     def __init__(self, path: str, text: str) -> None:
         self.path = path
@@ -38,8 +38,9 @@ class Source:
 
     def line_text(self, line: int) -> str:
         """The text of a 1-based line, without its line ending ('' past the end)."""
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        # Only "\n" ends a line, as for the lexer (str.splitlines also splits at \x0c, \u2028 ...).
+        lines = self.text.split("\n")
+        return lines[line - 1].removesuffix("\r") if 0 < line <= len(lines) else ""
 
     def position(self, offset: int) -> tuple[int, int]:
         """The 1-based (line, column) of a character offset."""

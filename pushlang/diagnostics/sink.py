@@ -19,10 +19,11 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 class Sink:
     """An append-only list of diagnostics with a helper that fills in code metadata."""
 
-    __slots__ = ("items",)
+    __slots__ = ("_seen", "items")
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self._seen: set[tuple[str, str, Span]] = set()
 
     def report(
         self,
@@ -34,6 +35,10 @@ class Sink:
         help: str | None = None,
         notes: tuple[str, ...] = (),
     ) -> None:
+        key = (code.code, path, span)
+        if key in self._seen:  # a segment or template checked once per campaign that uses it
+            return
+        self._seen.add(key)
         self.items.append(
             Diagnostic(code.code, code.name, code.severity, message, path, span, help, notes)
         )

@@ -61,7 +61,7 @@ def duration_seconds(text: str) -> int:
 def parse_time(text: str) -> str:
     """``09:00`` → ``09:00:00``; raises LiteralError for 24:00 or 09:75."""
     parts = [int(p) for p in text.split(":")]
-    hour, minute, second = (parts + [0])[:3]
+    hour, minute, second = [*parts, 0][:3]
     if hour > 23 or minute > 59 or second > 59:
         raise LiteralError(f"`{text}` is not a time of day (00:00 to 23:59:59)")
     return f"{hour:02d}:{minute:02d}:{second:02d}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -65,7 +66,7 @@ class Parser:
         self._sink, self._path = sink, source.path
         self.builder.reset(source.path, sink)
         try:
-            items = self.lark.parse(source.text, start="start")
+            items = cast("list[ast.TopLevel]", self.lark.parse(source.text, start="start"))
         except UnexpectedInput as exc:
             self._syntax_error(exc, source.text)
             return None
@@ -78,7 +79,7 @@ class Parser:
         padded = "\n" * (line - 1) + " " * (column - 1) + text
         saved_blocks = self.postlex.open_blocks
         try:
-            return self.lark.parse(padded, start="template_expr")  # type: ignore[no-any-return]
+            return cast("tuple[ast.Expr, tuple[ast.Filter, ...]]", self.lark.parse(padded, start="template_expr"))
         except UnexpectedInput as exc:
             self._syntax_error(exc, padded, code=codes.INVALID_TEMPLATE, inside="a personalisation `@{...}`")
             return None
@@ -90,8 +91,10 @@ class Parser:
     def _syntax_error(self, exc: UnexpectedInput, text: str, code: codes.Code = codes.SYNTAX_ERROR,
                       inside: str | None = None) -> None:
         line, col = exc.line, exc.column
+        help: str | None
         if isinstance(exc, UnexpectedCharacters):
-            ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+            pos = exc.pos_in_stream or 0
+            ch = text[pos] if pos < len(text) else ""
             if ch in "\"'":
                 message = "this string is not closed before the end of the line"
                 help = f"add the closing {ch}; a string cannot span lines (write \\n for a line break)"
@@ -117,12 +120,13 @@ class Parser:
                     span = Span(span.line, span.column, span.line, span.column + 1)
             if inside:
                 message += f" in {inside}"
-            help = f"expected {expected}" if expected else None
+            help = None
             if expected:
                 message += f"; expected {expected}"
                 help = _hint(tok, exc.expected or set())
         else:
-            message, help, span = str(exc), None, Span(line, col, line, col + 1)
+            message, span = str(exc), Span(line, col, line, col + 1)
+            help = None
         self._sink.report(code, self._path, span, message, help=help)
 
     def _expected_help(self, allowed: set[str]) -> str | None:
@@ -142,7 +146,7 @@ class Parser:
             words.append(self._terminal_words(name))
         words = list(dict.fromkeys(words))
         if len(words) > 6:
-            words = words[:6] + ["..."]
+            words = [*words[:6], "..."]
         if len(words) <= 1:
             return "".join(words)
         return ", ".join(words[:-1]) + " or " + words[-1]

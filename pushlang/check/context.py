@@ -1,0 +1,247 @@
+"""What every check reads: the loaded program's definitions, grouped, and the config and schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from pushlang import ast
+from pushlang.builtins import PLATFORMS
+from pushlang.config import Config
+from pushlang.diagnostics import Sink
+from pushlang.diagnostics.codes import Code
+from pushlang.loader import Program
+from pushlang.schema import Schema
+from pushlang.source import Span
+
+N = TypeVar("N")
+
+
+@dataclass(frozen=True)
+class Def(Generic[N]):
+    node: N
+    path: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What ``event.*`` and ``trigger.*`` mean where an expression stands."""
+
+    event: str | None  # the event `event.*` reads; None in a scheduled campaign
+    trigger: str | None = None  # set only in `unless ... where`
+    scheduled: bool = False
+    where: str = "campaign"
+
+
+@dataclass
+class CampaignView:
+    """A campaign's items sorted by kind, so checks and the compiler need not re-scan them."""
+
+    definition: Def[ast.CampaignDef]
+    triggers: list[ast.OnTrigger | ast.Schedule] = field(default_factory=list)
+    who: list[ast.Who] = field(default_factory=list)
+    when: list[ast.When] = field(default_factory=list)
+    messages: list[ast.Message] = field(default_factory=list)
+    controls: list[ast.Control] = field(default_factory=list)
+    conversions: list[ast.Conversion] = field(default_factory=list)
+    labels: list[ast.Labels] = field(default_factory=list)
+    platforms: list[ast.Platforms] = field(default_factory=list)
+
+    @property
+    def node(self) -> ast.CampaignDef:
+        return self.definition.node
+
+    @property
+    def path(self) -> str:
+        return self.definition.path
+
+    @property
+    def trigger(self) -> ast.OnTrigger | ast.Schedule | None:
+        return self.triggers[0] if len(self.triggers) == 1 else None
+
+    @property
+    def scheduled(self) -> bool:
+        return isinstance(self.trigger, ast.Schedule)
+
+    @property
+    def event(self) -> str | None:
+        trigger = self.trigger
+        return trigger.event if isinstance(trigger, ast.OnTrigger) else None
+
+    def when_items(self, kind: str) -> list[ast.WhenItem]:
+        return [item for block in self.when for item in block.items if item.kind == kind]
+
+    def when_value(self, kind: str) -> ast.Literal | None:
+        items = self.when_items(kind)
+        return items[0].values[0] if items and items[0].values else None
+
+    def allowed_platforms(self) -> set[str]:
+        if not self.platforms:
+            return set(PLATFORMS)
+        return {p.value for p in self.platforms[0].platforms}
+
+    def scope(self) -> Scope:
+        return Scope(self.event, scheduled=self.scheduled)
+
+    def own_expressions(self) -> Iterator[ast.Expr]:
+        """Every expression written in the campaign itself (not in its segments or template)."""
+        for t in self.triggers:
+            if isinstance(t, ast.OnTrigger):
+                yield from (e for e in (t.where, t.at) if e is not None)
+                if t.unless is not None and t.unless.where is not None:
+                    yield t.unless.where
+        for who in self.who:
+            yield from who.conditions
+        for conv in self.conversions:
+            yield from (e for e in (conv.where, conv.revenue) if e is not None)
+
+
+_GROUPS = {
+    ast.OnTrigger: "triggers", ast.Schedule: "triggers", ast.Who: "who", ast.When: "when",
+    ast.Message: "messages", ast.Control: "controls", ast.Conversion: "conversions",
+    ast.Labels: "labels", ast.Platforms: "platforms",
+}
+
+
+class CheckContext:
+    def __init__(self, program: Program, config: Config, schema: Schema | None, sink: Sink) -> None:
+        self.program = program
+        self.config = config
+        self.schema = schema
+        self.sink = sink
+        self.segments: dict[str, Def[ast.SegmentDef]] = {}
+        self.templates: dict[str, Def[ast.TemplateDef]] = {}
+        self.campaigns: list[CampaignView] = []
+        self.all_segments: list[Def[ast.SegmentDef]] = []
+        self.all_templates: list[Def[ast.TemplateDef]] = []
+        for loaded in program.files.values():
+            if loaded.module is None:
+                continue
+            path = loaded.source.path
+            for item in loaded.module.items:
+                if isinstance(item, ast.SegmentDef):
+                    self.all_segments.append(Def(item, path))
+                    self.segments.setdefault(item.name, Def(item, path))
+                elif isinstance(item, ast.TemplateDef):
+                    self.all_templates.append(Def(item, path))
+                    self.templates.setdefault(item.name, Def(item, path))
+                elif isinstance(item, ast.CampaignDef) and loaded.root:
+                    self.campaigns.append(self._view(Def(item, path)))
+
+    @staticmethod
+    def _view(definition: Def[ast.CampaignDef]) -> CampaignView:
+        view = CampaignView(definition)
+        for item in definition.node.items:
+            getattr(view, _GROUPS[type(item)]).append(item)
+        return view
+
+    def report(self, code: Code, path: str, span: Span, message: str, *, help: str | None = None,
+               notes: tuple[str, ...] = ()) -> None:
+        self.sink.report(code, path, span, message, help=help, notes=notes)
+
+    # ---- walking expressions -------------------------------------------------------------------
+
+    def campaign_expressions(self, view: CampaignView) -> Iterator[tuple[ast.Expr, Scope, str]]:
+        """Every expression a campaign evaluates, with its scope and the file it is written in.
+
+        Segments and templates are followed, so their expressions are checked in the scope of
+        each campaign that uses them.
+        """
+        scope = view.scope()
+        trigger = view.trigger
+        if isinstance(trigger, ast.OnTrigger):
+            if trigger.where is not None:
+                yield trigger.where, Scope(trigger.event, where="on"), view.path
+            if trigger.unless is not None and trigger.unless.where is not None:
+                yield trigger.unless.where, Scope(trigger.unless.event, trigger.event, where="unless"), view.path
+            if trigger.at is not None:
+                yield trigger.at, scope, view.path
+        for who in view.who:
+            for cond in who.conditions:
+                yield cond, scope, view.path
+                yield from self.segment_expressions(cond, scope, set())
+        for conversion in view.conversions:
+            conv_scope = Scope(conversion.event, where="conversion")
+            for expr in (conversion.where, conversion.revenue):
+                if expr is not None:
+                    yield expr, conv_scope, view.path
+        for fields, path in self.message_fields(view):
+            for text in field_texts(fields):
+                for part in text.parts:
+                    if isinstance(part, ast.Interpolation):
+                        yield part.expr, scope, path
+                        for f in part.filters:
+                            if f.arg is not None:
+                                yield f.arg, scope, path
+
+    def segment_expressions(self, expr: ast.Expr, scope: Scope, seen: set[str]
+                            ) -> Iterator[tuple[ast.Expr, Scope, str]]:
+        for node in walk(expr):
+            if isinstance(node, ast.SegmentRef) and node.name not in seen and node.name in self.segments:
+                seen.add(node.name)
+                segment = self.segments[node.name]
+                for cond in segment.node.conditions:
+                    yield cond, scope, segment.path
+                    yield from self.segment_expressions(cond, scope, seen)
+
+    def message_fields(self, view: CampaignView) -> list[tuple[tuple[ast.MessageField, ...], str]]:
+        """The message's fields in the order they apply: the template's, then the campaign's."""
+        out: list[tuple[tuple[ast.MessageField, ...], str]] = []
+        for message in view.messages[:1]:
+            if message.use is not None and message.use in self.templates:
+                template = self.templates[message.use]
+                out.append((template.node.fields, template.path))
+            out.append((message.fields, view.path))
+        return out
+
+    def effective_message(self, view: CampaignView) -> dict[str, list[tuple[ast.MessageField, str]]]:
+        """Field name → the fields that take effect (buttons: all of them) with their files."""
+        result: dict[str, list[tuple[ast.MessageField, str]]] = {}
+        for fields, path in self.message_fields(view):
+            given_buttons = [f for f in fields if isinstance(f, ast.Button)]
+            if given_buttons:
+                result["button"] = [(b, path) for b in given_buttons]
+            for f in fields:
+                if not isinstance(f, ast.Button):
+                    result[f.name] = [(f, path)]
+        return result
+
+
+def field_texts(fields: tuple[ast.MessageField, ...]) -> Iterator[ast.Text]:
+    for f in fields:
+        if isinstance(f, ast.TextField):
+            yield f.text
+        elif isinstance(f, ast.Button):
+            yield f.label
+            yield f.url
+
+
+def walk(expr: ast.Expr, *, into_did: bool = True) -> Iterator[ast.Expr]:
+    """Every node of an expression, parents first; ``into_did=False`` stays out of
+    ``did ... where`` (its ``event`` is another event)."""
+    stack: list[ast.Expr] = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.Binary):
+            stack.extend((node.right, node.left))
+        elif isinstance(node, ast.Unary):
+            stack.append(node.operand)
+        elif isinstance(node, ast.Call):
+            stack.extend(reversed(node.args))
+        elif isinstance(node, ast.ListExpr):
+            stack.extend(reversed(node.items))
+        elif isinstance(node, ast.Exists):
+            stack.append(node.prop)
+        elif isinstance(node, ast.Did) and node.where is not None and into_did:
+            stack.append(node.where)
+
+
+def scoped_props(expr: ast.Expr, scope: Scope) -> Iterator[tuple[ast.Prop, Scope]]:
+    """Every property an expression reads, with what ``event``/``trigger`` mean there."""
+    for node in walk(expr, into_did=False):
+        if isinstance(node, ast.Prop):
+            yield node, scope
+        elif isinstance(node, ast.Did) and node.where is not None:
+            yield from scoped_props(node.where, Scope(node.event, where="did"))

@@ -1,0 +1,111 @@
+"""Checks on time: the campaign window, timezones, schedules, TTL, limits and windows."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from pushlang import ast
+from pushlang.check.context import CheckContext, walk
+from pushlang.config import MAX_TTL, is_timezone
+from pushlang.diagnostics import codes
+from pushlang.diagnostics.sink import did_you_mean
+from pushlang.source import Span
+
+
+def window(ctx: CheckContext) -> None:
+    for view in ctx.campaigns:
+        start, end = view.when_value("start"), view.when_value("end")
+        if start and end and isinstance(start.value, str) and isinstance(end.value, str) and end.value <= start.value:
+            ctx.report(codes.END_NOT_AFTER_START, view.path, end.span,
+                       f"`end` ({_shown(end.value)}) is not after `start` ({_shown(start.value)})",
+                       help="decisions happen only in [start, end): move `end` after `start`")
+        schedule = view.trigger
+        if not isinstance(schedule, ast.Schedule):
+            continue
+        if schedule.kind in ("daily", "weekly", "monthly") and start is None:
+            ctx.report(codes.RECURRING_WITHOUT_START, view.path, schedule.span,
+                       "a recurring schedule needs a `start`",
+                       help="add `when { start YYYY-MM-DD HH:MM }`: the first send is the first "
+                            "matching time at or after it")
+        for when in schedule.datetimes:
+            value = when.value
+            if not isinstance(value, str):
+                continue
+            before = start is not None and isinstance(start.value, str) and value < start.value
+            after = end is not None and isinstance(end.value, str) and value >= end.value
+            if before or after:
+                ctx.report(codes.SCHEDULE_OUTSIDE_WINDOW, view.path, when.span,
+                           f"{_shown(value)} is {'before `start`' if before else 'at or after `end`'}: "
+                           "it will never send")
+        if schedule.kind == "monthly" and schedule.day is not None and schedule.day_span is not None:
+            if not 1 <= schedule.day <= 31:
+                ctx.report(codes.INVALID_DAY, view.path, schedule.day_span,
+                           f"day {schedule.day} is not a day of the month", help="use a day from 1 to 31")
+            elif schedule.day >= 29:
+                ctx.report(codes.SKIPPED_MONTHS, view.path, schedule.day_span,
+                           f"day {schedule.day} skips {_SKIPPED[schedule.day]}",
+                           help="pick day 28 or earlier if every month should get a send")
+
+
+_SKIPPED = {
+    29: "February in common years",
+    30: "February",
+    31: "February, April, June, September and November",
+}
+
+
+def _shown(iso: str) -> str:
+    return iso.replace("T", " ").removesuffix(":00")
+
+
+def timezones(ctx: CheckContext) -> None:
+    for view in ctx.campaigns:
+        for item in view.when_items("timezone"):
+            name = item.values[0].value
+            if isinstance(name, str) and not is_timezone(name):
+                ctx.report(codes.UNKNOWN_TIMEZONE, view.path, item.values[0].span,
+                           f"unknown timezone `{name}`",
+                           help=_zone_hint(name))
+
+
+def _zone_hint(name: str) -> str:
+    return did_you_mean(name, zoneinfo.available_timezones()) or 'use an IANA name like "Europe/Berlin"'
+
+
+def message_ttl(ctx: CheckContext) -> None:
+    fields = [(f, tpl.path) for tpl in ctx.all_templates for f in tpl.node.fields]
+    fields += [(f, view.path) for view in ctx.campaigns for m in view.messages for f in m.fields]
+    for f, path in fields:
+        if isinstance(f, ast.Ttl) and f.seconds > MAX_TTL:
+            ctx.report(codes.TTL_TOO_LONG, path, f.span, f"`ttl` of {f.seconds // 86400} days is over 28 days",
+                       help="use at most `28d` (or `4w`)")
+
+
+def limits(ctx: CheckContext) -> None:
+    for view in ctx.campaigns:
+        for item in view.when_items("limit"):
+            if item.values[0].value == 0:
+                ctx.report(codes.ZERO_LIMIT, view.path, item.span, "`limit 0` would block every send",
+                           help="use 1 or more; to stop a campaign, set `end`")
+
+
+def durations(ctx: CheckContext) -> None:
+    """Windows of zero length: `within 0m`, `in last 0d`."""
+    exprs = [(c, s.path) for s in ctx.all_segments for c in s.node.conditions]
+    for view in ctx.campaigns:
+        exprs += [(e, view.path) for e in view.own_expressions()]
+        for t in view.triggers:
+            if isinstance(t, ast.OnTrigger) and t.unless is not None and t.unless.within == 0:
+                _zero(ctx, view.path, t.unless.within_span)
+        for conv in view.conversions:
+            if conv.within == 0:
+                _zero(ctx, view.path, conv.within_span)
+    for expr, path in exprs:
+        for node in walk(expr):
+            if isinstance(node, ast.Did) and node.window == 0:
+                _zero(ctx, path, node.span)
+
+
+def _zero(ctx: CheckContext, path: str, span: Span) -> None:
+    ctx.report(codes.ZERO_DURATION, path, span, "a window of zero length matches nothing",
+               help="use a positive duration like `10m` or `7d`")

@@ -1,0 +1,213 @@
+"""Compile .push files into a checked plan: load, check, and lower the AST to plan Structs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import reduce
+
+from pushlang import ast, plan
+from pushlang.builtins import PLATFORMS, WEEKDAYS
+from pushlang.check import CampaignView, CheckContext, run_checks
+from pushlang.config import Config, find_config, load_config
+from pushlang.diagnostics import Diagnostic, Sink
+from pushlang.loader import Loader, Program
+from pushlang.schema import Schema, load_schema
+from pushlang.source import Source
+
+
+@dataclass
+class CompileResult:
+    plan: plan.Plan | None  # None when any error was found
+    diagnostics: list[Diagnostic]
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.diagnostics)
+
+
+def compile_paths(paths: list[str], *, config_path: str | None = None, schema_path: str | None = None,
+                  config: Config | None = None) -> CompileResult:
+    """Compile files and directories as the CLI does (config and schema found as documented)."""
+    sink = Sink()
+    if config is None:
+        config = load_config(find_config(config_path, paths), sink)
+    program = Loader(sink).load_roots(paths)
+    return _finish(program, config, schema_path, sink)
+
+
+def compile_text(path: str, text: str, *, config: Config | None = None,
+                 schema_path: str | None = None) -> CompileResult:
+    """Compile one in-memory file (and what it imports)."""
+    sink = Sink()
+    program = Loader(sink).load_text(path, text)
+    return _finish(program, config or load_config(None, sink), schema_path, sink)
+
+
+def _finish(program: Program, config: Config, schema_path: str | None, sink: Sink) -> CompileResult:
+    schema_path = schema_path or config.schema
+    schema = load_schema(schema_path, sink) if schema_path else None
+    result = compile_program(program, config, schema, sink)
+    return CompileResult(result, sink.sorted(), program.sources)
+
+
+def compile_program(program: Program, config: Config, schema: Schema | None, sink: Sink) -> plan.Plan | None:
+    if any(f.module is None for f in program.files.values()):
+        return None  # syntax errors: the names the checks would look up are not all known
+    ctx = CheckContext(program, config, schema, sink)
+    run_checks(ctx)
+    if sink.has_errors:
+        return None
+    return Lowering(ctx).build()
+
+
+class Lowering:
+    """AST → plan, for a program the checks have passed."""
+
+    def __init__(self, ctx: CheckContext) -> None:
+        self.ctx = ctx
+
+    def build(self) -> plan.Plan:
+        segments = {name: self.conjunction(d.node.conditions) for name, d in sorted(self.ctx.segments.items())}
+        campaigns = tuple(self.campaign(view) for view in self.ctx.campaigns)
+        return plan.Plan(
+            format_version=plan.FORMAT_VERSION,
+            campaigns=campaigns,
+            segments={k: v for k, v in segments.items() if v is not None},
+            settings=self.ctx.config.settings,
+        )
+
+    def campaign(self, view: CampaignView) -> plan.Campaign:
+        node = view.node
+        timezone = view.when_value("timezone")
+        dnd = view.when_items("dnd")
+        cutoff = view.when_value("cutoff")
+        control = view.controls[0].percent if view.controls else 0.0
+        conversion = view.conversions[0] if view.conversions else None
+        platforms = view.allowed_platforms()
+        who = [c for block in view.who for c in block.conditions]
+        return plan.Campaign(
+            id=node.id,
+            name=node.display_name or node.id,
+            file=view.path,
+            trigger=self.trigger(view),
+            message=self.message(view),
+            timezone=str(timezone.value) if timezone else self.ctx.config.settings.timezone,
+            audience=self.conjunction(tuple(who)),
+            labels=tuple(label for block in view.labels for label in block.labels),
+            platforms=tuple(p for p in PLATFORMS if p in platforms),
+            start=_text(view.when_value("start")),
+            end=_text(view.when_value("end")),
+            dnd=plan.Dnd(str(dnd[0].values[0].value), str(dnd[0].values[1].value), str(dnd[0].values[2].value))
+            if dnd else None,
+            ignore_global_limits=bool(view.when_items("ignore_global_limits")),
+            limits=tuple(plan.Limit(int(i.values[0].value or 0), str(i.values[1].value))
+                         for i in view.when_items("limit")),
+            deliver_in_user_timezone=bool(view.when_items("user_timezone")),
+            cutoff=_text(cutoff),
+            control_percent=control,
+            conversion=plan.Conversion(conversion.event, conversion.within, self.opt(conversion.where),
+                                       self.opt(conversion.revenue)) if conversion else None,
+        )
+
+    def trigger(self, view: CampaignView) -> plan.Trigger | plan.Schedule:
+        t = view.trigger
+        if isinstance(t, ast.OnTrigger):
+            if t.unless is not None:
+                return plan.InactionWithin(t.event, self.opt(t.where), t.unless.event, self.opt(t.unless.where),
+                                           t.unless.within)
+            if t.at is not None:
+                return plan.OnDate(t.event, self.opt(t.where), self.expr(t.at))
+            return plan.SingleAction(t.event, self.opt(t.where))
+        assert isinstance(t, ast.Schedule)
+        time = _text(t.time) or "00:00:00"
+        if t.kind == "once":
+            return plan.SendOnce(str(t.datetimes[0].value))
+        if t.kind == "dates":
+            return plan.SendDates(tuple(str(d.value) for d in t.datetimes))
+        if t.kind == "daily":
+            return plan.SendDaily(time)
+        if t.kind == "weekly":
+            days = sorted({WEEKDAYS.index(d.value) + 1 for d in t.weekdays})
+            return plan.SendWeekly(tuple(days), time)
+        return plan.SendMonthly(t.day or 1, time)
+
+    def message(self, view: CampaignView) -> plan.Message:
+        fields = self.ctx.effective_message(view)
+
+        def text(name: str) -> plan.Text | None:
+            found = fields.get(name)
+            if not found:
+                return None
+            f = found[0][0]
+            if isinstance(f, ast.IconDefault):
+                return plan.Text((plan.Literal(str(self.ctx.config.icons[f.icon])),))
+            assert isinstance(f, ast.TextField)
+            return self.text(f.text)
+
+        def single(name: str) -> ast.MessageField | None:
+            found = fields.get(name)
+            return found[0][0] if found else None
+
+        ttl, tag, urgency = single("ttl"), single("tag"), single("urgency")
+        return plan.Message(
+            title=text("title") or plan.Text(()),
+            body=text("body") or plan.Text(()),
+            url=text("url"),
+            image=text("image"),
+            icon=text("icon"),
+            ttl=ttl.seconds if isinstance(ttl, ast.Ttl) else None,
+            require_interaction="require interaction" in fields,
+            buttons=tuple(plan.Button(self.text(b.label), self.text(b.url))
+                          for b, _ in fields.get("button", []) if isinstance(b, ast.Button)),
+            tag=tag.tag if isinstance(tag, ast.Tag) else None,
+            urgency=urgency.level if isinstance(urgency, ast.Urgency) else None,
+        )
+
+    def text(self, text: ast.Text) -> plan.Text:
+        parts: list[plan.Literal | plan.Personalised] = []
+        for part in text.parts:
+            if isinstance(part, ast.TextPart):
+                parts.append(plan.Literal(part.text))
+            else:
+                filters = tuple(plan.Filter(f.name, self.opt(f.arg)) for f in part.filters)
+                parts.append(plan.Personalised(self.expr(part.expr), filters))
+        return plan.Text(tuple(parts))
+
+    def conjunction(self, conditions: tuple[ast.Expr, ...]) -> plan.Expr | None:
+        lowered = [self.expr(c) for c in conditions]
+        if not lowered:
+            return None
+        return reduce(lambda a, b: plan.BinOp("and", a, b), lowered)
+
+    def opt(self, expr: ast.Expr | None) -> plan.Expr | None:
+        return None if expr is None else self.expr(expr)
+
+    def expr(self, e: ast.Expr) -> plan.Expr:
+        if isinstance(e, ast.Literal):
+            return plan.Const(e.kind, e.value)
+        if isinstance(e, ast.Prop):
+            return plan.Var(e.root, e.path)
+        if isinstance(e, ast.Binary):
+            return plan.BinOp(e.op, self.expr(e.left), self.expr(e.right))
+        if isinstance(e, ast.Unary):
+            operand = self.expr(e.operand)
+            return plan.Not(operand) if e.op == "not" else plan.Neg(operand)
+        if isinstance(e, ast.Call):
+            return plan.Call(e.name, tuple(self.expr(a) for a in e.args))
+        if isinstance(e, ast.ListExpr):
+            return plan.ListOf(tuple(self.expr(i) for i in e.items))
+        if isinstance(e, ast.Exists):
+            return plan.Exists(plan.Var(e.prop.root, e.prop.path))
+        if isinstance(e, ast.SegmentRef):
+            return plan.InSegment(e.name)
+        assert isinstance(e, ast.Did)
+        if e.negated:
+            op, count = "exactly", 0
+        else:
+            op, count = e.count_op or "at least", e.count if e.count is not None else 1
+        return plan.DidEvent(e.event, self.opt(e.where), op, count, e.window)
+
+
+def _text(literal: ast.Literal | None) -> str | None:
+    return None if literal is None or literal.value is None else str(literal.value)

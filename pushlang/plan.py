@@ -1,0 +1,235 @@
+"""The checked execution plan: frozen msgspec Structs, the only thing the runtime reads."""
+
+from __future__ import annotations
+
+import msgspec
+
+FORMAT_VERSION = 1
+
+
+class _Node(msgspec.Struct, frozen=True, tag_field="node", tag=True, forbid_unknown_fields=True):
+    pass
+
+
+# ---- expressions -------------------------------------------------------------------------------
+
+
+class Const(_Node, frozen=True):
+    """A constant. ``kind``: string, number, bool, null, duration (seconds), percent,
+    datetime (naive ISO text in the campaign's timezone), time (HH:MM:SS)."""
+
+    kind: str
+    value: str | int | float | bool | None
+
+
+class ListOf(_Node, frozen=True):
+    items: tuple[Expr, ...]
+
+
+class Var(_Node, frozen=True):
+    """A property: ``root`` is user, event or trigger; ``path`` its keys."""
+
+    root: str
+    path: tuple[str, ...]
+
+
+class Call(_Node, frozen=True):
+    function: str
+    args: tuple[Expr, ...]
+
+
+class Not(_Node, frozen=True):
+    operand: Expr
+
+
+class Neg(_Node, frozen=True):
+    operand: Expr
+
+
+class BinOp(_Node, frozen=True):
+    """``op``: and, or, == != < <= > >=, in, not in, contains, starts with, ends with, + - * /."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+class Exists(_Node, frozen=True):
+    var: Var
+
+
+class InSegment(_Node, frozen=True):
+    segment: str
+
+
+class DidEvent(_Node, frozen=True):
+    """Behaviour: how many matching events the user did in (t − window, t] compared to a count.
+
+    ``did "E"`` is ``at least 1``; ``did not "E"`` is ``exactly 0``.
+    """
+
+    event: str
+    where: Expr | None
+    count_op: str  # "at least", "at most", "exactly"
+    count: int
+    window: int  # seconds
+
+
+Expr = Const | ListOf | Var | Call | Not | Neg | BinOp | Exists | InSegment | DidEvent
+
+# ---- message texts -----------------------------------------------------------------------------
+
+
+class Filter(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    arg: Expr | None = None
+
+
+class Literal(_Node, frozen=True):
+    text: str
+
+
+class Personalised(_Node, frozen=True):
+    expr: Expr
+    filters: tuple[Filter, ...] = ()
+
+
+class Text(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    parts: tuple[Literal | Personalised, ...]
+
+
+class Button(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    label: Text
+    url: Text
+
+
+class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    title: Text
+    body: Text
+    url: Text | None = None
+    image: Text | None = None
+    icon: Text | None = None
+    ttl: int | None = None  # seconds; None: the config's default_ttl
+    require_interaction: bool = False
+    buttons: tuple[Button, ...] = ()
+    tag: str | None = None
+    urgency: str | None = None
+
+
+# ---- triggers and schedules (SPEC §3) ----------------------------------------------------------
+
+
+class SingleAction(_Node, frozen=True):
+    event: str
+    where: Expr | None = None
+
+
+class InactionWithin(_Node, frozen=True):
+    event: str
+    where: Expr | None
+    unless_event: str
+    unless_where: Expr | None
+    within: int  # seconds
+
+
+class OnDate(_Node, frozen=True):
+    event: str
+    where: Expr | None
+    at: Expr
+
+
+class SendOnce(_Node, frozen=True):
+    at: str  # naive local date-time
+
+
+class SendDates(_Node, frozen=True):
+    at: tuple[str, ...]
+
+
+class SendDaily(_Node, frozen=True):
+    time: str
+
+
+class SendWeekly(_Node, frozen=True):
+    weekdays: tuple[int, ...]  # ISO: Monday 1 … Sunday 7
+    time: str
+
+
+class SendMonthly(_Node, frozen=True):
+    day: int
+    time: str
+
+
+Trigger = SingleAction | InactionWithin | OnDate
+Schedule = SendOnce | SendDates | SendDaily | SendWeekly | SendMonthly
+
+# ---- when, control, conversion -----------------------------------------------------------------
+
+
+class Dnd(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    start: str  # HH:MM:SS local
+    end: str
+    mode: str  # discard | delay
+
+
+class Limit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    count: int
+    period: str  # day | week | campaign
+
+
+class Conversion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    event: str
+    within: int  # seconds
+    where: Expr | None = None
+    revenue: Expr | None = None
+
+
+class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    name: str
+    file: str
+    trigger: Trigger | Schedule
+    message: Message
+    timezone: str
+    audience: Expr | None = None
+    labels: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ("chrome", "firefox", "edge", "safari")
+    start: str | None = None  # naive local date-times in ``timezone``
+    end: str | None = None
+    dnd: Dnd | None = None
+    ignore_global_limits: bool = False
+    limits: tuple[Limit, ...] = ()
+    deliver_in_user_timezone: bool = False
+    cutoff: str | None = None
+    control_percent: float = 0.0
+    conversion: Conversion | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return isinstance(self.trigger, (SingleAction, InactionWithin, OnDate))
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The config values that change decisions (SPEC §10)."""
+
+    timezone: str = "UTC"
+    global_per_user_per_day: int | None = None
+    default_ttl: int = 28 * 86400
+
+
+class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format_version: int
+    campaigns: tuple[Campaign, ...]
+    segments: dict[str, Expr]
+    settings: Settings
+
+    def campaign(self, campaign_id: str) -> Campaign | None:
+        return next((c for c in self.campaigns if c.id == campaign_id), None)
+
+
+def to_json(plan: Plan) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(plan), indent=2)
+
+
+def from_json(data: bytes | str) -> Plan:
+    return msgspec.json.decode(data, type=Plan)
