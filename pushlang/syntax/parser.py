@@ -7,6 +7,8 @@ from typing import cast
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import LexerState, LexerThread, LineCounter
+from lark.utils import TextSlice
 
 from pushlang import ast
 from pushlang.diagnostics import Sink, codes
@@ -75,13 +77,18 @@ class Parser:
     def _parse_template_expr(
         self, text: str, line: int, column: int
     ) -> tuple[ast.Expr, tuple[ast.Filter, ...]] | None:
-        # Padding puts the expression where it stands in the file, so every span is right.
-        padded = "\n" * (line - 1) + " " * (column - 1) + text
+        # The lexer's line counter starts where the expression stands in the file, so every
+        # span it produces points at the file (a message string never spans lines).
+        counter = LineCounter("\n")
+        counter.line, counter.column, counter.line_start_pos = line, column, 1 - column
+        frontend = self.lark.parser
+        stream = LexerThread(frontend.lexer, LexerState(TextSlice(text, 0, len(text)), counter))
         saved_blocks = self.postlex.open_blocks
         try:
-            return cast("tuple[ast.Expr, tuple[ast.Filter, ...]]", self.lark.parse(padded, start="template_expr"))
+            return cast("tuple[ast.Expr, tuple[ast.Filter, ...]]", frontend.parser.parse(stream, "template_expr"))
         except UnexpectedInput as exc:
-            self._syntax_error(exc, padded, code=codes.INVALID_TEMPLATE, inside="a personalisation `@{...}`")
+            self._syntax_error(exc, text, code=codes.INVALID_TEMPLATE, inside="a personalisation `@{...}`",
+                               end=(line, column + len(text)))
             return None
         finally:
             self.postlex.open_blocks = saved_blocks
@@ -89,7 +96,7 @@ class Parser:
     # ---- syntax errors in words ----------------------------------------------------------------
 
     def _syntax_error(self, exc: UnexpectedInput, text: str, code: codes.Code = codes.SYNTAX_ERROR,
-                      inside: str | None = None) -> None:
+                      inside: str | None = None, end: tuple[int, int] | None = None) -> None:
         line, col = exc.line, exc.column
         help: str | None
         if isinstance(exc, UnexpectedCharacters):
@@ -106,19 +113,19 @@ class Parser:
             tok: Token = exc.token
             expected = self._expected(exc.expected or set())
             if tok.type == "$END":
-                message = "unexpected end of " + ("the personalisation" if inside else "file")
+                message = "unexpected end of " + (inside or "file")
                 blocks = self.postlex.open_blocks
                 if blocks and not inside:
                     opener = blocks[-1]
                     message += f"; the `{opener}` block opened on line {opener.line} is not closed"
-                line, col = _end_position(text)
+                line, col = end or _end_position(text)
                 span = Span(line, col, line, col)
             else:
                 message = f"unexpected {self._describe(tok)}"
                 span = Span(tok.line or line, tok.column or col, tok.end_line or line, tok.end_column or col + 1)
                 if tok.type == "_NL":
                     span = Span(span.line, span.column, span.line, span.column + 1)
-            if inside:
+            if inside and tok.type != "$END":
                 message += f" in {inside}"
             help = None
             if expected:
