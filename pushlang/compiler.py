@@ -9,7 +9,7 @@ from pushlang import ast, plan
 from pushlang.builtins import PLATFORMS, WEEKDAYS
 from pushlang.check import CampaignView, CheckContext, run_checks
 from pushlang.config import Config, find_config, load_config
-from pushlang.diagnostics import Diagnostic, Sink
+from pushlang.diagnostics import Diagnostic, Sink, codes
 from pushlang.loader import Loader, Program
 from pushlang.schema import Schema, load_schema
 from pushlang.source import Source
@@ -52,13 +52,26 @@ def _finish(program: Program, config: Config, schema_path: str | None, sink: Sin
 
 
 def compile_program(program: Program, config: Config, schema: Schema | None, sink: Sink) -> plan.Plan | None:
-    if any(f.module is None for f in program.files.values()):
-        return None  # syntax errors: the names the checks would look up are not all known
     ctx = CheckContext(program, config, schema, sink)
+    if any(f.module is None for f in program.files.values()):
+        # A file with a syntax error may define the names others use: check the rest, but do
+        # not call a name unknown that could be defined there.
+        checked = Sink()
+        run_checks(CheckContext(program, config, schema, checked))
+        for d in checked.items:
+            if d.code not in _MAYBE_DEFINED_IN_BROKEN_FILE:
+                sink.items.append(d)
+        return None
     run_checks(ctx)
     if sink.has_errors:
         return None
     return Lowering(ctx).build()
+
+
+_MAYBE_DEFINED_IN_BROKEN_FILE = frozenset(
+    {codes.UNKNOWN_SEGMENT.code, codes.UNKNOWN_TEMPLATE.code, codes.DUPLICATE_NAME.code,
+     codes.DUPLICATE_CAMPAIGN.code}
+)
 
 
 class Lowering:
