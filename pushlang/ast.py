@@ -81,6 +81,7 @@ class Did(msgspec.Struct, frozen=True):
     window: int  # seconds
     span: Span
     event_span: Span
+    window_span: Span
 
 
 Expr = Literal | ListExpr | Prop | Call | Unary | Binary | Exists | SegmentRef | Did

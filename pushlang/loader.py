@@ -94,7 +94,10 @@ class Loader:
                                      f"cannot read `{shown}`: {exc.strerror.lower() if exc.strerror else exc}")
                 return
             except UnicodeDecodeError as exc:
-                self.sink.report(codes.UNREADABLE_FILE, shown, Span(1, 1, 1, 1),
+                # The text before the bad byte decodes, so it gives the line and column to show.
+                before = exc.object[:exc.start].decode("utf-8")
+                line, column = Source(shown, before).position(len(before))
+                self.sink.report(codes.UNREADABLE_FILE, shown, Span(line, column, line, column + 1),
                                  f"`{shown}` is not UTF-8 text (byte {exc.start})",
                                  help="save the file as UTF-8")
                 return

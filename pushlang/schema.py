@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -43,6 +44,7 @@ class Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def load_schema(path: str, sink: Sink) -> Schema | None:
     """A schema from TOML or JSON; a broken one is a PL607 diagnostic and None."""
+    line = 1
     try:
         text = Path(path).read_text(encoding="utf-8")
         data = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
@@ -51,8 +53,48 @@ def load_schema(path: str, sink: Sink) -> Schema | None:
         message = f"cannot read the schema: {exc.strerror}"
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         message = f"the schema is not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}"
+        line = int(m.group(1)) if (m := re.search(r"line (\d+)", str(exc))) else 1
     except msgspec.ValidationError as exc:
-        message = f"the schema does not have the expected shape: {exc}"
-    sink.report(codes.INVALID_SCHEMA, path, Span(1, 1, 1, 1), message,
+        culprit = _culprit(data)
+        if culprit is None:
+            message = f"the schema does not have the expected shape: {exc}"
+        else:
+            name, what, problem = culprit
+            message = f"{what} in the schema: {problem}"
+            line = _key_line(text, name)
+    sink.report(codes.INVALID_SCHEMA, path, Span(line, 1, line, 2), message,
                 help="see the README: [profile] and [events.\"Name\"] tables of {type, required}")
     return None
+
+
+def _culprit(data: Any) -> tuple[str, str, str] | None:
+    """The first key whose value does not fit (its name, what it is, what is wrong) — msgspec's
+    own message hides dictionary keys as ``[...]``."""
+    if not isinstance(data, dict):
+        return None
+    for key in data:
+        if key not in ("profile", "events"):
+            return key, f"`{key}`", "unknown table; the schema has [profile] and [events.\"Name\"]"
+    tables = [("profile", "profiles", data.get("profile", {}))]
+    events = data.get("events", {})
+    if isinstance(events, dict):
+        for event, props in events.items():
+            if not isinstance(props, dict):
+                return event, f'event "{event}"', "expected a table of properties"
+            tables.append((event, f'"{event}" events', props))
+    for table, owner, props in tables:
+        if not isinstance(props, dict):
+            return table, f"`{table}`", "expected a table of properties"
+        for name, spec in props.items():
+            try:
+                msgspec.convert(spec, type=PropertySpec)
+            except msgspec.ValidationError as exc:
+                return name, f"property `{name}` of {owner}", str(exc).replace(" - at `$`", "")
+    return None
+
+
+def _key_line(text: str, key: str) -> int:
+    """The first line where ``key`` is given a value or names a table (1 when not found)."""
+    quoted = re.escape(key)
+    m = re.search(rf"""^[^#\n]*?(?:^|[ \t{{,.\[])(["']?{quoted}["']?)[ \t]*(?:[=:]|\])""", text, re.MULTILINE)
+    return text.count("\n", 0, m.start(1)) + 1 if m else 1

@@ -9,6 +9,8 @@ from pushlang.builtins import FILTERS, FUNCTIONS, PLATFORMS, URGENCIES, WEEKDAYS
 from pushlang.check.context import CheckContext, Def, field_texts, walk
 from pushlang.diagnostics import codes
 from pushlang.diagnostics.sink import did_you_mean
+from pushlang.resources import stdlib_dir
+from pushlang.source import Span
 
 
 def duplicate_names(ctx: CheckContext) -> None:
@@ -20,6 +22,8 @@ def duplicate_names(ctx: CheckContext) -> None:
 def _duplicates(ctx: CheckContext, defs: Sequence[Def[ast.SegmentDef] | Def[ast.TemplateDef] | Def[ast.CampaignDef]],
                 what: str, code: codes.Code) -> None:
     first: dict[str, Def[ast.SegmentDef] | Def[ast.TemplateDef] | Def[ast.CampaignDef]] = {}
+    std = stdlib_dir().resolve()
+    stdlib = {f.source.path for resolved, f in ctx.program.files.items() if resolved.is_relative_to(std)}
     for d in defs:
         name = d.node.id if isinstance(d.node, ast.CampaignDef) else d.node.name
         span = d.node.id_span if isinstance(d.node, ast.CampaignDef) else d.node.name_span
@@ -28,8 +32,13 @@ def _duplicates(ctx: CheckContext, defs: Sequence[Def[ast.SegmentDef] | Def[ast.
             continue
         other = first[name]
         other_span = other.node.id_span if isinstance(other.node, ast.CampaignDef) else other.node.name_span
-        ctx.report(code, d.path, span, f"{what} `{name}` is defined twice",
-                   notes=(f"first defined at {other.path}:{other_span.line}:{other_span.column}",),
+        note = f"first defined at {other.path}:{other_span.line}:{other_span.column}"
+        if d.path in stdlib and other.path not in stdlib:
+            # An imported standard module comes after the file that imports it; the name to
+            # change is the one in the user's file, so that is where the error goes.
+            note = f"the standard library defines it at {d.path}:{span.line}:{span.column}"
+            d, span = other, other_span
+        ctx.report(code, d.path, span, f"{what} `{name}` is defined twice", notes=(note,),
                    help="names are global across every file one command loads: rename one of them")
 
 
@@ -97,11 +106,12 @@ def _expression_names(ctx: CheckContext, expr: ast.Expr, path: str) -> None:
                 ctx.report(codes.UNKNOWN_FUNCTION, path, node.name_span, f"unknown function `{node.name}`",
                            help=did_you_mean(node.name, FUNCTIONS) or "functions: " + ", ".join(FUNCTIONS))
                 continue
-            low, high, _ = FUNCTIONS[node.name]
+            low, high, doc = FUNCTIONS[node.name]
             if not low <= len(node.args) <= high:
                 count = "no arguments" if high == 0 else ("1 argument" if high == 1 else f"{high} arguments")
                 ctx.report(codes.WRONG_ARGUMENTS, path, node.span,
-                           f"`{node.name}()` takes {count}, not {len(node.args)}")
+                           f"`{node.name}()` takes {count}, not {len(node.args)}",
+                           help=f"`{node.name}({', '.join(['x'] * high)})` is {doc}")
 
 
 def segment_cycles(ctx: CheckContext) -> None:
@@ -140,11 +150,17 @@ def fixed_words(ctx: CheckContext) -> None:
     fields += [(f, tpl.path) for tpl in ctx.all_templates for f in tpl.node.fields]
     for f, path in fields:
         if isinstance(f, ast.Urgency):
-            _choice(ctx, path, f.level, f, URGENCIES, "urgency")
+            # The level is the last word of the field: point at it, not at `urgency`.
+            end = f.span
+            level = ast.Name(f.level, Span(end.end_line, end.end_column - len(f.level), end.end_line, end.end_column))
+            _choice(ctx, path, f.level, level, URGENCIES, "urgency")
 
 
-def _choice(ctx: CheckContext, path: str, value: str, node: ast.Name | ast.Urgency,
+_PLURAL = {"platform": "platforms", "weekday": "weekdays", "urgency": "urgencies"}
+
+
+def _choice(ctx: CheckContext, path: str, value: str, node: ast.Name,
             allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         ctx.report(codes.UNKNOWN_CHOICE, path, node.span, f"unknown {what} `{value}`",
-                   help=did_you_mean(value, allowed) or f"{what}s: " + ", ".join(allowed))
+                   help=did_you_mean(value, allowed) or f"{_PLURAL[what]}: " + ", ".join(allowed))

@@ -36,7 +36,8 @@ def window(ctx: CheckContext) -> None:
             if before or after:
                 ctx.report(codes.SCHEDULE_OUTSIDE_WINDOW, view.path, when.span,
                            f"{_shown(value)} is {'before `start`' if before else 'at or after `end`'}: "
-                           "it will never send")
+                           "it will never send",
+                           help="decisions happen only in [start, end): move the date or widen the window")
         if schedule.kind == "monthly" and schedule.day is not None and schedule.day_span is not None:
             if not 1 <= schedule.day <= 31:
                 ctx.report(codes.INVALID_DAY, view.path, schedule.day_span,
@@ -103,7 +104,7 @@ def durations(ctx: CheckContext) -> None:
     for expr, path in exprs:
         for node in walk(expr):
             if isinstance(node, ast.Did) and node.window == 0:
-                _zero(ctx, path, node.span)
+                _zero(ctx, path, node.window_span)
 
 
 def _zero(ctx: CheckContext, path: str, span: Span) -> None:

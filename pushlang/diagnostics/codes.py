@@ -178,7 +178,7 @@ MISSING_TRIGGER = _code(
     "PL300", "missing-trigger", E,
     "A campaign has neither a live trigger (`on ...`) nor a schedule (`send ...`).",
     "Without one the campaign never makes a decision.",
-    'campaign welcome {\n  message { title "Hi" body "Welcome" }\n}',
+    'campaign welcome {\n  message {\n    title "Hi"\n    body "Welcome"\n  }\n}',
     'Add exactly one trigger, e.g. `on "Signed Up"`, or one schedule, e.g. `send once at 2026-12-24 10:00`.',
 )
 MULTIPLE_TRIGGERS = _code(
@@ -192,7 +192,7 @@ EVENT_IN_SCHEDULED = _code(
     "PL302", "event-in-scheduled", E,
     "A scheduled campaign reads `event.*`.",
     "Scheduled campaigns run at set times over every known user; there is no triggering event.",
-    'send every day at 09:00\nmessage { title "Hi" body "@event.product_name" }',
+    'send every day at 09:00\nmessage {\n  title "Hi"\n  body "@event.product_name"\n}',
     "Use a profile property (`user.*`), a behaviour condition (`did ...`), or make the campaign "
     "live with `on \"E\"`.",
 )
@@ -339,7 +339,7 @@ SAFARI_WITHOUT_URL = _code(
     "The campaign allows Safari but its message has no `url`.",
     "Safari does not show a notification without a deep link; Safari subscribers are skipped "
     "(a user reachable only on Safari is suppressed with `safari_requires_url`).",
-    'message { title "Hi" body "Welcome" }',
+    'message {\n  title "Hi"\n  body "Welcome"\n}',
     "Add `url \"https://...\"`, or leave Safari out: `platforms chrome, firefox, edge`.",
 )
 SAFARI_DROPS_MEDIA = _code(

@@ -379,7 +379,7 @@ class AstBuilder(Transformer[Token, Any]):
         op, n = count if count is not None else (None, None)
         return ast.Did(
             self._string(event), negated is not None, where, op, n, duration_seconds(window),
-            tspan(kw).to(tspan(window)), tspan(event),
+            tspan(kw).to(tspan(window)), tspan(event), tspan(window),
         )
 
     def count(self, c: list[Token]) -> tuple[str, int]:

@@ -79,7 +79,7 @@ class Parser:
     ) -> tuple[ast.Expr, tuple[ast.Filter, ...]] | None:
         # The lexer's line counter starts where the expression stands in the file, so every
         # span it produces points at the file (a message string never spans lines).
-        counter = LineCounter("\n")
+        counter = LineCounter("\n")  # type: ignore[no-untyped-call]
         counter.line, counter.column, counter.line_start_pos = line, column, 1 - column
         frontend = self.lark.parser
         stream = LexerThread(frontend.lexer, LexerState(TextSlice(text, 0, len(text)), counter))
@@ -107,18 +107,22 @@ class Parser:
                 help = f"add the closing {ch}; a string cannot span lines (write \\n for a line break)"
             else:
                 message = f"unexpected character `{ch}`"
-                help = self._expected_help(exc.allowed or set())
+                help = self._expected_help(_accepted(exc, exc.allowed))
             span = Span(line, col, line, col + 1)
         elif isinstance(exc, UnexpectedToken):
             tok: Token = exc.token
-            expected = self._expected(exc.expected or set())
+            accepted = _accepted(exc, exc.expected)
+            expected = self._expected(accepted)
             if tok.type == "$END":
                 message = "unexpected end of " + (inside or "file")
                 blocks = self.postlex.open_blocks
                 if blocks and not inside:
                     opener = blocks[-1]
                     message += f"; the `{opener}` block opened on line {opener.line} is not closed"
-                line, col = end or _end_position(text)
+                # $END borrows the position of the last token: point just after it rather than
+                # after trailing comments.
+                last = (tok.end_line, tok.end_column) if tok.end_line and tok.end_column else None
+                line, col = last or end or _end_position(text)
                 span = Span(line, col, line, col)
             else:
                 message = f"unexpected {self._describe(tok)}"
@@ -130,7 +134,7 @@ class Parser:
             help = None
             if expected:
                 message += f"; expected {expected}"
-                help = _hint(tok, exc.expected or set())
+                help = _hint(tok, accepted)
         else:
             message, span = str(exc), Span(line, col, line, col + 1)
             help = None
@@ -174,11 +178,27 @@ class Parser:
         return f"`{tok}`"
 
 
+def _accepted(exc: UnexpectedInput, lexed: set[str] | None) -> set[str]:
+    """What the parser could take at the error; the lexer's set (``lexed``) also holds the
+    always-accepted ``_NL``, which would add "or a new line" where none can go."""
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None:
+        try:
+            return set(interactive.accepts())
+        except Exception:  # the lexer's set is still a fair answer
+            pass
+    return set(lexed or ())
+
+
 def _end_position(text: str) -> tuple[int, int]:
     stripped = text.rstrip()
     line = stripped.count("\n") + 1
     col = len(stripped) - (stripped.rfind("\n") + 1) + 1
     return line, col
+
+
+# Words that continue a statement (or are no keyword): a new line before them would not help.
+_NOT_ITEM_STARTS = frozenset({"NAME", "_NL", "UNLESS", "WHERE", "WITHIN", "REVENUE", "AT", "AND", "OR"})
 
 
 def _hint(tok: Token, expected: set[str]) -> str | None:
@@ -188,6 +208,8 @@ def _hint(tok: Token, expected: set[str]) -> str | None:
         return "a block ends with `}`"
     if tok.type == "NAME" and "STRING" in expected and "NAME" not in expected:
         return f'event names and texts are quoted: "{tok}"'
+    if "_NL" in expected and tok.type not in _NOT_ITEM_STARTS and str(tok).isalpha():
+        return f"start `{tok}` on a new line: each item of a block goes on its own line"
     return None
 
 
