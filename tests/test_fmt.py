@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PUSH_FILES = sorted([*ROOT.glob("examples/*.push"), *ROOT.glob("stdlib/*.push")])
 IDS = [str(p.relative_to(ROOT)) for p in PUSH_FILES]
 
-SPAN_KEYS = frozenset({"span", "name_span", "id_span", "event_span", "within_span", "use_span", "day_span"})
 STRING_OR_COMMENT = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|#[^\n]*")
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 
@@ -34,7 +33,7 @@ def fmt(text: str, path: str = "t.push") -> str:
 
 def without_spans(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: without_spans(v) for k, v in value.items() if k not in SPAN_KEYS}
+        return {k: without_spans(v) for k, v in value.items() if not k.endswith("span")}
     if isinstance(value, list | tuple):
         return [without_spans(v) for v in value]
     return value
