@@ -57,6 +57,22 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def _same_as_stdlib(path: Path) -> Path:
+    """The installed standard-library module a file is a copy of, else the file itself.
+
+    Linting a checkout's ``stdlib/`` next to files that ``import "std/..."`` must not load the
+    same module twice (and report every name in it as a duplicate).
+    """
+    std = stdlib_dir().resolve() / path.name
+    if path.suffix == ".push" and std != path and std.is_file():
+        try:
+            if std.read_bytes() == path.read_bytes():
+                return std
+        except OSError:
+            pass
+    return path
+
+
 class Loader:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -65,7 +81,7 @@ class Loader:
 
     def load_roots(self, paths: list[str]) -> Program:
         for p in expand_paths(paths):
-            resolved = Path(p).resolve()
+            resolved = _same_as_stdlib(Path(p).resolve())
             known = self.program.files.get(resolved)
             if known is not None:
                 known.root = True

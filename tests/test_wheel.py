@@ -31,13 +31,19 @@ def test_wheel_contains_grammar_and_stdlib(wheel: Path) -> None:
     assert "pushlang/cli.py" in names
 
 
-def test_installed_wheel_lints_a_copy_of_the_examples(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def bindir(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheel installed (dependencies from the package index)."""
+    venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
-    install = subprocess.run([str(bindir / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+    scripts = venv / ("Scripts" if os.name == "nt" else "bin")
+    install = subprocess.run([str(scripts / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
                              capture_output=True, text=True)
     assert install.returncode == 0, install.stderr
+    return scripts
+
+
+def test_installed_wheel_lints_a_copy_of_the_examples(bindir: Path, tmp_path: Path) -> None:
     shop = tmp_path / "elsewhere" / "shop"
     shutil.copytree(ROOT / "examples", shop)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
@@ -60,3 +66,13 @@ def test_installed_wheel_lints_a_copy_of_the_examples(wheel: Path, tmp_path: Pat
     module = subprocess.run([str(bindir / "python"), "-m", "pushlang", "explain", "PL200"],
                             capture_output=True, text=True, env=env)
     assert module.returncode == 0 and "unknown-segment" in module.stdout
+
+
+def test_installed_wheel_lints_examples_beside_a_stdlib_copy(bindir: Path, tmp_path: Path) -> None:
+    """The README's first command: the checkout's stdlib/ is the installed std module, not a duplicate."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "stdlib", tmp_path / "stdlib")
+    lint = subprocess.run([str(bindir / "pushlang"), "lint", "examples/", "stdlib/"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "16 files checked: no problems." in lint.stdout
