@@ -1,0 +1,180 @@
+"""Replay throughput and memory on a generated stream, beside a floor measured in the same run.
+
+1,000,000 records over 100,000 users and 100 campaigns (80 single action with 1–3 property
+conditions, 20 inaction windows; a few with behaviour predicates). Each mode runs in its own
+process so that its peak memory is its own:
+
+- floor: decode the same lines with msgspec and dispatch by event name, no rule work;
+- replay with the in-memory store;
+- replay with the SQLite store.
+
+Targets: in-memory replay ≥ 25% of the floor's events/s; SQLite ≥ 20,000 events/s; peak memory
+< 1 GiB.
+
+    python bench/replay.py [--records 1000000] [--users 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+EVENTS = [f"Event {i}" for i in range(20)]
+COUNTRIES = ["IN", "US", "DE", "FR", "BR", "GB"]
+ZONES = ["Asia/Kolkata", "America/New_York", "Europe/Berlin", "Europe/Paris", "America/Sao_Paulo", "Europe/London"]
+
+
+def campaigns_text(seed: int = 1) -> str:
+    rng = random.Random(seed)
+    out = []
+    for i in range(80):
+        event = EVENTS[i % len(EVENTS)]
+        conditions = [f"event.price > {rng.randint(5, 80)}", f'event.category == "c{rng.randint(0, 4)}"',
+                      f'user.country in ["{rng.choice(COUNTRIES)}", "{rng.choice(COUNTRIES)}"]']
+        where = " and ".join(conditions[: rng.randint(1, 3)])
+        who = '  who {\n    did "Viewed Product" at least 2 times in last 7d\n  }\n' if i % 16 == 0 else ""
+        out.append(f'campaign single_{i:02d} {{\n  platforms chrome, firefox\n  on "{event}" where {where}\n{who}'
+                   f'  when {{\n    limit 3 per day\n  }}\n  message {{\n    title "Hi @{{user.name | default: \'there\'}}"\n'
+                   f'    body "Offer {i} for @{{event.category | default: \'you\'}}"\n  }}\n}}\n')
+    for i in range(20):
+        who = '  who {\n    did "Viewed Product" at least 1 times in last 7d\n  }\n' if i % 5 == 0 else ""
+        out.append(f'campaign inaction_{i:02d} {{\n  platforms chrome, firefox\n'
+                   f'  on "Added To Cart" where event.price > {i * 5}\n'
+                   f'  unless "Charged" within {10 + i}m\n{who}'
+                   f'  when {{\n    dnd 22:00 to 07:00 delay\n    limit 1 per day\n  }}\n'
+                   f'  message {{\n    title "Your cart"\n    body "@{{event.product | default: \'Something\'}} is waiting"\n  }}\n}}\n')
+    return "\n".join(out)
+
+
+def generate(path: Path, records: int, users: int, seed: int = 2) -> None:
+    rng = random.Random(seed)
+    t = 1_796_112_000  # 2026-12-01T00:00:00Z
+    step = 10 * 86400 / records
+    encoder = msgspec.json.Encoder()
+    with path.open("wb") as f:
+        for n in range(records):
+            user = f"u{rng.randrange(users)}"
+            ts = int(t + n * step)
+            r = rng.random()
+            if n < users:  # everyone gets a profile and most a subscription early on
+                user = f"u{n}"
+                if rng.random() < 0.5:
+                    i = rng.randrange(len(ZONES))
+                    record = {"type": "profile", "user": user, "ts": ts,
+                              "props": {"country": COUNTRIES[i], "timezone": ZONES[i], "name": f"N{n}"}}
+                else:
+                    record = {"type": "subscribe", "user": user, "ts": ts, "platform": "chrome",
+                              "endpoint": f"https://push.example.net/{user}", "keys": {"p256dh": "k", "auth": "a"}}
+            elif r < 0.15:
+                record = {"user": user, "ts": ts, "name": "Viewed Product", "props": {"price": rng.randint(1, 100)}}
+            elif r < 0.22:
+                record = {"user": user, "ts": ts, "name": "Added To Cart",
+                          "props": {"price": rng.randint(1, 120), "product": "Lamp"}}
+            elif r < 0.26:
+                record = {"user": user, "ts": ts, "name": "Charged", "props": {"amount": rng.randint(5, 200)}}
+            else:
+                record = {"user": user, "ts": ts, "name": rng.choice(EVENTS),
+                          "props": {"price": rng.randint(1, 100), "category": f"c{rng.randint(0, 4)}"}}
+            f.write(encoder.encode(record))
+            f.write(b"\n")
+
+
+def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[str, float]:
+    start = time.perf_counter()
+    decisions = 0
+    if mode == "floor":
+        from pushlang.runtime.records import _decoder
+
+        handlers: dict[str | None, int] = {name: 0 for name in [*EVENTS, "Viewed Product", "Added To Cart", "Charged"]}
+        with records.open("rb") as f:
+            for line in f:
+                raw = _decoder.decode(line)
+                if raw.name in handlers:
+                    handlers[raw.name] += 1
+    else:
+        from pushlang.compiler import compile_paths
+        from pushlang.runtime.replay import replay
+        from pushlang.runtime.store import MemoryStore
+
+        result = compile_paths([str(campaigns)])
+        assert result.plan is not None, result.diagnostics
+        if mode == "sqlite":
+            from pushlang.runtime.sqlite_store import SqliteStore
+
+            store: MemoryStore = SqliteStore(str(workdir / "bench.db"))
+        else:
+            store = MemoryStore()
+        start = time.perf_counter()
+        count = [0]
+
+        def emit(_: object) -> None:
+            count[0] += 1
+
+        with records.open("rb") as f:
+            replay(result.plan, f, store, emit)
+        store.close()
+        decisions = count[0]
+    elapsed = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--modes", default="floor,memory,sqlite")
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.mode:  # a child process: one mode, figures as JSON on stdout
+        work = Path(args.workdir)
+        print(json.dumps(run_mode(args.mode, work / "records.jsonl", work / "bench.push", work)))
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print(f"generating {args.records:,} records over {args.users:,} users ...", file=sys.stderr)
+        generate(work / "records.jsonl", args.records, args.users)
+        (work / "bench.push").write_text(campaigns_text(), encoding="utf-8")
+        results = {}
+        for mode in args.modes.split(","):
+            print(f"running {mode} ...", file=sys.stderr)
+            child = subprocess.run([sys.executable, __file__, "--mode", mode, "--workdir", tmp],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:
+                print(child.stderr, file=sys.stderr)
+                return 1
+            results[mode] = json.loads(child.stdout)
+
+    n = args.records
+    print(f"{n:,} records, {args.users:,} users, 100 campaigns")
+    print(f"{'mode':44} {'seconds':>8} {'events/s':>10} {'peak MiB':>9} {'decisions':>10}")
+    labels = {"floor": "floor: msgspec decode + dispatch by name", "memory": "replay, in-memory store",
+              "sqlite": "replay, SQLite store"}
+    for mode, r in results.items():
+        print(f"{labels[mode]:44} {r['seconds']:8.2f} {n / r['seconds']:10,.0f} {r['peak_mib']:9.0f} "
+              f"{int(r['decisions']):10,}")
+    if "floor" in results and "memory" in results:
+        ratio = results["floor"]["seconds"] / results["memory"]["seconds"]
+        print(f"in-memory replay / floor: {ratio:.1%} (target ≥ 25%) -> {'OK' if ratio >= 0.25 else 'BELOW TARGET'}")
+    if "sqlite" in results:
+        rate = n / results["sqlite"]["seconds"]
+        print(f"SQLite replay: {rate:,.0f} events/s (target ≥ 20,000) -> {'OK' if rate >= 20_000 else 'BELOW TARGET'}")
+    peak = max(r["peak_mib"] for r in results.values())
+    print(f"peak memory: {peak:,.0f} MiB (target < 1024) -> {'OK' if peak < 1024 else 'ABOVE TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

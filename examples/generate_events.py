@@ -1,0 +1,134 @@
+"""Generate the bundled event log of the example shop: a week of a few thousand users.
+
+    python examples/generate_events.py [--users 3000] [--seed 7] [-o examples/events.jsonl.gz]
+
+The log is deterministic for a seed. It has profiles (with countries and timezones),
+subscriptions on every platform (legacy Safari device tokens too), and the events the example
+campaigns and segments react to: visits, sign-ups, product views, carts, charges (some within the
+abandoned-cart window, some after it), shipments and trip bookings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+START = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+DAYS = 7
+COUNTRIES = [("DE", "Europe/Berlin", 30), ("IN", "Asia/Kolkata", 25), ("US", "America/New_York", 20),
+             ("AT", "Europe/Vienna", 8), ("CH", "Europe/Zurich", 7), ("GB", "Europe/London", 10)]
+NAMES = ["Asha", "Ben", "Chloé", "Dev", "Emma", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kavya", "Liam",
+         "Mia", "Noah", "Olga", "Priya", "Quentin", "Rosa", "Sven", "Tara", None, None]
+PRODUCTS = [("sku-lamp", "Desk Lamp", 39.0, "home"), ("sku-chair", "Office Chair", 189.0, "home"),
+            ("sku-mug", "Coffee Mug", 12.5, "kitchen"), ("sku-kettle", "Kettle", 49.9, "kitchen"),
+            ("sku-boots", "Winter Boots", 129.0, "fashion"), ("sku-scarf", "Wool Scarf", 24.0, "fashion"),
+            ("sku-phone", "Phone Case", 19.0, "tech"), ("sku-buds", "Earbuds", 79.0, "tech"),
+            ("sku-tent", "Tent", 249.0, "outdoor"), ("sku-bottle", "Water Bottle", 15.0, "outdoor")]
+PLATFORMS = [("chrome", 55), ("firefox", 15), ("edge", 12), ("safari", 18)]
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pick(rng: random.Random, weighted: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    return rng.choices(weighted, weights=[w[-1] for w in weighted])[0]
+
+
+def user_records(rng: random.Random, n: int) -> list[tuple[dt.datetime, int, dict[str, Any]]]:
+    user = f"u{n:05d}"
+    country, zone, _ = _pick(rng, COUNTRIES)
+    first = START + dt.timedelta(seconds=rng.randrange(DAYS * 86400))
+    out: list[tuple[dt.datetime, int, dict[str, Any]]] = []
+    seq = 0
+
+    def add(t: dt.datetime, record: dict[str, Any]) -> None:
+        nonlocal seq
+        record = {"user": user, "ts": _iso(t), **record}
+        out.append((t, seq, record))
+        seq += 1
+
+    props: dict[str, Any] = {"country": country, "timezone": zone}
+    name = rng.choice(NAMES)
+    if name:
+        props["first_name"] = name
+    if rng.random() < 0.1:
+        props["vip"] = True
+    if rng.random() < 0.01:
+        props["test"] = True
+    add(first, {"type": "profile", "props": props})
+    add(first, {"name": "First Visit", "props": {"landing_page": "/", "referrer": rng.choice(["ads", "seo", "mail"])}})
+    if rng.random() < 0.8:
+        platform = _pick(rng, PLATFORMS)[0]
+        if platform == "safari" and rng.random() < 0.5:
+            add(first, {"type": "subscribe", "platform": "safari", "device_token": f"{n:064x}"})
+        else:
+            add(first, {"type": "subscribe", "platform": platform,
+                        "endpoint": f"https://push.example.net/{platform}/{user}",
+                        "keys": {"p256dh": f"BP{n:086d}", "auth": f"a{n:021d}"}})
+    if rng.random() < 0.5:
+        add(first + dt.timedelta(minutes=2), {"name": "Signed Up", "props": {"method": "email"}})
+    t = first
+    carts = 0
+    for _ in range(rng.randint(1, 9)):
+        t += dt.timedelta(minutes=rng.randint(1, 600))
+        if t >= START + dt.timedelta(days=DAYS):
+            break
+        sku, product, price, category = rng.choice(PRODUCTS)
+        add(t, {"name": "Viewed Product",
+                "props": {"product_id": sku, "product_name": product, "price": price, "category": category}})
+        if rng.random() < 0.3:
+            carts += 1
+            cart = f"c-{user}-{carts}"
+            t += dt.timedelta(minutes=rng.randint(1, 5))
+            add(t, {"name": "Added To Cart", "props": {"product_id": sku, "product_name": product, "price": price,
+                                                       "cart_id": cart, "quantity": 1}})
+            if rng.random() < 0.5:
+                paid = t + dt.timedelta(minutes=rng.choice([3, 8, 15, 45, 240]))
+                order = f"o-{user}-{carts}"
+                add(paid, {"name": "Charged", "props": {"amount": price, "order_id": order, "cart_id": cart,
+                                                        "currency": "EUR"}})
+                if rng.random() < 0.8:
+                    add(paid + dt.timedelta(hours=rng.randint(12, 30)),
+                        {"name": "Order Shipped", "props": {"order_id": order, "carrier": "DHL"}})
+    if rng.random() < 0.05:
+        departure = first + dt.timedelta(days=rng.randint(2, 20), hours=rng.randint(0, 23))
+        add(first + dt.timedelta(minutes=30),
+            {"name": "Trip Booked", "props": {"booking_id": f"b-{user}", "departure": _iso(departure),
+                                              "destination": rng.choice(["Lisbon", "Goa", "Oslo"])}})
+    return out
+
+
+def generate(users: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    rows: list[tuple[dt.datetime, int, int, dict[str, Any]]] = []
+    for n in range(users):
+        rows.extend((t, n, seq, record) for t, seq, record in user_records(rng, n))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return [r[3] for r in rows]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("-o", "--output", default=str(Path(__file__).with_name("events.jsonl.gz")))
+    args = ap.parse_args()
+    records = generate(args.users, args.seed)
+    data = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records).encode()
+    if args.output.endswith(".gz"):
+        Path(args.output).write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+    else:
+        Path(args.output).write_bytes(data)
+    print(f"{len(records):,} records for {args.users:,} users -> {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The runtime: records in, decisions out, on an injected clock, store and dispatcher."""

@@ -1,0 +1,140 @@
+"""The command-line hosts of the engine: files in, decisions and a summary out."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, cast
+
+import msgspec
+
+from pushlang import plan
+from pushlang.runtime.engine import Output
+from pushlang.runtime.instants import from_local, parse_instant
+from pushlang.runtime.replay import Summary, replay
+from pushlang.runtime.store import MemoryStore
+
+
+def parse_until(text: str | None, tz: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError:
+        pass
+    try:
+        return from_local(text.replace(" ", "T"), tz)
+    except ValueError:
+        raise ValueError(f"--until {text!r} is not a date-time (e.g. 2026-12-31T23:59:59Z)") from None
+
+
+def open_store_url(url: str | None) -> MemoryStore:
+    if url is None or url in ("memory", "memory:"):
+        return MemoryStore()
+    from pushlang.runtime.sqlite_store import open_store
+
+    return open_store(url)
+
+
+@contextlib.contextmanager
+def _lines(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = cast(IO[bytes], gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb"))  # noqa: SIM115
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str | None, rejects: str | None,
+               store_url: str | None) -> int:
+    until_us = parse_until(until, compiled.settings.timezone)
+    store = open_store_url(store_url)
+    encoder = msgspec.json.Encoder()
+    sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
+    size = os.path.getsize(events) if events != "-" and os.path.isfile(events) and not events.endswith(".gz") else None
+
+    def emit(record: Output) -> None:
+        sink.write(encoder.encode(record))
+        sink.write(b"\n")
+
+    try:
+        with _lines(events) as lines, _progress(size) as progress:
+            summary = replay(compiled, _counting(lines, progress), store, emit, until=until_us)
+    finally:
+        store.close()
+        if out:
+            sink.close()
+        else:
+            sink.flush()
+    if rejects:
+        Path(rejects).write_text("".join(msgspec.json.encode(r).decode() + "\n" for r in summary.rejects),
+                                 encoding="utf-8")
+    print(summary_table(summary), file=sys.stderr)
+    return 0
+
+
+def _counting(lines: IO[bytes], progress: _Progress) -> Iterator[bytes]:
+    for line in lines:
+        progress.advance(len(line))
+        yield line
+
+
+class _Progress:
+    def advance(self, n: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _progress(total_bytes: int | None) -> Iterator[_Progress]:
+    """A prompt-toolkit progress bar over the input's bytes when stderr is a terminal."""
+    if not sys.stderr.isatty() or total_bytes is None:
+        yield _Progress()
+        return
+    from prompt_toolkit.output import create_output
+    from prompt_toolkit.shortcuts import ProgressBar
+
+    with ProgressBar(title="replaying", output=create_output(stdout=sys.stderr)) as bar:
+        counter = bar(range(total_bytes), label="records", total=total_bytes)
+
+        class Bar(_Progress):
+            def advance(self, n: int) -> None:
+                counter.items_completed += n
+                counter.progress_bar.invalidate()
+
+        yield Bar()
+        counter.done = True
+
+
+def summary_table(summary: Summary) -> str:
+    header = ("campaign", "triggered", "send", "control", "delay", "suppress", "conversions", "revenue")
+    rows = [header]
+    for cid, c in summary.campaigns.items():
+        rows.append((cid, f"{c.triggered:,}", f"{c.outcomes['send']:,}", f"{c.outcomes['control']:,}",
+                     f"{c.outcomes['delay']:,}", f"{c.outcomes['suppress']:,}", f"{c.conversions:,}",
+                     f"{c.revenue:,.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    reasons = [(cid, c.suppressed) for cid, c in summary.campaigns.items() if c.suppressed]
+    if reasons:
+        lines.append("")
+        lines.append("suppressed by reason:")
+        for cid, counts in reasons:
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(f"  {cid.ljust(widths[0])}  " + ", ".join(f"{r} {n:,}" for r, n in ranked))
+    lines.append("")
+    lines.append(f"{summary.records:,} records, {len(summary.rejects):,} rejected, {summary.decisions:,} decisions")
+    for reject in summary.rejects[:5]:
+        lines.append(f"  line {reject.line}: {reject.reason}")
+    if len(summary.rejects) > 5:
+        lines.append(f"  ... and {len(summary.rejects) - 5:,} more (--rejects FILE lists them all)")
+    return "\n".join(lines)

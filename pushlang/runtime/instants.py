@@ -1,0 +1,59 @@
+"""Instants are integer microseconds since the epoch, UTC: exact to compare and to add."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import pendulum
+
+US = 1_000_000
+UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_datetime(value: dt.datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+def to_datetime(us: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=us)
+
+
+def iso(us: int) -> str:
+    """``2026-12-01T08:15:00Z``: UTC, seconds precision (SPEC §9.4)."""
+    return to_datetime(us).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(text: str) -> int:
+    """An ISO-8601 date-time with a zone; ValueError when it has none or does not parse."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError("has no timezone")
+    return from_datetime(value)
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
+    return pendulum.timezone(name)
+
+
+def local(us: int, tz: str) -> pendulum.DateTime:
+    """The wall-clock date-time of an instant in a zone."""
+    return pendulum.instance(to_datetime(us)).in_timezone(zone(tz))
+
+
+def from_local(naive_iso: str, tz: str) -> int:
+    """A naive local date-time in a zone as an instant.
+
+    A time in the spring gap moves forward by the gap; a time in the autumn overlap is the later
+    instant (SPEC §5), which is pendulum's default resolution.
+    """
+    naive = dt.datetime.fromisoformat(naive_iso)
+    return local_parts(naive.year, naive.month, naive.day, naive.hour, naive.minute, naive.second, tz)
+
+
+def local_parts(year: int, month: int, day: int, hour: int, minute: int, second: int, tz: str) -> int:
+    value = pendulum.datetime(year, month, day, hour, minute, second, tz=zone(tz))
+    return from_datetime(value)

@@ -1,0 +1,141 @@
+"""Input records (SPEC §9.1): JSON Lines decoded with msgspec; a bad line is rejected, never fatal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from pushlang.builtins import PLATFORMS
+from pushlang.runtime.instants import US, parse_instant
+
+
+class Profile(msgspec.Struct, frozen=True, gc=False):
+    user: str
+    ts: int
+    props: dict[str, Any]
+
+
+class Event(msgspec.Struct, frozen=True, gc=False):
+    user: str
+    ts: int
+    name: str
+    props: dict[str, Any]
+
+
+class Subscribe(msgspec.Struct, frozen=True, gc=False):
+    user: str
+    ts: int
+    platform: str
+    endpoint: str | None = None
+    keys: dict[str, str] | None = None
+    device_token: str | None = None
+
+
+class Unsubscribe(msgspec.Struct, frozen=True, gc=False):
+    user: str
+    ts: int
+    endpoint: str | None = None
+    device_token: str | None = None
+
+
+Record = Profile | Event | Subscribe | Unsubscribe
+
+
+class Reject(msgspec.Struct, frozen=True):
+    """A line that is not a valid record: where it is and why."""
+
+    line: int
+    reason: str
+    text: str
+
+
+class _Raw(msgspec.Struct, gc=False):
+    type: str = "event"
+    user: str | int | None = None
+    ts: str | int | float | None = None
+    name: str | None = None
+    props: dict[str, Any] | None = None
+    platform: str | None = None
+    endpoint: str | None = None
+    keys: dict[str, str] | None = None
+    device_token: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Raw)
+
+
+class InvalidRecord(ValueError):
+    pass
+
+
+def decode_record(line: bytes | str) -> Record:
+    """One record from one JSON line; InvalidRecord with the reason otherwise."""
+    try:
+        raw = _decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise InvalidRecord(_validation_reason(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRecord(f"not valid JSON ({exc})") from None
+    if raw.user is None or raw.user == "":
+        raise InvalidRecord("no `user`")
+    if raw.ts is None:
+        raise InvalidRecord("no `ts`")
+    user = str(raw.user)
+    ts = _instant(raw.ts)
+    kind = raw.type
+    if kind == "event":
+        if not raw.name:
+            raise InvalidRecord("an event without `name`")
+        return Event(user, ts, raw.name, raw.props or {})
+    if kind == "profile":
+        return Profile(user, ts, raw.props or {})
+    if kind == "subscribe":
+        if raw.device_token:
+            return Subscribe(user, ts, raw.platform or "safari", device_token=raw.device_token)
+        if not raw.endpoint or not raw.keys or not raw.keys.get("p256dh") or not raw.keys.get("auth"):
+            raise InvalidRecord("a subscription needs `endpoint` and `keys` (p256dh, auth), or `device_token`")
+        platform = raw.platform or ""
+        if platform not in PLATFORMS:
+            raise InvalidRecord(f"unknown platform {platform!r} (one of {', '.join(PLATFORMS)})")
+        return Subscribe(user, ts, platform, raw.endpoint, raw.keys)
+    if kind == "unsubscribe":
+        if not raw.endpoint and not raw.device_token:
+            raise InvalidRecord("an unsubscribe needs `endpoint` or `device_token`")
+        return Unsubscribe(user, ts, raw.endpoint, raw.device_token)
+    raise InvalidRecord(f"unknown type {kind!r} (event, profile, subscribe or unsubscribe)")
+
+
+def _instant(value: str | int | float) -> int:
+    if isinstance(value, str):
+        try:
+            return parse_instant(value)
+        except ValueError:
+            raise InvalidRecord(f"`ts` {value!r} is not an ISO-8601 date-time with a zone") from None
+    if isinstance(value, bool):
+        raise InvalidRecord("`ts` must be a date-time or epoch seconds")
+    return round(value * US)
+
+
+def _validation_reason(message: str) -> str:
+    # msgspec: "Expected `str | null`, got `array` - at `$.name`"
+    if message.startswith("Expected `object`"):
+        return "not a JSON object"
+    if " - at `$." in message:
+        what, _, where = message.partition(" - at `$.")
+        return f"`{where.rstrip('`')}`: {what[0].lower()}{what[1:]}"
+    return message
+
+
+def read_records(lines: Iterable[bytes | str], rejects: list[Reject] | None = None) -> Iterator[Record]:
+    """The valid records of JSON lines (1-based line numbers); blank lines are skipped."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield decode_record(line)
+        except InvalidRecord as exc:
+            if rejects is not None:
+                text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+                rejects.append(Reject(number, str(exc), text.rstrip("\r\n")))

@@ -1,0 +1,71 @@
+"""Replay: campaigns over a stream of records on the virtual clock, with a summary per campaign."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from pushlang import plan
+from pushlang.runtime.engine import Engine, Output
+from pushlang.runtime.records import Reject, read_records
+from pushlang.runtime.store import MemoryStore
+
+
+@dataclass
+class CampaignSummary:
+    triggered: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    suppressed: Counter[str] = field(default_factory=Counter)
+    conversions: int = 0
+    revenue: float = 0.0
+    _decisions: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, out: Output) -> None:
+        if out.outcome == "convert":
+            self.conversions += 1
+            self.revenue += out.revenue or 0.0
+            return
+        if out.send_id is None or out.send_id not in self._decisions:
+            self.triggered += 1
+            if out.send_id is not None:
+                self._decisions.add(out.send_id)
+        self.outcomes[out.outcome] += 1
+        if out.outcome == "suppress" and out.reason:
+            self.suppressed[out.reason] += 1
+
+
+@dataclass
+class Summary:
+    campaigns: dict[str, CampaignSummary]
+    records: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    decisions: int = 0
+
+    def add(self, out: Output) -> None:
+        self.decisions += 1
+        self.campaigns.setdefault(out.campaign, CampaignSummary()).add(out)
+
+
+def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore,
+           emit: Callable[[Output], None], *, until: int | None = None,
+           progress: Callable[[int], None] | None = None, batch: int = 1000) -> Summary:
+    """Run the plan over JSON lines; every output goes to ``emit`` and into the summary."""
+    summary = Summary({c.id: CampaignSummary() for c in sorted(compiled.campaigns, key=lambda c: c.id)})
+
+    def out(record: Output) -> None:
+        summary.add(record)
+        emit(record)
+
+    engine = Engine(compiled, store, out)
+    count = 0
+    for record in read_records(lines, summary.rejects):
+        engine.feed(record)
+        count += 1
+        if count % batch == 0:
+            store.commit()
+            if progress is not None:
+                progress(count)
+    engine.finish(until)
+    summary.records = count
+    return summary

@@ -1,0 +1,510 @@
+"""The embedded durable store (DESIGN.md "Embedded default: SQLite"): one WAL file, batched commits.
+
+State lives in the inherited in-memory dictionaries, which act as a cache: a user is loaded from
+SQL the first time it is touched, every mutation changes memory and records what it changed, and
+``commit()`` writes the net effect of everything since the last commit in one transaction. So a
+record costs a few dictionary operations, not a round trip; durability is per batch.
+
+JSON columns (profile properties, event props, subscription keys, timer payloads, meta values) are
+TEXT written by msgspec, so SQL can read them with ``json_extract`` (``reach`` counts segments that
+way). Values must be JSON-shaped: tuples come back as lists, non-string keys as strings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window
+
+SCHEMA_VERSION = 1
+
+# Names of indexes are part of the design: a segment count or a behaviour check without the right
+# index is ten times slower (DESIGN.md).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+  user_id TEXT PRIMARY KEY,
+  first_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+  user_id TEXT PRIMARY KEY,
+  props TEXT NOT NULL                -- JSON object: json_extract(props, '$.country')
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+  user_id TEXT NOT NULL,
+  key TEXT NOT NULL,                 -- the endpoint, or the legacy Safari device token
+  platform TEXT NOT NULL,
+  endpoint TEXT,
+  keys TEXT,                         -- JSON object {"p256dh": ..., "auth": ...}
+  device_token TEXT,
+  active INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,            -- arrival order within (user_id, name)
+  user_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  props TEXT                         -- JSON object; NULL when empty
+);
+CREATE INDEX IF NOT EXISTS events_user_name_ts ON events (user_id, name, ts);
+CREATE TABLE IF NOT EXISTS counters (
+  user_id TEXT NOT NULL,
+  key TEXT NOT NULL,                 -- "campaign|period"
+  count INTEGER NOT NULL,
+  PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sends (
+  send_id TEXT PRIMARY KEY,          -- unique: a replayed record never sends twice
+  user_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sends_user ON sends (user_id);
+CREATE TABLE IF NOT EXISTS windows (
+  id INTEGER PRIMARY KEY,            -- opening order
+  user_id TEXT NOT NULL,
+  campaign TEXT NOT NULL,
+  send_id TEXT NOT NULL,
+  start INTEGER NOT NULL,
+  "end" INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_user ON windows (user_id);
+CREATE TABLE IF NOT EXISTS timers (
+  key TEXT PRIMARY KEY,
+  due INTEGER NOT NULL,
+  campaign TEXT NOT NULL,
+  user TEXT NOT NULL,                -- a user id, or the zone of a scheduled occurrence
+  kind TEXT NOT NULL,
+  payload TEXT                       -- JSON object; NULL when empty
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due);
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL                -- JSON
+) WITHOUT ROWID;
+"""
+
+INDEXES = ("events_user_name_ts", "sends_user", "windows_user", "timers_due")
+
+_encode_bytes = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _encode(value: Any) -> str:
+    return _encode_bytes(value).decode()
+
+
+def _encode_props(props: dict[str, Any] | None) -> str | None:
+    return _encode_bytes(props).decode() if props else None
+
+
+def _decode_props(text: str | None) -> dict[str, Any]:
+    return _decode(text) if text else {}
+
+
+class _Dirty:
+    """What changed for one user since the last commit (the net effect, not the call sequence)."""
+
+    __slots__ = ("counters", "created", "events", "profile", "sends", "state", "subs", "windows")
+
+    def __init__(self, state: UserState) -> None:
+        self.state = state
+        self.created = False
+        self.profile = False
+        self.subs: set[str] = set()
+        # name → [appended and not yet written, written rows to delete from the oldest]
+        self.events: dict[str, list[int]] = {}
+        self.counters: set[str] = set()
+        self.sends: list[str] = []
+        self.windows = False
+
+
+class SqliteStore(MemoryStore):
+    """A :class:`MemoryStore` whose state survives the process, in one SQLite file.
+
+    Not thread-safe: one writer, its caller serialises calls. With ``cache_size`` set, users
+    beyond the bound may be dropped from memory after a commit and reloaded when touched again,
+    so callers must not keep a :class:`UserState` across ``commit()``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 1000,
+        commit_interval: float = 0.05,
+        cache_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.path = str(path)
+        self.batch_size = batch_size
+        self.commit_interval = commit_interval
+        self.cache_size = cache_size
+        # isolation_level=None: no implicit transactions; commit() brackets its own.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA temp_store=MEMORY")
+        self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise ValueError(
+                f"{self.path}: store schema version {version} is newer than this pushlang "
+                f"understands ({SCHEMA_VERSION})"
+            )
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+        self._dirty: dict[str, _Dirty] = {}
+        self._dirty_timers: set[str] = set()
+        self._dirty_meta: set[str] = set()
+        self._since_commit = 0
+        self._last_commit = time.monotonic()
+        self._closed = False
+        # False while SQL is known to hold no user that memory lacks: lookups of new users skip SQL.
+        self._maybe_stored = self._db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+
+        for key, due, campaign, user, kind, payload in self._db.execute(
+            "SELECT key, due, campaign, user, kind, payload FROM timers"
+        ):
+            super().add_timer(Timer(due, campaign, user, key, kind, _decode_props(payload)))
+        for key, value in self._db.execute("SELECT key, value FROM meta"):
+            self._meta[key] = _decode(value)
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- users ---------------------------------------------------------------------------------
+
+    def get(self, user: str) -> UserState | None:
+        state = self._users.get(user)
+        if state is None and self._maybe_stored:
+            state = self._load(user)
+        return state
+
+    def user(self, user: str, ts: int) -> UserState:
+        state = self.get(user)
+        return state if state is not None else super().user(user, ts)
+
+    def user_ids(self) -> list[str]:
+        stored = {row[0] for row in self._db.execute("SELECT user_id FROM users")}
+        return sorted(stored.union(self._users))
+
+    def _load(self, user: str) -> UserState | None:
+        db = self._db
+        row = db.execute("SELECT first_seen FROM users WHERE user_id = ?", (user,)).fetchone()
+        if row is None:
+            return None
+        state = UserState(user, row[0])
+        row = db.execute("SELECT props FROM profiles WHERE user_id = ?", (user,)).fetchone()
+        if row is not None:
+            state.profile = _decode(row[0])
+        for key, platform, endpoint, keys, device_token, active, since in db.execute(
+            "SELECT key, platform, endpoint, keys, device_token, active, since"
+            " FROM subscriptions WHERE user_id = ?",
+            (user,),
+        ):
+            state.subscriptions[key] = Subscription(
+                key,
+                platform,
+                since,
+                endpoint,
+                None if keys is None else _decode(keys),
+                device_token,
+                bool(active),
+            )
+        history = state.history
+        for name, ts, props in db.execute(
+            "SELECT name, ts, props FROM events WHERE user_id = ? ORDER BY name, id", (user,)
+        ):
+            events = history.get(name)
+            if events is None:
+                events = history[name] = []
+            events.append((ts, _decode_props(props)))
+        state.counters = dict(
+            db.execute("SELECT key, count FROM counters WHERE user_id = ?", (user,)).fetchall()
+        )
+        state.sends = {r[0] for r in db.execute("SELECT send_id FROM sends WHERE user_id = ?", (user,))}
+        state.windows = [
+            Window(campaign, send_id, start, end)
+            for campaign, send_id, start, end in db.execute(
+                'SELECT campaign, send_id, start, "end" FROM windows WHERE user_id = ? ORDER BY id', (user,)
+            )
+        ]
+        self._users[user] = state
+        return state
+
+    def _created(self, state: UserState) -> None:
+        self._dirt(state).created = True
+
+    def _dirt(self, state: UserState) -> _Dirty:
+        dirty = self._dirty.get(state.user)
+        if dirty is None:
+            dirty = self._dirty[state.user] = _Dirty(state)
+        return dirty
+
+    def merge_profile(self, state: UserState, props: dict[str, Any]) -> None:
+        super().merge_profile(state, props)
+        if props:
+            self._dirt(state).profile = True
+
+    def put_subscription(self, state: UserState, sub: Subscription) -> None:
+        super().put_subscription(state, sub)
+        self._dirt(state).subs.add(sub.key)
+
+    def set_active(self, state: UserState, key: str, active: bool) -> None:
+        super().set_active(state, key, active)
+        if key in state.subscriptions:
+            self._dirt(state).subs.add(key)
+
+    def add_event(self, state: UserState, name: str, ts: int, props: dict[str, Any]) -> None:
+        super().add_event(state, name, ts, props)
+        dirty = self._dirty.get(state.user) or self._dirt(state)
+        counts = dirty.events.get(name)
+        if counts is None:
+            dirty.events[name] = [1, 0]
+        else:
+            counts[0] += 1
+
+    def prune_history(self, state: UserState, name: str, before: int) -> None:
+        events = state.history.get(name)
+        if not events:
+            return
+        count = len(events)
+        super().prune_history(state, name, before)
+        removed = count - len(events)
+        if not removed:
+            return
+        if not events:
+            del state.history[name]  # as a reload would see it: no rows, no key
+        # The removed events are the oldest: first those already written, then appended ones.
+        counts = self._dirt(state).events.setdefault(name, [0, 0])
+        written = count - counts[0]
+        from_written = min(removed, written)
+        counts[1] += from_written
+        counts[0] -= removed - from_written
+
+    def bump_counter(self, state: UserState, key: str) -> None:
+        super().bump_counter(state, key)
+        self._dirt(state).counters.add(key)
+
+    def add_send(self, state: UserState, send_id: str) -> None:
+        new = send_id not in state.sends
+        super().add_send(state, send_id)
+        if new:
+            self._dirt(state).sends.append(send_id)
+
+    def open_window(self, state: UserState, window: Window) -> None:
+        super().open_window(state, window)
+        self._dirt(state).windows = True
+
+    def close_window(self, state: UserState, window: Window) -> None:
+        super().close_window(state, window)
+        self._dirt(state).windows = True
+
+    # ---- timers --------------------------------------------------------------------------------
+
+    def add_timer(self, timer: Timer) -> None:
+        super().add_timer(timer)
+        self._dirty_timers.add(timer.key)
+
+    def cancel_timer(self, key: str) -> None:
+        if key in self._timers:
+            super().cancel_timer(key)
+            self._dirty_timers.add(key)
+
+    def pop_due(self, due: int) -> list[Timer]:
+        timers = super().pop_due(due)
+        self._dirty_timers.update(t.key for t in timers)
+        return timers
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        super().set_meta(key, value)
+        self._dirty_meta.add(key)
+
+    def maybe_commit(self, records_seen: int = 1) -> bool:
+        """Count ``records_seen`` more records; commit when a batch is full or the interval passed.
+
+        Returns whether it committed.
+        """
+        self._since_commit += records_seen
+        if (
+            self._since_commit >= self.batch_size
+            or time.monotonic() - self._last_commit >= self.commit_interval
+        ):
+            self.commit()
+            return True
+        return False
+
+    def commit(self) -> None:
+        """Write everything changed since the last commit, in one transaction."""
+        if self._dirty or self._dirty_timers or self._dirty_meta:
+            self._write()
+            committed = self._dirty
+            self._dirty = {}
+            self._dirty_timers.clear()
+            self._dirty_meta.clear()
+            if self.cache_size is not None and len(self._users) > self.cache_size:
+                self._evict(committed)
+        self._since_commit = 0
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.commit()
+        self._db.close()
+        self._closed = True
+
+    def _write(self) -> None:
+        users: list[tuple[str, int]] = []
+        profiles: list[tuple[str, str]] = []
+        subs: list[tuple[Any, ...]] = []
+        drop_events: list[tuple[str, str]] = []
+        drop_oldest: list[tuple[str, str, int]] = []
+        events: list[tuple[str, str, int, str | None]] = []
+        counters: list[tuple[str, str, int]] = []
+        sends: list[tuple[str, str]] = []
+        window_users: list[tuple[str]] = []
+        windows: list[tuple[str, str, str, int, int]] = []
+        for user, dirty in self._dirty.items():
+            state = dirty.state
+            if dirty.created:
+                users.append((user, state.first_seen))
+            if dirty.profile:
+                profiles.append((user, _encode(state.profile)))
+            for key in dirty.subs:
+                s = state.subscriptions[key]
+                keys = None if s.keys is None else _encode(s.keys)
+                subs.append((user, key, s.platform, s.endpoint, keys, s.device_token, int(s.active), s.since))
+            for name, (appended, deleted) in dirty.events.items():
+                current = state.history.get(name, ())
+                if deleted:
+                    if len(current) == appended:  # nothing written survives
+                        drop_events.append((user, name))
+                    else:
+                        drop_oldest.append((user, name, deleted))
+                if appended:
+                    events.extend(
+                        (user, name, ts, _encode_props(props))
+                        for ts, props in current[len(current) - appended :]
+                    )
+            for key in dirty.counters:
+                counters.append((user, key, state.counters[key]))
+            sends.extend((send_id, user) for send_id in dirty.sends)
+            if dirty.windows:
+                window_users.append((user,))
+                windows.extend((user, w.campaign, w.send_id, w.start, w.end) for w in state.windows)
+        timers: list[tuple[str, int, str, str, str, str | None]] = []
+        drop_timers: list[tuple[str]] = []
+        for key in self._dirty_timers:
+            timer = self._timers.get(key)
+            if timer is None:
+                drop_timers.append((key,))
+            else:
+                timers.append(
+                    (key, timer.due, timer.campaign, timer.user, timer.kind, _encode_props(timer.payload))
+                )
+        meta = [(key, _encode(self._meta[key])) for key in self._dirty_meta]
+
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if users:
+                db.executemany("INSERT OR IGNORE INTO users (user_id, first_seen) VALUES (?, ?)", users)
+            if profiles:
+                db.executemany("INSERT OR REPLACE INTO profiles (user_id, props) VALUES (?, ?)", profiles)
+            if subs:
+                db.executemany(
+                    "INSERT OR REPLACE INTO subscriptions"
+                    " (user_id, key, platform, endpoint, keys, device_token, active, since)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    subs,
+                )
+            if drop_events:
+                db.executemany("DELETE FROM events WHERE user_id = ? AND name = ?", drop_events)
+            if drop_oldest:
+                db.executemany(
+                    "DELETE FROM events WHERE id IN"
+                    " (SELECT id FROM events WHERE user_id = ? AND name = ? ORDER BY id LIMIT ?)",
+                    drop_oldest,
+                )
+            if events:
+                db.executemany("INSERT INTO events (user_id, name, ts, props) VALUES (?, ?, ?, ?)", events)
+            if counters:
+                db.executemany(
+                    "INSERT OR REPLACE INTO counters (user_id, key, count) VALUES (?, ?, ?)", counters
+                )
+            if sends:
+                db.executemany("INSERT OR IGNORE INTO sends (send_id, user_id) VALUES (?, ?)", sends)
+            if window_users:
+                db.executemany("DELETE FROM windows WHERE user_id = ?", window_users)
+            if windows:
+                db.executemany(
+                    'INSERT INTO windows (user_id, campaign, send_id, start, "end") VALUES (?, ?, ?, ?, ?)',
+                    windows,
+                )
+            if drop_timers:
+                db.executemany("DELETE FROM timers WHERE key = ?", drop_timers)
+            if timers:
+                db.executemany(
+                    "INSERT OR REPLACE INTO timers (key, due, campaign, user, kind, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    timers,
+                )
+            if meta:
+                db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")  # memory and the pending changes stay: a later commit retries
+            raise
+
+    def _evict(self, recent: dict[str, _Dirty]) -> None:
+        """Drop the users changed least recently until the cache is within its bound."""
+        cached = self._users
+        for user in recent:
+            state = cached.pop(user, None)
+            if state is not None:
+                cached[user] = state  # dict order: least recently changed first
+        assert self.cache_size is not None
+        excess = len(cached) - self.cache_size
+        for user in list(cached)[:excess]:
+            del cached[user]
+        self._maybe_stored = True
+
+
+def open_store(url: str | None) -> MemoryStore:
+    """The store a ``--store`` URL names: ``memory:`` (the default) or ``sqlite:///path.db``.
+
+    ``sqlite:///state.db`` is relative to the current directory, ``sqlite:////var/lib/p.db`` is
+    absolute (as in SQLAlchemy URLs).
+    """
+    if url is None or url in ("memory:", "memory://"):
+        return MemoryStore()
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        path = url[len(prefix) :]
+        if path and "?" not in path and "#" not in path:
+            return SqliteStore(path)
+        if not path:
+            raise ValueError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
+        raise ValueError(f"store URL {url!r}: query strings and fragments are not supported")
+    if url.startswith("sqlite:"):
+        raise ValueError(
+            f"store URL {url!r} is malformed: use sqlite:///relative/file.db or sqlite:////absolute/file.db"
+        )
+    raise ValueError(
+        f"unsupported store URL {url!r}: expected 'memory:' or 'sqlite:///path/to/file.db'"
+        " (four slashes for an absolute path)"
+    )

@@ -1,0 +1,170 @@
+"""The engine's memory, keyed by user id (DESIGN.md "State, keyed by user"); in-memory implementation.
+
+Every change goes through a method of the store, so a persistent store (SQLite, Redis) can write
+exactly what changed. Timers are the one structure not owned by a user: a scheduled campaign's
+occurrence belongs to everybody.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Subscription:
+    key: str  # the endpoint, or the device token of legacy Safari
+    platform: str
+    since: int
+    endpoint: str | None = None
+    keys: dict[str, str] | None = None
+    device_token: str | None = None
+    active: bool = True
+
+
+@dataclass(slots=True)
+class Window:
+    """An open conversion window of a send or control decision: (start, end]."""
+
+    campaign: str
+    send_id: str
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class UserState:
+    user: str
+    first_seen: int
+    profile: dict[str, Any] = field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    history: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # "campaign|period" → sends
+    windows: list[Window] = field(default_factory=list)
+    sends: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True, order=True)
+class Timer:
+    """Something due at an instant. ``key`` is unique: re-arming replaces, cancelling removes."""
+
+    due: int
+    campaign: str
+    user: str  # the user; for a scheduled campaign's occurrence, the zone it is for
+    key: str = field(compare=False)
+    kind: str = field(compare=False)  # inaction | at | delay | occurrence
+    payload: dict[str, Any] = field(compare=False, default_factory=dict)
+
+
+class MemoryStore:
+    """All state in dictionaries: replay's default, the REPL and the tests."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, UserState] = {}
+        self._timers: dict[str, Timer] = {}
+        self._heap: list[tuple[int, str, str, str]] = []  # (due, campaign, user, key); stale entries skipped
+        self._meta: dict[str, Any] = {}
+
+    # ---- users ---------------------------------------------------------------------------------
+
+    def get(self, user: str) -> UserState | None:
+        return self._users.get(user)
+
+    def user(self, user: str, ts: int) -> UserState:
+        state = self._users.get(user)
+        if state is None:
+            state = self._users[user] = UserState(user, ts)
+            self._created(state)
+        return state
+
+    def user_ids(self) -> list[str]:
+        return sorted(self._users)
+
+    def _created(self, state: UserState) -> None:
+        """Hook for persistent stores."""
+
+    def merge_profile(self, state: UserState, props: dict[str, Any]) -> None:
+        state.profile.update(props)
+
+    def put_subscription(self, state: UserState, sub: Subscription) -> None:
+        state.subscriptions[sub.key] = sub
+
+    def set_active(self, state: UserState, key: str, active: bool) -> None:
+        sub = state.subscriptions.get(key)
+        if sub is not None:
+            sub.active = active
+
+    def add_event(self, state: UserState, name: str, ts: int, props: dict[str, Any]) -> None:
+        state.history.setdefault(name, []).append((ts, props))
+
+    def prune_history(self, state: UserState, name: str, before: int) -> None:
+        """Forget events of ``name`` at or before ``before``: nothing can read them any more."""
+        events = state.history.get(name)
+        if not events or events[0][0] > before:
+            return
+        keep = next((i for i, (ts, _) in enumerate(events) if ts > before), len(events))
+        del events[:keep]
+
+    def bump_counter(self, state: UserState, key: str) -> None:
+        state.counters[key] = state.counters.get(key, 0) + 1
+
+    def add_send(self, state: UserState, send_id: str) -> None:
+        state.sends.add(send_id)
+
+    def open_window(self, state: UserState, window: Window) -> None:
+        state.windows.append(window)
+
+    def close_window(self, state: UserState, window: Window) -> None:
+        state.windows.remove(window)
+
+    # ---- timers --------------------------------------------------------------------------------
+
+    def add_timer(self, timer: Timer) -> None:
+        self._timers[timer.key] = timer
+        heapq.heappush(self._heap, (timer.due, timer.campaign, timer.user, timer.key))
+
+    def cancel_timer(self, key: str) -> None:
+        self._timers.pop(key, None)
+
+    def timer(self, key: str) -> Timer | None:
+        return self._timers.get(key)
+
+    def next_due(self) -> int | None:
+        heap = self._heap
+        while heap:
+            due, _, _, key = heap[0]
+            timer = self._timers.get(key)
+            if timer is not None and timer.due == due:
+                return due
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, due: int) -> list[Timer]:
+        """The timers due exactly at ``due``, removed, in campaign-then-user order."""
+        out: list[Timer] = []
+        heap = self._heap
+        while heap and heap[0][0] == due:
+            _, _, _, key = heapq.heappop(heap)
+            timer = self._timers.get(key)
+            if timer is not None and timer.due == due:
+                out.append(self._timers.pop(key))
+        return out
+
+    def pending_timers(self, user: str | None = None) -> list[Timer]:
+        timers = self._timers.values()
+        return sorted(t for t in timers if user is None or t.user == user)
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        return self._meta.get(key, default)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._meta[key] = value
+
+    def commit(self) -> None:
+        """Make everything so far durable (nothing to do in memory)."""
+
+    def close(self) -> None:
+        self.commit()
