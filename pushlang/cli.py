@@ -13,6 +13,7 @@ from pushlang.compiler import compile_paths
 from pushlang.diagnostics import CODES, Sink, lookup
 from pushlang.diagnostics.render import FORMATS, render, render_explain, render_summary, render_text
 from pushlang.loader import expand_paths
+from pushlang.runtime import preview, stats
 from pushlang.source import Source
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -76,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="state store: memory (default) or sqlite:///file.db (a later replay continues it)")
     rep.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
 
+    preview.add_parser(commands)
+    stats.add_parser(commands)
+
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
         description="Explain a diagnostic code (PL200) or name (unknown-segment); without one, list all codes.",
@@ -103,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(_COMMANDS[args.command](args))
-    except UsageError as exc:
+    except (UsageError, ValueError) as exc:
         print(f"pushlang: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -224,4 +228,4 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,
-             "replay": cmd_replay}
+             "replay": cmd_replay, "preview": preview.run, "stats": stats.run}

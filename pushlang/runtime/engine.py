@@ -67,6 +67,13 @@ class _UserHistory(History):
         return self.state.history.get(name, [])
 
 
+def period_keys(at: int, zone: str) -> dict[str, str]:
+    """The limit periods an instant falls in, in a zone: local calendar day, ISO week, ever."""
+    day = local(at, zone)
+    year, week, _ = day.isocalendar()
+    return {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
+
+
 def _seconds(hms: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
     return h * 3600 + m * 60 + s
@@ -101,6 +108,7 @@ class Engine:
         self.emit = emit
         self.settings = compiled.settings
         self.clock: int = store.meta("clock", 0)
+        self._at_clock: int = store.meta("records_at_clock", 0)
         self._segments_by_tz: dict[str, dict[str, Fn]] = {}
         self.campaigns = [self._compile(c) for c in sorted(compiled.campaigns, key=lambda c: c.id)]
         self.by_trigger: dict[str, list[CampaignRuntime]] = {}
@@ -196,6 +204,10 @@ class Engine:
         ts = record.ts
         if ts > self.clock:
             self.advance(ts)
+            self._at_clock = 0
+        if ts == self.clock:  # how many records of this instant are done: a resumed replay skips them
+            self._at_clock += 1
+            self.store.set_meta("records_at_clock", self._at_clock)
         state = self.store.user(record.user, ts)
         if isinstance(record, Event):
             self._event(state, record)
@@ -242,6 +254,8 @@ class Engine:
         if timer is None or event.ts > timer.due:
             return
         trigger = timer.payload
+        if event.ts < trigger["ts"]:
+            return  # an F before E cancels nothing, even when its record arrives late
         env = self._env(c, state, event.ts).with_event(event.name, event.ts, event.props)
         env.trigger, env.trigger_name, env.trigger_ts = trigger["props"], trigger["event"], trigger["ts"]
         if c.unless_where(env):
@@ -419,10 +433,7 @@ class Engine:
             if at >= cutoff:
                 self._output(c, user, at, "suppress", "cutoff", send_id)
                 return
-        zone = self._user_zone(c, state)
-        day = local(at, zone)
-        year, week, _ = day.isocalendar()
-        periods = {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
+        periods = period_keys(at, self._user_zone(c, state))
         for limit in p.limits:
             if state.counters.get(f"{c.id}|{periods[limit.period]}", 0) >= limit.count:
                 self._output(c, user, at, "suppress", "campaign_limit", send_id)

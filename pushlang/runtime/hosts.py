@@ -132,7 +132,9 @@ def summary_table(summary: Summary) -> str:
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             lines.append(f"  {cid.ljust(widths[0])}  " + ", ".join(f"{r} {n:,}" for r, n in ranked))
     lines.append("")
-    lines.append(f"{summary.records:,} records, {len(summary.rejects):,} rejected, {summary.decisions:,} decisions")
+    lines.append(f"{summary.records:,} records, {len(summary.rejects):,} rejected, {summary.decisions:,} decisions"
+                 + (f"; {summary.skipped:,} records older than the store's clock skipped (already replayed)"
+                    if summary.skipped else ""))
     for reject in summary.rejects[:5]:
         lines.append(f"  line {reject.line}: {reject.reason}")
     if len(summary.rejects) > 5:

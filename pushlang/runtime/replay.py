@@ -39,6 +39,7 @@ class CampaignSummary:
 class Summary:
     campaigns: dict[str, CampaignSummary]
     records: int = 0
+    skipped: int = 0  # older than the store's clock: a previous replay on this store processed them
     rejects: list[Reject] = field(default_factory=list)
     decisions: int = 0
 
@@ -58,8 +59,14 @@ def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore
         emit(record)
 
     engine = Engine(compiled, store, out)
+    resume = engine.clock if store.meta("clock") is not None else None
+    seen_at_resume = store.meta("records_at_clock", 0)
     count = 0
     for record in read_records(lines, summary.rejects):
+        if resume is not None and (record.ts < resume or (record.ts == resume and seen_at_resume > 0)):
+            seen_at_resume -= record.ts == resume
+            summary.skipped += 1
+            continue
         engine.feed(record)
         count += 1
         if count % batch == 0:
