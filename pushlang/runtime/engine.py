@@ -74,6 +74,24 @@ def period_keys(at: int, zone: str) -> dict[str, str]:
     return {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
 
 
+def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
+    """Timers due at one instant, a campaign's occurrences in every zone as one batch at the first's place.
+
+    Decisions at one instant go in campaign-id, then user-id order (SPEC §9.2), also across the
+    zones of `deliver in user timezone`.
+    """
+    out: list[Timer | list[Timer]] = []
+    batches: dict[str, list[Timer]] = {}
+    for timer in timers:
+        if timer.kind != "occurrence":
+            out.append(timer)
+        elif timer.campaign in batches:
+            batches[timer.campaign].append(timer)
+        else:
+            out.append(batches.setdefault(timer.campaign, [timer]))
+    return out
+
+
 def _seconds(hms: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
     return h * 3600 + m * 60 + s
@@ -95,10 +113,11 @@ class CampaignRuntime:
     at: Fn | None = None
     conversion_where: Callable[[Env], bool] = field(default=lambda env: True)
     revenue: Fn | None = None
+    id: str = ""
+    is_live: bool = True
 
-    @property
-    def id(self) -> str:
-        return self.plan.id
+    def __post_init__(self) -> None:
+        self.id, self.is_live = self.plan.id, self.plan.is_live
 
 
 class Engine:
@@ -188,8 +207,11 @@ class Engine:
         store = self.store
         while (due := store.next_due()) is not None and (due < until or (inclusive and due == until)):
             self.clock = max(self.clock, due)
-            for timer in store.pop_due(due):
-                self._fire(timer)
+            for timer in _together(store.pop_due(due)):
+                if isinstance(timer, Timer):
+                    self._fire(timer)
+                elif (c := self.by_id.get(timer[0].campaign)) is not None:
+                    self._occurrence(c, timer)
         self.clock = max(self.clock, until)
         store.set_meta("clock", self.clock)
 
@@ -229,14 +251,17 @@ class Engine:
         if keep is not None:
             self.store.prune_history(state, name, ts - keep)
             self.store.add_event(state, name, ts, event.props)
-        if state.windows and name in self.by_conversion:
-            self._conversions(state, event)
+        if state.windows:
+            if name in self.by_conversion:
+                self._conversions(state, event)
+            for window in [w for w in state.windows if w.end < ts]:
+                self.store.close_window(state, window)  # expired: nothing can convert it any more
         for c in self.by_unless.get(name, ()):
             self._maybe_cancel(c, state, event)
         for c in self.by_trigger.get(name, ()):
             if (c.start is not None and ts < c.start) or (c.end is not None and ts >= c.end):
                 continue  # a trigger outside [start, end) arms nothing
-            env = self._env(c, state, ts).with_event(name, ts, event.props)
+            env = self._env(c, state, ts, event)
             if not c.trigger_where(env):
                 continue
             trigger = c.plan.trigger
@@ -256,7 +281,7 @@ class Engine:
         trigger = timer.payload
         if event.ts < trigger["ts"]:
             return  # an F before E cancels nothing, even when its record arrives late
-        env = self._env(c, state, event.ts).with_event(event.name, event.ts, event.props)
+        env = self._env(c, state, event.ts, event)
         env.trigger, env.trigger_name, env.trigger_ts = trigger["props"], trigger["event"], trigger["ts"]
         if c.unless_where(env):
             self.store.cancel_timer(timer.key)
@@ -288,7 +313,7 @@ class Engine:
                 continue
             if conversion.event != event.name or not window.start < event.ts:
                 continue
-            env = self._env(c, state, event.ts).with_event(event.name, event.ts, event.props)
+            env = self._env(c, state, event.ts, event)
             if not c.conversion_where(env):
                 continue
             revenue = None
@@ -306,14 +331,15 @@ class Engine:
         if c is None:
             return  # the campaign is no longer loaded
         if timer.kind == "occurrence":
-            self._occurrence(c, timer)
+            self._occurrence(c, [timer])
             return
         state = self.store.user(timer.user, timer.due)
         payload = timer.payload
         if timer.kind == "delay":
             self._redecide(c, state, timer)
             return
-        env = self._env(c, state, timer.due).with_event(payload["event"], payload["ts"], payload["props"])
+        env = Env(state.user, state.profile, timer.due, _UserHistory(state), c.segments,
+                  payload["event"], payload["ts"], payload["props"])
         self._decide(c, state, timer.due, env, trigger_at=timer.due)
 
     def _ensure_occurrence(self, c: CampaignRuntime, zone: str, not_before: int | None = None) -> None:
@@ -337,17 +363,21 @@ class Engine:
             if not c.plan.is_live and c.plan.deliver_in_user_timezone:
                 self._ensure_occurrence(c, zone, not_before=self.clock)
 
-    def _occurrence(self, c: CampaignRuntime, timer: Timer) -> None:
-        at, zone, date = timer.due, timer.user, timer.payload["date"]
-        key = timer.key
-        self.store.set_meta(key + ":next", at + 1)
-        self._ensure_occurrence(c, zone)
+    def _occurrence(self, c: CampaignRuntime, timers: list[Timer]) -> None:
+        """One instant of a scheduled campaign, for every zone due then: users in user-id order."""
+        at = timers[0].due
+        dates = {timer.user: timer.payload["date"] for timer in timers}  # zone → the scheduled local date
+        for timer in timers:
+            self.store.set_meta(timer.key + ":next", at + 1)
+            self._ensure_occurrence(c, timer.user)
         by_user_zone = c.plan.deliver_in_user_timezone
         for uid in self.store.user_ids():
             state = self.store.get(uid)
             if state is None or state.first_seen > at:
                 continue
-            if by_user_zone and self._user_zone(c, state) != zone:
+            zone = self._user_zone(c, state) if by_user_zone else ""
+            date = dates.get(zone)
+            if date is None:
                 continue
             env = self._env(c, state, at)
             if not c.audience(env):
@@ -357,8 +387,10 @@ class Engine:
 
     # ---- the decision pipeline (SPEC §9.3) -----------------------------------------------------
 
-    def _env(self, c: CampaignRuntime, state: UserState, now: int) -> Env:
-        return Env(state.user, state.profile, now, _UserHistory(state), c.segments)
+    def _env(self, c: CampaignRuntime, state: UserState, now: int, event: Event | None = None) -> Env:
+        if event is None:
+            return Env(state.user, state.profile, now, _UserHistory(state), c.segments)
+        return Env(state.user, state.profile, now, _UserHistory(state), c.segments, event.name, event.ts, event.props)
 
     def _valid_zone(self, zone: str) -> bool:
         ok = self._zone_ok.get(zone)
@@ -378,7 +410,7 @@ class Engine:
         if c.end is not None and at >= c.end:
             self._output(c, user, at, "suppress", "campaign_ended", send_id)
             return
-        if p.is_live and not c.audience(env):
+        if c.is_live and not c.audience(env):
             self._output(c, user, at, "suppress", "not_in_audience", send_id)
             return
         subscriptions = [s for s in state.subscriptions.values() if s.active and s.platform in p.platforms]

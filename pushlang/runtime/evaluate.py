@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,15 +43,16 @@ class Env:
                  "trigger_name", "trigger_ts", "user_id")
 
     def __init__(self, user_id: str, profile: dict[str, Any], now: int, history: History | None = None,
-                 segments: dict[str, Fn] | None = None) -> None:
+                 segments: dict[str, Fn] | None = None, event_name: str | None = None, event_ts: int = 0,
+                 event: dict[str, Any] | None = None) -> None:
         self.user_id = user_id
         self.profile = profile
         self.now = now
         self.history = history
         self.segments = segments or {}
-        self.event: dict[str, Any] | None = None
-        self.event_name: str | None = None
-        self.event_ts = 0
+        self.event = event
+        self.event_name = event_name
+        self.event_ts = event_ts
         self.trigger: dict[str, Any] | None = None
         self.trigger_name: str | None = None
         self.trigger_ts = 0
@@ -179,6 +181,23 @@ def _lookup(value: Any, path: Sequence[str]) -> Any:
     return value
 
 
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+            ">=": operator.ge}
+
+
+def _compare_constant(op: str, left: Fn, constant: Any, tz: str) -> Fn:
+    """``x > 20``, ``x == "IN"``: the common shapes, without the general type dispatch."""
+    cmp = _COMPARE[op]
+    kind: tuple[type, ...] = (str,) if isinstance(constant, str) else (int, float)
+
+    def fast(env: Env) -> bool:
+        value = left(env)
+        if type(value) in kind:
+            return bool(cmp(value, constant))
+        return compare(op, value, constant, tz)
+    return fast
+
+
 class Compiler:
     """Turns plan expressions into closures for one campaign's timezone."""
 
@@ -205,6 +224,9 @@ class Compiler:
         return lambda env: value
 
     def _ListOf(self, e: plan.ListOf) -> Fn:
+        if all(isinstance(i, plan.Const) and i.kind in ("string", "number", "bool", "null") for i in e.items):
+            constant = [i.value for i in e.items if isinstance(i, plan.Const)]
+            return lambda env: constant
         items = [self.compile(i) for i in e.items]
         return lambda env: [f(env) for f in items]
 
@@ -279,7 +301,9 @@ class Compiler:
             return lambda env: left(env) is True and right(env) is True
         if op == "or":
             return lambda env: left(env) is True or right(env) is True
-        if op in ("==", "!=", "<", "<=", ">", ">="):
+        if op in _COMPARE:
+            if isinstance(e.right, plan.Const) and e.right.kind in ("number", "percent", "string"):
+                return _compare_constant(op, left, e.right.value, tz)
             return lambda env: compare(op, left(env), right(env), tz)
         if op in ("+", "-", "*", "/"):
             return lambda env: arithmetic(op, left(env), right(env), tz)

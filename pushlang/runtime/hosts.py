@@ -102,7 +102,7 @@ def _progress(total_bytes: int | None) -> Iterator[_Progress]:
     from prompt_toolkit.shortcuts import ProgressBar
 
     with ProgressBar(title="replaying", output=create_output(stdout=sys.stderr)) as bar:
-        counter = bar(range(total_bytes), label="records", total=total_bytes)
+        counter = bar(range(total_bytes), label="bytes read", total=total_bytes)
 
         class Bar(_Progress):
             def advance(self, n: int) -> None:

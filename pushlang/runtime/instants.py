@@ -23,7 +23,12 @@ def to_datetime(us: int) -> dt.datetime:
 
 def iso(us: int) -> str:
     """``2026-12-01T08:15:00Z``: UTC, seconds precision (SPEC §9.4)."""
-    return to_datetime(us).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_second(us // US)
+
+
+@lru_cache(maxsize=65536)
+def _iso_second(second: int) -> str:
+    return (EPOCH + dt.timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_instant(text: str) -> int:
@@ -39,9 +44,9 @@ def zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
     return pendulum.timezone(name)
 
 
-def local(us: int, tz: str) -> pendulum.DateTime:
-    """The wall-clock date-time of an instant in a zone."""
-    return pendulum.instance(to_datetime(us)).in_timezone(zone(tz))
+def local(us: int, tz: str) -> dt.datetime:
+    """The wall-clock date-time of an instant in a zone (pendulum's zone data)."""
+    return (EPOCH + dt.timedelta(microseconds=us)).astimezone(zone(tz))
 
 
 def from_local(naive_iso: str, tz: str) -> int:
@@ -55,5 +60,8 @@ def from_local(naive_iso: str, tz: str) -> int:
 
 
 def local_parts(year: int, month: int, day: int, hour: int, minute: int, second: int, tz: str) -> int:
-    value = pendulum.datetime(year, month, day, hour, minute, second, tz=zone(tz))
-    return from_datetime(value)
+    # Both readings of an ambiguous or missing wall time; the later instant is the one SPEC §5 (and
+    # pendulum, by default) chooses: the spring gap moves forward, the autumn overlap takes the later.
+    zone_info = zone(tz)
+    first = dt.datetime(year, month, day, hour, minute, second, tzinfo=zone_info, fold=0)
+    return max(from_datetime(first), from_datetime(first.replace(fold=1)))

@@ -14,24 +14,24 @@ from pushlang.runtime.store import MemoryStore
 
 @dataclass
 class CampaignSummary:
-    triggered: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)
     conversions: int = 0
     revenue: float = 0.0
-    _decisions: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def triggered(self) -> int:
+        """Decisions made; a delayed decision is made again later, so it counts once."""
+        o = self.outcomes
+        return o["send"] + o["control"] + o["suppress"]
 
     def add(self, out: Output) -> None:
         if out.outcome == "convert":
             self.conversions += 1
             self.revenue += out.revenue or 0.0
             return
-        if out.send_id is None or out.send_id not in self._decisions:
-            self.triggered += 1
-            if out.send_id is not None:
-                self._decisions.add(out.send_id)
         self.outcomes[out.outcome] += 1
-        if out.outcome == "suppress" and out.reason:
+        if out.reason is not None and out.outcome == "suppress":
             self.suppressed[out.reason] += 1
 
 

@@ -48,10 +48,8 @@ def trace(engine: Engine, campaign_id: str, user_id: str, at: int, event: Event 
     state = engine.store.get(user_id)
     if state is None:
         return result.stop("known user", "no record of this user has been seen", "suppress", "unreachable")
-    env = engine._env(c, state, at)
-    if event is not None:
-        env = env.with_event(event.name, event.ts, event.props)
-    elif p.is_live:
+    env = engine._env(c, state, at, event)
+    if event is None and p.is_live:
         result.ok("trigger", "no triggering event: conditions on event.* are false")
     if c.end is not None and at >= c.end:
         return result.stop("campaign_ended", f"{iso(at)} is at or after end {iso(c.end)}", "suppress",

@@ -1,0 +1,287 @@
+"""``pushlang diff``: two versions of the campaigns replayed over the same records, compared per campaign.
+
+The fixture (tests/fixtures/diff) is a small shop: in ``new/`` the abandoned cart widens ``who``
+from ["DE"] to ["DE", "AT"] and adds ``limit 1 per day``, ``price_drop`` is retired,
+``back_in_stock`` is added; ``signup_welcome`` and ``order_shipped`` are the same files. The
+config (in both versions) has a global limit of 2 sends a day, so the new campaigns crowd out
+u2's welcome push.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pushlang.runtime import diff
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "diff"
+
+
+def run_diff(argv: list[str]) -> int:
+    """``pushlang diff ARGV`` through the command's own parser, as the CLI registers it."""
+    root = argparse.ArgumentParser(prog="pushlang")
+    diff.add_parser(root.add_subparsers(dest="command"))
+    return diff.run(root.parse_args(["diff", *argv]))
+
+
+def diff_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert run_diff([*argv, "--format", "json"]) == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
+
+
+def by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["campaign"]: c for c in report["campaigns"]}
+
+
+@pytest.fixture
+def in_fixtures(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(FIXTURES)
+    return FIXTURES
+
+
+def test_fixture_campaign_statuses(in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = diff_json(["old", "new", "--events", "records.jsonl"], capsys)
+    assert report["records"] == 28
+    assert report["rejected"] == 0
+    assert report["counts"] == {"added": 1, "removed": 1, "changed": 1, "affected": 1, "unchanged": 1}
+    status = {cid: c["status"] for cid, c in by_id(report).items()}
+    assert status == {"abandoned_cart": "changed", "back_in_stock": "added", "order_shipped": "unchanged",
+                      "price_drop": "removed", "signup_welcome": "affected"}
+    assert report["settings_changed"] == {}
+    assert report["segments_changed"] == []
+
+
+def test_fixture_changed_campaign(in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cart = by_id(diff_json(["old", "new", "--events", "records.jsonl"], capsys))["abandoned_cart"]
+    assert cart["changed_fields"] == ["audience", "limits"]
+    assert cart["decisions_identical"] is False
+    assert cart["users"] == {"old": 1, "new": 2, "gained": 1, "lost": 0,
+                             "gained_examples": ["u2"], "lost_examples": []}
+    # u1's second cart on Dec 1 hits the new daily limit; u2 (AT) gets the reminder on Dec 2.
+    assert [(d["date"], d["old"], d["new"], d["delta"]) for d in cart["sends_per_day"]] == [
+        ("2026-12-01", 2, 1, -1), ("2026-12-02", 1, 2, 1)]
+    assert cart["outcomes"]["send"] == {"old": 3, "new": 3, "delta": 0}
+    assert cart["suppressed"]["campaign_limit"] == {"old": 0, "new": 1, "delta": 1}
+    assert cart["suppressed"]["not_in_audience"] == {"old": 3, "new": 1, "delta": -2}
+    assert cart["suppressed"]["unreachable"] == {"old": 0, "new": 1, "delta": 1}  # u3: AT, no subscription
+    assert cart["conversions"] == {"old": 1, "new": 2, "delta": 1}
+    assert cart["revenue"] == {"old": 80.0, "new": 125.0, "delta": 45.0}
+    assert cart["messages"] is None  # the message did not change
+
+
+def test_fixture_added_removed_affected_unchanged(in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    campaigns = by_id(diff_json(["old", "new", "--events", "records.jsonl"], capsys))
+    added, removed = campaigns["back_in_stock"], campaigns["price_drop"]
+    assert added["users"]["gained_examples"] == ["u2", "u4"] and added["users"]["lost"] == 0
+    assert added["outcomes"]["send"] == {"old": 0, "new": 2, "delta": 2}
+    assert removed["users"]["lost_examples"] == ["u6"] and removed["users"]["gained"] == 0
+    assert [(d["date"], d["delta"]) for d in removed["sends_per_day"]] == [("2026-12-01", -1), ("2026-12-02", -1)]
+
+    welcome = campaigns["signup_welcome"]
+    assert welcome["changed_fields"] == []
+    assert welcome["affected_by"] == ["global limit"]
+    assert welcome["users"]["lost_examples"] == ["u2"]
+    assert welcome["suppressed"]["global_limit"] == {"old": 0, "new": 1, "delta": 1}
+
+    shipped = campaigns["order_shipped"]
+    assert shipped["decisions_identical"] is True
+    assert shipped["users"]["gained"] == shipped["users"]["lost"] == 0
+
+
+def test_fixture_text_report(in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_diff(["old", "new", "--events", "records.jsonl"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[:3] == ["pushlang diff old -> new", "replayed 28 records of records.jsonl",
+                         "campaigns: 1 added, 1 removed, 1 changed, 1 affected, 1 unchanged"]
+    assert '~ abandoned_cart "Abandoned cart"  changed: audience (who), limits (when)' in lines
+    assert '+ back_in_stock "Back in stock"  added' in lines
+    assert '- price_drop "Price drop"  removed' in lines
+    assert any(line.startswith('* signup_welcome "Welcome"  plan unchanged, decisions differ: ')
+               and "global limit" in line for line in lines)
+    assert "    users with a send: 1 -> 2 (+1 gained, 0 lost)" in lines
+    assert "      gained: u2" in lines
+    assert lines[-1] == "unchanged (identical decisions): order_shipped"
+    # The cart's table: old, new and signed delta columns, right-aligned.
+    start = lines.index('~ abandoned_cart "Abandoned cart"  changed: audience (who), limits (when)')
+    table = lines[start + 3:start + 15]
+    assert table == [
+        "                         old     new   delta",
+        "    send                   3       3       0",
+        "    suppress               3       3       0",
+        "      not_in_audience      3       1      -2",
+        "      campaign_limit       0       1      +1",
+        "      unreachable          0       1      +1",
+        "    conversions            1       2      +1",
+        "    revenue            80.00  125.00  +45.00",
+        "    sends per day (UTC)",
+        "      2026-12-01           2       1      -1",
+        "      2026-12-02           1       2      +1",
+        "",
+    ]
+
+
+def test_users_option_limits_examples(in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    added = by_id(diff_json(["old", "new", "--events", "records.jsonl", "--users", "1"], capsys))["back_in_stock"]
+    assert added["users"]["gained"] == 2
+    assert added["users"]["gained_examples"] == ["u2"]
+    assert run_diff(["old", "new", "--events", "records.jsonl", "--users", "1"]) == 0
+    assert "      gained: u2 and 1 more" in capsys.readouterr().out.splitlines()
+
+
+def test_same_version_is_all_unchanged(in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_diff(["old", "old", "--events", "records.jsonl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "campaigns: 4 unchanged"
+    assert lines[-1] == "unchanged (identical decisions): abandoned_cart, order_shipped, price_drop, signup_welcome"
+
+
+def test_single_files_and_stdin(in_fixtures: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (in_fixtures / "records.jsonl").read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    report = diff_json(["old/cart.push", "new/cart.push", "--events", "-", "--config", "old/pushlang.toml"], capsys)
+    assert [c["campaign"] for c in report["campaigns"]] == ["abandoned_cart"]
+    assert report["campaigns"][0]["users"]["gained_examples"] == ["u2"]
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_message_change_counts_rendered_differences(tmp_path: Path, in_fixtures: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    edited = _copy(in_fixtures / "new", tmp_path / "edited")
+    cart = edited / "cart.push"
+    cart.write_text(cart.read_text(encoding="utf-8").replace("Still thinking", "Forgot something"), encoding="utf-8")
+    report = diff_json(["new", str(edited), "--events", "records.jsonl"], capsys)
+    c = by_id(report)["abandoned_cart"]
+    assert c["status"] == "changed"
+    assert c["changed_fields"] == ["message"]
+    assert c["users"]["gained"] == c["users"]["lost"] == 0
+    assert c["messages"]["compared"] == 3 and c["messages"]["changed"] == 3
+    example = c["messages"]["example"]
+    assert example["user"] == "u1"
+    assert example["fields"] == {"title": {"old": "Still thinking, Jonas?", "new": "Forgot something, Jonas?"}}
+    assert report["counts"]["unchanged"] == 3
+
+    assert run_diff(["new", str(edited), "--events", "records.jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert "    messages: 3 of 3 sends made by both render differently, e.g. u1 at 2026-12-01T10:10:00Z:" in out
+    assert '      title  "Still thinking, Jonas?"' in out
+    assert '             -> "Forgot something, Jonas?"' in out
+
+
+def test_label_change_with_identical_decisions(tmp_path: Path, in_fixtures: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    edited = _copy(in_fixtures / "new", tmp_path / "edited")
+    cart = edited / "cart.push"
+    cart.write_text(cart.read_text(encoding="utf-8").replace('"retention"', '"winback"'), encoding="utf-8")
+    assert run_diff(["new", str(edited), "--events", "records.jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert '~ abandoned_cart "Abandoned cart"  changed: labels; decisions identical' in out.splitlines()
+
+
+SEGMENT_CAMPAIGN = """segment shoppers {
+  did "Added To Cart" in last 7d
+}
+
+campaign welcome_shoppers {
+  on "Signed Up"
+  who {
+    segment shoppers
+  }
+  message {
+    title "Welcome back"
+    body "Your cart is saved."
+    url "https://shop.example.com/cart"
+  }
+}
+"""
+
+
+def test_segment_change_marks_campaign_affected(tmp_path: Path, in_fixtures: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "c.push").write_text(SEGMENT_CAMPAIGN, encoding="utf-8")
+    (tmp_path / "b" / "c.push").write_text(SEGMENT_CAMPAIGN.replace("in last 7d", "at least 2 times in last 7d"),
+                                           encoding="utf-8")
+    report = diff_json([str(tmp_path / "a"), str(tmp_path / "b"), "--events", "records.jsonl",
+                        "--config", "old/pushlang.toml"], capsys)
+    assert report["segments_changed"] == ["shoppers"]
+    c = by_id(report)["welcome_shoppers"]
+    assert c["status"] == "affected"
+    assert c["affected_by"] == ["segment shoppers"]
+    assert c["changed_segments"] == ["shoppers"]
+    assert c["users"]["lost_examples"] == ["u2"] and c["users"]["gained"] == 0
+
+
+def test_compile_errors_exit_1(tmp_path: Path, in_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = _copy(in_fixtures / "new", tmp_path / "broken")
+    (broken / "oops.push").write_text('campaign oops {\n  on "X"\n  who {\n    segment nobody\n  }\n}\n',
+                                      encoding="utf-8")
+    assert run_diff(["old", str(broken), "--events", "records.jsonl"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "error[" in captured.err and "oops.push:4:" in captured.err
+    assert f"new ({broken}): 5 files checked: 2 errors." in captured.err
+
+    assert run_diff(["old", str(broken), "--events", "records.jsonl", "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["diagnostics"]["old"] == []
+    assert any(d["severity"] == "error" for d in data["diagnostics"]["new"])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["nowhere", "new", "--events", "records.jsonl"], "no such file or directory: nowhere"),
+    (["old", "new", "--events", "missing.jsonl"], "no such file: missing.jsonl"),
+    (["old", "new", "--events", "records.jsonl", "--until", "soon"], "is not a date-time"),
+])
+def test_usage_errors_exit_2(argv: list[str], message: str, in_fixtures: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_diff(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pushlang: error: ") and message in err
+
+
+def test_help_describes_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_diff(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("OLD", "NEW", "--events", "--until", "--config", "--format", "--users"):
+        assert option in out
+
+
+def test_bundled_examples_who_change_gains_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./pushlang.toml here: each version uses the one beside it
+    new = _copy(ROOT / "examples", tmp_path / "examples")
+    cart = new / "abandoned_cart.push"
+    text = cart.read_text(encoding="utf-8")
+    assert 'user.country in ["DE", "AT", "CH"]' in text
+    cart.write_text(text.replace('["DE", "AT", "CH"]', '["DE", "AT", "CH", "US"]'), encoding="utf-8")
+    report = diff_json([str(ROOT / "examples"), str(new), "--events", str(ROOT / "examples" / "events.jsonl.gz")],
+                       capsys)
+    c = by_id(report)["cart_abandoned_10m"]
+    assert c["status"] == "changed"
+    assert c["changed_fields"] == ["audience"]
+    assert c["users"]["gained"] > 0
+    assert c["users"]["lost"] == 0
+    assert len(c["users"]["gained_examples"]) == diff.DEFAULT_USERS
+    assert c["outcomes"]["send"]["delta"] > 0
+    assert c["suppressed"]["not_in_audience"]["delta"] < 0
+    assert report["counts"]["changed"] == 1
+    assert report["counts"]["added"] == report["counts"]["removed"] == 0
+    assert report["counts"]["unchanged"] > 0
