@@ -13,7 +13,7 @@ from pushlang.compiler import compile_paths
 from pushlang.diagnostics import CODES, Sink, lookup
 from pushlang.diagnostics.render import FORMATS, render, render_explain, render_summary, render_text
 from pushlang.loader import expand_paths
-from pushlang.runtime import diff, preview, stats
+from pushlang.runtime import diff, preview, reach, stats
 from pushlang.source import Source
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_parser(commands)
     stats.add_parser(commands)
     diff.add_parser(commands)
+    reach.add_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
@@ -230,4 +231,4 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,
              "replay": cmd_replay, "preview": preview.run, "stats": stats.run,
-             "diff": diff.run}
+             "diff": diff.run, "reach": reach.run}

@@ -81,12 +81,14 @@ class Lowering:
         self.ctx = ctx
 
     def build(self) -> plan.Plan:
-        segments = {name: self.conjunction(d.node.conditions) for name, d in sorted(self.ctx.segments.items())}
+        everybody = plan.Const("bool", True)  # a segment without conditions holds for every user
+        segments = {name: self.conjunction(d.node.conditions) or everybody
+                    for name, d in sorted(self.ctx.segments.items())}
         campaigns = tuple(self.campaign(view) for view in self.ctx.campaigns)
         return plan.Plan(
             format_version=plan.FORMAT_VERSION,
             campaigns=campaigns,
-            segments={k: v for k, v in segments.items() if v is not None},
+            segments=segments,
             settings=self.ctx.config.settings,
         )
 

@@ -1,0 +1,578 @@
+"""`pushlang reach`: counting in SQL over the SQLite store gives exactly what evaluating each user gives."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pushlang import plan
+from pushlang.compiler import compile_paths
+from pushlang.runtime.engine import in_control_group
+from pushlang.runtime.evaluate import Compiler, Env, History
+from pushlang.runtime.instants import US, parse_instant
+from pushlang.runtime.reach import (
+    COUNTED_IN_SQL,
+    AudienceQuery,
+    Reach,
+    Untranslatable,
+    add_parser,
+    count_reach,
+    run,
+)
+from pushlang.runtime.replay import replay
+from pushlang.runtime.sqlite_store import SqliteStore
+from pushlang.runtime.store import MemoryStore, Subscription
+
+ROOT = Path(__file__).resolve().parent.parent
+AT = "2026-12-10T12:00:00Z"
+
+CAMPAIGNS = """\
+segment big_spenders {
+  did "Charged" where event.amount >= 100 at least 2 times in last 90d
+}
+
+segment browsers {
+  did "Viewed Product" in last 7d
+}
+
+campaign by_country "By country" {
+  send once at 2026-12-20 10:00
+  who {
+    user.country in ["IN", "US"]
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+  control group 30%
+}
+
+campaign adults {
+  send once at 2026-12-20 10:00
+  who {
+    user.age >= 30
+    user.vip == true or exists user.tags or user["loyalty tier"] == "gold"
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
+campaign big {
+  platforms chrome, firefox, edge
+  send once at 2026-12-20 10:00
+  who {
+    segment big_spenders
+  }
+  message {
+    title "Hi"
+    body "There"
+  }
+}
+
+campaign browsing_not_big {
+  send once at 2026-12-20 10:00
+  who {
+    segment browsers
+    not segment big_spenders
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+  control group 50%
+}
+
+campaign not_india {
+  send once at 2026-12-20 10:00
+  who {
+    user.country not in ["IN"]
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
+campaign strings {
+  send once at 2026-12-20 10:00
+  who {
+    user.address.city starts with "Pu" or user.first_name ends with "rg" or user.tags contains "b2b"
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
+campaign did_counts {
+  send once at 2026-12-20 10:00
+  who {
+    did "Charged" at most 1 times in last 30d
+    did not "Viewed Product" where event.category == "hats" in last 7d
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
+campaign exactly_two {
+  send once at 2026-12-20 10:00
+  who {
+    did "Charged" where event.amount >= 100 and user.country != "DE" exactly 2 times in last 30d
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
+campaign lowered {
+  platforms chrome, safari
+  send once at 2026-12-20 10:00
+  who {
+    lower(user.country) == "in"
+  }
+  message {
+    title "Hi"
+    body "There"
+  }
+}
+
+campaign live_cart {
+  on "Added To Cart"
+  who {
+    event.price > 20 or user.country == "DE"
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/cart"
+  }
+}
+
+campaign everyone {
+  send once at 2026-12-20 10:00
+  message {
+    title "Hi"
+    body "There"
+  }
+}
+"""
+
+FILLERS = [f"f{i:02d}" for i in range(12)]
+
+
+def _records() -> list[dict[str, Any]]:
+    def profile(user: str, ts: str, **props: Any) -> dict[str, Any]:
+        return {"type": "profile", "user": user, "ts": ts, "props": props}
+
+    def web(user: str, ts: str, platform: str) -> dict[str, Any]:
+        return {"type": "subscribe", "user": user, "ts": ts, "platform": platform,
+                "endpoint": f"https://push.example/{platform}/{user}", "keys": {"p256dh": "P", "auth": "A"}}
+
+    def token(user: str, ts: str) -> dict[str, Any]:
+        return {"type": "subscribe", "user": user, "ts": ts, "platform": "safari", "device_token": f"tok-{user}"}
+
+    def gone(user: str, ts: str, platform: str) -> dict[str, Any]:
+        return {"type": "unsubscribe", "user": user, "ts": ts, "endpoint": f"https://push.example/{platform}/{user}"}
+
+    def event(user: str, ts: str, name: str, **props: Any) -> dict[str, Any]:
+        return {"user": user, "ts": ts, "name": name, "props": props}
+
+    records = [
+        profile("u1", "2026-11-01T08:00:00Z", first_name="Asha", country="IN", age=31, vip=True,
+                address={"city": "Pune", "zip": "411001"}, tags=["early", "b2b"], **{"loyalty tier": "gold"}),
+        web("u1", "2026-11-01T08:01:00Z", "chrome"),
+        web("u1", "2026-11-01T08:02:00Z", "firefox"),
+        event("u1", "2026-11-20T10:00:00Z", "Charged", amount=120),
+        event("u1", "2026-12-01T10:00:00Z", "Charged", amount=150),
+        event("u1", "2026-12-09T10:00:00Z", "Viewed Product", category="shoes"),
+        profile("u2", "2026-11-02T08:00:00Z", country="US", age="31", vip=False, address={"city": "Austin"}),
+        token("u2", "2026-11-02T08:01:00Z"),
+        event("u2", "2026-12-05T10:00:00Z", "Charged", amount=50),
+        event("u2", "2026-12-08T10:00:00Z", "Viewed Product", category="hats"),
+        event("u2", "2026-12-09T10:00:00Z", "Viewed Product", category="shoes"),
+        profile("u3", "2026-11-03T08:00:00Z", country="DE", age=45.5, first_name="Jörg", tags=["b2b"]),
+        web("u3", "2026-11-03T08:01:00Z", "edge"),
+        gone("u3", "2026-11-04T08:00:00Z", "edge"),
+        web("u3", "2026-11-04T08:01:00Z", "chrome"),
+        event("u3", "2026-12-02T10:00:00Z", "Charged", amount=100),
+        event("u3", "2026-12-03T10:00:00Z", "Charged", amount=100.0),
+        event("u3", "2026-12-04T10:00:00Z", "Charged", amount="100"),  # a string: no amount >= 100
+        event("u4", "2026-12-10T09:00:00Z", "Viewed Product", category="hats"),  # no profile
+        web("u4", "2026-12-10T09:01:00Z", "firefox"),
+        profile("u5", "2026-11-05T08:00:00Z", country="IN", address={"city": "Mumbai"}),
+        web("u5", "2026-11-05T08:01:00Z", "chrome"),
+        gone("u5", "2026-11-06T08:00:00Z", "chrome"),  # known, but unreachable
+        profile("u6", "2026-11-06T08:00:00Z", country=None, age=None, vip="true"),
+        web("u6", "2026-11-06T08:01:00Z", "safari"),  # Safari 16+ Web Push
+        profile("u7", "2026-11-07T08:00:00Z", country="in", first_name="Ravi"),
+        web("u7", "2026-11-07T08:01:00Z", "chrome"),
+        web("u7", "2026-11-07T08:02:00Z", "edge"),
+        event("u7", "2026-08-01T09:00:00Z", "Charged", amount=300),  # outside every window at AT
+        event("u7", "2026-12-09T11:00:00Z", "Charged", amount=200),
+        profile("u8", "2026-11-08T08:00:00Z", country="US", vip=True, tags="early b2b"),
+        web("u8", "2026-11-08T08:01:00Z", "chrome"),
+        token("u8", "2026-11-08T08:02:00Z"),
+        event("u8", "2026-12-01T10:00:00Z", "Charged", amount=120),
+        event("u8", "2026-12-02T10:00:00Z", "Charged", amount=130),
+        event("u8", "2026-12-03T10:00:00Z", "Charged", amount=20),
+        event("u8", "2026-12-04T10:00:00Z", "Added To Cart", price=99),
+    ]
+    for i, user in enumerate(FILLERS):
+        records.append(profile(user, f"2026-11-10T08:{i:02d}:00Z", country="US", first_name="Sam"))
+        records.append(web(user, f"2026-11-10T09:{i:02d}:00Z", "chrome"))
+    records.append(event("u1", AT, "Viewed Product", category="socks"))  # the latest record: the clock
+    return sorted(records, key=lambda r: parse_instant(r["ts"]))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("reach")
+    (folder / "campaigns.push").write_text(CAMPAIGNS, encoding="utf-8")
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records()), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def compiled(project: Path) -> plan.Plan:
+    result = compile_paths([str(project / "campaigns.push")])
+    assert result.plan is not None, result.diagnostics
+    return result.plan
+
+
+def _replayed(compiled: plan.Plan, project: Path, store: MemoryStore) -> MemoryStore:
+    lines = (project / "records.jsonl").read_bytes().splitlines()
+    summary = replay(compiled, lines, store, lambda decision: None)
+    assert not summary.rejects
+    return store
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(compiled: plan.Plan, project: Path) -> Any:
+    store = _replayed(compiled, project, SqliteStore(project / "state.db"))
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def memory_store(compiled: plan.Plan, project: Path) -> MemoryStore:
+    return _replayed(compiled, project, MemoryStore())
+
+
+def _reach(compiled: plan.Plan, campaign: str, store: MemoryStore, *, per_user: bool = False,
+           at: str = AT) -> Reach:
+    found = compiled.campaign(campaign)
+    assert found is not None
+    return count_reach(compiled, found, store, parse_instant(at), per_user=per_user)
+
+
+ALL = ("by_country", "adults", "big", "browsing_not_big", "not_india", "strings", "did_counts", "exactly_two",
+       "lowered", "live_cart", "everyone")
+TRANSLATABLE = tuple(c for c in ALL if c != "lowered")
+
+
+@pytest.mark.parametrize("campaign", ALL)
+def test_sql_and_per_user_counts_agree(campaign: str, compiled: plan.Plan, sqlite_store: SqliteStore,
+                                       memory_store: MemoryStore) -> None:
+    in_sql = _reach(compiled, campaign, sqlite_store)
+    in_memory = _reach(compiled, campaign, memory_store)
+    per_user = _reach(compiled, campaign, sqlite_store, per_user=True)
+    assert in_sql.numbers() == in_memory.numbers() == per_user.numbers()
+    assert in_memory.method == per_user.method == "per_user"
+    if campaign in TRANSLATABLE:
+        assert (in_sql.method, in_sql.counted) == ("sql", COUNTED_IN_SQL)
+    else:
+        assert in_sql.method == "per_user"
+        assert in_sql.counted == "evaluated per user: the function lower() is not translated to SQL"
+
+
+@pytest.mark.parametrize("at", ["2026-12-03T00:00:00Z", "2026-11-15T00:00:00Z", "2027-02-01T00:00:00Z"])
+@pytest.mark.parametrize("campaign", ["big", "browsing_not_big", "did_counts", "exactly_two", "everyone"])
+def test_agree_at_other_instants(campaign: str, at: str, compiled: plan.Plan, sqlite_store: SqliteStore,
+                                 memory_store: MemoryStore) -> None:
+    in_sql = _reach(compiled, campaign, sqlite_store, at=at)
+    assert in_sql.method == "sql"
+    assert in_sql.numbers() == _reach(compiled, campaign, memory_store, at=at).numbers()
+
+
+def test_numbers_by_hand(compiled: plan.Plan, sqlite_store: SqliteStore) -> None:
+    # Known: u1–u8 and the 12 fillers. In IN or US: u1, u2, u5, u8 and the fillers; u5 unsubscribed.
+    r = _reach(compiled, "by_country", sqlite_store)
+    assert (r.known_users, r.audience, r.reachable) == (20, 16, 15)
+    assert r.by_platform == {"chrome": 14, "firefox": 1, "edge": 0, "safari": 2}  # u2's token, u8's token
+    reachable = ["u1", "u2", "u8", *FILLERS]
+    assert r.control == sum(in_control_group("by_country", u, 30.0) for u in reachable)
+    assert 0 < r.control < 15
+
+    # Big spenders: u1 (150, 120), u3 (100 and 100.0; "100" is a string), u8 (120, 130); u7's 300 is too old.
+    # No Safari on the list; u3's Edge subscription is inactive.
+    r = _reach(compiled, "big", sqlite_store)
+    assert (r.audience, r.reachable) == (3, 3)
+    assert r.by_platform == {"chrome": 3, "firefox": 1, "edge": 0}
+
+    # A JSON null country is not in ["IN"], a missing one is not anything: u4 is out.
+    r = _reach(compiled, "not_india", sqlite_store)
+    assert r.audience == 17  # u2, u3, u6, u7 ("in"), u8 and the fillers
+
+    # `lower()` is evaluated per user; no url, so u1's and u7's Chrome count and nobody's Safari.
+    r = _reach(compiled, "lowered", sqlite_store)
+    assert (r.audience, r.reachable, r.by_platform) == (3, 2, {"chrome": 2})
+
+    # `event.*` without an event is false: only the German user is in the live campaign's audience.
+    r = _reach(compiled, "live_cart", sqlite_store)
+    assert r.audience == 1
+
+    # exactly 2 Charged >= 100 in the last 30 days, not in DE: u1 and u8 (u3 is German).
+    assert _reach(compiled, "exactly_two", sqlite_store).audience == 2
+
+
+def test_the_audience_query_uses_the_events_index(compiled: plan.Plan, sqlite_store: SqliteStore) -> None:
+    campaign = compiled.campaign("browsing_not_big")
+    assert campaign is not None
+    query = AudienceQuery(compiled, campaign, parse_instant(AT))
+    db = sqlite3.connect(sqlite_store.path)
+    try:
+        steps = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + query.sql, query.params)]
+    finally:
+        db.close()
+    searches = [s for s in steps if "events" in s or s.startswith("SEARCH e")]
+    assert searches and all("INDEX events_user_name_ts (user_id=? AND name=? AND ts>? AND ts<?)" in s for s in searches), steps
+
+
+def test_untranslatable_nodes_say_why(compiled: plan.Plan) -> None:
+    def reason(expr: plan.Expr) -> str:
+        campaign = compiled.campaigns[0]
+        with pytest.raises(Untranslatable) as caught:
+            AudienceQuery(compiled, _with_audience(campaign, expr), 0)
+        return str(caught.value)
+
+    country, age = plan.Var("user", ("country",)), plan.Var("user", ("age",))
+    assert "days_since()" in reason(plan.BinOp(">", plan.Call("days_since", (country,)), plan.Const("number", 3)))
+    assert "arithmetic" in reason(plan.BinOp(">", plan.BinOp("+", age, plan.Const("number", 1)), age))
+    assert "two properties" in reason(plan.BinOp("==", country, age))
+    assert "trigger.*" in reason(plan.BinOp("==", plan.Var("trigger", ("x",)), plan.Const("number", 1)))
+    assert "datetime" in reason(plan.BinOp("<", age, plan.Const("datetime", "2026-12-01T00:00:00")))
+
+
+# ---- the SQL translation against the Python evaluator, on generated expressions ----------------
+
+VALUES: list[Any] = [None, True, False, 0, 1, 1.0, 2.5, -3, 100, "", "a", "ab", "ba", "IN", "in", "b2b",
+                     "Jörg", [], ["a", 1, True, None], ["IN", "b2b"], {"a": 1}, {"x": "a"}]
+SCALARS = [v for v in VALUES if not isinstance(v, (list, dict))]
+KEYS = ("x", "y")
+PROPERTY_AT = 1_000_000 * US
+
+
+def _with_audience(campaign: plan.Campaign, expr: plan.Expr) -> plan.Campaign:
+    fields = {name: getattr(campaign, name) for name in campaign.__struct_fields__}
+    return plan.Campaign(**{**fields, "audience": expr})
+
+
+BARE = plan.Plan(plan.FORMAT_VERSION, (), {}, plan.Settings())
+BARE_CAMPAIGN = plan.Campaign("generated", "generated", "generated.push", plan.SendOnce("2026-12-20T10:00:00"),
+                              plan.Message(plan.Text(()), plan.Text(())), "UTC")
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Users with every kind of JSON value under x, y and n.x, and "E" events with such a v."""
+    store = SqliteStore(tmp_path_factory.mktemp("population") / "state.db")
+    n = 0
+    for i, a in enumerate(VALUES):
+        for j, b in enumerate(VALUES[i % 3::3]):
+            n += 1
+            state = store.user(f"p{n:03d}", PROPERTY_AT - n)
+            props: dict[str, Any] = {"x": a, "n": {"x": b}}
+            if j % 2:
+                props["y"] = b
+            if n % 7 == 0:
+                props = {}
+            store.merge_profile(state, props)
+            for k in range((i + j) % 4):
+                store.add_event(state, "E", PROPERTY_AT - (k + 1) * 3600 * US, {"v": VALUES[(i * 3 + k) % len(VALUES)]})
+            if n % 5 == 0:
+                store.add_event(state, "E", PROPERTY_AT - 3600 * US, {})
+            if n % 4:
+                store.put_subscription(state, Subscription(f"s{n}", "chrome", 0))
+    store.commit()
+    yield store
+    store.close()
+
+
+def _consts() -> st.SearchStrategy[plan.Expr]:
+    def const(v: Any) -> plan.Const:
+        kind = {type(None): "null", bool: "bool", str: "string"}.get(type(v), "number")
+        return plan.Const(kind, v)
+
+    return st.sampled_from(SCALARS).map(const)
+
+
+def _values(event: bool) -> st.SearchStrategy[plan.Expr]:
+    names = [("x",), ("y",), ("n", "x"), ("n",), ("missing",)]
+    props = [plan.Var("user", p) for p in names] + [plan.Var("user", ("id",))]
+    if event:
+        props += [plan.Var("event", ("v",)), plan.Var("event", ("w",))]
+    else:
+        props.append(plan.Var("event", ("v",)))  # no event in `who`: missing
+    return st.sampled_from(props)
+
+
+def _conditions(event: bool) -> st.SearchStrategy[plan.Expr]:
+    value, const = _values(event), _consts()
+    lists = st.lists(_consts(), max_size=3).map(lambda items: plan.ListOf(tuple(items)))
+    ops = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "starts with",
+                           "ends with"])
+    atoms = st.one_of(
+        st.builds(plan.BinOp, ops, value, st.one_of(const, lists)),
+        st.builds(plan.BinOp, ops, st.one_of(const, lists), value),
+        value.map(lambda v: plan.Exists(v) if isinstance(v, plan.Var) else v),
+        value,
+    )
+    if not event:
+        did = st.builds(plan.DidEvent, st.just("E"), st.one_of(st.none(), _conditions(True)),
+                        st.sampled_from(["at least", "at most", "exactly"]), st.integers(0, 3),
+                        st.sampled_from([1800, 7200, 86400]))
+        atoms = st.one_of(atoms, did)
+    return st.recursive(atoms, lambda inner: st.one_of(
+        inner.map(plan.Not),
+        st.builds(plan.BinOp, st.sampled_from(["and", "or"]), inner, inner),
+        st.builds(plan.BinOp, st.sampled_from(["==", "!="]), inner, st.sampled_from([True, False]).map(
+            lambda b: plan.Const("bool", b))),
+    ), max_leaves=4)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expr=_conditions(False))
+def test_generated_audiences_agree(expr: plan.Expr, population: SqliteStore) -> None:
+    try:
+        query = AudienceQuery(BARE, _with_audience(BARE_CAMPAIGN, expr), PROPERTY_AT)
+    except Untranslatable:
+        return
+    db = sqlite3.connect(population.path)
+    try:
+        in_sql = {row[0] for row in db.execute(query.sql, query.params)}
+    finally:
+        db.close()
+    holds = Compiler("UTC").condition(expr)
+    expected = set()
+    for user in population.user_ids():
+        state = population.get(user)
+        assert state is not None
+        history = _StateHistory(state.history)
+        if holds(Env(user, state.profile, PROPERTY_AT, history, {})):
+            expected.add(user)
+    assert in_sql == expected, query.sql
+
+
+class _StateHistory(History):
+    def __init__(self, history: dict[str, list[tuple[int, dict[str, Any]]]]) -> None:
+        self.history = history
+
+    def events(self, name: str) -> list[tuple[int, dict[str, Any]]]:
+        return self.history.get(name, [])
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    root = argparse.ArgumentParser(prog="pushlang")
+    add_parser(root.add_subparsers(dest="command"))
+    return root.parse_args(["reach", *argv])
+
+
+def test_command_text_and_json(project: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    push, records = str(project / "campaigns.push"), str(project / "records.jsonl")
+    db = tmp_path / "cli.db"
+    assert run(_args(push, "--campaign", "by_country", "--events", records, "--store", f"sqlite:///{db}")) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [f'reach of by_country "By country" at {AT}', COUNTED_IN_SQL]
+    assert "known users" in out and "80.0% of known users" in out  # 16 of 20
+    assert "  safari" in out
+
+    # The store the first run left is counted again without --events.
+    assert run(_args(push, "--campaign", "live_cart", "--store", f"sqlite:///{db}", "--format", "json")) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["audience"] == 1 and data["method"] == "sql" and data["at"] == AT
+    assert data["audience_share"] == 0.05
+    assert any("without a triggering event" in n and "event.*" in n for n in data["notes"])
+
+    assert run(_args(push, "--campaign", "lowered", "--events", records, "--format", "json",
+                     "--at", "2026-12-09 12:00")) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counted"].startswith("evaluated per user: the in-memory store")
+    assert data["at"] == "2026-12-09T12:00:00Z"  # the campaign's timezone: UTC
+    assert any("Safari subscriptions are not counted" in n for n in data["notes"])
+    assert any("as of the latest record" in n for n in data["notes"])
+
+
+def test_command_errors(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    push, records = str(project / "campaigns.push"), str(project / "records.jsonl")
+    with pytest.raises(ValueError, match="no campaign with the id 'nope'; the campaigns are: adults, big, "):
+        run(_args(push, "--campaign", "nope", "--events", records))
+    with pytest.raises(ValueError, match="--at 'soon' is not a date-time"):
+        run(_args(push, "--campaign", "big", "--events", records, "--at", "soon"))
+    with pytest.raises(ValueError, match="unsupported store URL"):
+        run(_args(push, "--campaign", "big", "--events", records, "--store", "redis://x"))
+    with pytest.raises(ValueError, match="does not exist"):
+        run(_args(push, "--campaign", "big", "--store", "sqlite:///missing.db"))
+    with pytest.raises(ValueError, match="nothing to count"):
+        run(_args(push, "--campaign", "big"))
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ValueError, match=r"junk\.db"):
+        run(_args(push, "--campaign", "big", "--store", "sqlite:///junk.db"))
+
+
+def test_help_mentions_the_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _args("--help")
+    out = capsys.readouterr().out
+    assert "--campaign ID" in out and "--events FILE" in out and "counted in SQL" in out
+
+
+# ---- the example shop --------------------------------------------------------------------------
+
+
+def test_example_shop_advent_sale(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                  tmp_path: Path) -> None:
+    monkeypatch.chdir(ROOT)
+    events = "examples/events.jsonl.gz"
+    assert run(_args("examples/", "--campaign", "advent_sale", "--events", events, "--format", "json")) == 0
+    per_user = json.loads(capsys.readouterr().out)
+    store = f"sqlite:///{tmp_path / 'shop.db'}"
+    assert run(_args("examples/", "--campaign", "advent_sale", "--events", events, "--store", store,
+                     "--format", "json")) == 0
+    in_sql = json.loads(capsys.readouterr().out)
+    assert in_sql["counted"] == COUNTED_IN_SQL and per_user["method"] == "per_user"
+    numbers = ("known_users", "audience", "reachable", "by_platform", "control", "at")
+    assert {k: in_sql[k] for k in numbers} == {k: per_user[k] for k in numbers}
+
+    with gzip.open(ROOT / events, "rt", encoding="utf-8") as lines:
+        users = {json.loads(line)["user"] for line in lines if line.strip()}
+    assert in_sql["known_users"] == len(users)
+    assert 0 < in_sql["reachable"] < in_sql["audience"] <= in_sql["known_users"]
+    assert set(in_sql["by_platform"]) == {"chrome", "firefox", "edge"}  # the campaign's platforms
+    assert sum(in_sql["by_platform"].values()) >= in_sql["reachable"]
+    assert in_sql["control"] == 0 and in_sql["notes"] == []
