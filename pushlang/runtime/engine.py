@@ -455,6 +455,14 @@ class Engine:
         if c.end is not None and at >= c.end:
             self._output(c, state.user, at, "suppress", "campaign_ended", pending["send_id"])
             return
+        dnd = c.plan.dnd
+        if dnd is not None:
+            # The user's zone may have changed while the push waited: never send inside local DND.
+            until = self._dnd_until(dnd, at, self._user_zone(c, state))
+            if until is not None:
+                self._output(c, state.user, at, "delay", "dnd", pending["send_id"], until=iso(until))
+                self.store.add_timer(Timer(until, c.id, state.user, timer.key, "delay", pending))
+                return
         self._finish_decision(c, state, at, pending)
 
     def _finish_decision(self, c: CampaignRuntime, state: UserState, at: int, pending: dict[str, Any]) -> None:

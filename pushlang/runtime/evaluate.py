@@ -126,6 +126,13 @@ def compare(op: str, left: Any, right: Any, tz: str) -> bool:
 def arithmetic(op: str, left: Any, right: Any, tz: str) -> Any:
     if left is MISSING or right is MISSING:
         return MISSING
+    try:
+        return _arithmetic(op, left, right, tz)
+    except (OverflowError, ValueError):  # a date-time beyond year 9999, a number too large
+        return MISSING
+
+
+def _arithmetic(op: str, left: Any, right: Any, tz: str) -> Any:
     if _num(left) and _num(right):
         if op == "+":
             return left + right

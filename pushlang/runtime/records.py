@@ -115,7 +115,13 @@ def _instant(value: str | int | float) -> int:
             raise InvalidRecord(f"`ts` {value!r} is not an ISO-8601 date-time with a zone") from None
     if isinstance(value, bool):
         raise InvalidRecord("`ts` must be a date-time or epoch seconds")
+    if not 0 <= value < _LAST_SECOND:
+        hint = " (milliseconds? `ts` is in seconds)" if 0 <= value / 1000 < _LAST_SECOND else ""
+        raise InvalidRecord(f"`ts` {value!r} is not epoch seconds between 1970 and 9999{hint}")
     return round(value * US)
+
+
+_LAST_SECOND = 253_402_300_800  # 10000-01-01T00:00:00Z
 
 
 def _validation_reason(message: str) -> str:
