@@ -205,6 +205,18 @@ def _compare_constant(op: str, left: Fn, constant: Any, tz: str) -> Fn:
     return fast
 
 
+def _event_value(props: dict[str, Any] | None, name: str | None, ts: int, first: str, rest: Sequence[str],
+                 builtin_ts: bool) -> Any:
+    """``event.x`` / ``trigger.x``: a property, else the built-in ``name`` and ``ts``."""
+    if props is None:
+        return MISSING
+    if first in props:
+        return _lookup(props[first], rest)
+    if first == "name" and not rest:
+        return name
+    return to_datetime(ts) if builtin_ts else MISSING
+
+
 class Compiler:
     """Turns plan expressions into closures for one campaign's timezone."""
 
@@ -245,29 +257,9 @@ class Compiler:
                 return lambda env: env.user_id
             return lambda env: _lookup(env.profile.get(first, MISSING), rest) if first in env.profile else MISSING
         builtin_ts = first == "ts" and not rest
-
         if e.root == "event":
-            def event_var(env: Env) -> Any:
-                props = env.event
-                if props is None:
-                    return MISSING
-                if first in props:
-                    return _lookup(props[first], rest)
-                if first == "name" and not rest:
-                    return env.event_name
-                return to_datetime(env.event_ts) if builtin_ts else MISSING
-            return event_var
-
-        def trigger_var(env: Env) -> Any:
-            props = env.trigger
-            if props is None:
-                return MISSING
-            if first in props:
-                return _lookup(props[first], rest)
-            if first == "name" and not rest:
-                return env.trigger_name
-            return to_datetime(env.trigger_ts) if builtin_ts else MISSING
-        return trigger_var
+            return lambda env: _event_value(env.event, env.event_name, env.event_ts, first, rest, builtin_ts)
+        return lambda env: _event_value(env.trigger, env.trigger_name, env.trigger_ts, first, rest, builtin_ts)
 
     def _Call(self, e: plan.Call) -> Fn:
         args = [self.compile(a) for a in e.args]
