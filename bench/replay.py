@@ -1,7 +1,8 @@
 """Replay throughput and memory on a generated stream, beside a floor measured in the same run.
 
 1,000,000 records over 100,000 users and 100 campaigns (80 single action with 1–3 property
-conditions, 20 inaction windows; a few with behaviour predicates). Each mode runs in its own
+conditions, 20 inaction windows; a few with behaviour predicates). Like a real site's stream, half
+of the events are traffic no campaign reacts to, and the decisions made are printed beside the rates. Each mode runs in its own
 process so that its peak memory is its own:
 
 - floor: decode the same lines with msgspec and dispatch by event name, no rule work;
@@ -28,7 +29,8 @@ from pathlib import Path
 
 import msgspec
 
-EVENTS = [f"Event {i}" for i in range(20)]
+EVENTS = [f"Event {i}" for i in range(20)]  # the events campaigns react to
+OTHER_EVENTS = [f"Page {i}" for i in range(40)]  # the rest of a site's traffic: no campaign reacts
 COUNTRIES = ["IN", "US", "DE", "FR", "BR", "GB"]
 ZONES = ["Asia/Kolkata", "America/New_York", "Europe/Berlin", "Europe/Paris", "America/Sao_Paulo", "Europe/London"]
 
@@ -38,7 +40,7 @@ def campaigns_text(seed: int = 1) -> str:
     out = []
     for i in range(80):
         event = EVENTS[i % len(EVENTS)]
-        conditions = [f"event.price > {rng.randint(5, 80)}", f'event.category == "c{rng.randint(0, 4)}"',
+        conditions = [f"event.price > {rng.randint(40, 95)}", f'event.category == "c{rng.randint(0, 9)}"',
                       f'user.country in ["{rng.choice(COUNTRIES)}", "{rng.choice(COUNTRIES)}"]']
         where = " and ".join(conditions[: rng.randint(1, 3)])
         who = '  who {\n    did "Viewed Product" at least 2 times in last 7d\n  }\n' if i % 16 == 0 else ""
@@ -47,8 +49,9 @@ def campaigns_text(seed: int = 1) -> str:
                    f'    body "Offer {i} for @{{event.category | default: \'you\'}}"\n  }}\n}}\n')
     for i in range(20):
         who = '  who {\n    did "Viewed Product" at least 1 times in last 7d\n  }\n' if i % 5 == 0 else ""
+        trigger = ("Added To Cart", "Viewed Product", "Event 1", "Event 2", "Event 3")[i % 5]
         out.append(f'campaign inaction_{i:02d} {{\n  platforms chrome, firefox\n'
-                   f'  on "Added To Cart" where event.price > {i * 5}\n'
+                   f'  on "{trigger}" where event.price > {40 + 2 * i}\n'
                    f'  unless "Charged" within {10 + i}m\n{who}'
                    f'  when {{\n    dnd 22:00 to 07:00 delay\n    limit 1 per day\n  }}\n'
                    f'  message {{\n    title "Your cart"\n    body "@{{event.product | default: \'Something\'}} is waiting"\n  }}\n}}\n')
@@ -81,9 +84,11 @@ def generate(path: Path, records: int, users: int, seed: int = 2) -> None:
                           "props": {"price": rng.randint(1, 120), "product": "Lamp"}}
             elif r < 0.26:
                 record = {"user": user, "ts": ts, "name": "Charged", "props": {"amount": rng.randint(5, 200)}}
-            else:
+            elif r < 0.5:
                 record = {"user": user, "ts": ts, "name": rng.choice(EVENTS),
-                          "props": {"price": rng.randint(1, 100), "category": f"c{rng.randint(0, 4)}"}}
+                          "props": {"price": rng.randint(1, 100), "category": f"c{rng.randint(0, 9)}"}}
+            else:
+                record = {"user": user, "ts": ts, "name": rng.choice(OTHER_EVENTS), "props": {"path": "/"}}
             f.write(encoder.encode(record))
             f.write(b"\n")
 
@@ -95,6 +100,7 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         from pushlang.runtime.records import _decoder
 
         handlers: dict[str | None, int] = {name: 0 for name in [*EVENTS, "Viewed Product", "Added To Cart", "Charged"]}
+        handlers.update({name: 0 for name in OTHER_EVENTS})
         with records.open("rb") as f:
             for line in f:
                 raw = _decoder.decode(line)

@@ -143,6 +143,7 @@ class Engine:
             if c.plan.conversion is not None:
                 self.by_conversion.setdefault(c.plan.conversion.event, []).append(c)
         self.retention = self._retention(compiled)
+        self._by_user_zone = [c for c in self.campaigns if not c.is_live and c.plan.deliver_in_user_timezone]
         self._zone_ok: dict[str, bool] = {}
         for c in self.campaigns:
             if not c.plan.is_live:
@@ -359,9 +360,8 @@ class Engine:
     def _new_zone(self, zone: str) -> None:
         if not self._valid_zone(zone):
             return
-        for c in self.campaigns:
-            if not c.plan.is_live and c.plan.deliver_in_user_timezone:
-                self._ensure_occurrence(c, zone, not_before=self.clock)
+        for c in self._by_user_zone:
+            self._ensure_occurrence(c, zone, not_before=self.clock)
 
     def _occurrence(self, c: CampaignRuntime, timers: list[Timer]) -> None:
         """One instant of a scheduled campaign, for every zone due then: users in user-id order."""

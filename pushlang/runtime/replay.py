@@ -45,7 +45,10 @@ class Summary:
 
     def add(self, out: Output) -> None:
         self.decisions += 1
-        self.campaigns.setdefault(out.campaign, CampaignSummary()).add(out)
+        summary = self.campaigns.get(out.campaign)
+        if summary is None:
+            summary = self.campaigns[out.campaign] = CampaignSummary()
+        summary.add(out)
 
 
 def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore,
