@@ -25,6 +25,7 @@ from pushlang.config import Config, load_config
 from pushlang.diagnostics import Sink
 from pushlang.runtime.engine import Output
 from pushlang.runtime.hosts import parse_until
+from pushlang.runtime.records import InvalidRecord, decode_record
 from pushlang.runtime.replay import replay
 from pushlang.runtime.store import MemoryStore
 
@@ -79,10 +80,13 @@ def _toml(value: Any) -> str:
 
 def run(scenario: Scenario, tmp: Path, store_factory: Callable[[], MemoryStore] = MemoryStore,
         split: int | None = None) -> list[dict[str, Any]]:
-    """The scenario's outputs as dicts; ``split`` replays the records in two runs on one store."""
+    """The scenario's outputs as dicts; ``split`` replays the records in two runs on one store
+    (the second on a new store object over the same state), -1 at an instant near the middle."""
     result = compile_paths(sorted(str(p) for p in scenario.path.glob("*.push")), config=_config(scenario, tmp))
     assert result.plan is not None, result.diagnostics
-    lines = (scenario.path / "records.jsonl").read_bytes().splitlines()
+    lines = [line for line in (scenario.path / "records.jsonl").read_bytes().splitlines() if line.strip()]
+    if split == -1:
+        split = instant_boundary(lines)
     outputs: list[Output] = []
     until = parse_until(scenario.until, result.plan.settings.timezone)
     if split is None:
@@ -97,6 +101,20 @@ def run(scenario: Scenario, tmp: Path, store_factory: Callable[[], MemoryStore] 
         replay(result.plan, lines[split:], second, outputs.append, until=until)
         second.close()
     return [msgspec.to_builtins(o) for o in outputs]
+
+
+def instant_boundary(lines: list[bytes]) -> int:
+    """An index near the middle where the records' time moves on: a clean place to stop a replay."""
+    times = []
+    for line in lines:
+        try:
+            times.append(decode_record(line).ts)
+        except InvalidRecord:
+            times.append(times[-1] if times else 0)
+    for k in range(max(1, len(lines) // 2), len(lines)):
+        if times[k] > times[k - 1]:
+            return k
+    return len(lines)
 
 
 def expected(scenario: Scenario) -> list[dict[str, Any]]:
