@@ -432,8 +432,8 @@ class Engine:
                 self._output(c, user, at, "suppress", "safari_requires_url", send_id)
                 return
         platforms = sorted({s.platform for s in subscriptions})
-        payload = web_push_payload(rendered, p.message, campaign=c.id, send_id=send_id)
-        if payload_size(payload) > MAX_PLAINTEXT:
+        if rendered.may_exceed(MAX_PLAINTEXT) and payload_size(
+                web_push_payload(rendered, p.message, campaign=c.id, send_id=send_id)) > MAX_PLAINTEXT:
             self._output(c, user, at, "suppress", "payload_too_large", send_id)
             return
         pending = {"send_id": send_id, "title": rendered.title, "body": rendered.body, "url": rendered.url,

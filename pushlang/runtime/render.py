@@ -106,6 +106,13 @@ class Rendered:
     icon: str | None
     buttons: tuple[tuple[str, str], ...]
 
+    def may_exceed(self, limit: int) -> bool:
+        """False when the payload cannot reach ``limit`` bytes whatever its encoding: a JSON string
+        takes at most 6 bytes a character (``\\u0000``), and the rest of the payload well under 512."""
+        chars = len(self.title) + len(self.body) + sum(len(x) for x in (self.url, self.image, self.icon) if x)
+        chars += sum(len(label) + len(url) for label, url in self.buttons)
+        return 6 * chars + 512 >= limit
+
 
 class MessageRenderer:
     """One campaign's message, compiled once and rendered per decision."""
