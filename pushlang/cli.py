@@ -12,6 +12,7 @@ from pushlang import __version__, plan
 from pushlang.compiler import compile_paths
 from pushlang.diagnostics import CODES, Sink, lookup
 from pushlang.diagnostics.render import FORMATS, render, render_explain, render_summary, render_text
+from pushlang.dispatch import keys
 from pushlang.loader import expand_paths
 from pushlang.runtime import diff, preview, reach, stats
 from pushlang.source import Source
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_parser(commands)
     diff.add_parser(commands)
     reach.add_parser(commands)
+    keys.add_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
@@ -231,4 +233,5 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,
              "replay": cmd_replay, "preview": preview.run, "stats": stats.run,
-             "diff": diff.run, "reach": reach.run}
+             "diff": diff.run, "reach": reach.run,
+             "keys": keys.run}

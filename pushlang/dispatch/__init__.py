@@ -1,0 +1,1 @@
+"""Delivery: turning `send` decisions into notifications on browsers' push services."""
