@@ -12,8 +12,9 @@ import pytest
 from peers.webpush_service import Reply, Subscription, WebPushService
 from py_vapid import Vapid02
 
+from pushlang.dispatch.base import Delivery
 from pushlang.dispatch.keys import generate
-from pushlang.dispatch.webpush import Delivery, VapidAuth, WebPushChannel, WebPushTarget
+from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget
 
 SUBJECT = "mailto:ops@shop.example.com"
 

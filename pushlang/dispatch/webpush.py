@@ -11,7 +11,6 @@ rejected VAPID key costs one attempt, not one per user.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ import aiohttp
 from py_vapid import Vapid02
 from pywebpush import WebPusher
 
-log = logging.getLogger("pushlang.dispatch")
+from pushlang.dispatch.base import Delivery, Halt, backoff
 
 JWT_LIFETIME = 12 * 3600  # RFC 8292 allows up to 24 h
 JWT_RENEW_BEFORE = 10 * 60
@@ -36,17 +35,6 @@ class WebPushTarget:
     endpoint: str
     p256dh: str
     auth: str
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """How one delivery ended: ``reason`` says why it failed; ``deactivate`` drops the subscription."""
-
-    delivered: bool
-    status: int | None
-    reason: str | None
-    attempts: int
-    deactivate: bool = False
 
 
 class VapidAuth:
@@ -83,10 +71,6 @@ class VapidAuth:
         return header
 
 
-class ChannelHalted(RuntimeError):
-    """The push service rejected our credentials (401/403): an operator must fix the VAPID key."""
-
-
 class _Origin:
     """Per push-service origin: the first request is a probe; the others wait for its verdict."""
 
@@ -109,8 +93,12 @@ class WebPushChannel:
         self._sleep, self._jitter = sleep, jitter
         self._limit = asyncio.Semaphore(concurrency)
         self._origins: dict[str, _Origin] = {}
-        self.halted: str | None = None  # why, once the channel is halted
-        self._on_halt = on_halt
+        self._halt = Halt("Web Push", on_halt)
+
+    @property
+    def halted(self) -> str | None:
+        """Why the channel is halted, or None."""
+        return self._halt.why
 
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None) -> Delivery:
@@ -180,17 +168,7 @@ class WebPushChannel:
         return Delivery(False, status, "retries_exhausted", self.max_attempts)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        return ceiling / 2 + float(self._jitter()) * ceiling / 2  # "equal jitter"
-
-    def _halt(self, why: str) -> None:
-        if self.halted is None:
-            self.halted = why
-            log.error("Web Push channel halted: %s", why)
-            if self._on_halt is not None:
-                self._on_halt(why)
+        return backoff(attempt, retry_after, base=self.base_delay, ceiling=self.max_delay, jitter=self._jitter())
 
 
 def _retry_after(value: str | None) -> float | None:
