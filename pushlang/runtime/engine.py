@@ -23,6 +23,7 @@ from pushlang.runtime.render import (
     MAX_PLAINTEXT,
     MessageRenderer,
     MissingProperty,
+    Rendered,
     payload_size,
     web_push_payload,
 )
@@ -45,6 +46,20 @@ class Output(msgspec.Struct, frozen=True):
     platforms: list[str] | None = None
     until: str | None = None
     revenue: float | None = None
+    status: int | None = None  # delivered / failed: the push service's answer
+    attempts: int | None = None  # delivered / failed: how many requests it took
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """A `send` decision as the dispatcher needs it: the rendered message and where it goes."""
+
+    at: int
+    campaign: plan.Campaign
+    user: str
+    send_id: str
+    rendered: Rendered
+    targets: tuple[Subscription, ...]
 
 
 def send_id_for(campaign: str, user: str, trigger: int) -> str:
@@ -121,10 +136,12 @@ class CampaignRuntime:
 
 
 class Engine:
-    def __init__(self, compiled: plan.Plan, store: MemoryStore, emit: Callable[[Output], None]) -> None:
+    def __init__(self, compiled: plan.Plan, store: MemoryStore, emit: Callable[[Output], None],
+                 on_send: Callable[[SendJob], None] | None = None) -> None:
         self.plan = compiled
         self.store = store
         self.emit = emit
+        self.on_send = on_send  # the dispatcher, when pushes are really delivered
         self.settings = compiled.settings
         self.clock: int = store.meta("clock", 0)
         self._at_clock: int = store.meta("records_at_clock", 0)
@@ -437,6 +454,7 @@ class Engine:
             self._output(c, user, at, "suppress", "payload_too_large", send_id)
             return
         pending = {"send_id": send_id, "title": rendered.title, "body": rendered.body, "url": rendered.url,
+                   "image": rendered.image, "icon": rendered.icon, "buttons": [list(b) for b in rendered.buttons],
                    "platforms": platforms, "date": scheduled_date, "zone": schedule_zone}
         if p.dnd is not None:
             zone = self._user_zone(c, state)
@@ -491,6 +509,12 @@ class Engine:
         self._open_window(c, state, send_id, at)
         self.emit(Output(iso(at), c.id, user, "send", None, send_id, pending["title"], pending["body"],
                          pending["url"], pending["platforms"]))
+        if self.on_send is not None:
+            rendered = Rendered(pending["title"], pending["body"], pending["url"], pending.get("image"),
+                                pending.get("icon"), tuple((b[0], b[1]) for b in pending.get("buttons", ())))
+            targets = tuple(s for s in state.subscriptions.values()
+                            if s.active and s.platform in p.platforms and (rendered.url or s.platform != "safari"))
+            self.on_send(SendJob(at, p, user, send_id, rendered, targets))
 
     def _open_window(self, c: CampaignRuntime, state: UserState, send_id: str, at: int) -> None:
         conversion = c.plan.conversion
