@@ -12,7 +12,7 @@ from pushlang import __version__, plan
 from pushlang.compiler import compile_paths
 from pushlang.diagnostics import CODES, Sink, lookup
 from pushlang.diagnostics.render import FORMATS, render, render_explain, render_summary, render_text
-from pushlang.dispatch import keys
+from pushlang.dispatch import keys, send_test
 from pushlang.loader import expand_paths
 from pushlang.runtime import diff, preview, reach, stats
 from pushlang.source import Source
@@ -77,12 +77,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--store", metavar="URL",
                      help="state store: memory (default) or sqlite:///file.db (a later replay continues it)")
     rep.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
+    rep.add_argument("--dispatch", choices=("dry-run", "live"), default="dry-run",
+                     help="dry-run (default) decides only; live really delivers every send with the "
+                          "credentials of pushlang.toml ([vapid], [apns]) and records each delivery")
 
     preview.add_parser(commands)
     stats.add_parser(commands)
     diff.add_parser(commands)
     reach.add_parser(commands)
     keys.add_parser(commands)
+    send_test.add_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
@@ -226,7 +230,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_FINDINGS
     try:
         return run_replay(result.plan, events=args.events, out=args.out, until=args.until,
-                          rejects=args.rejects, store_url=args.store)
+                          rejects=args.rejects, store_url=args.store,
+                          live=result.config if args.dispatch == "live" else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -234,4 +239,4 @@ def cmd_replay(args: argparse.Namespace) -> int:
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,
              "replay": cmd_replay, "preview": preview.run, "stats": stats.run,
              "diff": diff.run, "reach": reach.run,
-             "keys": keys.run}
+             "keys": keys.run, "send-test": send_test.run}

@@ -20,6 +20,7 @@ class CompileResult:
     plan: plan.Plan | None  # None when any error was found
     diagnostics: list[Diagnostic]
     sources: dict[str, Source] = field(default_factory=dict)
+    config: Config = field(default_factory=Config)
 
     @property
     def has_errors(self) -> bool:
@@ -48,7 +49,7 @@ def _finish(program: Program, config: Config, schema_path: str | None, sink: Sin
     schema_path = schema_path or config.schema
     schema = load_schema(schema_path, sink) if schema_path else None
     result = compile_program(program, config, schema, sink)
-    return CompileResult(result, sink.sorted(), program.sources)
+    return CompileResult(result, sink.sorted(), program.sources, config)
 
 
 def compile_program(program: Program, config: Config, schema: Schema | None, sink: Sink) -> plan.Plan | None:

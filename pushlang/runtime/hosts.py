@@ -13,6 +13,7 @@ from typing import IO, cast
 import msgspec
 
 from pushlang import plan
+from pushlang.config import Config
 from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import from_local, parse_instant
 from pushlang.runtime.replay import Summary, replay
@@ -54,8 +55,17 @@ def _lines(path: str) -> Iterator[IO[bytes]]:
 
 
 def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str | None, rejects: str | None,
-               store_url: str | None) -> int:
+               store_url: str | None, live: Config | None = None) -> int:
+    """``live``: the config whose credentials deliver every send for real (else a dry run)."""
     until_us = parse_until(until, compiled.settings.timezone)
+    if live is not None:
+        from pushlang.dispatch.dispatcher import DeliverySettings
+
+        delivery = DeliverySettings.from_config(live)
+        missing = delivery.problems()
+        if missing:
+            where = live.path or "pushlang.toml (none found)"
+            raise ValueError(f"--dispatch live needs in {where}: " + "; ".join(missing))
     store = open_store_url(store_url)
     encoder = msgspec.json.Encoder()
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
@@ -65,10 +75,19 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
         sink.write(encoder.encode(record))
         sink.write(b"\n")
 
+    halts: list[str] = []
+    dispatch = None
     try:
+        if live is not None:
+            from pushlang.dispatch.dispatcher import Dispatcher, LiveDispatch
+
+            dispatcher = Dispatcher(delivery, compiled.settings.default_ttl, on_halt=halts.append)
+            dispatch = LiveDispatch(dispatcher, store)
         with _lines(events) as lines, _progress(size) as progress:
-            summary = replay(compiled, _counting(lines, progress), store, emit, until=until_us)
+            summary = replay(compiled, _counting(lines, progress), store, emit, until=until_us, dispatch=dispatch)
     finally:
+        if dispatch is not None:
+            dispatch.close()
         store.close()
         if out:
             sink.close()
@@ -78,7 +97,9 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
         Path(rejects).write_text("".join(msgspec.json.encode(r).decode() + "\n" for r in summary.rejects),
                                  encoding="utf-8")
     print(summary_table(summary), file=sys.stderr)
-    return 0
+    for why in halts:
+        print(f"pushlang: error: delivery halted: {why}", file=sys.stderr)
+    return 1 if halts else 0
 
 
 def _counting(lines: IO[bytes], progress: _Progress) -> Iterator[bytes]:
@@ -114,12 +135,19 @@ def _progress(total_bytes: int | None) -> Iterator[_Progress]:
 
 
 def summary_table(summary: Summary) -> str:
-    header = ("campaign", "triggered", "send", "control", "delay", "suppress", "conversions", "revenue")
+    delivery = any(c.outcomes["delivered"] or c.outcomes["failed"] for c in summary.campaigns.values())
+    header: tuple[str, ...] = ("campaign", "triggered", "send", "control", "delay", "suppress", "conversions",
+                               "revenue")
+    if delivery:
+        header += ("delivered", "failed")
     rows = [header]
     for cid, c in summary.campaigns.items():
-        rows.append((cid, f"{c.triggered:,}", f"{c.outcomes['send']:,}", f"{c.outcomes['control']:,}",
-                     f"{c.outcomes['delay']:,}", f"{c.outcomes['suppress']:,}", f"{c.conversions:,}",
-                     f"{c.revenue:,.2f}"))
+        row: tuple[str, ...] = (cid, f"{c.triggered:,}", f"{c.outcomes['send']:,}", f"{c.outcomes['control']:,}",
+                                f"{c.outcomes['delay']:,}", f"{c.outcomes['suppress']:,}", f"{c.conversions:,}",
+                                f"{c.revenue:,.2f}")
+        if delivery:
+            row += (f"{c.outcomes['delivered']:,}", f"{c.outcomes['failed']:,}")
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pushlang import plan
-from pushlang.runtime.engine import Engine, Output
+from pushlang.runtime.engine import Engine, Output, SendJob
 from pushlang.runtime.records import Reject, read_records
 from pushlang.runtime.store import MemoryStore
 
@@ -51,17 +52,28 @@ class Summary:
         summary.add(out)
 
 
+class Dispatch(Protocol):
+    """Real delivery: takes each send, delivers what it holds when flushed (at batch ends)."""
+
+    def __call__(self, job: SendJob) -> None: ...
+
+    def flush(self) -> list[Output]: ...
+
+
 def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore,
            emit: Callable[[Output], None], *, until: int | None = None,
-           progress: Callable[[int], None] | None = None, batch: int = 1000) -> Summary:
-    """Run the plan over JSON lines; every output goes to ``emit`` and into the summary."""
+           progress: Callable[[int], None] | None = None, batch: int = 1000,
+           dispatch: Dispatch | None = None) -> Summary:
+    """Run the plan over JSON lines; every output goes to ``emit`` and into the summary.
+
+    Without ``dispatch`` it is a dry run; with it, sends are delivered at the end of each batch."""
     summary = Summary({c.id: CampaignSummary() for c in sorted(compiled.campaigns, key=lambda c: c.id)})
 
     def out(record: Output) -> None:
         summary.add(record)
         emit(record)
 
-    engine = Engine(compiled, store, out)
+    engine = Engine(compiled, store, out, on_send=dispatch)
     resume = engine.clock if store.meta("clock") is not None else None
     seen_at_resume = store.meta("records_at_clock", 0)
     count = 0
@@ -73,9 +85,16 @@ def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore
         engine.feed(record)
         count += 1
         if count % batch == 0:
+            if dispatch is not None:
+                for delivery in dispatch.flush():
+                    out(delivery)
             store.commit()
             if progress is not None:
                 progress(count)
     engine.finish(until)
+    if dispatch is not None:
+        for delivery in dispatch.flush():
+            out(delivery)
+        store.commit()
     summary.records = count
     return summary
