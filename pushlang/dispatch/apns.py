@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from h2.exceptions import H2Error
 
-from pushlang.dispatch.base import Delivery, Halt, backoff
+from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
 
 log = logging.getLogger("pushlang.dispatch.apns")
 
@@ -143,8 +143,7 @@ class ApnsChannel:
         self._limit = asyncio.Semaphore(concurrency)
         self._client_factory = client_factory or make_client
         self._client: APNs | None = None
-        self._probing = False
-        self._trusted = asyncio.Event()
+        self._probe = Probe()
         self._halt = Halt("APNs", on_halt)
 
     def __repr__(self) -> str:
@@ -158,13 +157,8 @@ class ApnsChannel:
     async def deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int) -> Delivery:
         """Send ``payload`` (see :func:`safari_payload`) to one device token; ``ttl`` in seconds
         becomes ``apns-expiration`` = now + ttl."""
-        probe = await self._wait_for_probe()
-        try:
+        async with self._probe.gate():
             return await self._deliver(device_token, payload, ttl=ttl)
-        finally:
-            if probe:
-                self._probing = False
-                self._trusted.set()  # halted or trusted: either way nobody waits any more
 
     async def close(self) -> None:
         """Close the client's connections and wait until their transports are gone."""
@@ -188,15 +182,6 @@ class ApnsChannel:
         if self._client is None:  # built here, inside the running loop, as aioapns requires
             self._client = self._client_factory(self.credentials)
         return self._client
-
-    async def _wait_for_probe(self) -> bool:
-        if self._trusted.is_set():
-            return False
-        if not self._probing:
-            self._probing = True
-            return True
-        await self._trusted.wait()
-        return False
 
     async def _deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int) -> Delivery:
         if self.halted is not None:

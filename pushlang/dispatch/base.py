@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,3 +44,38 @@ class Halt:
             log.error("%s channel halted: %s", self.channel, why)
             if self._on_halt is not None:
                 self._on_halt(why)
+
+
+class Probe:
+    """Until a service has answered one request, that request goes out alone: a rejection of our
+    credentials then costs one attempt, not one per user. Use ``async with probe.gate():``."""
+
+    def __init__(self) -> None:
+        self._probing = False
+        self._answered = asyncio.Event()
+
+    async def _enter(self) -> bool:
+        if self._answered.is_set():
+            return False
+        if not self._probing:
+            self._probing = True
+            return True
+        await self._answered.wait()
+        return False
+
+    def gate(self) -> _Gate:
+        return _Gate(self)
+
+
+class _Gate:
+    def __init__(self, probe: Probe) -> None:
+        self._probe = probe
+        self._first = False
+
+    async def __aenter__(self) -> None:
+        self._first = await self._probe._enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._first:  # halted or trusted: either way nobody waits any more
+            self._probe._probing = False
+            self._probe._answered.set()

@@ -23,7 +23,7 @@ import aiohttp
 from py_vapid import Vapid02
 from pywebpush import WebPusher
 
-from pushlang.dispatch.base import Delivery, Halt, backoff
+from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
 
 JWT_LIFETIME = 12 * 3600  # RFC 8292 allows up to 24 h
 JWT_RENEW_BEFORE = 10 * 60
@@ -71,14 +71,6 @@ class VapidAuth:
         return header
 
 
-class _Origin:
-    """Per push-service origin: the first request is a probe; the others wait for its verdict."""
-
-    def __init__(self) -> None:
-        self.probing = False
-        self.trusted = asyncio.Event()
-
-
 class WebPushChannel:
     def __init__(self, auth: VapidAuth, session: aiohttp.ClientSession, *, concurrency: int = 64,
                  timeout: float = 10.0, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 60.0,
@@ -92,7 +84,7 @@ class WebPushChannel:
         self.base_delay, self.max_delay = base_delay, max_delay
         self._sleep, self._jitter = sleep, jitter
         self._limit = asyncio.Semaphore(concurrency)
-        self._origins: dict[str, _Origin] = {}
+        self._origins: dict[str, Probe] = {}
         self._halt = Halt("Web Push", on_halt)
 
     @property
@@ -102,34 +94,20 @@ class WebPushChannel:
 
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None) -> Delivery:
-        origin = self._origin(target.endpoint)
-        probe = await self._wait_for_probe(origin)
-        try:
-            return await self._deliver(target, payload, ttl=ttl, urgency=urgency, topic=topic, origin=origin)
-        finally:
-            if probe:
-                origin.probing = False
-                origin.trusted.set()  # halted or trusted: either way nobody waits any more
+        async with self._probe(target.endpoint).gate():
+            return await self._deliver(target, payload, ttl=ttl, urgency=urgency, topic=topic)
 
-    def _origin(self, endpoint: str) -> _Origin:
+    def _probe(self, endpoint: str) -> Probe:
+        """One probe per push-service origin."""
         parts = urlsplit(endpoint)
         key = f"{parts.scheme}://{parts.netloc}"
         found = self._origins.get(key)
         if found is None:
-            found = self._origins[key] = _Origin()
+            found = self._origins[key] = Probe()
         return found
 
-    async def _wait_for_probe(self, origin: _Origin) -> bool:
-        if origin.trusted.is_set():
-            return False
-        if not origin.probing:
-            origin.probing = True
-            return True
-        await origin.trusted.wait()
-        return False
-
     async def _deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None,
-                       topic: str | None, origin: _Origin) -> Delivery:
+                       topic: str | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
         headers = {"Authorization": self.auth.authorization(target.endpoint)}
