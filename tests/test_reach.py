@@ -530,7 +530,7 @@ def test_command_text_and_json(project: Path, capsys: pytest.CaptureFixture[str]
 def test_command_errors(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     push, records = str(project / "campaigns.push"), str(project / "records.jsonl")
-    with pytest.raises(ValueError, match="no campaign with the id 'nope'; the campaigns are: adults, big, "):
+    with pytest.raises(ValueError, match="no campaign `nope`; the campaigns are: adults, big, "):
         run(_args(push, "--campaign", "nope", "--events", records))
     with pytest.raises(ValueError, match="--at 'soon' is not a date-time"):
         run(_args(push, "--campaign", "big", "--events", records, "--at", "soon"))

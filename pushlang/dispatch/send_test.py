@@ -15,7 +15,7 @@ from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
 from pushlang.runtime.engine import Engine, SendJob, send_id_for
-from pushlang.runtime.hosts import _lines, open_store_url
+from pushlang.runtime.hosts import _lines, find_campaign, open_store_url
 from pushlang.runtime.instants import US
 from pushlang.runtime.records import Event, read_records
 from pushlang.runtime.render import MissingProperty
@@ -72,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if result.plan is None:
         raise ValueError("the campaigns do not compile; run `pushlang lint` for the diagnostics")
     compiled = result.plan
-    campaign = compiled.campaign(args.campaign)
-    if campaign is None:
-        raise ValueError(f"no campaign `{args.campaign}`; the campaigns are: "
-                         + ", ".join(sorted(c.id for c in compiled.campaigns)))
+    campaign = find_campaign(compiled, args.campaign)
     if not args.events and not args.store:
         raise ValueError("send-test needs --events or --store to know the users and their subscriptions")
     settings = DeliverySettings.from_config(result.config)

@@ -20,6 +20,15 @@ from pushlang.runtime.replay import Summary, replay
 from pushlang.runtime.store import MemoryStore
 
 
+def find_campaign(compiled: plan.Plan, campaign_id: str) -> plan.Campaign:
+    """The campaign with this id, or a usage error that lists the ids there are."""
+    campaign = compiled.campaign(campaign_id)
+    if campaign is None:
+        ids = ", ".join(sorted(c.id for c in compiled.campaigns)) or "none"
+        raise ValueError(f"no campaign `{campaign_id}`; the campaigns are: {ids}")
+    return campaign
+
+
 def parse_until(text: str | None, tz: str) -> int | None:
     if text is None:
         return None

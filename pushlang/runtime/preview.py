@@ -8,7 +8,7 @@ from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.runtime.engine import Engine
 from pushlang.runtime.evaluate import as_datetime
-from pushlang.runtime.hosts import _lines, parse_until
+from pushlang.runtime.hosts import _lines, find_campaign, parse_until
 from pushlang.runtime.instants import US, from_datetime, iso
 from pushlang.runtime.records import Event, Record, read_records
 from pushlang.runtime.store import MemoryStore
@@ -32,10 +32,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def preview(compiled: plan.Plan, records: list[Record], campaign_id: str, user: str, at: int | None) -> Trace:
-    campaign = compiled.campaign(campaign_id)
-    if campaign is None:
-        ids = ", ".join(sorted(c.id for c in compiled.campaigns))
-        raise ValueError(f"no campaign `{campaign_id}`; the campaigns are: {ids}")
+    campaign = find_campaign(compiled, campaign_id)
     engine = Engine(compiled, MemoryStore(), lambda out: None)
     trigger = campaign.trigger
     event: Event | None = None

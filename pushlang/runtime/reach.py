@@ -646,7 +646,7 @@ def run(args: argparse.Namespace) -> int:
     from pushlang.compiler import compile_paths
     from pushlang.diagnostics.render import render_summary
     from pushlang.diagnostics.render import render_text as render_diagnostics
-    from pushlang.runtime.hosts import _lines, open_store_url
+    from pushlang.runtime.hosts import _lines, find_campaign, open_store_url
     from pushlang.runtime.replay import replay
 
     missing = [p for p in args.paths if not os.path.exists(p)]
@@ -660,10 +660,7 @@ def run(args: argparse.Namespace) -> int:
     if compiled is None:
         print(render_summary(result.diagnostics, len(result.sources)), file=sys.stderr)
         return 1
-    campaign = compiled.campaign(args.campaign)
-    if campaign is None:
-        ids = ", ".join(sorted(c.id for c in compiled.campaigns)) or "none"
-        raise ValueError(f"no campaign with the id {args.campaign!r}; the campaigns are: {ids}")
+    campaign = find_campaign(compiled, args.campaign)
     if not args.events and args.store in (None, "memory", "memory:"):
         raise ValueError("nothing to count: give --events FILE to replay and/or --store sqlite:///FILE")
     if args.store and args.store.startswith("sqlite:///") and not args.events:
