@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pushlang import __version__, plan
+from pushlang import __version__, plan, repl
 from pushlang.compiler import compile_paths
 from pushlang.diagnostics import CODES, Sink, lookup
 from pushlang.diagnostics.render import FORMATS, render, render_explain, render_summary, render_text
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     reach.add_parser(commands)
     keys.add_parser(commands)
     send_test.add_parser(commands)
+    repl.add_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
@@ -239,4 +240,5 @@ def cmd_replay(args: argparse.Namespace) -> int:
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,
              "replay": cmd_replay, "preview": preview.run, "stats": stats.run,
              "diff": diff.run, "reach": reach.run,
-             "keys": keys.run, "send-test": send_test.run}
+             "keys": keys.run, "send-test": send_test.run,
+             "repl": repl.run}

@@ -137,7 +137,9 @@ class CampaignRuntime:
 
 class Engine:
     def __init__(self, compiled: plan.Plan, store: MemoryStore, emit: Callable[[Output], None],
-                 on_send: Callable[[SendJob], None] | None = None) -> None:
+                 on_send: Callable[[SendJob], None] | None = None, keep_history: int | None = None) -> None:
+        """``keep_history`` (µs): keep every event that long, not only what the campaigns read
+        (the REPL, where the operator asks questions the campaigns do not)."""
         self.plan = compiled
         self.store = store
         self.emit = emit
@@ -160,6 +162,7 @@ class Engine:
             if c.plan.conversion is not None:
                 self.by_conversion.setdefault(c.plan.conversion.event, []).append(c)
         self.retention = self._retention(compiled)
+        self.keep_history = keep_history
         self._by_user_zone = [c for c in self.campaigns if not c.is_live and c.plan.deliver_in_user_timezone]
         self._zone_ok: dict[str, bool] = {}
         for c in self.campaigns:
@@ -265,7 +268,7 @@ class Engine:
 
     def _event(self, state: UserState, event: Event) -> None:
         name, ts = event.name, event.ts
-        keep = self.retention.get(name)
+        keep = self.retention.get(name, self.keep_history)
         if keep is not None:
             self.store.prune_history(state, name, ts - keep)
             self.store.add_event(state, name, ts, event.props)

@@ -1,0 +1,126 @@
+"""The operator's REPL: a realistic session through prompt-toolkit's pipe input, scripts, errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from pushlang.repl import Session, braces_balanced, inputs, run_interactive, run_script
+
+CAMPAIGN = '''campaign cart {
+  platforms chrome
+  on "Added To Cart" where event.price > 20
+  unless "Charged" within 10m
+  who {
+    user.country == "DE"
+  }
+  message {
+    title "Hi @{user.first_name | default: 'friend'}"
+    body "Your @event.product_name is waiting"
+  }
+}'''
+
+RECORDS = [
+    '{"type":"profile","user":"u1","ts":"2026-12-01T08:00:00Z","props":{"first_name":"Asha","country":"DE"}}',
+    '{"type":"subscribe","user":"u1","ts":"2026-12-01T08:00:00Z","platform":"chrome",'
+    '"endpoint":"https://push.example/1","keys":{"p256dh":"x","auth":"y"}}',
+    '{"type":"profile","user":"u2","ts":"2026-12-01T08:00:00Z","props":{"country":"US"}}',
+    '{"user":"u1","ts":"2026-12-01T08:05:00Z","name":"Added To Cart","props":{"price":120,"product_name":"Lamp"}}',
+    '{"user":"u2","ts":"2026-12-01T08:05:00Z","name":"Added To Cart","props":{"price":120,"product_name":"Lamp"}}',
+]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # the history file goes here
+    monkeypatch.chdir(tmp_path)
+
+
+def test_a_session_through_the_prompt(tmp_path: Path) -> None:
+    said: list[str] = []
+    session = Session(out=said.append)
+    typed = [*CAMPAIGN.splitlines(), *(f":record {r}" for r in RECORDS), ":advance 10m", ":why cart u2",
+             ":user u1", 'did "Added To Cart" at least 1 times in last 7d']
+    with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+        for line in typed:
+            pipe.send_text(line + "\r")
+        pipe.send_text("\x04")  # Ctrl-D
+        assert run_interactive(session) == 0
+    text = "\n".join(said)
+    assert "loaded campaign cart" in text
+    assert '2026-12-01T08:15:00Z  cart  u1  send  "Hi Asha"' in text  # the timer fired when the clock moved
+    assert "clock 2026-12-01T08:15:00Z" in text
+    why = next(s for s in said if s.startswith("campaign cart, user u2"))
+    assert "✗ not_in_audience: `who` is false for this user" in why
+    assert why.endswith("→ suppress (not_in_audience)")
+    assert said[-1] == "true"
+    assert (tmp_path / ".pushlang_history").read_text(encoding="utf-8").count(":record") == len(RECORDS)
+
+
+def test_ctrl_c_cancels_the_current_input_and_the_session_goes_on() -> None:
+    said: list[str] = []
+    session = Session(out=said.append)
+    with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+        pipe.send_text("campaign half_typed {\r")
+        pipe.send_text("\x03")  # Ctrl-C: the half-typed definition is dropped
+        pipe.send_text(":help\r")
+        pipe.send_text("\x04")
+        assert run_interactive(session) == 0
+    assert not any("half_typed" in s for s in said)
+    assert any(":load PATH" in s for s in said)
+
+
+def test_errors_print_a_diagnostic_and_keep_the_session(tmp_path: Path) -> None:
+    said: list[str] = []
+    session = Session(out=said.append)
+    session.handle('campaign broken {\n  on "X"\n  who {\n    segment nope\n  }\n}')
+    assert any("<input 1>:4:13: error[PL200]: unknown segment `nope`" in s for s in said)
+    assert said[-1].startswith("not loaded")
+    session.handle(":time 2026-12-02T00:00:00Z")
+    session.handle(":user u1")
+    for bad in (":bogus", ":advance soon", ":record {not json", ":why nothing", ":load missing.push",
+                "user.country ==", ":time 2020-01-01T00:00:00Z"):
+        said.clear()
+        session.handle(bad)
+        assert said and (said[0].startswith("error:") or "error[" in said[0]), (bad, said)
+    said.clear()
+    session.handle(CAMPAIGN)  # still alive and loading
+    assert said == ["loaded campaign cart"]
+
+
+def test_script_mode_runs_the_same_session(tmp_path: Path) -> None:
+    said: list[str] = []
+    script = "\n".join([CAMPAIGN, *(f":record {r}" for r in RECORDS), ":advance 1h", ":decisions 5", ":quit",
+                        ":help"])
+    assert run_script(Session(out=said.append), io.StringIO(script)) == 0
+    assert '2026-12-01T08:15:00Z  cart  u2  suppress  not_in_audience' in said
+    assert not any(":load PATH" in s for s in said)  # nothing after :quit
+
+
+def test_lint_plan_reach_and_load(tmp_path: Path) -> None:
+    (tmp_path / "more.push").write_text('segment vip {\n  user.vip == true\n}\n', encoding="utf-8")
+    said: list[str] = []
+    session = Session(out=said.append)
+    session.handle(CAMPAIGN)
+    session.handle(":load more.push")
+    assert said[-1].startswith("loaded more.push: 1 campaigns, 1 segments")
+    session.handle(":plan cart")
+    assert '"id": "cart"' in said[-1]
+    for r in RECORDS:
+        session.handle(f":record {r}")
+    session.handle(":reach cart")
+    assert "audience" in said[-1] and "reachable" in said[-1]
+    session.handle(":lint")
+    assert said[-1] == "no problems"
+    assert {"campaign", ":why", "cart", "vip", '"Added To Cart"', "event.price", "user.country"} <= set(session.words())
+
+
+def test_definitions_are_complete_when_braces_balance() -> None:
+    assert braces_balanced('campaign x {\n  message {\n    title "{ not a brace"\n  }\n}')
+    assert not braces_balanced("campaign x {\n  who {  # } in a comment\n")
+    assert list(inputs(["campaign x {", "}", ":help", ""])) == ["campaign x {\n}", ":help", ""]
