@@ -124,3 +124,30 @@ def test_definitions_are_complete_when_braces_balance() -> None:
     assert braces_balanced('campaign x {\n  message {\n    title "{ not a brace"\n  }\n}')
     assert not braces_balanced("campaign x {\n  who {  # } in a comment\n")
     assert list(inputs(["campaign x {", "}", ":help", ""])) == ["campaign x {\n}", ":help", ""]
+
+
+def test_send_test_goes_through_the_delivery_layer(tmp_path: Path) -> None:
+    from peers.webpush_service import WebPushService
+
+    from pushlang.dispatch.keys import generate
+
+    public = generate(tmp_path / "vapid.pem")
+    (tmp_path / "pushlang.toml").write_text(
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+    with WebPushService(application_server_key=public) as service:
+        sub = service.new_subscription("chrome")
+        said: list[str] = []
+        session = Session(out=said.append)
+        session.handle(CAMPAIGN)
+        session.handle('campaign shout {\n  on "Anything"\n  message {\n    title "Test"\n    body "For @user.id"\n'
+                       '    url "https://shop.example.com"\n  }\n}')
+        session.handle(':record {"type":"subscribe","user":"qa","ts":"2026-12-01T08:00:00Z","platform":"chrome",'
+                       f'"endpoint":"{sub.endpoint}","keys":{{"p256dh":"{sub.p256dh}","auth":"{sub.auth}"}}}}')
+        session.handle(":send-test shout qa")
+        assert said[-1].startswith("✓ qa chrome: delivered (status 201)")
+        assert service.payloads(sub.id) and b'"body":"For qa"' in (service.payloads(sub.id)[0] or b"")
+    said.clear()
+    unconfigured = Session(out=said.append, config_path=str(tmp_path / "none.toml"))
+    unconfigured.handle('campaign shout {\n  on "A"\n  message {\n    title "T"\n    body "B"\n  }\n}')
+    unconfigured.handle(":send-test shout qa")
+    assert said[-1].startswith("error: delivery is not configured")
