@@ -89,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     send_test.add_parser(commands)
     repl.add_parser(commands)
 
+    srv = commands.add_parser(
+        "serve", help="the live service: ingest API, wall-clock timers, real delivery, stats",
+        description="Run campaigns live: records in over HTTP (POST /v1/records with a bearer token from "
+                    "PUSHLANG_API_TOKEN), timers on the wall clock, sends delivered with the credentials of "
+                    "pushlang.toml, everything durable in one SQLite file. GET /healthz, /v1/campaigns, "
+                    "/v1/stats, /dashboard; the browser SDK at /sdk/sw.js and /sdk/subscribe.js. SIGHUP or "
+                    "POST /v1/reload reloads the campaign files when they compile.",
+    )
+    srv.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories")
+    srv.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    srv.add_argument("--store", default="pushlang.db", metavar="FILE",
+                     help="the SQLite file (default pushlang.db; sqlite:///file.db works too)")
+
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
         description="Explain a diagnostic code (PL200) or name (unknown-segment); without one, list all codes.",
@@ -237,8 +252,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pushlang.service.app import serve
+
+    _check_paths(args.paths)
+    store = args.store.removeprefix("sqlite:///")
+    return serve(args.paths, host=args.host, port=args.port, config_path=args.config, store_path=store)
+
+
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,
              "replay": cmd_replay, "preview": preview.run, "stats": stats.run,
              "diff": diff.run, "reach": reach.run,
              "keys": keys.run, "send-test": send_test.run,
-             "repl": repl.run}
+             "repl": repl.run, "serve": cmd_serve}

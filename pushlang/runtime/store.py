@@ -163,6 +163,10 @@ class MemoryStore:
     def set_meta(self, key: str, value: Any) -> None:
         self._meta[key] = value
 
+    def meta_items(self, prefix: str) -> list[tuple[str, Any]]:
+        """The bookkeeping entries whose key starts with ``prefix`` and whose value is not null."""
+        return sorted((k, v) for k, v in self._meta.items() if k.startswith(prefix) and v is not None)
+
     def commit(self) -> None:
         """Make everything so far durable (nothing to do in memory)."""
 

@@ -1,0 +1,151 @@
+"""`pushlang serve` in process: ingest, delivery to the loopback push service, clicks, reload, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from peers.webpush_service import Subscription, WebPushService
+
+from pushlang.dispatch.keys import generate
+from pushlang.service.app import MAX_BODY, LiveService
+
+TOKEN = "s3cret-token"
+CAMPAIGN = '''campaign welcome {
+  labels "onboarding"
+  platforms chrome
+  on "Signed Up"
+  message {
+    title "Welcome, @{user.first_name | default: 'friend'}"
+    body "Thanks for joining"
+    url "https://shop.example.com/welcome"
+  }
+  control group 0%
+  conversion "Charged" within 1d revenue event.amount
+}
+'''
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
+    public = generate(tmp_path / "vapid.pem")
+    (tmp_path / "pushlang.toml").write_text(
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+    (tmp_path / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
+    with WebPushService(application_server_key=public) as push:
+        yield tmp_path, push
+
+
+def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]]) -> None:
+    async def main() -> None:
+        service = LiveService([str(folder / "welcome.push")], store_path=str(folder / "state.db"), tick=0.05)
+        async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
+            await body(client, service)
+    asyncio.run(main())
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Deliveries happen in the background: wait until ``check()`` is truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := check()):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return result
+
+
+def subscribe(user: str, sub: Subscription) -> dict[str, Any]:
+    return {"type": "subscribe", "user": user, "ts": "2026-12-01T08:00:00Z", "platform": sub.platform,
+            "endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}}
+
+
+def test_records_in_push_out_clicks_and_conversions_back(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    sub = push.new_subscription("chrome")
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        records = [{"type": "profile", "user": "u1", "ts": "2026-12-01T08:00:00Z", "props": {"first_name": "Asha"}},
+                   subscribe("u1", sub),
+                   {"user": "u1", "ts": "2026-12-01T08:01:00Z", "name": "Signed Up"}]
+        r = await client.post("/v1/records", data="\n".join(json.dumps(x) for x in records), headers=AUTH)
+        assert (r.status, await r.json()) == (200, {"accepted": 3, "rejected": []})
+        (payload,) = await eventually(lambda: push.payloads(sub.id))
+        pushed = json.loads(payload or b"{}")
+        assert pushed["title"] == "Welcome, Asha" and pushed["campaign"] == "welcome"
+        send_id = pushed["send_id"]
+        clicked = [{"user": "u1", "ts": "2026-12-01T08:02:00Z", "name": "Push Viewed", "props": {"send_id": send_id}},
+                   {"user": "u1", "ts": "2026-12-01T08:03:00Z", "name": "Push Clicked", "props": {"send_id": send_id}}]
+        await eventually(lambda: service.activity.campaign_of(send_id))
+        r = await client.post("/v1/browser/records", json=clicked)
+        assert (await r.json())["accepted"] == 2
+        r = await client.post("/v1/records", json=[{"user": "u1", "ts": "2026-12-01T09:00:00Z", "name": "Charged",
+                                                   "props": {"amount": 42.5}}], headers=AUTH)
+        assert r.status == 200
+        await eventually(lambda: service.activity.rows() and not service.activity._pending)
+        stats = await (await client.get("/v1/stats")).json()
+        (welcome,) = [c for c in stats["campaigns"] if c["id"] == "welcome"]
+        assert (welcome["sends"], welcome["delivered"], welcome["viewed"], welcome["clicked"]) == (1, 1, 1, 1)
+        assert (welcome["conversions"], welcome["revenue"]) == (1, 42.5)
+        campaigns = await (await client.get("/v1/campaigns")).json()
+        assert [c["id"] for c in campaigns] == ["welcome"] and len(campaigns[0]["plan_hash"]) == 16
+        health = await (await client.get("/healthz")).json()
+        assert health["ok"] and health["delivery"] == "live"
+
+    served(folder, body)
+
+
+def test_bad_input_gets_clear_4xx_and_loses_nothing_valid(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    sub = push.new_subscription("chrome")
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        lines = [json.dumps(subscribe("u1", sub)), "{not json", json.dumps({"user": "u1"}),
+                 json.dumps({"type": "nonsense", "user": "u1", "ts": "2026-12-01T08:00:00Z"}),
+                 json.dumps({"user": "u1", "ts": "2026-12-01T08:01:00Z", "name": "Signed Up"})]
+        r = await client.post("/v1/records", data="\n".join(lines), headers=AUTH)
+        result = await r.json()
+        assert r.status == 200 and result["accepted"] == 2
+        assert [(x["index"], x["reason"][:20]) for x in result["rejected"]] == [
+            (1, "not valid JSON (JSON"), (2, "no `ts`"), (3, "unknown type 'nonsen")]
+        assert len(await eventually(lambda: push.payloads(sub.id))) == 1  # the valid neighbours went through
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            r = await client.post("/v1/records", data=lines[0], headers=headers)
+            assert r.status == 401 and "Bearer" in (await r.json())["error"]
+        r = await client.post("/v1/records", data=b"x" * (MAX_BODY + 1), headers=AUTH)
+        assert r.status == 413 and "smaller batches" in (await r.json())["error"]
+        r = await client.post("/v1/records", data="{bad", headers=AUTH)
+        assert r.status == 400
+        r = await client.post("/v1/browser/records", json=[
+            {"user": "u1", "ts": "2026-12-01T08:02:00Z", "name": "Push Clicked", "props": {"send_id": "unknown"}}])
+        assert r.status == 400 and "unknown send_id" in (await r.json())["rejected"][0]["reason"]
+        r = await client.post("/v1/browser/records", json=[{"user": "u1", "ts": "2026-12-01T08:02:00Z",
+                                                           "name": "Charged"}])
+        assert r.status == 400  # a web page may not report purchases
+
+    served(folder, body)
+
+
+def test_reload_keeps_running_campaigns_when_the_new_files_are_broken(project: tuple[Path, WebPushService]) -> None:
+    folder, _ = project
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        (folder / "welcome.push").write_text(CAMPAIGN.replace("segment", "").replace('on "Signed Up"',
+                                             'on "Signed Up"\n  who {\n    segment nobody\n  }'), encoding="utf-8")
+        r = await client.post("/v1/reload", headers=AUTH)
+        result = await r.json()
+        assert r.status == 422 and not result["reloaded"]
+        assert result["diagnostics"][0]["code"] == "PL200"
+        assert [c["id"] for c in await (await client.get("/v1/campaigns")).json()] == ["welcome"]
+        (folder / "welcome.push").write_text(CAMPAIGN.replace("campaign welcome", "campaign hello"), encoding="utf-8")
+        r = await client.post("/v1/reload", headers=AUTH)
+        assert r.status == 200 and (await r.json())["campaigns"] == ["hello"]
+        assert (await client.post("/v1/reload")).status == 401
+
+    served(folder, body)

@@ -1,0 +1,120 @@
+"""Crash: `kill -9` the service while timers are pending and a send is in flight, then restart it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from peers.webpush_service import Reply, WebPushService
+
+from pushlang.dispatch.keys import generate
+
+TOKEN = "crash-test-token"
+CAMPAIGN = '''campaign cart {
+  platforms chrome
+  on "Added To Cart"
+  unless "Charged" within 3s
+  message {
+    title "Your cart"
+    body "@event.product is waiting"
+  }
+}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "cart.push", "--port", str(port),
+                             "--store", "state.db"], cwd=folder, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"the service did not start: {proc.stdout.read() if proc.stdout else b''!r}")
+
+
+def post(port: int, records: list[dict[str, object]]) -> dict[str, object]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/records", method="POST",
+                                     data="\n".join(json.dumps(r) for r in records).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        result: dict[str, object] = json.loads(r.read())
+        return result
+
+
+def now_iso(offset: float = 0.0) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
+def test_kill_9_loses_no_accepted_record_and_never_delivers_twice(tmp_path: Path) -> None:
+    public = generate(tmp_path / "vapid.pem")
+    (tmp_path / "pushlang.toml").write_text(
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+    (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
+    with WebPushService(application_server_key=public) as push:
+        subs = {u: push.new_subscription("chrome") for u in ("u1", "u2", "u3")}
+        push.script(subs["u3"].id, [Reply(201, delay=10.0)])  # u3's push will be in flight at the kill
+        port = free_port()
+        proc = start(tmp_path, port)
+        records: list[dict[str, object]] = [
+            {"type": "subscribe", "user": u, "ts": now_iso(), "platform": "chrome", "endpoint": s.endpoint,
+             "keys": {"p256dh": s.p256dh, "auth": s.auth}} for u, s in subs.items()]
+        # u3's timer (armed 5 s ago, due 2 s ago) fires on the next tick; u1's and u2's are due in 3 s.
+        records += [{"user": "u3", "ts": now_iso(-5), "name": "Added To Cart", "props": {"product": "Kettle"}}]
+        records += [{"user": u, "ts": now_iso(), "name": "Added To Cart", "props": {"product": "Lamp"}}
+                    for u in ("u1", "u2")]
+        assert post(port, records)["accepted"] == 6
+        time.sleep(2.0)  # the service ticks every second: u3's push has left and waits for its answer
+        # u3's push is in flight (the push service holds its answer back), u1's and u2's timers pending.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+        restarted = start(tmp_path, port)
+        try:
+            deadline = time.time() + 15
+            while time.time() < deadline and not all(push.payloads(subs[u].id) for u in ("u1", "u2")):
+                time.sleep(0.1)
+            time.sleep(1.0)  # anything that would go out twice has had time to
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=10)
+
+    # Pending timers fired after the restart; every push went out at most once.
+    for user in ("u1", "u2"):
+        (payload,) = push.payloads(subs[user].id)
+        assert b'"body":"Lamp is waiting"' in (payload or b"")
+    send_ids = [json.loads(p or b"{}")["send_id"] for r in push.requests if (p := r.payload) is not None]
+    assert len(send_ids) == len(set(send_ids)), send_ids
+    assert len(push.requests_for(subs["u3"].id)) <= 1  # the in-flight push was not sent again
+    # Every accepted record is in the store.
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    users = {row[0] for row in db.execute("SELECT user_id FROM users")}
+    subs_rows = db.execute("SELECT count(*) FROM subscriptions").fetchone()[0]
+    outcomes = [row[0] for row in db.execute("SELECT outcome || ':' || coalesce(reason, '') FROM activity "
+                                             "WHERE campaign = 'cart' AND outcome IN ('delivered', 'failed')")]
+    assert users == {"u1", "u2", "u3"} and subs_rows == 3
+    assert sorted(outcomes) == ["delivered:", "delivered:", "failed:interrupted"]
