@@ -1,0 +1,93 @@
+"""The dashboard in headless Chromium: `pushlang serve` fills it, and its charts draw the data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+BROWSER = HERE / "browser"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not (BROWSER / "node_modules" / "playwright-core").exists() or not shutil.which("node"),
+                       reason="needs node and playwright-core (cd tests/browser && npm ci)"),
+]
+
+TOKEN = "dashboard-token"
+CAMPAIGN = '''campaign welcome {
+  labels "onboarding"
+  platforms chrome
+  on "Signed Up"
+  message {
+    title "Welcome"
+    body "Thanks for joining"
+  }
+  conversion "Charged" within 1d revenue event.amount
+}
+'''
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dashboard_charts_draw_the_data(tmp_path: Path) -> None:
+    (tmp_path / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
+    port = _port()
+    env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN}
+    server = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "welcome.push", "--port", str(port),
+                               "--store", "state.db"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        records = []
+        for n in range(12):  # a day of sign-ups and a few purchases, hour by hour
+            ts = f"2026-12-01T{8 + n:02d}:00:00Z"
+            records.append({"type": "subscribe", "user": f"u{n}", "ts": ts, "platform": "chrome",
+                            "endpoint": f"http://127.0.0.1:9/push/{n}", "keys": {"p256dh": "BPk", "auth": "a1"}})
+            records.append({"user": f"u{n}", "ts": ts, "name": "Signed Up"})
+            if n % 3 == 0:
+                records.append({"user": f"u{n}", "ts": f"2026-12-01T{8 + n:02d}:30:00Z", "name": "Charged",
+                                "props": {"amount": 10 + n}})
+        request = urllib.request.Request(base + "/v1/records", method="POST",
+                                         data="\n".join(json.dumps(r) for r in records).encode(),
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            assert json.loads(answer.read())["accepted"] == len(records)
+        for _ in range(100):  # the deliveries (to a closed port) are recorded in the background
+            stats = json.loads(urllib.request.urlopen(base + "/v1/stats", timeout=5).read())
+            (welcome,) = stats["campaigns"]
+            if welcome["failed"] == 12:
+                break
+            time.sleep(0.1)
+        assert (welcome["sends"], welcome["conversions"]) == (12, 4)
+        shot = tmp_path / "dashboard.png"
+        run = subprocess.run(["node", str(BROWSER / "screenshot.mjs"), "--url", base + "/dashboard",
+                              "--out", str(shot)], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "CHROMIUM": CHROMIUM})
+        assert run.returncode == 0, run.stdout + run.stderr
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["ok"] and int(result["chartsReady"]) >= 12  # points drawn: the hours of activity
+        assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
