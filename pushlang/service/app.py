@@ -181,6 +181,7 @@ class LiveService:
         app.router.add_get("/v1/campaigns", self.get_campaigns)
         app.router.add_post("/v1/reload", self.post_reload)
         app.router.add_get("/healthz", self.get_health)
+        app.router.add_get("/sdk/demo", self.get_demo)
         app.router.add_get("/sdk/{name}", self.get_sdk)
         try:
             from pushlang.service.dashboard import add_routes
@@ -269,6 +270,17 @@ class LiveService:
             self.plan = result.plan
             self.engine = self._engine(result.plan)
         return web.json_response({"reloaded": True, "campaigns": [c.id for c in result.plan.campaigns]})
+
+    async def get_demo(self, request: web.Request) -> web.Response:
+        """A page to try the SDK with: registers the worker for ?user= and subscribes on a click."""
+        key = ""
+        if self.settings.vapid_key_file and Path(self.settings.vapid_key_file).is_file():
+            from pushlang.dispatch.keys import load_public
+
+            key = load_public(Path(self.settings.vapid_key_file))  # the public half only
+        html = (STATIC / "sdk" / "demo.html").read_text(encoding="utf-8")
+        html = html.replace('<html lang="en">', f'<html lang="en" data-vapid-key="{key}">', 1)
+        return web.Response(text=html, content_type="text/html")
 
     async def get_sdk(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
