@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -109,8 +110,6 @@ def test_kill_9_loses_no_accepted_record_and_never_delivers_twice(tmp_path: Path
     assert len(send_ids) == len(set(send_ids)), send_ids
     assert len(push.requests_for(subs["u3"].id)) <= 1  # the in-flight push was not sent again
     # Every accepted record is in the store.
-    import sqlite3
-
     db = sqlite3.connect(tmp_path / "state.db")
     users = {row[0] for row in db.execute("SELECT user_id FROM users")}
     subs_rows = db.execute("SELECT count(*) FROM subscriptions").fetchone()[0]
@@ -118,3 +117,41 @@ def test_kill_9_loses_no_accepted_record_and_never_delivers_twice(tmp_path: Path
                                              "WHERE campaign = 'cart' AND outcome IN ('delivered', 'failed')")]
     assert users == {"u1", "u2", "u3"} and subs_rows == 3
     assert sorted(outcomes) == ["delivered:", "delivered:", "failed:interrupted"]
+
+
+def test_sighup_reloads_only_files_that_compile_and_stats_read_the_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
+    port = free_port()
+    proc = start(tmp_path, port)
+
+    def campaigns() -> list[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/campaigns", timeout=5) as r:
+            return [c["id"] for c in json.loads(r.read())]
+
+    def reload_and_wait(expected: list[str]) -> list[str]:
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while campaigns() != expected and time.time() < deadline:
+            time.sleep(0.1)
+        return campaigns()
+
+    try:
+        post(port, [{"user": "u1", "ts": now_iso(-10), "name": "Added To Cart", "props": {"product": "Lamp"}}])
+        deadline = time.time() + 10  # the timer (due 7 s ago) fires on the next tick
+        while time.time() < deadline and not sqlite3.connect(tmp_path / "state.db").execute(
+                "SELECT count(*) FROM activity WHERE outcome = 'suppress'").fetchone()[0]:
+            time.sleep(0.1)
+        (tmp_path / "cart.push").write_text(CAMPAIGN.replace('on "Added To Cart"', 'on "Added To Cart"\n  who {\n'
+                                            '    segment nobody\n  }'), encoding="utf-8")
+        assert reload_and_wait(["cart"]) == ["cart"]  # broken files: the running campaign goes on
+        (tmp_path / "cart.push").write_text(CAMPAIGN.replace("campaign cart", "campaign basket"), encoding="utf-8")
+        assert reload_and_wait(["basket"]) == ["basket"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    from pushlang.cli import main
+
+    assert main(["stats", "--store", str(tmp_path / "state.db"), "--format", "json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["cart"]["sends"] == 0 and stats["cart"]["suppressed"] == 1  # u1 has no subscription

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -21,6 +22,8 @@ class CampaignStats:
     suppressed: int = 0
     delivered: int = 0
     failed: int = 0
+    viewed: int = 0
+    clicked: int = 0
     conversions: int = 0
     control_conversions: int = 0
     revenue: float = 0.0
@@ -62,6 +65,10 @@ def collect(outputs: Iterable[Output]) -> dict[str, CampaignStats]:
             s.delivered += 1
         elif o.outcome == "failed":
             s.failed += 1
+        elif o.outcome == "viewed":
+            s.viewed += 1
+        elif o.outcome == "clicked":
+            s.clicked += 1
         elif o.outcome == "convert":
             if o.send_id in control_ids:
                 s.control_conversions += 1
@@ -77,11 +84,12 @@ def _pct(value: float | None) -> str:
 
 
 def render(stats: dict[str, CampaignStats]) -> str:
-    header = ("campaign", "sends", "delivered", "failed", "conversions", "conv. rate", "revenue",
-              "control", "control rate", "lift")
+    header = ("campaign", "sends", "delivered", "failed", "viewed", "clicked", "conversions", "conv. rate",
+              "revenue", "control", "control rate", "lift")
     rows = [header]
     for cid, s in stats.items():
-        rows.append((cid, f"{s.sends:,}", f"{s.delivered:,}", f"{s.failed:,}", f"{s.conversions:,}",
+        rows.append((cid, f"{s.sends:,}", f"{s.delivered:,}", f"{s.failed:,}", f"{s.viewed:,}", f"{s.clicked:,}",
+                     f"{s.conversions:,}",
                      _pct(s.conversion_rate), f"{s.revenue:,.2f}", f"{s.control:,}", _pct(s.control_rate),
                      "-" if s.lift is None else f"{s.lift:+.1%}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -91,6 +99,22 @@ def render(stats: dict[str, CampaignStats]) -> str:
     return "\n".join(lines)
 
 
+def _from_store(path: str) -> list[Output]:
+    if not Path(path).is_file():
+        raise ValueError(f"no database {path}")
+    from pushlang.service.activity import ActivityLog
+
+    log = ActivityLog(path)
+    try:
+        return [Output(str(r["at"]), str(r["campaign"]), str(r["user"]), str(r["outcome"]),
+                       r["reason"] if isinstance(r["reason"], str) else None,
+                       r["send_id"] if isinstance(r["send_id"], str) else None,
+                       revenue=float(r["revenue"]) if isinstance(r["revenue"], (int, float)) else None)
+                for r in log.rows()]
+    finally:
+        log.close()
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "stats", help="sends, conversions, revenue and lift per campaign",
@@ -98,15 +122,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "conversions and their rate, revenue, and for campaigns with a control group the "
                     "control conversion rate and the lift.",
     )
-    p.add_argument("decisions", metavar="DECISIONS", help="decisions as JSON Lines (`replay --out`), or - for stdin")
+    p.add_argument("decisions", metavar="DECISIONS", nargs="?",
+                   help="decisions as JSON Lines (`replay --out`), or - for stdin")
+    p.add_argument("--store", metavar="FILE", help="or the SQLite file of `pushlang serve` (its activity log)")
     p.add_argument("--campaign", action="append", metavar="ID", help="only these campaigns (repeatable)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def run(args: argparse.Namespace) -> int:
-    decoder = msgspec.json.Decoder(Output)
-    with _lines(args.decisions) as lines:
-        outputs = [decoder.decode(line) for line in lines if line.strip()]
+    if (args.decisions is None) == (args.store is None):
+        raise ValueError("give a decisions file (`replay --out`) or --store FILE (`pushlang serve`'s database)")
+    if args.store is not None:
+        outputs = _from_store(args.store.removeprefix("sqlite:///"))
+    else:
+        decoder = msgspec.json.Decoder(Output)
+        with _lines(args.decisions) as lines:
+            outputs = [decoder.decode(line) for line in lines if line.strip()]
     stats = collect(o for o in outputs if not args.campaign or o.campaign in args.campaign)
     if args.format == "json":
         data = {cid: {**vars(s), "conversion_rate": s.conversion_rate,
