@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import pytest
+from browser_env import BROWSER, CHROMIUM, free_port, needs_browser
 
-HERE = Path(__file__).resolve().parent
-BROWSER = HERE / "browser"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
-    pytest.mark.skipif(not (BROWSER / "node_modules" / "playwright-core").exists() or not shutil.which("node"),
-                       reason="needs node and playwright-core (cd tests/browser && npm ci)"),
-]
+pytestmark = needs_browser
 
 TOKEN = "dashboard-token"
 CAMPAIGN = '''campaign welcome {
@@ -38,15 +28,10 @@ CAMPAIGN = '''campaign welcome {
 '''
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_dashboard_charts_draw_the_data(tmp_path: Path) -> None:
     (tmp_path / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
-    port = _port()
+    port = free_port()
     env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN}
     server = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "welcome.push", "--port", str(port),
                                "--store", "state.db"], cwd=tmp_path, env=env,

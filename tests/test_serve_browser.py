@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,18 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
+from browser_env import BROWSER, CHROMIUM, free_port, needs_browser
 
 from pushlang.dispatch.keys import generate
 
-HERE = Path(__file__).resolve().parent
-BROWSER = HERE / "browser"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
-    pytest.mark.skipif(not (BROWSER / "node_modules" / "playwright-core").exists() or not shutil.which("node"),
-                       reason="needs node and playwright-core (cd tests/browser && npm ci)"),
-]
+pytestmark = needs_browser
 TOKEN = "browser-token"
 CAMPAIGN = '''campaign cart {
   platforms chrome
@@ -39,11 +30,6 @@ CAMPAIGN = '''campaign cart {
 '''
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _get(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as answer:
@@ -56,7 +42,7 @@ def test_a_page_from_serve_shows_the_push_and_reports_it_viewed(tmp_path: Path) 
     (tmp_path / "pushlang.toml").write_text(
         '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
     (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "cart.push", "--port", str(port),
                                "--store", "state.db"], cwd=tmp_path, env={**os.environ, "PUSHLANG_API_TOKEN": TOKEN},
