@@ -128,6 +128,10 @@ def test_bad_input_gets_clear_4xx_and_loses_nothing_valid(project: tuple[Path, W
         r = await client.post("/v1/browser/records", json=[{"user": "u1", "ts": "2026-12-01T08:02:00Z",
                                                            "name": "Charged"}])
         assert r.status == 400  # a web page may not report purchases
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        r = await client.options("/v1/browser/records", headers={"Origin": "https://shop.example.com",
+                                                                 "Access-Control-Request-Method": "POST"})
+        assert r.status == 204 and "content-type" in r.headers["Access-Control-Allow-Headers"]
 
     served(folder, body)
 

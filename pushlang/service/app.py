@@ -47,6 +47,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 4 * 1024 * 1024
 OUTBOX = "outbox:"
 BROWSER_EVENTS = {"Push Viewed": "viewed", "Push Clicked": "clicked"}
+# The browser endpoint takes no token and only subscriptions, views and clicks: any origin may post.
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
+         "Access-Control-Allow-Headers": "content-type", "Access-Control-Max-Age": "86400"}
 
 
 def plan_hash(campaign: plan.Campaign) -> str:
@@ -178,6 +181,7 @@ class LiveService:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
         app.router.add_post("/v1/records", self.post_records)
         app.router.add_post("/v1/browser/records", self.post_browser_records)
+        app.router.add_route("OPTIONS", "/v1/browser/records", self.browser_preflight)
         app.router.add_get("/v1/campaigns", self.get_campaigns)
         app.router.add_post("/v1/reload", self.post_reload)
         app.router.add_get("/healthz", self.get_health)
@@ -217,7 +221,16 @@ class LiveService:
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
 
+    async def browser_preflight(self, request: web.Request) -> web.Response:
+        """CORS: a shop's pages (another origin than the service) may post browser records."""
+        return web.Response(status=204, headers=_CORS)
+
     async def post_browser_records(self, request: web.Request) -> web.Response:
+        response = await self._browser_records(request)
+        response.headers.update(_CORS)
+        return response
+
+    async def _browser_records(self, request: web.Request) -> web.Response:
         records, rejected = _parse_records(await request.read())
         allowed: list[Record] = []
         for index, record in enumerate(records):
