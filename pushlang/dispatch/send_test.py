@@ -15,7 +15,7 @@ from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
 from pushlang.runtime.engine import Engine, SendJob, send_id_for
-from pushlang.runtime.hosts import _lines, find_campaign, open_store_url
+from pushlang.runtime.hosts import find_campaign, open_records, open_store_url
 from pushlang.runtime.instants import US
 from pushlang.runtime.records import Event, read_records
 from pushlang.runtime.render import MissingProperty
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     last_events: dict[str, Event] = {}
     if args.events:
         engine = Engine(compiled, store, lambda out: None)
-        with _lines(args.events) as lines:
+        with open_records(args.events) as lines:
             for record in read_records(lines):
                 engine.feed(record)
                 if isinstance(record, Event) and record.name == trigger_event:

@@ -37,7 +37,7 @@ from pushlang.compiler import CompileResult, compile_paths
 from pushlang.diagnostics.render import render_json, render_summary, render_text
 from pushlang.loader import expand_paths
 from pushlang.runtime.engine import Output
-from pushlang.runtime.hosts import _lines, parse_until
+from pushlang.runtime.hosts import open_records, parse_until
 from pushlang.runtime.instants import iso
 from pushlang.runtime.replay import CampaignSummary, replay
 from pushlang.runtime.store import MemoryStore
@@ -190,7 +190,7 @@ def record_source(path: str) -> RecordSource:
             yield data
 
         return again
-    return lambda: _lines(path)
+    return lambda: open_records(path)
 
 
 # ---- comparing plans -------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def open_store_url(url: str | None) -> MemoryStore:
 
 
 @contextlib.contextmanager
-def _lines(path: str) -> Iterator[IO[bytes]]:
+def open_records(path: str) -> Iterator[IO[bytes]]:
+    """The lines of a records file (``.gz`` read compressed), or of standard input for ``-``."""
     if path == "-":
         yield sys.stdin.buffer
         return
@@ -92,7 +93,7 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
 
             dispatcher = Dispatcher(delivery, compiled.settings.default_ttl, on_halt=halts.append)
             dispatch = LiveDispatch(dispatcher, store)
-        with _lines(events) as lines, _progress(size) as progress:
+        with open_records(events) as lines, _progress(size) as progress:
             summary = replay(compiled, _counting(lines, progress), store, emit, until=until_us, dispatch=dispatch)
     finally:
         if dispatch is not None:

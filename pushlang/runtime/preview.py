@@ -8,7 +8,7 @@ from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.runtime.engine import Engine
 from pushlang.runtime.evaluate import as_datetime
-from pushlang.runtime.hosts import _lines, find_campaign, parse_until
+from pushlang.runtime.hosts import find_campaign, open_records, parse_until
 from pushlang.runtime.instants import US, from_datetime, iso
 from pushlang.runtime.records import Event, Record, read_records
 from pushlang.runtime.store import MemoryStore
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if result.plan is None:
         raise ValueError("the campaigns do not compile; run `pushlang lint` for the diagnostics")
     at = parse_until(args.at, result.plan.settings.timezone)
-    with _lines(args.events) as lines:
+    with open_records(args.events) as lines:
         records = list(read_records(lines))
     print(render_trace(preview(result.plan, records, args.campaign, args.user, at)))
     return 0

@@ -646,7 +646,7 @@ def run(args: argparse.Namespace) -> int:
     from pushlang.compiler import compile_paths
     from pushlang.diagnostics.render import render_summary
     from pushlang.diagnostics.render import render_text as render_diagnostics
-    from pushlang.runtime.hosts import _lines, find_campaign, open_store_url
+    from pushlang.runtime.hosts import find_campaign, open_records, open_store_url
     from pushlang.runtime.replay import replay
 
     missing = [p for p in args.paths if not os.path.exists(p)]
@@ -674,7 +674,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--store {args.store}: {exc}") from None
     try:
         if args.events:
-            with _lines(args.events) as lines:
+            with open_records(args.events) as lines:
                 summary = replay(compiled, lines, store, lambda decision: None)
             if summary.rejects:
                 print(f"pushlang reach: {len(summary.rejects):,} of {summary.records + len(summary.rejects):,} "

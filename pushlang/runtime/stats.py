@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 
 from pushlang.runtime.engine import Output
-from pushlang.runtime.hosts import _lines
+from pushlang.runtime.hosts import open_records
 
 
 @dataclass
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         outputs = _from_store(args.store.removeprefix("sqlite:///"))
     else:
         decoder = msgspec.json.Decoder(Output)
-        with _lines(args.decisions) as lines:
+        with open_records(args.decisions) as lines:
             outputs = [decoder.decode(line) for line in lines if line.strip()]
     stats = collect(o for o in outputs if not args.campaign or o.campaign in args.campaign)
     if args.format == "json":
