@@ -24,7 +24,7 @@ from pushlang.config import Config, find_config, load_config
 from pushlang.diagnostics import Diagnostic, Sink
 from pushlang.diagnostics.render import render_text
 from pushlang.loader import Loader, Program
-from pushlang.runtime.engine import Engine, Output, _UserHistory
+from pushlang.runtime.engine import Engine, Output, UserHistory
 from pushlang.runtime.evaluate import MISSING, Compiler, Env
 from pushlang.runtime.hosts import open_store_url, parse_until
 from pushlang.runtime.instants import US, iso
@@ -191,7 +191,7 @@ class Session:
         tz = compiled.settings.timezone
         fn = Compiler(tz).compile(compiled.segments[_EXPR_NAME])
         segments = {name: Compiler(tz).compile(e) for name, e in compiled.segments.items()}
-        value = fn(Env(state.user, state.profile, self.clock, _UserHistory(state), segments))
+        value = fn(Env(state.user, state.profile, self.clock, UserHistory(state), segments))
         self.out("missing" if value is MISSING else format_value(value))
 
     # ---- commands --------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def in_control_group(campaign: str, user: str, percent: float) -> bool:
     return int(digest[:8], 16) % 10000 < percent * 100
 
 
-class _UserHistory(History):
+class UserHistory(History):
     __slots__ = ("state",)
 
     def __init__(self, state: UserState) -> None:
@@ -359,7 +359,7 @@ class Engine:
         if timer.kind == "delay":
             self._redecide(c, state, timer)
             return
-        env = Env(state.user, state.profile, timer.due, _UserHistory(state), c.segments,
+        env = Env(state.user, state.profile, timer.due, UserHistory(state), c.segments,
                   payload["event"], payload["ts"], payload["props"])
         self._decide(c, state, timer.due, env, trigger_at=timer.due)
 
@@ -409,8 +409,8 @@ class Engine:
 
     def _env(self, c: CampaignRuntime, state: UserState, now: int, event: Event | None = None) -> Env:
         if event is None:
-            return Env(state.user, state.profile, now, _UserHistory(state), c.segments)
-        return Env(state.user, state.profile, now, _UserHistory(state), c.segments, event.name, event.ts, event.props)
+            return Env(state.user, state.profile, now, UserHistory(state), c.segments)
+        return Env(state.user, state.profile, now, UserHistory(state), c.segments, event.name, event.ts, event.props)
 
     def _valid_zone(self, zone: str) -> bool:
         ok = self._zone_ok.get(zone)
