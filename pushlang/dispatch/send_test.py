@@ -54,7 +54,7 @@ def test_jobs(compiled: plan.Plan, store: MemoryStore, campaign_id: str, users: 
             problems.append(f"{user}: unknown user")
             continue
         try:
-            rendered = c.renderer.render(engine._env(c, state, now, last_events.get(user)))
+            rendered = c.renderer.render(engine.env_for(c, state, now, last_events.get(user)))
         except MissingProperty:
             problems.append(f"{user}: a personalisation has no value and no default (missing_property)")
             continue

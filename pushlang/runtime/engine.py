@@ -282,7 +282,7 @@ class Engine:
         for c in self.by_trigger.get(name, ()):
             if (c.start is not None and ts < c.start) or (c.end is not None and ts >= c.end):
                 continue  # a trigger outside [start, end) arms nothing
-            env = self._env(c, state, ts, event)
+            env = self.env_for(c, state, ts, event)
             if not c.trigger_where(env):
                 continue
             trigger = c.plan.trigger
@@ -302,7 +302,7 @@ class Engine:
         trigger = timer.payload
         if event.ts < trigger["ts"]:
             return  # an F before E cancels nothing, even when its record arrives late
-        env = self._env(c, state, event.ts, event)
+        env = self.env_for(c, state, event.ts, event)
         env.trigger, env.trigger_name, env.trigger_ts = trigger["props"], trigger["event"], trigger["ts"]
         if c.unless_where(env):
             self.store.cancel_timer(timer.key)
@@ -334,7 +334,7 @@ class Engine:
                 continue
             if conversion.event != event.name or not window.start < event.ts:
                 continue
-            env = self._env(c, state, event.ts, event)
+            env = self.env_for(c, state, event.ts, event)
             if not c.conversion_where(env):
                 continue
             revenue = None
@@ -395,11 +395,11 @@ class Engine:
             state = self.store.get(uid)
             if state is None or state.first_seen > at:
                 continue
-            zone = self._user_zone(c, state) if by_user_zone else ""
+            zone = self.user_zone(c, state) if by_user_zone else ""
             date = dates.get(zone)
             if date is None:
                 continue
-            env = self._env(c, state, at)
+            env = self.env_for(c, state, at)
             if not c.audience(env):
                 continue  # a scheduled campaign skips users outside its audience, without a record
             self._decide(c, state, at, env, trigger_at=at, scheduled_date=date,
@@ -407,7 +407,7 @@ class Engine:
 
     # ---- the decision pipeline (SPEC §9.3) -----------------------------------------------------
 
-    def _env(self, c: CampaignRuntime, state: UserState, now: int, event: Event | None = None) -> Env:
+    def env_for(self, c: CampaignRuntime, state: UserState, now: int, event: Event | None = None) -> Env:
         if event is None:
             return Env(state.user, state.profile, now, UserHistory(state), c.segments)
         return Env(state.user, state.profile, now, UserHistory(state), c.segments, event.name, event.ts, event.props)
@@ -418,7 +418,7 @@ class Engine:
             ok = self._zone_ok[zone] = is_timezone(zone)
         return ok
 
-    def _user_zone(self, c: CampaignRuntime, state: UserState) -> str:
+    def user_zone(self, c: CampaignRuntime, state: UserState) -> str:
         zone = state.profile.get("timezone")
         return zone if isinstance(zone, str) and self._valid_zone(zone) else c.tz
 
@@ -460,8 +460,8 @@ class Engine:
                    "image": rendered.image, "icon": rendered.icon, "buttons": [list(b) for b in rendered.buttons],
                    "platforms": platforms, "date": scheduled_date, "zone": schedule_zone}
         if p.dnd is not None:
-            zone = self._user_zone(c, state)
-            until = self._dnd_until(p.dnd, at, zone)
+            zone = self.user_zone(c, state)
+            until = self.dnd_until(p.dnd, at, zone)
             if until is not None:
                 if p.dnd.mode == "discard":
                     self._output(c, user, at, "suppress", "dnd", send_id)
@@ -479,7 +479,7 @@ class Engine:
         dnd = c.plan.dnd
         if dnd is not None:
             # The user's zone may have changed while the push waited: never send inside local DND.
-            until = self._dnd_until(dnd, at, self._user_zone(c, state))
+            until = self.dnd_until(dnd, at, self.user_zone(c, state))
             if until is not None:
                 self._output(c, state.user, at, "delay", "dnd", pending["send_id"], until=iso(until))
                 self.store.add_timer(Timer(until, c.id, state.user, timer.key, "delay", pending))
@@ -494,7 +494,7 @@ class Engine:
             if at >= cutoff:
                 self._output(c, user, at, "suppress", "cutoff", send_id)
                 return
-        periods = period_keys(at, self._user_zone(c, state))
+        periods = period_keys(at, self.user_zone(c, state))
         for limit in p.limits:
             if state.counters.get(f"{c.id}|{periods[limit.period]}", 0) >= limit.count:
                 self._output(c, user, at, "suppress", "campaign_limit", send_id)
@@ -524,7 +524,7 @@ class Engine:
         if conversion is not None:
             self.store.open_window(state, Window(c.id, send_id, at, at + conversion.within * US))
 
-    def _dnd_until(self, dnd: plan.Dnd, at: int, zone: str) -> int | None:
+    def dnd_until(self, dnd: plan.Dnd, at: int, zone: str) -> int | None:
         """The end of the DND period ``at`` falls in, in the user's local time; None outside DND."""
         now = local(at, zone)
         seconds = now.hour * 3600 + now.minute * 60 + now.second

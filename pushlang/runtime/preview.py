@@ -53,7 +53,7 @@ def preview(compiled: plan.Plan, records: list[Record], campaign_id: str, user: 
         elif isinstance(trigger, plan.OnDate):
             c = engine.by_id[campaign_id]
             assert c.at is not None
-            env = engine._env(c, engine.store.user(user, event.ts), event.ts, event)
+            env = engine.env_for(c, engine.store.user(user, event.ts), event.ts, event)
             value = as_datetime(c.at(env), c.tz)
             when = from_datetime(value) if value is not None else event.ts
     if when is None:
@@ -62,7 +62,7 @@ def preview(compiled: plan.Plan, records: list[Record], campaign_id: str, user: 
     result = trace(engine, campaign_id, user, when, event)
     if event is not None:
         c = engine.by_id[campaign_id]
-        env = engine._env(c, engine.store.user(user, event.ts), event.ts, event)
+        env = engine.env_for(c, engine.store.user(user, event.ts), event.ts, event)
         matched = c.trigger_where(env)
         result.steps.insert(0, Step("trigger", matched,
                                     f'"{event.name}" at {iso(event.ts)}' + ("" if matched else ": its `where` is false")))
@@ -100,7 +100,7 @@ def _cancelled_by(engine: Engine, later: list[Record], campaign_id: str, trigger
         if r.ts > due:
             break
         if isinstance(r, Event) and r.user == trigger.user and r.name == spec.unless_event:
-            env = engine._env(c, state, r.ts, r)
+            env = engine.env_for(c, state, r.ts, r)
             env.trigger, env.trigger_name, env.trigger_ts = trigger.props, trigger.name, trigger.ts
             if c.unless_where(env):
                 return r

@@ -48,7 +48,7 @@ def trace(engine: Engine, campaign_id: str, user_id: str, at: int, event: Event 
     state = engine.store.get(user_id)
     if state is None:
         return result.stop("known user", "no record of this user has been seen", "suppress", "unreachable")
-    env = engine._env(c, state, at, event)
+    env = engine.env_for(c, state, at, event)
     if event is None and p.is_live:
         result.ok("trigger", "no triggering event: conditions on event.* are false")
     if c.end is not None and at >= c.end:
@@ -86,9 +86,9 @@ def trace(engine: Engine, campaign_id: str, user_id: str, at: int, event: Event 
         return result.stop("payload_too_large", f"{size} bytes > {MAX_PLAINTEXT}", "suppress", "payload_too_large")
     result.rendered, result.platforms = rendered, sorted({s.platform for s in subs})
     result.ok("message", f"rendered, {size} bytes")
-    zone = engine._user_zone(c, state)
+    zone = engine.user_zone(c, state)
     if p.dnd is not None:
-        until = engine._dnd_until(p.dnd, at, zone)
+        until = engine.dnd_until(p.dnd, at, zone)
         when = local(at, zone).strftime("%H:%M")
         if until is not None:
             if p.dnd.mode == "discard":
