@@ -1,0 +1,260 @@
+"""The scale-out store (DESIGN.md "Scale-out: Redis Streams, partitioned by user"): one partition.
+
+Users map to P fixed partitions (``partition_of``). A :class:`RedisStore` holds the state of ONE
+partition ``p``, and every key it writes carries the hash tag ``{p}``, so the whole partition lives
+in one Redis Cluster slot and one MULTI/EXEC can span all of it:
+
+- ``u:{p}``    hash: user id → the msgspec-JSON encoded :class:`UserState` (profile, subscriptions,
+  history, counters, windows, sends, first_seen);
+- ``tm:{p}``   sorted set: timer key, scored by due;
+- ``tmd:{p}``  hash: timer key → the encoded :class:`Timer`;
+- ``meta:{p}`` hash: bookkeeping key → JSON value.
+
+As in :class:`~pushlang.runtime.sqlite_store.SqliteStore`, the inherited dictionaries are a cache:
+a user is loaded (one HGET) the first time it is touched, timers and meta are loaded at
+construction, every mutation changes memory and records what changed, and ``commit()`` writes the
+net effect in one MULTI/EXEC. A changed user is rewritten whole (one HSET field): simple and
+idempotent, at the cost of re-encoding that user's retained history once per batch.
+
+Every write is "set this key to its current value", so retrying a failed ``commit()`` is safe.
+Values must be JSON-shaped: tuples come back as lists, non-string keys as strings.
+
+A partition is meant to have one writer at a time (the worker holding its lease); the store does
+not lock against a second writer.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis
+from redis.client import Pipeline
+
+from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window
+
+DEFAULT_PARTITIONS = 256
+
+_encode = msgspec.json.Encoder().encode
+_decode_any = msgspec.json.Decoder().decode
+_decode_user = msgspec.json.Decoder(UserState).decode
+_decode_timer = msgspec.json.Decoder(Timer).decode
+
+
+def partition_of(user: str, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """The partition that owns ``user``: ``crc32(user) % partitions`` (stable across processes)."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    return zlib.crc32(user.encode()) % partitions
+
+
+def partition_keys(partition: int) -> dict[str, str]:
+    """The Redis keys of one partition's state, all in the slot of the hash tag ``{partition}``."""
+    tag = f"{{{partition}}}"
+    return {"users": f"u:{tag}", "timers": f"tm:{tag}", "timer_data": f"tmd:{tag}", "meta": f"meta:{tag}"}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore(MemoryStore):
+    """A :class:`MemoryStore` whose state lives in Redis, for one partition.
+
+    Not thread-safe: one writer, its caller serialises calls. Callers must not keep a
+    :class:`UserState` across stores. The client may use ``decode_responses`` or not.
+    """
+
+    def __init__(self, client: redis.Redis, partition: int, *, owns_client: bool = False) -> None:
+        super().__init__()
+        if partition < 0:
+            raise ValueError(f"partition must be non-negative, got {partition}")
+        self.client = client
+        self.partition = partition
+        keys = partition_keys(partition)
+        self.users_key = keys["users"]
+        self.timers_key = keys["timers"]
+        self.timer_data_key = keys["timer_data"]
+        self.meta_key = keys["meta"]
+        self._owns_client = owns_client
+        self._closed = False
+        self._dirty_users: dict[str, UserState] = {}
+        self._dirty_timers: set[str] = set()
+        self._dirty_meta: set[str] = set()
+        # False while Redis is known to hold no user that memory lacks: new users skip the HGET.
+        self._maybe_stored = bool(client.hlen(self.users_key))
+
+        timers: dict[Any, Any] = client.hgetall(self.timer_data_key)  # type: ignore[assignment]
+        for value in timers.values():
+            super().add_timer(_decode_timer(value))
+        meta: dict[Any, Any] = client.hgetall(self.meta_key)  # type: ignore[assignment]
+        for key, value in meta.items():
+            self._meta[_text(key)] = _decode_any(value)
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- users ---------------------------------------------------------------------------------
+
+    def get(self, user: str) -> UserState | None:
+        state = self._users.get(user)
+        if state is None and self._maybe_stored:
+            state = self._load(user)
+        return state
+
+    def user(self, user: str, ts: int) -> UserState:
+        state = self.get(user)
+        return state if state is not None else super().user(user, ts)
+
+    def user_ids(self) -> list[str]:
+        stored: list[Any] = self.client.hkeys(self.users_key)  # type: ignore[assignment]
+        return sorted({_text(k) for k in stored}.union(self._users))
+
+    def _load(self, user: str) -> UserState | None:
+        raw: Any = self.client.hget(self.users_key, user)
+        if raw is None:
+            return None
+        state = _decode_user(raw)
+        self._users[user] = state
+        return state
+
+    def _dirt(self, state: UserState) -> None:
+        self._dirty_users[state.user] = state
+
+    def _created(self, state: UserState) -> None:
+        self._dirt(state)
+
+    def merge_profile(self, state: UserState, props: dict[str, Any]) -> None:
+        super().merge_profile(state, props)
+        if props:
+            self._dirt(state)
+
+    def put_subscription(self, state: UserState, sub: Subscription) -> None:
+        super().put_subscription(state, sub)
+        self._dirt(state)
+
+    def set_active(self, state: UserState, key: str, active: bool) -> None:
+        super().set_active(state, key, active)
+        if key in state.subscriptions:
+            self._dirt(state)
+
+    def add_event(self, state: UserState, name: str, ts: int, props: dict[str, Any]) -> None:
+        super().add_event(state, name, ts, props)
+        self._dirt(state)
+
+    def prune_history(self, state: UserState, name: str, before: int) -> None:
+        events = state.history.get(name)
+        if not events:
+            return
+        count = len(events)
+        super().prune_history(state, name, before)
+        if len(events) == count:
+            return
+        if not events:
+            del state.history[name]  # as a reload would see it (and as SqliteStore does)
+        self._dirt(state)
+
+    def bump_counter(self, state: UserState, key: str) -> None:
+        super().bump_counter(state, key)
+        self._dirt(state)
+
+    def add_send(self, state: UserState, send_id: str) -> None:
+        if send_id not in state.sends:
+            super().add_send(state, send_id)
+            self._dirt(state)
+
+    def open_window(self, state: UserState, window: Window) -> None:
+        super().open_window(state, window)
+        self._dirt(state)
+
+    def close_window(self, state: UserState, window: Window) -> None:
+        super().close_window(state, window)
+        self._dirt(state)
+
+    # ---- timers --------------------------------------------------------------------------------
+
+    def add_timer(self, timer: Timer) -> None:
+        super().add_timer(timer)
+        self._dirty_timers.add(timer.key)
+
+    def cancel_timer(self, key: str) -> None:
+        if key in self._timers:
+            super().cancel_timer(key)
+            self._dirty_timers.add(key)
+
+    def pop_due(self, due: int) -> list[Timer]:
+        timers = super().pop_due(due)
+        self._dirty_timers.update(t.key for t in timers)
+        return timers
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        super().set_meta(key, value)
+        self._dirty_meta.add(key)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether there are changes not yet committed."""
+        return bool(self._dirty_users or self._dirty_timers or self._dirty_meta)
+
+    def commit(self, extra: Callable[[Pipeline], None] | None = None) -> None:
+        """Write everything changed since the last commit in ONE MULTI/EXEC on the partition's slot.
+
+        ``extra`` is called with the transaction's pipeline after the state writes are queued, to
+        add the caller's commands (a worker's XACK, outbox XADDs) to the same transaction; its
+        keys must carry the same hash tag on a cluster. Without changes and without ``extra``
+        nothing is sent. If EXEC fails, the pending changes are kept and a later commit retries.
+        """
+        if not self.dirty and extra is None:
+            return
+        pipe = self.client.pipeline(transaction=True)
+        self._queue(pipe)
+        if extra is not None:
+            extra(pipe)
+        pipe.execute()
+        self._dirty_users.clear()
+        self._dirty_timers.clear()
+        self._dirty_meta.clear()
+        self._maybe_stored = self._maybe_stored or bool(self._users)
+
+    def _queue(self, pipe: Pipeline) -> None:
+        if self._dirty_users:
+            pipe.hset(self.users_key, mapping={u: _encode(s) for u, s in self._dirty_users.items()})
+        due: dict[str, int] = {}
+        data: dict[str, bytes] = {}
+        gone: list[str] = []
+        for key in self._dirty_timers:
+            timer = self._timers.get(key)
+            if timer is None:
+                gone.append(key)
+            else:
+                due[key] = timer.due
+                data[key] = _encode(timer)
+        if due:
+            pipe.zadd(self.timers_key, due)  # type: ignore[arg-type]
+            pipe.hset(self.timer_data_key, mapping=data)  # type: ignore[arg-type]
+        if gone:
+            pipe.zrem(self.timers_key, *gone)
+            pipe.hdel(self.timer_data_key, *gone)
+        if self._dirty_meta:
+            pipe.hset(self.meta_key, mapping={k: _encode(self._meta[k]) for k in self._dirty_meta})
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.commit()
+        self._closed = True
+        if self._owns_client:
+            self.client.close()
+
+
+def open_redis_store(url: str, partition: int) -> RedisStore:
+    """A :class:`RedisStore` for ``partition`` on the Redis at ``url`` (``redis://host:port/db``,
+    ``rediss://`` for TLS, ``unix://``); the store owns the connection and closes it on close()."""
+    return RedisStore(redis.Redis.from_url(url), partition, owns_client=True)
