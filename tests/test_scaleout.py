@@ -1,0 +1,228 @@
+"""Scale-out on Redis Streams (issue 7) against a real redis-server: worker processes over partitioned
+streams decide exactly what a single-process replay decides, also when one is killed with SIGKILL
+mid-run; a record that keeps failing is dead-lettered."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from redis_server import redis_server
+
+from pushlang import plan
+from pushlang.compiler import compile_paths
+from pushlang.runtime.engine import Output
+from pushlang.runtime.records import decode_record
+from pushlang.runtime.replay import replay
+from pushlang.runtime.store import MemoryStore
+
+redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
+
+from pushlang import scaleout  # noqa: E402 (after the skip)
+from pushlang.runtime.redis_store import partition_of  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 16
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_replay", ROOT / "bench" / "replay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Workload:
+    def __init__(self, tmp: Path, records: int, users: int) -> None:
+        bench = _bench()
+        self.campaigns = tmp / "campaigns.push"
+        self.campaigns.write_text(bench.campaigns_text(), encoding="utf-8")
+        self.records = tmp / "records.jsonl"
+        bench.generate(self.records, records, users)
+        self.lines = self.records.read_bytes().splitlines()
+        self.until = max(decode_record(line).ts for line in self.lines)
+        result = compile_paths([str(self.campaigns)])
+        assert result.plan is not None, result.diagnostics
+        self.plan: plan.Plan = result.plan
+        outputs: list[Output] = []
+        replay(self.plan, self.lines, MemoryStore(), outputs.append, until=self.until)
+        self.expected = Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
+
+
+def _canonical(out: dict[str, Any]) -> str:
+    return json.dumps(out, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as client:
+        yield client
+
+
+@pytest.fixture
+def client(server: Any) -> Any:
+    server.flushall()
+    return server
+
+
+@pytest.fixture(scope="module")
+def workload_20k(tmp_path_factory: pytest.TempPathFactory) -> Workload:
+    return Workload(tmp_path_factory.mktemp("w20k"), 20_000, 2_000)
+
+
+def _url(client: Any) -> str:
+    kw = client.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/0"
+
+
+def _start_worker(client: Any, w: Workload, name: str, *, idle_exit: float, lease_ms: int = 1000,
+                  batch: int = 200) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "pushlang.scaleout", "worker", str(w.campaigns), "--redis", _url(client),
+           "--partitions", str(PARTITIONS), "--id", name, "--lease-ms", str(lease_ms), "--batch", str(batch),
+           "--idle-exit", str(idle_exit)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _remaining(client: Any) -> int:
+    """Entries not yet acknowledged: never delivered (lag) plus pending, over every partition."""
+    total = 0
+    for p in range(PARTITIONS):
+        groups = client.xinfo_groups(scaleout.stream_key(p)) if client.exists(scaleout.stream_key(p)) else []
+        if not groups:
+            total += client.xlen(scaleout.stream_key(p))
+            continue
+        g = groups[0]
+        total += int(g["pending"]) + int(g.get("lag") or 0)
+    return total
+
+
+def _check_outputs(client: Any, w: Workload) -> list[dict[str, Any]]:
+    outputs = scaleout.collect_outputs(client, PARTITIONS)
+    got = Counter(_canonical(o) for o in outputs)
+    missing, extra = w.expected - got, got - w.expected
+    assert not missing and not extra, (f"{sum(missing.values())} missing, {sum(extra.values())} extra; "
+                                       f"e.g. missing {list(missing)[:2]} extra {list(extra)[:2]}")
+    sends = [o["send_id"] for o in outputs if o["outcome"] == "send"]
+    assert len(sends) == len(set(sends)), "a send_id was decided twice"
+    assert _remaining(client) == 0
+    assert all(client.xlen(scaleout.dead_key(p)) == 0 for p in range(PARTITIONS))
+    return outputs
+
+
+def _finish(procs: list[subprocess.Popen[str]], timeout: float = 60) -> list[str]:
+    logs = []
+    for proc in procs:
+        _out, err = proc.communicate(timeout=timeout)
+        logs.append(err)
+    return logs
+
+
+def test_ingest_rejects_bad_lines_with_their_numbers(client: Any) -> None:
+    lines = [b'{"user": "a", "ts": 1796112000, "name": "X"}', b"", b"not json",
+             b'{"user": "b", "ts": 1796112001, "name": "Y"}', b'{"ts": 1796112002, "name": "Z"}']
+    accepted, rejected = scaleout.ingest(client, lines, PARTITIONS, end_at_last=True)
+    assert accepted == 2
+    assert [r.line for r in rejected] == [3, 5]
+    total = sum(client.xlen(scaleout.stream_key(p)) for p in range(PARTITIONS))
+    assert total == 2 + PARTITIONS  # the records and one end marker per partition
+    ends = [client.xrange(scaleout.stream_key(p))[-1][1] for p in range(PARTITIONS)]
+    assert all(e == {b"end": b"1796112001000000"} for e in ends)
+
+
+def _equivalence(client: Any, w: Workload, label: str) -> None:
+    start = time.perf_counter()
+    accepted, rejected = scaleout.ingest(client, w.lines, PARTITIONS)
+    scaleout.end_of_input(client, PARTITIONS, w.until)
+    assert (accepted, rejected) == (len(w.lines), [])
+    ingested = time.perf_counter() - start
+    procs = [_start_worker(client, w, f"w{i}", idle_exit=2.5) for i in range(3)]
+    logs = _finish(procs)
+    elapsed = time.perf_counter() - start
+    assert all(p.returncode == 0 for p in procs), logs
+    outputs = _check_outputs(client, w)
+    worked = [log for log in logs if " 0 records" not in log]
+    assert len(worked) >= 2, logs  # the partitions were shared
+    print(f"\n{label} records, 3 worker processes: {len(outputs)} decisions = replay's; ingest {ingested:.1f}s, "
+          f"total {elapsed:.1f}s incl. startup and the 2.5s idle exit\n" + "".join(logs))
+
+
+def test_equivalence_20k_records_3_worker_processes(client: Any, workload_20k: Workload) -> None:
+    _equivalence(client, workload_20k, "20k")
+
+
+def test_equivalence_100k_records_3_worker_processes(client: Any, tmp_path: Path) -> None:
+    _equivalence(client, Workload(tmp_path, 100_000, 10_000), "100k")
+
+
+def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(client: Any, workload_20k: Workload) -> None:
+    w = workload_20k
+    scaleout.ingest(client, w.lines, PARTITIONS)
+    scaleout.end_of_input(client, PARTITIONS, w.until)
+    total = _remaining(client)
+    procs = [_start_worker(client, w, f"k{i}", idle_exit=4.0, batch=50) for i in range(3)]
+    deadline = time.monotonic() + 30
+    while _remaining(client) > total * 0.85 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # the victim: the worker holding the most leases, mid-run (some of its batches are committed)
+    holders = Counter(client.get(scaleout.lease_key(p)) for p in range(PARTITIONS))
+    name = max((h for h in holders if h is not None), key=lambda h: holders[h]).decode()
+    victim = procs[int(name[1:])]
+    victim.send_signal(signal.SIGKILL)
+    left = _remaining(client)
+    victim.wait()
+    procs.remove(victim)
+    assert left > 0, "the run was over before the kill"
+    print(f"\nkilled {name} holding {holders[name.encode()]} partitions with {left} of {total} entries left")
+    logs = _finish(procs)
+    print("\n".join(logs))
+    assert all(p.returncode == 0 for p in procs), logs
+    _check_outputs(client, w)
+    taken = sum(int(line.split(" partitions taken")[0].rsplit(" ", 1)[1])
+                for log in logs for line in log.splitlines() if "partitions taken" in line)
+    assert taken >= PARTITIONS, logs  # the survivors took the victim's partitions too
+
+
+def test_a_record_that_keeps_failing_is_dead_lettered(client: Any, workload_20k: Workload,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    w = workload_20k
+    lines = w.lines[:3000]
+    poison = decode_record(lines[1500])
+    original = scaleout.Engine.feed
+
+    def feed(self: Any, record: Any) -> None:
+        if record == poison:
+            raise RuntimeError("boom")
+        original(self, record)
+
+    monkeypatch.setattr(scaleout.Engine, "feed", feed)
+    scaleout.ingest(client, lines, PARTITIONS, end_at_last=True)
+    worker = scaleout.Worker(client, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100)
+    thread = threading.Thread(target=worker.run, kwargs={"idle_exit": 0.5})
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    p = partition_of(poison.user, PARTITIONS)
+    letters = client.xrange(scaleout.dead_key(p))
+    assert len(letters) == 1 and letters[0][1][b"r"] == lines[1500] and b"boom" in letters[0][1][b"error"]
+    assert worker.stats["dead_letters"] == 1
+    assert _remaining(client) == 0
+    # everything else decided as a replay without the poison record
+    outputs: list[Output] = []
+    until = max(decode_record(line).ts for line in lines)
+    replay(w.plan, lines[:1500] + lines[1501:], MemoryStore(), outputs.append, until=until)
+    expected = Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
+    assert Counter(_canonical(o) for o in scaleout.collect_outputs(client, PARTITIONS)) == expected
