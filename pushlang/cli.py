@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     srv.add_argument("--store", default="pushlang.db", metavar="FILE",
                      help="the SQLite file (default pushlang.db; sqlite:///file.db works too)")
+    srv.add_argument("--redis", metavar="URL",
+                     help="scale-out: only take records in and append them to the partition streams of this "
+                          "Redis, for `pushlang worker` processes")
+    srv.add_argument("--partitions", type=int, default=256, help="with --redis: the number of partitions")
 
     explain = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
@@ -258,7 +262,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _check_paths(args.paths)
     store = args.store.removeprefix("sqlite:///")
-    return serve(args.paths, host=args.host, port=args.port, config_path=args.config, store_path=store)
+    return serve(args.paths, host=args.host, port=args.port, config_path=args.config, store_path=store,
+                 redis_url=args.redis, partitions=args.partitions)
 
 
 _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain": cmd_explain,

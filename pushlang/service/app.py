@@ -304,17 +304,23 @@ class LiveService:
         return web.FileResponse(path, headers=headers)
 
 
-def _parse_records(body: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
-    """JSON Lines or a JSON array; the index of a bad record is its 0-based position."""
+def _items(body: bytes) -> list[bytes]:
+    """The records of a body, one JSON text each: JSON Lines or a JSON array (ValueError if broken)."""
     stripped = body.lstrip()
-    items: list[bytes]
     if stripped.startswith(b"["):
         try:
-            items = [msgspec.json.encode(x) for x in msgspec.json.decode(stripped)]
+            return [msgspec.json.encode(x) for x in msgspec.json.decode(stripped)]
         except msgspec.DecodeError as exc:
-            return [], [{"index": None, "reason": f"the body is not valid JSON: {exc}"}]
-    else:
-        items = [line for line in body.splitlines() if line.strip()]
+            raise ValueError(f"the body is not valid JSON: {exc}") from None
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def _parse_records(body: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
+    """JSON Lines or a JSON array; the index of a bad record is its 0-based position."""
+    try:
+        items = _items(body)
+    except ValueError as exc:
+        return [], [{"index": None, "reason": str(exc)}]
     records: list[Record] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -342,7 +348,54 @@ async def _json_errors(request: web.Request,
         raise
 
 
-def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str) -> int:
+class StreamIngest:
+    """`pushlang serve --redis URL`: the ingest API of scale-out. Records go to the partition
+    streams (SPEC §9.1 validation, per-record errors), where `pushlang worker` processes pick them up;
+    accepted means the XADD succeeded."""
+
+    def __init__(self, redis_url: str, partitions: int, token: str | None = None) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(redis_url)
+        self.partitions = partitions
+        self.token = token or os.environ.get("PUSHLANG_API_TOKEN")
+        if not self.token:
+            raise ValueError("no API token: set PUSHLANG_API_TOKEN")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+        app.router.add_post("/v1/records", self.post_records)
+        app.router.add_get("/healthz", self.get_health)
+        return app
+
+    async def post_records(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        assert self.token is not None
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            return _error(401, "a valid `Authorization: Bearer <token>` header is required")
+        try:
+            items = _items(await request.read())
+        except ValueError as exc:
+            return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)
+        from pushlang.scaleout import ingest
+
+        accepted, rejects = await asyncio.to_thread(ingest, self.client, items, self.partitions)
+        rejected = [{"index": r.line - 1, "reason": r.reason} for r in rejects]
+        return web.json_response({"accepted": accepted, "rejected": rejected},
+                                 status=200 if accepted or not rejected else 400)
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        ok = await asyncio.to_thread(self.client.ping)
+        return web.json_response({"ok": bool(ok), "mode": "stream ingest", "partitions": self.partitions})
+
+
+def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str,
+          redis_url: str | None = None, partitions: int = 256) -> int:
+    if redis_url is not None:
+        web.run_app(StreamIngest(redis_url, partitions).app(), host=host, port=port,
+                    print=lambda msg: print(f"pushlang serve (stream ingest): {msg}", flush=True))
+        return 0
     service = LiveService(paths, config_path=config_path, store_path=store_path)
     app = service.app()
 

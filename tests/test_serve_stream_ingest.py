@@ -1,0 +1,43 @@
+"""`pushlang serve --redis`: the ingest API of scale-out appends records to the partition streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis_server import redis_server
+
+from pushlang.runtime.redis_store import partition_of
+from pushlang.scaleout import stream_key
+from pushlang.service.app import StreamIngest
+
+TOKEN = "stream-token"
+
+
+def test_records_land_in_their_partition_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
+    with redis_server(tmp_path / "redis") as client:
+        port = client.connection_pool.connection_kwargs["port"]
+        service = StreamIngest(f"redis://127.0.0.1:{port}/0", partitions=8)
+
+        async def main() -> None:
+            async with TestClient(TestServer(service.app(), host="127.0.0.1")) as http:
+                records: list[Any] = [{"user": f"u{n}", "ts": "2026-12-01T08:00:00Z", "name": "Signed Up"}
+                                      for n in range(20)]
+                body = "\n".join([*map(json.dumps, records[:10]), "{broken", *map(json.dumps, records[10:])])
+                r = await http.post("/v1/records", data=body, headers={"Authorization": f"Bearer {TOKEN}"})
+                result = await r.json()
+                assert r.status == 200 and result["accepted"] == 20
+                assert [x["index"] for x in result["rejected"]] == [10]
+                assert (await http.post("/v1/records", data=body)).status == 401
+                assert (await (await http.get("/healthz")).json())["ok"]
+
+        asyncio.run(main())
+        for n in range(20):
+            entries = client.xrange(stream_key(partition_of(f"u{n}", 8)))
+            assert any(json.loads(fields[b"r"])["user"] == f"u{n}" for _, fields in entries)
+        assert sum(client.xlen(stream_key(p)) for p in range(8)) == 20
