@@ -60,7 +60,7 @@ def campaigns_text(seed: int = 1) -> str:
 
 def generate(path: Path, records: int, users: int, seed: int = 2) -> None:
     rng = random.Random(seed)
-    t = 1_796_112_000  # 2026-12-01T00:00:00Z
+    t = 1_796_112_000  # 2026-12-01T08:00:00Z
     step = 10 * 86400 / records
     encoder = msgspec.json.Encoder()
     with path.open("wb") as f:

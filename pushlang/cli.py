@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pushlang import __version__, plan, repl, scaleout
+from pushlang import __version__, plan, repl, scaleout, scaleout_dispatch
 from pushlang.compiler import compile_paths
 from pushlang.diagnostics import CODES, Sink, lookup
 from pushlang.diagnostics.render import FORMATS, render, render_explain, render_summary, render_text
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     send_test.add_parser(commands)
     repl.add_parser(commands)
     scaleout.add_parser(commands)
+    scaleout_dispatch.add_parser(commands)
 
     srv = commands.add_parser(
         "serve", help="the live service: ingest API, wall-clock timers, real delivery, stats",
@@ -270,4 +271,5 @@ _COMMANDS = {"lint": cmd_lint, "compile": cmd_compile, "fmt": cmd_fmt, "explain"
              "replay": cmd_replay, "preview": preview.run, "stats": stats.run,
              "diff": diff.run, "reach": reach.run,
              "keys": keys.run, "send-test": send_test.run,
-             "repl": repl.run, "serve": cmd_serve, "worker": scaleout.run, "ingest": scaleout.run}
+             "repl": repl.run, "serve": cmd_serve, "worker": scaleout.run, "ingest": scaleout.run,
+             "dispatch": scaleout_dispatch.run}

@@ -29,8 +29,10 @@ on-date) decide the same. Scheduled campaigns are evaluated partition by partiti
 schedule's first occurrence for a newly seen zone starts at the partition's clock, which may lag the
 global one.
 
-Not here yet: trimming ``ev:{p}`` after acknowledgement and ``out:{p}`` after dispatch; the dispatch
-workers that consume ``out:{p}``.
+Every send also goes, in the same MULTI/EXEC, to the partition's outbox ``ob:{p}``, which the dispatch
+workers of :mod:`pushlang.scaleout_dispatch` deliver (de-duplicated by send_id).
+
+Not here yet: trimming ``ev:{p}``, ``out:{p}`` and ``ob:{p}`` after use.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pushlang import plan
-from pushlang.runtime.engine import Engine, Output
+from pushlang.runtime.engine import Engine, Output, SendJob
 from pushlang.runtime.records import InvalidRecord, Reject, decode_record
 
 if TYPE_CHECKING:
@@ -246,6 +248,7 @@ class _Partition:
         self.stream = stream_key(p)
         self.lease = lease_key(p)
         self.outputs: list[Output] = []
+        self.jobs: list[SendJob] = []  # sends for the dispatch workers (ob:{p})
         self.backlog = True  # read pending entries (id 0) before new ones (>)
         self.retry = False  # the first pending entry failed: re-read it alone
         self.store: Any = None
@@ -255,8 +258,9 @@ class _Partition:
     def load(self, worker: Worker) -> None:
         """State from Redis: only what committed batches wrote."""
         self.outputs = []
+        self.jobs = []
         self.store = _fenced_store()(worker.client, self.p)
-        self.engine = Engine(worker.plan, self.store, self.outputs.append)
+        self.engine = Engine(worker.plan, self.store, self.outputs.append, on_send=self.jobs.append)
 
 
 class Worker:
@@ -468,19 +472,24 @@ class Worker:
             raise ValueError(f"not a record nor an end marker: {fields!r}")
 
     def _commit(self, part: _Partition, ids: list[Any]) -> None:
-        outputs = list(part.outputs)
-        target = out_key(part.p)
+        from pushlang.scaleout_dispatch import outbox_entry, outbox_key
+
+        outputs, jobs = list(part.outputs), list(part.jobs)
+        target, outbox = out_key(part.p), outbox_key(part.p)
 
         def extra(pipe: Pipeline) -> None:
             for out in outputs:
                 pipe.xadd(target, {"o": _encode(out)})
+            for job in jobs:
+                pipe.xadd(outbox, {"j": outbox_entry(job)})
             if ids:
                 pipe.xack(part.stream, GROUP, *ids)
 
-        if not ids and not outputs and not part.store.dirty:
+        if not ids and not outputs and not jobs and not part.store.dirty:
             return
         part.store.commit_fenced(part.lease, self.id, extra)
         part.outputs.clear()
+        part.jobs.clear()
         self.stats["batches"] += 1
 
 

@@ -1,0 +1,389 @@
+"""Dispatch workers for the scale-out (issue 7): deliver the partitions' outboxes, each send_id once.
+
+Keys (the hash tag ``{p}`` keeps them in the partition's slot):
+
+- ``ob:{p}``              outbox stream: field ``j`` = :func:`outbox_entry` of a :class:`SendJob`, XADDed by
+  the partition worker in the same MULTI/EXEC as the batch that decided the send;
+- ``sent:{p}:<send_id>``  the de-duplication marker: the dispatch worker's id while it delivers, ``done``
+  once the delivery records are written (7 days);
+- ``out:{p}``             the ``delivered`` / ``failed`` records (field ``o``, msgspec-JSON :class:`Output`);
+- ``dl:{p}``              an outbox entry that can not be decoded (``j``, ``id``, ``error``, ``worker``).
+
+Every dispatch worker reads the consumer group ``dispatch`` of every ``ob:{p}``, so several share the
+load. Per entry: ``SET sent:{p}:<send_id> <worker> NX EX 604800`` BEFORE delivering — an entry whose
+marker exists is acknowledged without sending (a duplicate: at most once) —, then delivery through the
+:class:`Dispatcher`, then the records XADDed to ``out:{p}``, the marker set to ``done`` and the XACK in
+one MULTI/EXEC that WATCHes the markers.
+
+Entries pending for more than ``claim_idle_ms`` (30 s) at another consumer — a dead dispatcher — are
+taken over with XAUTOCLAIM. If such an entry's marker is ``done`` it is only acknowledged; if it still
+names a dispatcher, that one died (or stalled) between the marker and the records: the push may or may
+not have gone out, so it is recorded ``failed`` / ``interrupted`` (as the service does after a crash),
+never sent again. A stalled dispatcher that finishes later finds the marker no longer its own and
+writes nothing, so each send_id ends with one outcome.
+
+The dispatch worker needs no user state: the outbox entry carries the target subscriptions in full.
+A ``subscription_gone`` answer is recorded; deactivating the subscription in the partition's state is
+the partition worker's business (it owns the state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from pushlang import plan
+from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
+from pushlang.runtime.engine import Output, SendJob
+from pushlang.runtime.instants import iso
+from pushlang.runtime.render import Rendered
+from pushlang.runtime.store import Subscription
+
+if TYPE_CHECKING:
+    import redis
+
+GROUP = "dispatch"
+OUTBOX_KEY = "ob:{p}"
+SENT_TTL = 604800  # seconds a send_id is remembered: 7 days
+DONE = "done"
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def outbox_key(p: int) -> str:
+    return f"ob:{{{p}}}"
+
+
+def sent_key(p: int, send_id: str) -> str:
+    return f"sent:{{{p}}}:{send_id}"
+
+
+def _out_key(p: int) -> str:
+    return f"out:{{{p}}}"
+
+
+def _dead_key(p: int) -> str:
+    return f"dl:{{{p}}}"
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(fields: Any, name: str) -> Any:
+    if not fields:
+        return None
+    value = fields.get(name.encode())
+    return fields.get(name) if value is None else value
+
+
+# ---- the outbox entry ---------------------------------------------------------------------------
+
+
+def outbox_entry(job: SendJob) -> bytes:
+    """A send as JSON: what the service's outbox keeps, with the target subscriptions in full."""
+    r = job.rendered
+    return _encode({
+        "at": job.at, "campaign": job.campaign.id, "user": job.user, "send_id": job.send_id,
+        "title": r.title, "body": r.body, "url": r.url, "image": r.image, "icon": r.icon,
+        "buttons": [list(b) for b in r.buttons],
+        "targets": [{"key": s.key, "platform": s.platform, "since": s.since, "endpoint": s.endpoint,
+                     "keys": s.keys, "device_token": s.device_token} for s in job.targets],
+    })
+
+
+def job_from_entry(compiled: plan.Plan, store_or_subscriptions: Any, entry: bytes | str | dict[str, Any]) -> SendJob | None:
+    """The SendJob of an outbox entry; None when the plan no longer has its campaign.
+
+    ``store_or_subscriptions``: None (the entry's subscriptions as they are), a store (``get(user)``:
+    only the subscriptions still active in the user's state) or a mapping key -> Subscription (only
+    those keys, as they are there)."""
+    data = entry if isinstance(entry, dict) else _decode(entry)
+    campaign = compiled.campaign(data["campaign"])
+    if campaign is None:
+        return None
+    rendered = Rendered(data["title"], data["body"], data.get("url"), data.get("image"), data.get("icon"),
+                        tuple((b[0], b[1]) for b in data.get("buttons", ())))
+    targets = tuple(Subscription(t["key"], t["platform"], int(t.get("since") or 0), t.get("endpoint"),
+                                 t.get("keys"), t.get("device_token")) for t in data["targets"])
+    if isinstance(store_or_subscriptions, dict):
+        targets = tuple(store_or_subscriptions[t.key] for t in targets if t.key in store_or_subscriptions)
+    elif store_or_subscriptions is not None:
+        state = store_or_subscriptions.get(data["user"])
+        if state is not None:
+            targets = tuple(t for t in targets
+                            if (current := state.subscriptions.get(t.key)) is not None and current.active)
+    return SendJob(int(data["at"]), campaign, data["user"], data["send_id"], rendered, targets)
+
+
+# ---- the dispatch worker ------------------------------------------------------------------------
+
+
+class _Item:
+    """One outbox entry being handled."""
+
+    __slots__ = ("data", "eid", "job", "marker", "p", "reclaimed")
+
+    def __init__(self, p: int, eid: Any, data: dict[str, Any], job: SendJob | None, reclaimed: bool) -> None:
+        self.p, self.eid, self.data, self.job, self.reclaimed = p, eid, data, job, reclaimed
+        self.marker = sent_key(p, str(data["send_id"]))
+
+
+class DispatchWorker:
+    """Consumes every ``ob:{p}`` through the group ``dispatch`` and delivers (module docstring)."""
+
+    def __init__(self, client: redis.Redis, compiled: plan.Plan, settings: DeliverySettings, partitions: int,
+                 worker_id: str | None = None, *, batch: int = 200, claim_idle_ms: int = 30000,
+                 block_ms: int = 100, log: Callable[[str], None] | None = None) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
+        self.client = client
+        self.plan = compiled
+        self.settings = settings
+        self.partitions = partitions
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.batch = batch
+        self.claim_idle_ms = claim_idle_ms
+        self.block_ms = block_ms
+        self.log = log or (lambda _message: None)
+        self.halts: list[str] = []
+        self.stats = {"entries": 0, "sends": 0, "delivered": 0, "failed": 0, "duplicates": 0,
+                      "interrupted": 0, "claimed": 0, "dead_letters": 0}
+        self._next_claim = 0.0
+        self._own_backlog = True
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, idle_exit: float | None = None) -> None:
+        """Deliver until ``stop`` is set, or until nothing came for ``idle_exit`` seconds."""
+        from redis.exceptions import RedisError
+
+        loop = asyncio.new_event_loop()
+        dispatcher = Dispatcher(self.settings, self.plan.settings.default_ttl, on_halt=self._halt)
+        loop.run_until_complete(dispatcher.__aenter__())
+        try:
+            self._create_groups()
+            last_work = time.monotonic()
+            while stop is None or not stop.is_set():
+                try:
+                    worked = self.step(loop, dispatcher)
+                except RedisError as exc:
+                    self.log(f"{self.id}: redis error ({exc!r}); retrying")
+                    time.sleep(0.5)
+                    continue
+                now = time.monotonic()
+                if worked:
+                    last_work = now
+                elif idle_exit is not None and now - last_work >= idle_exit:
+                    return
+        finally:
+            loop.run_until_complete(dispatcher.__aexit__(None, None, None))
+            loop.close()
+
+    def _halt(self, message: str) -> None:
+        self.halts.append(message)
+        self.log(f"{self.id}: delivery halted: {message}")
+
+    def _create_groups(self) -> None:
+        from redis.exceptions import ResponseError
+
+        for p in range(self.partitions):
+            try:
+                self.client.xgroup_create(outbox_key(p), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def step(self, loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher) -> bool:
+        """One round: reclaimed and own pending entries first, then new ones. True if any came."""
+        entries: list[tuple[int, Any, Any, bool]] = []  # (p, id, fields, reclaimed)
+        if self._own_backlog:  # this id's entries from an earlier life
+            for p in range(self.partitions):
+                reply: Any = self.client.xreadgroup(GROUP, self.id, {outbox_key(p): "0"}, count=self.batch)
+                entries += [(p, eid, fields, True) for eid, fields in (reply[0][1] if reply else [])]
+            self._own_backlog = False
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + max(0.05, self.claim_idle_ms / 3000)
+            entries += self._autoclaim()
+        if not entries:
+            streams = {outbox_key(p): ">" for p in range(self.partitions)}
+            reply = self.client.xreadgroup(GROUP, self.id, streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
+            for stream, found in reply or []:
+                p = int(_text(stream)[4:-1])  # type: ignore[index]
+                entries += [(p, eid, fields, False) for eid, fields in found]
+        if not entries:
+            return False
+        self._handle(loop, dispatcher, entries)
+        return True
+
+    def _autoclaim(self) -> list[tuple[int, Any, Any, bool]]:
+        found: list[tuple[int, Any, Any, bool]] = []
+        for p in range(self.partitions):
+            cursor: Any = "0-0"
+            while True:
+                reply: Any = self.client.xautoclaim(outbox_key(p), GROUP, self.id, self.claim_idle_ms,
+                                                    start_id=cursor, count=self.batch)
+                cursor, claimed = reply[0], reply[1]
+                found += [(p, eid, fields, True) for eid, fields in claimed]
+                if _text(cursor) == "0-0" or len(found) >= self.batch:
+                    break
+        self.stats["claimed"] += len(found)
+        return found
+
+    # ---- entries -------------------------------------------------------------------------------
+
+    def _handle(self, loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher,
+                entries: Sequence[tuple[int, Any, Any, bool]]) -> None:
+        items: list[_Item] = []
+        for p, eid, fields, reclaimed in entries:
+            self.stats["entries"] += 1
+            raw = _field(fields, "j")
+            if raw is None:  # deleted since it was delivered to a consumer: nothing to do
+                self.client.xack(outbox_key(p), GROUP, eid)
+                continue
+            try:
+                data = _decode(raw)
+                job = job_from_entry(self.plan, None, data)
+            except Exception as exc:  # a malformed entry: dead-lettered, never retried
+                self.log(f"{self.id}: partition {p}: bad outbox entry {_text(eid)}: {exc!r}")
+                pipe = self.client.pipeline(transaction=True)
+                pipe.xadd(_dead_key(p), {"j": raw, "id": eid, "error": repr(exc)[:2000], "worker": self.id})
+                pipe.xack(outbox_key(p), GROUP, eid)
+                pipe.execute()
+                self.stats["dead_letters"] += 1
+                continue
+            items.append(_Item(p, eid, data, job, reclaimed))
+
+        # the de-duplication markers, before anything goes out
+        pipe = self.client.pipeline(transaction=False)
+        for item in items:
+            pipe.set(item.marker, self.id, nx=True, ex=SENT_TTL)
+            pipe.get(item.marker)
+        answers = pipe.execute()
+        fresh: list[_Item] = []
+        interrupted: list[_Item] = []
+        duplicates: list[_Item] = []
+        for i, item in enumerate(items):
+            took, holder = answers[2 * i], _text(answers[2 * i + 1])
+            if took:
+                fresh.append(item)
+            elif item.reclaimed and holder not in (None, DONE):
+                interrupted.append(item)  # its dispatcher died between the marker and the records
+            else:
+                duplicates.append(item)
+        self.stats["duplicates"] += len(duplicates)
+
+        jobs = [item.job for item in fresh if item.job is not None]
+        results = loop.run_until_complete(dispatcher.deliver(jobs)) if jobs else []
+        records: dict[str, list[Output]] = {}
+        for job, sub, result in results:
+            records.setdefault(job.send_id, []).append(delivery_record(job, sub, result))
+            self.stats["delivered" if result.delivered else "failed"] += 1
+        self.stats["sends"] += len(jobs)
+        for item in fresh:
+            if item.job is None:  # the plan no longer has the campaign
+                records[str(item.data["send_id"])] = [self._failed(item, "unknown_campaign")]
+        for item in interrupted:
+            records[str(item.data["send_id"])] = [self._failed(item, "interrupted")]
+            self.stats["interrupted"] += 1
+
+        by_partition: dict[int, list[_Item]] = {}
+        for item in items:
+            by_partition.setdefault(item.p, []).append(item)
+        for p, group in by_partition.items():
+            self._commit(p, group, set(fresh), set(interrupted), records)
+
+    def _failed(self, item: _Item, reason: str) -> Output:
+        d = item.data
+        return Output(iso(int(d["at"])), str(d["campaign"]), str(d["user"]), "failed", reason, str(d["send_id"]))
+
+    def _commit(self, p: int, group: list[_Item], fresh: set[_Item], interrupted: set[_Item],
+                records: dict[str, list[Output]]) -> None:
+        """The records of the sends whose marker is still ours (or, for an interrupted one, still
+        not done), the markers set to done and the XACK: one MULTI/EXEC watching the markers."""
+        from redis.exceptions import WatchError
+
+        writers = [item for item in group if item in fresh or item in interrupted]
+        ids = [item.eid for item in group]
+        for _attempt in range(10):
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                if writers:
+                    pipe.watch(*[item.marker for item in writers])  # type: ignore[no-untyped-call]
+                    holders = [_text(pipe.get(item.marker)) for item in writers]
+                    pipe.multi()
+                    for item, holder in zip(writers, holders, strict=True):
+                        mine = holder == self.id if item in fresh else holder not in (None, DONE)
+                        if not mine:  # another dispatcher recorded it meanwhile
+                            continue
+                        for out in records.get(str(item.data["send_id"]), []):
+                            pipe.xadd(_out_key(p), {"o": _encode(out)})
+                        pipe.set(item.marker, DONE, xx=True, keepttl=True)
+                pipe.xack(outbox_key(p), GROUP, *ids)
+                pipe.execute()
+                return
+            except WatchError:
+                continue
+            finally:
+                pipe.reset()
+        raise RuntimeError(f"partition {p}: the send markers kept changing")
+
+
+# ---- the CLI -----------------------------------------------------------------------------------
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = commands.add_parser(
+        "dispatch", help="deliver the outboxes of a Redis scale-out (dispatch worker)",
+        description="Consume the outbox streams ob:{p} of a Redis (consumer group `dispatch`) and deliver "
+                    "the sends through the [vapid]/[apns] settings of pushlang.toml; delivery records go to "
+                    "out:{p}. Each send_id is delivered at most once, however many dispatch workers run.",
+    )
+    d.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories (the workers' campaigns)")
+    d.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db (rediss:// for TLS)")
+    d.add_argument("--partitions", type=int, default=256, metavar="N", help="number of partitions (default 256)")
+    d.add_argument("--id", metavar="NAME", help="dispatch worker id (default: host-pid-random)")
+    d.add_argument("--idle-exit", type=float, metavar="SECONDS",
+                   help="exit when nothing came for this long (default: run until interrupted)")
+    d.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
+
+
+def run(args: argparse.Namespace) -> int:
+    import redis
+
+    from pushlang.compiler import compile_paths
+    from pushlang.diagnostics.render import render_text
+
+    result = compile_paths(args.paths, config_path=args.config)
+    if result.diagnostics:
+        print(render_text(result.diagnostics, result.sources, color=False), file=sys.stderr)
+    if result.plan is None:
+        return 1
+    settings = DeliverySettings.from_config(result.config)
+    for problem in settings.problems():
+        print(f"pushlang dispatch: missing {problem}", file=sys.stderr)
+    client = redis.Redis.from_url(args.redis)
+    worker = DispatchWorker(client, result.plan, settings, args.partitions, args.id,
+                            log=lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        worker.run(idle_exit=args.idle_exit)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+    s = worker.stats
+    print(f"{worker.id}: {s['sends']} sends, {s['delivered']} delivered, {s['failed']} failed, "
+          f"{s['duplicates']} duplicates, {s['interrupted']} interrupted, {s['claimed']} claimed",
+          file=sys.stderr, flush=True)
+    return 1 if worker.halts else 0
