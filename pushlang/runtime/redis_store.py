@@ -33,7 +33,7 @@ import msgspec
 import redis
 from redis.client import Pipeline
 
-from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window
+from pushlang.runtime.store import PersistentStore, Subscription, Timer, UserState, Window
 
 DEFAULT_PARTITIONS = 256
 
@@ -60,7 +60,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisStore(MemoryStore):
+class RedisStore(PersistentStore):
     """A :class:`MemoryStore` whose state lives in Redis, for one partition.
 
     Not thread-safe: one writer, its caller serialises calls. Callers must not keep a
@@ -93,23 +93,7 @@ class RedisStore(MemoryStore):
         for key, value in meta.items():
             self._meta[_text(key)] = _decode_any(value)
 
-    def __enter__(self) -> RedisStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ---- users ---------------------------------------------------------------------------------
-
-    def get(self, user: str) -> UserState | None:
-        state = self._users.get(user)
-        if state is None and self._maybe_stored:
-            state = self._load(user)
-        return state
-
-    def user(self, user: str, ts: int) -> UserState:
-        state = self.get(user)
-        return state if state is not None else super().user(user, ts)
 
     def user_ids(self) -> list[str]:
         stored: list[Any] = self.client.hkeys(self.users_key)  # type: ignore[assignment]

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window
+from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
 
 SCHEMA_VERSION = 1
 
@@ -123,7 +123,7 @@ class _Dirty:
         self.windows = False
 
 
-class SqliteStore(MemoryStore):
+class SqliteStore(PersistentStore):
     """A :class:`MemoryStore` whose state survives the process, in one SQLite file.
 
     Not thread-safe: one writer, its caller serialises calls. With ``cache_size`` set, users
@@ -176,23 +176,7 @@ class SqliteStore(MemoryStore):
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             self._meta[key] = _decode(value)
 
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ---- users ---------------------------------------------------------------------------------
-
-    def get(self, user: str) -> UserState | None:
-        state = self._users.get(user)
-        if state is None and self._maybe_stored:
-            state = self._load(user)
-        return state
-
-    def user(self, user: str, ts: int) -> UserState:
-        state = self.get(user)
-        return state if state is not None else super().user(user, ts)
 
     def user_ids(self) -> list[str]:
         stored = {row[0] for row in self._db.execute("SELECT user_id FROM users")}

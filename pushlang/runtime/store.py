@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(slots=True)
@@ -172,3 +172,29 @@ class MemoryStore:
 
     def close(self) -> None:
         self.commit()
+
+
+class PersistentStore(MemoryStore):
+    """A store whose users live elsewhere (SQLite, Redis): a user is loaded on first touch and kept
+    in the in-memory dictionaries; the subclass writes what changed on ``commit``."""
+
+    _maybe_stored = True  # False while the backing store is known to hold no users: no lookups
+
+    def _load(self, user: str) -> UserState | None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, user: str) -> UserState | None:
+        state = self._users.get(user)
+        if state is None and self._maybe_stored:
+            state = self._load(user)
+        return state
+
+    def user(self, user: str, ts: int) -> UserState:
+        state = self.get(user)
+        return state if state is not None else super().user(user, ts)
