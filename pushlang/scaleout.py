@@ -376,9 +376,10 @@ class Worker:
         for p in candidates:
             pipe.get(lease_key(p))
         holders = pipe.execute()
+        started = time.monotonic()
         for p, holder in zip(candidates, holders, strict=True):
-            if len(self.owned) >= target:
-                break
+            if len(self.owned) >= target or time.monotonic() - started > self.lease_ms / 3000:
+                break  # taking a partition builds its engine: renew what we hold before taking more
             if holder is not None and _text(holder) != self.id:
                 continue
             if self._take(keys=[lease_key(p)], args=[self.id, self.lease_ms]):
