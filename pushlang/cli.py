@@ -140,8 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"pushlang: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        if exc.name != "redis":
+            raise
+        print("pushlang: error: this command needs Redis support: pip install 'pushlang[redis]'", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not type(exc).__module__.startswith("redis"):
+            raise
+        print(f"pushlang: error: Redis: {exc} (is the server running and the URL right?)", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
 

@@ -159,3 +159,13 @@ def test_lint_a_copied_project_from_another_folder(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     assert main(["lint", "shop"]) == 0
     assert "no problems" in capsys.readouterr().out
+
+
+def test_redis_commands_say_when_the_server_is_unreachable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("redis", reason="the scale-out commands need the redis package")
+    (tmp_path / "records.jsonl").write_text('{"user":"u1","ts":"2026-12-01T08:00:00Z","name":"A"}\n',
+                                            encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["ingest", "--to", "redis://127.0.0.1:1", "records.jsonl"]) == 2
+    assert "pushlang: error: Redis: " in capsys.readouterr().err
