@@ -39,10 +39,12 @@ def require_redis() -> tuple[str, Any]:
     """The redis-server binary and the ``redis`` module, or skip the test saying what is missing."""
     binary = shutil.which("redis-server")
     if binary is None:
+        # A developer's machine may lack Redis; CI never does (.ci/run installs redis-server).
         pytest.skip("redis-server is not on PATH (apt-get install redis-server; .ci/run installs it)")
     try:
         import redis
     except ImportError:
+        # Only without the test extra (pip install -e '.[test]' brings redis-py).
         pytest.skip("the redis package is not installed (pip install 'redis>=5')")
     return binary, redis
 
