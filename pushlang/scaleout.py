@@ -86,11 +86,11 @@ def lease_key(p: int) -> str:
     return f"lease:{{{p}}}"
 
 
-def _text(value: bytes | str | None) -> str | None:
+def text_of(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _field(fields: dict[Any, Any] | None, name: str) -> Any:
+def field_of(fields: dict[Any, Any] | None, name: str) -> Any:
     if not fields:
         return None
     value = fields.get(name.encode())
@@ -154,10 +154,10 @@ def collect_outputs(client: redis.Redis, partitions: int, chunk: int = 5000) -> 
         while True:
             entries: Any = client.xrange(out_key(p), start, "+", count=chunk)
             for _eid, fields in entries:
-                found.append(_decode(_field(fields, "o")))
+                found.append(_decode(field_of(fields, "o")))
             if len(entries) < chunk:
                 break
-            start = "(" + _text(entries[-1][0])  # type: ignore[operator]
+            start = "(" + text_of(entries[-1][0])  # type: ignore[operator]
     return found
 
 
@@ -224,7 +224,7 @@ def _fenced_store() -> type[RedisStore]:
             pipe = self.client.pipeline(transaction=True)
             try:
                 pipe.watch(lease)  # type: ignore[no-untyped-call]
-                if _text(pipe.get(lease)) != owner:
+                if text_of(pipe.get(lease)) != owner:
                     raise LeaseLost(lease)
                 pipe.multi()
                 self._queue(pipe)
@@ -380,7 +380,7 @@ class Worker:
         for p, holder in zip(candidates, holders, strict=True):
             if len(self.owned) >= target or time.monotonic() - started > self.lease_ms / 3000:
                 break  # taking a partition builds its engine: renew what we hold before taking more
-            if holder is not None and _text(holder) != self.id:
+            if holder is not None and text_of(holder) != self.id:
                 continue
             if self._take(keys=[lease_key(p)], args=[self.id, self.lease_ms]):
                 self._acquire(p)
@@ -433,7 +433,7 @@ class Worker:
             part.retry = False
             return True
         index, error = failed
-        self.log(f"{self.id}: partition {part.p}: entry {_text(entries[index][0])} failed: {error!r}")
+        self.log(f"{self.id}: partition {part.p}: entry {text_of(entries[index][0])} failed: {error!r}")
         part.load(self)  # forget the half-applied batch: state as committed
         for _eid, fields in entries[:index]:
             self._apply(part, fields)
@@ -460,12 +460,12 @@ class Worker:
     def _apply(self, part: _Partition, fields: Any) -> None:
         engine = part.engine
         assert engine is not None
-        raw = _field(fields, "r")
+        raw = field_of(fields, "r")
         if raw is not None:
             engine.feed(decode_record(raw))
             self.stats["records"] += 1
             return
-        end = _field(fields, "end")
+        end = field_of(fields, "end")
         if end is not None:  # as Engine.finish(until), whose commit is the batch's
             engine.advance(max(int(end), engine.clock), inclusive=True)
             return

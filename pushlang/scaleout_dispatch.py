@@ -48,6 +48,7 @@ from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
 from pushlang.runtime.render import Rendered
 from pushlang.runtime.store import Subscription
+from pushlang.scaleout import dead_key, field_of, out_key, text_of
 
 if TYPE_CHECKING:
     import redis
@@ -67,25 +68,6 @@ def outbox_key(p: int) -> str:
 
 def sent_key(p: int, send_id: str) -> str:
     return f"sent:{{{p}}}:{send_id}"
-
-
-def _out_key(p: int) -> str:
-    return f"out:{{{p}}}"
-
-
-def _dead_key(p: int) -> str:
-    return f"dl:{{{p}}}"
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _field(fields: Any, name: str) -> Any:
-    if not fields:
-        return None
-    value = fields.get(name.encode())
-    return fields.get(name) if value is None else value
 
 
 # ---- the outbox entry ---------------------------------------------------------------------------
@@ -220,7 +202,7 @@ class DispatchWorker:
             streams = {outbox_key(p): ">" for p in range(self.partitions)}
             reply = self.client.xreadgroup(GROUP, self.id, streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
             for stream, found in reply or []:
-                p = int(_text(stream)[4:-1])  # type: ignore[index]
+                p = int(text_of(stream)[4:-1])  # type: ignore[index]
                 entries += [(p, eid, fields, False) for eid, fields in found]
         if not entries:
             return False
@@ -236,7 +218,7 @@ class DispatchWorker:
                                                     start_id=cursor, count=self.batch)
                 cursor, claimed = reply[0], reply[1]
                 found += [(p, eid, fields, True) for eid, fields in claimed]
-                if _text(cursor) == "0-0" or len(found) >= self.batch:
+                if text_of(cursor) == "0-0" or len(found) >= self.batch:
                     break
         self.stats["claimed"] += len(found)
         return found
@@ -248,7 +230,7 @@ class DispatchWorker:
         items: list[_Item] = []
         for p, eid, fields, reclaimed in entries:
             self.stats["entries"] += 1
-            raw = _field(fields, "j")
+            raw = field_of(fields, "j")
             if raw is None:  # deleted since it was delivered to a consumer: nothing to do
                 self.client.xack(outbox_key(p), GROUP, eid)
                 continue
@@ -256,9 +238,9 @@ class DispatchWorker:
                 data = _decode(raw)
                 job = job_from_entry(self.plan, None, data)
             except Exception as exc:  # a malformed entry: dead-lettered, never retried
-                self.log(f"{self.id}: partition {p}: bad outbox entry {_text(eid)}: {exc!r}")
+                self.log(f"{self.id}: partition {p}: bad outbox entry {text_of(eid)}: {exc!r}")
                 pipe = self.client.pipeline(transaction=True)
-                pipe.xadd(_dead_key(p), {"j": raw, "id": eid, "error": repr(exc)[:2000], "worker": self.id})
+                pipe.xadd(dead_key(p), {"j": raw, "id": eid, "error": repr(exc)[:2000], "worker": self.id})
                 pipe.xack(outbox_key(p), GROUP, eid)
                 pipe.execute()
                 self.stats["dead_letters"] += 1
@@ -275,7 +257,7 @@ class DispatchWorker:
         interrupted: list[_Item] = []
         duplicates: list[_Item] = []
         for i, item in enumerate(items):
-            took, holder = answers[2 * i], _text(answers[2 * i + 1])
+            took, holder = answers[2 * i], text_of(answers[2 * i + 1])
             if took:
                 fresh.append(item)
             elif item.reclaimed and holder not in (None, DONE):
@@ -321,14 +303,14 @@ class DispatchWorker:
             try:
                 if writers:
                     pipe.watch(*[item.marker for item in writers])  # type: ignore[no-untyped-call]
-                    holders = [_text(pipe.get(item.marker)) for item in writers]
+                    holders = [text_of(pipe.get(item.marker)) for item in writers]
                     pipe.multi()
                     for item, holder in zip(writers, holders, strict=True):
                         mine = holder == self.id if item in fresh else holder not in (None, DONE)
                         if not mine:  # another dispatcher recorded it meanwhile
                             continue
                         for out in records.get(str(item.data["send_id"]), []):
-                            pipe.xadd(_out_key(p), {"o": _encode(out)})
+                            pipe.xadd(out_key(p), {"o": _encode(out)})
                         pipe.set(item.marker, DONE, xx=True, keepttl=True)
                 pipe.xack(outbox_key(p), GROUP, *ids)
                 pipe.execute()
