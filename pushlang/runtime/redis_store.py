@@ -33,7 +33,7 @@ import msgspec
 import redis
 from redis.client import Pipeline
 
-from pushlang.runtime.store import PersistentStore, Subscription, Timer, UserState, Window
+from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
 
 DEFAULT_PARTITIONS = 256
 
@@ -81,14 +81,12 @@ class RedisStore(PersistentStore):
         self._owns_client = owns_client
         self._closed = False
         self._dirty_users: dict[str, UserState] = {}
-        self._dirty_timers: set[str] = set()
-        self._dirty_meta: set[str] = set()
         # False while Redis is known to hold no user that memory lacks: new users skip the HGET.
         self._maybe_stored = bool(client.hlen(self.users_key))
 
         timers: dict[Any, Any] = client.hgetall(self.timer_data_key)  # type: ignore[assignment]
         for value in timers.values():
-            super().add_timer(_decode_timer(value))
+            MemoryStore.add_timer(self, _decode_timer(value))
         meta: dict[Any, Any] = client.hgetall(self.meta_key)  # type: ignore[assignment]
         for key, value in meta.items():
             self._meta[_text(key)] = _decode_any(value)
@@ -160,27 +158,7 @@ class RedisStore(PersistentStore):
         super().close_window(state, window)
         self._dirt(state)
 
-    # ---- timers --------------------------------------------------------------------------------
-
-    def add_timer(self, timer: Timer) -> None:
-        super().add_timer(timer)
-        self._dirty_timers.add(timer.key)
-
-    def cancel_timer(self, key: str) -> None:
-        if key in self._timers:
-            super().cancel_timer(key)
-            self._dirty_timers.add(key)
-
-    def pop_due(self, due: int) -> list[Timer]:
-        timers = super().pop_due(due)
-        self._dirty_timers.update(t.key for t in timers)
-        return timers
-
     # ---- bookkeeping ---------------------------------------------------------------------------
-
-    def set_meta(self, key: str, value: Any) -> None:
-        super().set_meta(key, value)
-        self._dirty_meta.add(key)
 
     @property
     def dirty(self) -> bool:

@@ -161,8 +161,6 @@ class SqliteStore(PersistentStore):
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
         self._dirty: dict[str, _Dirty] = {}
-        self._dirty_timers: set[str] = set()
-        self._dirty_meta: set[str] = set()
         self._since_commit = 0
         self._last_commit = time.monotonic()
         self._closed = False
@@ -172,7 +170,7 @@ class SqliteStore(PersistentStore):
         for key, due, campaign, user, kind, payload in self._db.execute(
             "SELECT key, due, campaign, user, kind, payload FROM timers"
         ):
-            super().add_timer(Timer(due, campaign, user, key, kind, _decode_props(payload)))
+            MemoryStore.add_timer(self, Timer(due, campaign, user, key, kind, _decode_props(payload)))
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             self._meta[key] = _decode(value)
 
@@ -294,27 +292,7 @@ class SqliteStore(PersistentStore):
         super().close_window(state, window)
         self._dirt(state).windows = True
 
-    # ---- timers --------------------------------------------------------------------------------
-
-    def add_timer(self, timer: Timer) -> None:
-        super().add_timer(timer)
-        self._dirty_timers.add(timer.key)
-
-    def cancel_timer(self, key: str) -> None:
-        if key in self._timers:
-            super().cancel_timer(key)
-            self._dirty_timers.add(key)
-
-    def pop_due(self, due: int) -> list[Timer]:
-        timers = super().pop_due(due)
-        self._dirty_timers.update(t.key for t in timers)
-        return timers
-
     # ---- bookkeeping ---------------------------------------------------------------------------
-
-    def set_meta(self, key: str, value: Any) -> None:
-        super().set_meta(key, value)
-        self._dirty_meta.add(key)
 
     def maybe_commit(self, records_seen: int = 1) -> bool:
         """Count ``records_seen`` more records; commit when a batch is full or the interval passed.

@@ -180,6 +180,11 @@ class PersistentStore(MemoryStore):
 
     _maybe_stored = True  # False while the backing store is known to hold no users: no lookups
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._dirty_timers: set[str] = set()  # timer keys added, cancelled or fired since the commit
+        self._dirty_meta: set[str] = set()
+
     def _load(self, user: str) -> UserState | None:
         raise NotImplementedError
 
@@ -198,3 +203,23 @@ class PersistentStore(MemoryStore):
     def user(self, user: str, ts: int) -> UserState:
         state = self.get(user)
         return state if state is not None else super().user(user, ts)
+
+    # ---- what changed since the last commit ------------------------------------------------------
+
+    def add_timer(self, timer: Timer) -> None:
+        super().add_timer(timer)
+        self._dirty_timers.add(timer.key)
+
+    def cancel_timer(self, key: str) -> None:
+        if key in self._timers:
+            super().cancel_timer(key)
+            self._dirty_timers.add(key)
+
+    def pop_due(self, due: int) -> list[Timer]:
+        timers = super().pop_due(due)
+        self._dirty_timers.update(t.key for t in timers)
+        return timers
+
+    def set_meta(self, key: str, value: Any) -> None:
+        super().set_meta(key, value)
+        self._dirty_meta.add(key)
