@@ -3,7 +3,6 @@ store on the partition sees, as MemoryStore would; one MULTI/EXEC per commit; an
 
 from __future__ import annotations
 
-import copy
 import random
 import zlib
 from collections.abc import Iterator
@@ -13,9 +12,9 @@ from typing import Any
 import pytest
 from redis_server import redis_server
 from scenario_runner import Scenario, expected, mismatch, run, scenarios
-from test_sqlite_store import assert_same, feed
+from test_sqlite_store import assert_same, feed, random_call
 
-from pushlang.runtime.store import MemoryStore, Subscription, Timer, Window
+from pushlang.runtime.store import MemoryStore, Timer, Window
 
 redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
@@ -233,37 +232,7 @@ def test_random_calls_match_memory_store(client: Any) -> None:
             saved = rng.getstate()
             for target in (want, store):
                 rng.setstate(saved)
-                state = target.user(user, clock)
-                if op == 0:
-                    target.merge_profile(state, {rng.choice("xyz"): rng.choice([1, "s", [1, {"n": None}]])})
-                elif op == 1:
-                    key = rng.choice(["e1", "e2"])
-                    target.put_subscription(state, Subscription(key, "chrome", clock, key, {"auth": str(clock)}))
-                elif op == 2:
-                    target.set_active(state, rng.choice(["e1", "e2"]), rng.random() < 0.5)
-                elif op in (3, 4, 5):
-                    target.add_event(state, rng.choice("abc"), clock, {"v": clock} if op != 5 else {})
-                elif op == 6:
-                    target.prune_history(state, rng.choice("abc"), clock - rng.randint(0, 40))
-                elif op == 7:
-                    target.bump_counter(state, rng.choice(["k1", "k2"]))
-                elif op == 8:
-                    target.add_send(state, f"{user}-{rng.randint(0, 5)}")
-                elif op == 9:
-                    target.open_window(state, Window("c", f"s{clock % 3}", clock, clock + 10))
-                elif op == 10 and state.windows:
-                    target.close_window(state, copy.copy(state.windows[len(state.windows) // 2]))
-                elif op == 11:
-                    target.add_timer(
-                        Timer(clock + rng.randint(0, 20), "c", user, f"t{rng.randint(0, 6)}", "at", {"c": clock})
-                    )
-                elif op == 12:
-                    target.cancel_timer(f"t{rng.randint(0, 6)}")
-                elif op == 13:
-                    due = target.next_due()
-                    if due is not None and due <= clock:
-                        target.pop_due(due)
-                    target.set_meta("clock", clock)
+                random_call(target, rng, op, user, clock)
             roll = rng.random()
             if roll < 0.05:
                 store.commit()

@@ -283,13 +283,50 @@ def test_maybe_commit_batches(db: Path) -> None:
     store.close()
 
 
+def random_call(target: MemoryStore, rng: random.Random, op: int, user: str, clock: int) -> None:
+    """One of 14 store calls, drawn from ``rng``: the same draws give the same call on any store."""
+    names = ["a", "b", "c"]
+    state = target.user(user, clock)
+    if op == 0:
+        target.merge_profile(
+            state, {rng.choice("xyz"): rng.choice([1, "s", [1, {"n": None}], {"d": 2.5}])}
+        )
+    elif op == 1:
+        key = rng.choice(["e1", "e2"])
+        target.put_subscription(state, Subscription(key, "chrome", clock, key, {"auth": str(clock)}))
+    elif op == 2:
+        target.set_active(state, rng.choice(["e1", "e2"]), rng.random() < 0.5)
+    elif op in (3, 4, 5):
+        target.add_event(state, rng.choice(names), clock, {"v": clock} if op != 5 else {})
+    elif op == 6:
+        target.prune_history(state, rng.choice(names), clock - rng.randint(0, 40))
+    elif op == 7:
+        target.bump_counter(state, rng.choice(["k1", "k2"]))
+    elif op == 8:
+        target.add_send(state, f"{user}-{rng.randint(0, 5)}")
+    elif op == 9:
+        target.open_window(state, Window("c", f"s{clock % 3}", clock, clock + 10))
+    elif op == 10 and state.windows:
+        target.close_window(state, copy.copy(state.windows[len(state.windows) // 2]))
+    elif op == 11:
+        target.add_timer(
+            Timer(clock + rng.randint(0, 20), "c", user, f"t{rng.randint(0, 6)}", "at", {"c": clock})
+        )
+    elif op == 12:
+        target.cancel_timer(f"t{rng.randint(0, 6)}")
+    elif op == 13:
+        due = target.next_due()
+        if due is not None and due <= clock:
+            target.pop_due(due)
+        target.set_meta("clock", clock)
+
+
 def random_script(seed: int, db: Path) -> None:
     """Random calls on a MemoryStore and a SqliteStore that commits, closes and reopens at random."""
     rng = random.Random(seed)
     expected = MemoryStore()
     store = SqliteStore(db, cache_size=rng.choice([None, 2, 5]))
     users = [f"u{i}" for i in range(8)]
-    names = ["a", "b", "c"]
     clock = 0
     for _ in range(600):
         clock += rng.randint(-3, 10)  # occasionally out of order: history lists are kept as given
@@ -298,39 +335,7 @@ def random_script(seed: int, db: Path) -> None:
         saved = rng.getstate()
         for target in (expected, store):
             rng.setstate(saved)  # both targets draw the same numbers
-            state = target.user(user, clock)
-            if op == 0:
-                target.merge_profile(
-                    state, {rng.choice("xyz"): rng.choice([1, "s", [1, {"n": None}], {"d": 2.5}])}
-                )
-            elif op == 1:
-                key = rng.choice(["e1", "e2"])
-                target.put_subscription(state, Subscription(key, "chrome", clock, key, {"auth": str(clock)}))
-            elif op == 2:
-                target.set_active(state, rng.choice(["e1", "e2"]), rng.random() < 0.5)
-            elif op in (3, 4, 5):
-                target.add_event(state, rng.choice(names), clock, {"v": clock} if op != 5 else {})
-            elif op == 6:
-                target.prune_history(state, rng.choice(names), clock - rng.randint(0, 40))
-            elif op == 7:
-                target.bump_counter(state, rng.choice(["k1", "k2"]))
-            elif op == 8:
-                target.add_send(state, f"{user}-{rng.randint(0, 5)}")
-            elif op == 9:
-                target.open_window(state, Window("c", f"s{clock % 3}", clock, clock + 10))
-            elif op == 10 and state.windows:
-                target.close_window(state, copy.copy(state.windows[len(state.windows) // 2]))
-            elif op == 11:
-                target.add_timer(
-                    Timer(clock + rng.randint(0, 20), "c", user, f"t{rng.randint(0, 6)}", "at", {"c": clock})
-                )
-            elif op == 12:
-                target.cancel_timer(f"t{rng.randint(0, 6)}")
-            elif op == 13:
-                due = target.next_due()
-                if due is not None and due <= clock:
-                    target.pop_due(due)
-                target.set_meta("clock", clock)
+            random_call(target, rng, op, user, clock)
         roll = rng.random()
         if roll < 0.05:
             store.commit()
