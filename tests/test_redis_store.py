@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import redis_server
 from scenario_runner import Scenario, expected, mismatch, run, scenarios
 from test_sqlite_store import assert_same, feed, random_call
 
@@ -27,18 +25,6 @@ from pushlang.runtime.redis_store import (  # noqa: E402 (needs the redis packag
 
 SCENARIOS = scenarios()
 IDS = [s.name for s in SCENARIOS]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as client:
-        yield client
-
-
-@pytest.fixture
-def client(server: Any) -> Any:
-    server.flushall()
-    return server
 
 
 def test_partition_of() -> None:

@@ -13,13 +13,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from redis_server import redis_server
 
 from pushlang import plan
 from pushlang.compiler import compile_paths
@@ -64,18 +62,6 @@ class Workload:
 
 def _canonical(out: dict[str, Any]) -> str:
     return json.dumps(out, sort_keys=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as client:
-        yield client
-
-
-@pytest.fixture
-def client(server: Any) -> Any:
-    server.flushall()
-    return server
 
 
 @pytest.fixture(scope="module")

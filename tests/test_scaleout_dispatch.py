@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 import pytest
 from peers.webpush_service import Subscription, WebPushService
-from redis_server import redis_server
 
 from pushlang import plan
 from pushlang.compiler import compile_paths
@@ -50,18 +49,6 @@ CAMPAIGN = '''campaign cart {
   }
 }
 '''
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as client:
-        yield client
-
-
-@pytest.fixture
-def client(server: Any) -> Any:
-    server.flushall()
-    return server
 
 
 class Setup:

@@ -5,12 +5,10 @@ expected.jsonl applies as it is."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import redis_server
 from scenario_runner import Scenario, _config, expected, mismatch, scenarios
 
 from pushlang.compiler import compile_paths
@@ -19,12 +17,6 @@ from pushlang.runtime.records import read_records
 from pushlang.scaleout import Worker, collect_outputs, end_of_input, ingest
 
 SCENARIOS = scenarios()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as client:
-        yield client
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
