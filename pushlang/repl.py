@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from pushlang import plan
+from pushlang import aio, plan
 from pushlang.check import CheckContext, run_checks
 from pushlang.compiler import Lowering
 from pushlang.config import Config, find_config, load_config
@@ -349,7 +349,6 @@ class Session:
         self.out("\n".join(_describe(d) for d in shown) if shown else "no decisions yet")
 
     def cmd_send_test(self, arg: str) -> None:
-        import asyncio
 
         from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
         from pushlang.dispatch.send_test import test_jobs
@@ -368,7 +367,7 @@ class Session:
             async with Dispatcher(settings, self.plan.settings.default_ttl if self.plan else 0) as d:
                 return list(await d.deliver(jobs))
 
-        for job, sub, result in asyncio.run(deliver()) if jobs else []:
+        for job, sub, result in aio.run(deliver()) if jobs else []:
             self.out(f"{'✓' if result.delivered else '✗'} {job.user} {sub.platform}: "
                      f"{'delivered' if result.delivered else 'failed'} (status {result.status})"
                      + (f": {result.reason}" if result.reason else ""))

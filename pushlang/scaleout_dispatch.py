@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from pushlang import plan
+from pushlang import aio, plan
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
@@ -151,7 +151,7 @@ class DispatchWorker:
         """Deliver until ``stop`` is set, or until nothing came for ``idle_exit`` seconds."""
         from redis.exceptions import RedisError
 
-        loop = asyncio.new_event_loop()
+        loop = aio.new_event_loop()
         dispatcher = Dispatcher(self.settings, self.plan.settings.default_ttl, on_halt=self._halt)
         loop.run_until_complete(dispatcher.__aenter__())
         try:

@@ -350,6 +350,25 @@ def test_bad_or_missing_jwt_is_401(service: WebPushService, vapid: Vapid, case: 
     assert record.error is not None and reason in record.error
 
 
+def test_a_remembered_jwt_still_has_its_claims_and_key_checked(service: WebPushService, vapid: Vapid) -> None:
+    """The service verifies a JWT's signature once and remembers it (as real push services do), but
+    the remembered token still expires, and the same token beside another key is verified afresh."""
+    subscription = service.new_subscription()
+    token = signed_header(vapid, _claims(service, exp=int(time.time()) + 2))["Authorization"]
+    assert send(subscription, "first", None, headers={"Authorization": token})[0] == 201
+    assert send(subscription, "again", None, headers={"Authorization": token})[0] == 201
+
+    other = Vapid()
+    other.generate_keys()
+    swapped = str(token).replace(public_key(vapid), public_key(other))
+    assert send(subscription, "swapped", None, headers={"Authorization": swapped})[0] == 401
+
+    time.sleep(max(0.0, int(time.time()) + 2.2 - time.time()))
+    status, _, text = send(subscription, "late", None, headers={"Authorization": token})
+    assert status == 401 and "expired" in error_body(text)["message"]
+    assert [r.status for r in service.requests_for(subscription.id)] == [201, 201, 401, 401]
+
+
 def test_vapid_can_be_optional_when_not_pinned(vapid: Vapid) -> None:
     with WebPushService(require_vapid=False) as service:
         subscription = service.new_subscription()

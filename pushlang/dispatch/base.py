@@ -63,6 +63,11 @@ class Probe:
         await self._answered.wait()
         return False
 
+    @property
+    def answered(self) -> bool:
+        """The service has answered once: requests no longer wait for the probe."""
+        return self._answered.is_set()
+
     def gate(self) -> _Gate:
         return _Gate(self)
 

@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from pushlang import aio
 from pushlang.config import Config
 from pushlang.dispatch.base import Delivery
-from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget
+from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, webpush_session
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
 from pushlang.runtime.render import web_push_payload
@@ -94,7 +95,7 @@ class Dispatcher:
     async def __aenter__(self) -> Dispatcher:
         s = self.settings
         if s.vapid_key_file and s.vapid_subject:
-            self._session = aiohttp.ClientSession()
+            self._session = webpush_session(s.concurrency)
             auth = VapidAuth.from_file(s.vapid_key_file, s.vapid_subject)
             self._webpush = WebPushChannel(auth, self._session, concurrency=s.concurrency, timeout=s.timeout,
                                            max_attempts=s.max_attempts, on_halt=self._on_halt)
@@ -172,7 +173,7 @@ class LiveDispatch:
         self.store = store
         self.jobs: list[SendJob] = []
         self.halted: list[str] = []
-        self._loop = asyncio.new_event_loop()
+        self._loop = aio.new_event_loop()
         self._loop.run_until_complete(dispatcher.__aenter__())
 
     def __call__(self, job: SendJob) -> None:

@@ -8,10 +8,9 @@ the notification on a real device before the campaign goes live. The users are t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
-from pushlang import plan
+from pushlang import aio, plan
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
 from pushlang.runtime.engine import Engine, SendJob, send_id_for
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             return list(await dispatcher.deliver(jobs))
 
     failed = bool(problems)
-    for job, sub, outcome in asyncio.run(deliver()):
+    for job, sub, outcome in aio.run(deliver()):
         ok = getattr(outcome, "delivered", False)
         failed = failed or not ok
         status, reason, attempts = (getattr(outcome, k) for k in ("status", "reason", "attempts"))

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from py_vapid import Vapid02
 from pywebpush import WebPusher
+from yarl import URL
 
 from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
 
@@ -59,8 +60,7 @@ class VapidAuth:
         return f"VapidAuth(subject={self.subject!r})"
 
     def authorization(self, endpoint: str) -> str:
-        parts = urlsplit(endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = _origin(endpoint)
         now = int(self._clock())
         cached = self._cache.get(origin)
         if cached is not None and cached[0] - JWT_RENEW_BEFORE > now:
@@ -69,6 +69,13 @@ class VapidAuth:
         header: str = self._key.sign({"aud": origin, "exp": expires, "sub": self.subject})["Authorization"]
         self._cache[origin] = (expires, header)
         return header
+
+
+def webpush_session(concurrency: int = 64) -> aiohttp.ClientSession:
+    """The one aiohttp session every Web Push request shares: keep-alive connections, room for
+    ``concurrency`` of them, and no cookie jar (push services set none that matter)."""
+    connector = aiohttp.TCPConnector(limit=max(100, concurrency), limit_per_host=0)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 class WebPushChannel:
@@ -94,40 +101,41 @@ class WebPushChannel:
 
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None) -> Delivery:
-        async with self._probe(target.endpoint).gate():
-            return await self._deliver(target, payload, ttl=ttl, urgency=urgency, topic=topic)
+        origin = _origin(target.endpoint)
+        probe = self._origins.get(origin)
+        if probe is None:
+            probe = self._origins[origin] = Probe()
+        if probe.answered:  # the usual case once a push service has answered: no gate to pass
+            return await self._deliver(target, origin, payload, ttl=ttl, urgency=urgency, topic=topic)
+        async with probe.gate():
+            return await self._deliver(target, origin, payload, ttl=ttl, urgency=urgency, topic=topic)
 
-    def _probe(self, endpoint: str) -> Probe:
-        """One probe per push-service origin."""
-        parts = urlsplit(endpoint)
-        key = f"{parts.scheme}://{parts.netloc}"
-        found = self._origins.get(key)
-        if found is None:
-            found = self._origins[key] = Probe()
-        return found
-
-    async def _deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None,
-                       topic: str | None) -> Delivery:
+    async def _deliver(self, target: WebPushTarget, origin: str, payload: bytes, *, ttl: int,
+                       urgency: str | None, topic: str | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
-        headers = {"Authorization": self.auth.authorization(target.endpoint)}
+        headers = {"Authorization": self.auth.authorization(target.endpoint), "TTL": str(ttl),
+                   "Content-Encoding": "aes128gcm"}
         if urgency:
             headers["Urgency"] = urgency
         if topic:
             headers["Topic"] = topic
-        info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
+        url = URL(target.endpoint, encoded=True)
+        body: bytes | None = None
         status: int | None = None
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
             try:
                 async with self._limit:
-                    pusher = WebPusher(info, aiohttp_session=self.session)
-                    response = await pusher.send_async(data=payload, headers=dict(headers), ttl=ttl,
-                                                       content_encoding="aes128gcm", timeout=self.timeout)
-                    assert not isinstance(response, str)
-                    status = response.status
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-                    response.release()
+                    if body is None:
+                        # Encrypted inside the bound, so encryption and requests in flight overlap;
+                        # pywebpush encrypts (RFC 8291 aes128gcm via http_ece, a fresh ephemeral key
+                        # and salt), and a retry resends the same message.
+                        info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
+                        body = WebPusher(info).encode(payload, "aes128gcm")["body"]
+                    async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
+                        status = response.status
+                        retry_after = _retry_after(response.headers.get("Retry-After"))
             except (TimeoutError, aiohttp.ClientError, OSError):
                 status = None  # the network failed: like a 503, worth another try
             if status is not None and 200 <= status < 300:
@@ -135,7 +143,7 @@ class WebPushChannel:
             if status in (404, 410):
                 return Delivery(False, status, "subscription_gone", attempt, deactivate=True)
             if status in (401, 403):
-                self._halt(f"the push service at {urlsplit(target.endpoint).netloc} answered {status}: "
+                self._halt(f"the push service at {urlsplit(origin).netloc} answered {status}: "
                            "the VAPID key or subject was rejected")
                 return Delivery(False, status, "vapid_rejected", attempt)
             if status is not None and status not in RETRY_STATUSES:
@@ -147,6 +155,12 @@ class WebPushChannel:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         return backoff(attempt, retry_after, base=self.base_delay, ceiling=self.max_delay, jitter=self._jitter())
+
+
+def _origin(endpoint: str) -> str:
+    """``scheme://host[:port]`` of an endpoint URL: the VAPID ``aud`` and the key of the probe."""
+    scheme, _, rest = endpoint.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"
 
 
 def _retry_after(value: str | None) -> float | None:

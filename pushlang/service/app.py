@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pushlang import plan
+from pushlang import aio, plan
 from pushlang.compiler import compile_paths
 from pushlang.config import Config
 from pushlang.diagnostics.render import render_json
@@ -394,7 +394,8 @@ def serve(paths: list[str], *, host: str, port: int, config_path: str | None, st
           redis_url: str | None = None, partitions: int = 256) -> int:
     if redis_url is not None:
         web.run_app(StreamIngest(redis_url, partitions).app(), host=host, port=port,
-                    print=lambda msg: print(f"pushlang serve (stream ingest): {msg}", flush=True))
+                    print=lambda msg: print(f"pushlang serve (stream ingest): {msg}", flush=True),
+                    loop=aio.new_event_loop())
         return 0
     service = LiveService(paths, config_path=config_path, store_path=store_path)
     app = service.app()
@@ -405,5 +406,6 @@ def serve(paths: list[str], *, host: str, port: int, config_path: str | None, st
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(service.reload()))
 
     app.on_startup.append(on_startup)
-    web.run_app(app, host=host, port=port, print=lambda msg: print(f"pushlang serve: {msg}", flush=True))
+    web.run_app(app, host=host, port=port, print=lambda msg: print(f"pushlang serve: {msg}", flush=True),
+                loop=aio.new_event_loop())
     return 0

@@ -8,7 +8,8 @@ Safari 16+ endpoints, as far as an application server can tell (RFC 8030, RFC 82
 * the VAPID ``Authorization`` header is verified: ``vapid t=<JWT>, k=<key>`` (RFC 8292) or the
   older ``WebPush <JWT>`` + ``Crypto-Key: p256ecdsa=<key>``; ES256 signature valid for ``k``, ``aud``
   equal to the endpoint's origin, ``exp`` in the future and at most 24 h ahead, ``sub`` a
-  ``mailto:`` or ``https:`` URL, optionally ``k`` pinned to an applicationServerKey;
+  ``mailto:`` or ``https:`` URL, optionally ``k`` pinned to an applicationServerKey; like a real
+  service, it verifies a JWT's signature once and remembers it, and checks the claims every time;
 * ``TTL`` is required, ``Topic`` and ``Urgency`` are checked, bodies over 4096 bytes get 413;
 * answers look like the real ones: 201 + ``Location`` on success, autopush-style JSON error bodies
   (``{"code", "errno", "error", "message", "more_info"}``), 429/503 with ``Retry-After``.
@@ -229,6 +230,9 @@ class WebPushService:
         self._scripts: dict[str | None, deque[Reply]] = {}
         self._default = Reply(201)
         self._records: list[PushRequest] = []
+        # A sender reuses one JWT for many requests (RFC 8292 §2): its signature is verified once and
+        # remembered here; the claims (aud, exp, sub) and the key pin are still checked every request.
+        self._verified: dict[tuple[str, str | None], _Vapid] = {}
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -520,7 +524,13 @@ class WebPushService:
             if self.require_vapid or subscription.application_server_key is not None:
                 raise _Rejected(401, 109, "Missing Authorization header: VAPID is required")
             return None
-        return _verify_vapid(authorization, headers.get("crypto-key"))
+        token = (authorization, headers.get("crypto-key"))
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = _verify_vapid(*token)
+            with self._lock:
+                self._verified[token] = verified
+        return verified
 
     def _check_pin_and_claims(self, vapid: _Vapid, subscription: Subscription) -> None:
         pinned = subscription.application_server_key
