@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -107,6 +108,7 @@ def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
     return out
 
 
+@lru_cache(maxsize=256)
 def _seconds(hms: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
     return h * 3600 + m * 60 + s
@@ -279,10 +281,12 @@ class Engine:
                 self.store.close_window(state, window)  # expired: nothing can convert it any more
         for c in self.by_unless.get(name, ()):
             self._maybe_cancel(c, state, event)
+        env: Env | None = None
         for c in self.by_trigger.get(name, ()):
             if (c.start is not None and ts < c.start) or (c.end is not None and ts >= c.end):
                 continue  # a trigger outside [start, end) arms nothing
-            env = self.env_for(c, state, ts, event)
+            if env is None or env.segments is not c.segments:  # one Env serves the campaigns of a zone
+                env = Env(state.user, state.profile, ts, UserHistory(state), c.segments, name, ts, event.props)
             if not c.trigger_where(env):
                 continue
             trigger = c.plan.trigger

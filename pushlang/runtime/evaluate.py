@@ -217,6 +217,13 @@ def _event_value(props: dict[str, Any] | None, name: str | None, ts: int, first:
     return to_datetime(ts) if builtin_ts else MISSING
 
 
+def _always_bool(expr: plan.Expr) -> bool:
+    """Whether the closure of ``expr`` only ever returns True or False (never a value or MISSING)."""
+    if isinstance(expr, plan.BinOp):
+        return expr.op not in ("+", "-", "*", "/")
+    return isinstance(expr, (plan.Not, plan.Exists, plan.InSegment, plan.DidEvent))
+
+
 class Compiler:
     """Turns plan expressions into closures for one campaign's timezone."""
 
@@ -232,6 +239,8 @@ class Compiler:
         if expr is None:
             return lambda env: True
         fn = self.compile(expr)
+        if _always_bool(expr):
+            return fn  # already True or False: no wrapper to call through
         return lambda env: fn(env) is True
 
     def _Const(self, e: plan.Const) -> Fn:
@@ -257,6 +266,9 @@ class Compiler:
                 return lambda env: env.user_id
             return lambda env: _lookup(env.profile.get(first, MISSING), rest) if first in env.profile else MISSING
         builtin_ts = first == "ts" and not rest
+        if e.root == "event" and not rest and first not in ("name", "ts"):
+            # ``event.price``: the commonest read of all, a property or nothing
+            return lambda env: MISSING if (props := env.event) is None else props.get(first, MISSING)
         if e.root == "event":
             return lambda env: _event_value(env.event, env.event_name, env.event_ts, first, rest, builtin_ts)
         return lambda env: _event_value(env.trigger, env.trigger_name, env.trigger_ts, first, rest, builtin_ts)

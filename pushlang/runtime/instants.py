@@ -23,12 +23,15 @@ def to_datetime(us: int) -> dt.datetime:
 
 def iso(us: int) -> str:
     """``2026-12-01T08:15:00Z``: UTC, seconds precision (SPEC §9.4)."""
-    return _iso_second(us // US)
+    day, second = divmod(us // US, 86400)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    return f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
 
 
-@lru_cache(maxsize=65536)
-def _iso_second(second: int) -> str:
-    return (EPOCH + dt.timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
+@lru_cache(maxsize=4096)
+def _iso_day(day: int) -> str:
+    return (EPOCH + dt.timedelta(days=day)).strftime("%Y-%m-%d")
 
 
 def parse_instant(text: str) -> int:
