@@ -23,8 +23,9 @@ never sent again. A stalled dispatcher that finishes later finds the marker no l
 writes nothing, so each send_id ends with one outcome.
 
 The dispatch worker needs no user state: the outbox entry carries the target subscriptions in full.
-A ``subscription_gone`` answer is recorded; deactivating the subscription in the partition's state is
-the partition worker's business (it owns the state).
+A ``subscription_gone`` answer (404/410, APNs Unregistered) is recorded, and an ``unsubscribe`` record
+for that subscription goes into the partition's input stream ``ev:{p}`` in the same MULTI/EXEC: the
+partition worker, which owns the state, deactivates it like any unsubscribe, so later sends skip it.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ import msgspec
 from pushlang import aio, plan
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
 from pushlang.runtime.engine import Output, SendJob
-from pushlang.runtime.instants import iso
+from pushlang.runtime.instants import iso, to_datetime
 from pushlang.runtime.render import Rendered
 from pushlang.runtime.store import Subscription
-from pushlang.scaleout import dead_key, field_of, out_key, text_of
+from pushlang.scaleout import dead_key, field_of, out_key, stream_key, text_of
 
 if TYPE_CHECKING:
     import redis
@@ -71,6 +72,17 @@ def sent_key(p: int, send_id: str) -> str:
 
 
 # ---- the outbox entry ---------------------------------------------------------------------------
+
+
+def unsubscribe_line(job: SendJob, sub: Subscription) -> bytes:
+    """The input record that deactivates a subscription the push service said is gone, at the
+    send's instant (SPEC §9.1 ``unsubscribe``)."""
+    record: dict[str, Any] = {"type": "unsubscribe", "user": job.user, "ts": to_datetime(job.at).isoformat()}
+    if sub.device_token:
+        record["device_token"] = sub.device_token
+    else:
+        record["endpoint"] = sub.endpoint
+    return _encode(record)
 
 
 def outbox_entry(job: SendJob) -> bytes:
@@ -269,9 +281,12 @@ class DispatchWorker:
         jobs = [item.job for item in fresh if item.job is not None]
         results = loop.run_until_complete(dispatcher.deliver(jobs)) if jobs else []
         records: dict[str, list[Output]] = {}
+        gone: dict[str, list[bytes]] = {}  # send_id → unsubscribe records for the partition's input
         for job, sub, result in results:
             records.setdefault(job.send_id, []).append(delivery_record(job, sub, result))
             self.stats["delivered" if result.delivered else "failed"] += 1
+            if result.deactivate:
+                gone.setdefault(job.send_id, []).append(unsubscribe_line(job, sub))
         self.stats["sends"] += len(jobs)
         for item in fresh:
             if item.job is None:  # the plan no longer has the campaign
@@ -284,16 +299,17 @@ class DispatchWorker:
         for item in items:
             by_partition.setdefault(item.p, []).append(item)
         for p, group in by_partition.items():
-            self._commit(p, group, set(fresh), set(interrupted), records)
+            self._commit(p, group, set(fresh), set(interrupted), records, gone)
 
     def _failed(self, item: _Item, reason: str) -> Output:
         d = item.data
         return Output(iso(int(d["at"])), str(d["campaign"]), str(d["user"]), "failed", reason, str(d["send_id"]))
 
     def _commit(self, p: int, group: list[_Item], fresh: set[_Item], interrupted: set[_Item],
-                records: dict[str, list[Output]]) -> None:
+                records: dict[str, list[Output]], gone: dict[str, list[bytes]]) -> None:
         """The records of the sends whose marker is still ours (or, for an interrupted one, still
-        not done), the markers set to done and the XACK: one MULTI/EXEC watching the markers."""
+        not done), the unsubscribes of gone subscriptions, the markers set to done and the XACK: one
+        MULTI/EXEC watching the markers."""
         from redis.exceptions import WatchError
 
         writers = [item for item in group if item in fresh or item in interrupted]
@@ -311,6 +327,8 @@ class DispatchWorker:
                             continue
                         for out in records.get(str(item.data["send_id"]), []):
                             pipe.xadd(out_key(p), {"o": _encode(out)})
+                        for line in gone.get(str(item.data["send_id"]), []):
+                            pipe.xadd(stream_key(p), {"r": line})
                         pipe.set(item.marker, DONE, xx=True, keepttl=True)
                 pipe.xack(outbox_key(p), GROUP, *ids)
                 pipe.execute()

@@ -233,3 +233,53 @@ def test_end_to_end_ingest_partition_workers_and_dispatch_workers(client: Any, s
     assert len(sends) == 12 and sorted(o["send_id"] for o in delivered) == sorted(o["send_id"] for o in sends)
     pushed = Counter(json.loads(p or b"{}")["send_id"] for r in setup.svc.requests if (p := r.payload))
     assert sorted(pushed) == sorted(o["send_id"] for o in sends) and set(pushed.values()) == {1}
+
+
+def test_a_gone_subscription_is_deactivated_in_the_partition_state(client: Any, setup: Setup) -> None:
+    """A 410 goes back to the partition as an unsubscribe record: the next send skips that subscription,
+    and a user with no other one is `unreachable` instead of being pushed to a dead endpoint again."""
+    from pushlang.runtime.redis_store import RedisStore
+    from pushlang.scaleout import Worker, collect_outputs, ingest
+
+    svc = setup.svc
+    gone, fine = svc.new_subscription("firefox"), svc.new_subscription("chrome")
+    only = svc.new_subscription("chrome")
+    svc.script(gone.id, [410])
+    svc.script(only.id, [404])
+
+    def subscribe(user: str, sub: Subscription) -> str:
+        return json.dumps({"type": "subscribe", "user": user, "ts": "2026-12-01T08:00:00Z", "platform": sub.platform,
+                           "endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}})
+
+    def cart(user: str, hour: int) -> str:
+        return json.dumps({"user": user, "ts": f"2026-12-01T{hour:02d}:00:00Z", "name": "Added To Cart",
+                           "props": {"product_name": "Kettle"}})
+
+    first = [subscribe("ann", gone), subscribe("ann", fine), subscribe("bob", only), cart("ann", 9), cart("bob", 9)]
+    assert ingest(client, first, PARTITIONS) == (5, [])
+    Worker(client, setup.plan, "w0", partitions=PARTITIONS).run(idle_exit=0.5)
+    _run(client, setup)
+    Worker(client, setup.plan, "w0", partitions=PARTITIONS).run(idle_exit=0.5)  # takes in the unsubscribes
+
+    for user, key, active in (("ann", gone.endpoint, False), ("ann", fine.endpoint, True),
+                              ("bob", only.endpoint, False)):
+        store = RedisStore(client, partition_of(user, PARTITIONS))
+        state = store.get(user)
+        assert state is not None and state.subscriptions[key].active is active, (user, key)
+
+    assert ingest(client, [cart("ann", 10), cart("bob", 10)], PARTITIONS) == (2, [])
+    Worker(client, setup.plan, "w0", partitions=PARTITIONS).run(idle_exit=0.5)
+    _run(client, setup)
+
+    outcomes = sorted((o["user"], o["at"][11:16], o["outcome"], o["reason"], o["platforms"])
+                      for o in collect_outputs(client, PARTITIONS) if o["outcome"] != "send" or o["at"] > "2026-12-01T09:30")
+    assert outcomes == [
+        ("ann", "09:00", "delivered", None, ["chrome"]),
+        ("ann", "09:00", "failed", "subscription_gone", ["firefox"]),
+        ("ann", "10:00", "delivered", None, ["chrome"]),
+        ("ann", "10:00", "send", None, ["chrome"]),
+        ("bob", "09:00", "failed", "subscription_gone", ["chrome"]),
+        ("bob", "10:00", "suppress", "unreachable", None),
+    ]
+    assert [r.status for r in svc.requests_for(gone.id)] == [410]  # never used again
+    assert [r.status for r in svc.requests_for(only.id)] == [404]
