@@ -32,7 +32,10 @@ global one.
 Every send also goes, in the same MULTI/EXEC, to the partition's outbox ``ob:{p}``, which the dispatch
 workers of :mod:`pushlang.scaleout_dispatch` deliver (de-duplicated by send_id).
 
-Not here yet: trimming ``ev:{p}``, ``out:{p}`` and ``ob:{p}`` after use.
+Consumed entries of ``ev:{p}`` (and, by the dispatch workers, of ``ob:{p}``) are trimmed once a
+second while busy and when the stream goes idle (:func:`trim_consumed`). ``out:{p}`` is the output:
+it is read by whatever the operator attaches (``collect_outputs``, a downstream consumer), so trimming
+it is theirs to decide (``XTRIM out:{p} MINID …`` once read).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
 GROUP = "workers"
 WORKERS_KEY = "workers"
 MAX_DELIVERIES = 3
+TRIM_EVERY = 1.0  # seconds: how often a busy partition's consumed entries are trimmed
 DEFAULT_PARTITIONS = 256
 
 _encode = msgspec.json.Encoder().encode
@@ -95,6 +99,40 @@ def field_of(fields: dict[Any, Any] | None, name: str) -> Any:
         return None
     value = fields.get(name.encode())
     return fields.get(name) if value is None else value
+
+
+def trim_consumed(client: redis.Redis, stream: str, group: str) -> int:
+    """Delete the entries of ``stream`` its consumer group is done with; how many went.
+
+    Kept: the group's last-delivered entry and everything after it, and every entry from the oldest
+    still pending (read, not acknowledged: a dead reader's batch that is yet to be claimed). Both are
+    read in one MULTI/EXEC; after it, no entry below the cut can become pending again (new reads take
+    later ids, claims move entries that are already pending), so nothing unfinished is lost."""
+    from redis.exceptions import ResponseError
+
+    pipe = client.pipeline(transaction=True)
+    pipe.xinfo_groups(stream)
+    pipe.xpending(stream, group)
+    try:
+        groups, pending = pipe.execute()
+    except ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            return 0  # no such stream or group (yet): nothing was consumed
+        raise
+    last = next((g["last-delivered-id"] for g in groups if text_of(g["name"]) == group), None)
+    if last is None:
+        return 0
+    cut = _stream_id(text_of(last) or "0-0")
+    if pending["pending"]:
+        cut = min(cut, _stream_id(text_of(pending["min"]) or "0-0"))
+    if cut <= (0, 0):
+        return 0
+    return int(client.xtrim(stream, minid=f"{cut[0]}-{cut[1]}", approximate=False))
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 # ---- ingest ------------------------------------------------------------------------------------
@@ -251,6 +289,8 @@ class _Partition:
         self.jobs: list[SendJob] = []  # sends for the dispatch workers (ob:{p})
         self.backlog = True  # read pending entries (id 0) before new ones (>)
         self.retry = False  # the first pending entry failed: re-read it alone
+        self.untrimmed = False  # entries were acknowledged since ev:{p} was last trimmed
+        self.trimmed_at = 0.0
         self.store: Any = None
         self.engine: Engine | None = None
         self.load(worker)
@@ -417,6 +457,9 @@ class Worker:
         from redis.exceptions import RedisError
 
         entries = self._read(part)
+        if part.untrimmed and (not entries or time.monotonic() - part.trimmed_at >= TRIM_EVERY):
+            trim_consumed(self.client, part.stream, GROUP)
+            part.untrimmed, part.trimmed_at = False, time.monotonic()
         if not entries:
             return False
         failed: tuple[int, BaseException] | None = None
@@ -491,6 +534,7 @@ class Worker:
         part.store.commit_fenced(part.lease, self.id, extra)
         part.outputs.clear()
         part.jobs.clear()
+        part.untrimmed = part.untrimmed or bool(ids)
         self.stats["batches"] += 1
 
 

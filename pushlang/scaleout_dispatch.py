@@ -49,7 +49,7 @@ from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso, to_datetime
 from pushlang.runtime.render import Rendered
 from pushlang.runtime.store import Subscription
-from pushlang.scaleout import dead_key, field_of, out_key, stream_key, text_of
+from pushlang.scaleout import TRIM_EVERY, dead_key, field_of, out_key, stream_key, text_of, trim_consumed
 
 if TYPE_CHECKING:
     import redis
@@ -156,6 +156,8 @@ class DispatchWorker:
                       "interrupted": 0, "claimed": 0, "dead_letters": 0}
         self._next_claim = 0.0
         self._own_backlog = True
+        self._untrimmed: set[int] = set()  # partitions whose outbox had entries acknowledged since the last trim
+        self._trimmed_at = 0.0
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -216,9 +218,15 @@ class DispatchWorker:
             for stream, found in reply or []:
                 p = int(text_of(stream)[4:-1])  # type: ignore[index]
                 entries += [(p, eid, fields, False) for eid, fields in found]
+        if self._untrimmed and (not entries or time.monotonic() - self._trimmed_at >= TRIM_EVERY):
+            for p in sorted(self._untrimmed):
+                trim_consumed(self.client, outbox_key(p), GROUP)
+            self._untrimmed.clear()
+            self._trimmed_at = time.monotonic()
         if not entries:
             return False
         self._handle(loop, dispatcher, entries)
+        self._untrimmed.update(p for p, _, _, _ in entries)
         return True
 
     def _autoclaim(self) -> list[tuple[int, Any, Any, bool]]:

@@ -92,7 +92,9 @@ def _remaining(client: Any) -> int:
             total += client.xlen(scaleout.stream_key(p))
             continue
         g = groups[0]
-        total += int(g["pending"]) + int(g.get("lag") or 0)
+        # never delivered: the entries after last-delivered-id (the consumed ones before it may be trimmed)
+        undelivered = client.xrange(scaleout.stream_key(p), min=b"(" + g["last-delivered-id"])
+        total += int(g["pending"]) + len(undelivered)
     return total
 
 
@@ -212,3 +214,24 @@ def test_a_record_that_keeps_failing_is_dead_lettered(client: Any, workload_20k:
     replay(w.plan, lines[:1500] + lines[1501:], MemoryStore(), outputs.append, until=until)
     expected = Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
     assert Counter(_canonical(o) for o in scaleout.collect_outputs(client, PARTITIONS)) == expected
+
+
+def test_trimming_keeps_every_entry_not_yet_acknowledged(client: Any) -> None:
+    """trim_consumed removes what the group is done with and nothing a dead reader still holds."""
+    ids = [client.xadd("ev:{trim}", {"r": f"{n}"}) for n in range(6)]
+    client.xgroup_create("ev:{trim}", "workers", id="0")
+    held = client.xreadgroup("workers", "dead", {"ev:{trim}": ">"}, count=2)[0][1]  # never acknowledged
+    assert [eid for eid, _ in held] == ids[:2]
+    read = client.xreadgroup("workers", "live", {"ev:{trim}": ">"}, count=3)[0][1]
+    client.xack("ev:{trim}", "workers", *[eid for eid, _ in read])
+
+    assert scaleout.trim_consumed(client, "ev:{trim}", "workers") == 0  # the oldest entry is still pending
+    assert [eid for eid, _ in client.xrange("ev:{trim}")] == ids
+
+    claimed = client.xautoclaim("ev:{trim}", "workers", "live", 0, start_id="0-0")[1]
+    assert [eid for eid, _ in claimed] == ids[:2]  # the dead reader's entries, whole
+    client.xack("ev:{trim}", "workers", *ids[:2])
+    assert scaleout.trim_consumed(client, "ev:{trim}", "workers") == 4  # up to the last one delivered
+    assert [eid for eid, _ in client.xrange("ev:{trim}")] == ids[4:]
+    assert client.xreadgroup("workers", "live", {"ev:{trim}": ">"})[0][1][0][0] == ids[5]
+    assert scaleout.trim_consumed(client, "ev:{trim}", "nobody") == 0  # no such group: nothing goes

@@ -233,6 +233,11 @@ def test_end_to_end_ingest_partition_workers_and_dispatch_workers(client: Any, s
     assert len(sends) == 12 and sorted(o["send_id"] for o in delivered) == sorted(o["send_id"] for o in sends)
     pushed = Counter(json.loads(p or b"{}")["send_id"] for r in setup.svc.requests if (p := r.payload))
     assert sorted(pushed) == sorted(o["send_id"] for o in sends) and set(pushed.values()) == {1}
+    # the consumed input and outbox entries are trimmed (each stream keeps its last delivered entry);
+    # the output streams are the operator's to read and keep every record
+    for p in range(PARTITIONS):
+        assert client.xlen(f"ev:{{{p}}}") <= 1 and client.xlen(outbox_key(p)) <= 1, p
+    assert sum(client.xlen(f"out:{{{p}}}") for p in range(PARTITIONS)) == len(outputs) == 24
 
 
 def test_a_gone_subscription_is_deactivated_in_the_partition_state(client: Any, setup: Setup) -> None:
