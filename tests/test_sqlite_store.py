@@ -301,7 +301,10 @@ def random_call(target: MemoryStore, rng: random.Random, op: int, user: str, clo
     elif op == 6:
         target.prune_history(state, rng.choice(names), clock - rng.randint(0, 40))
     elif op == 7:
-        target.bump_counter(state, rng.choice(["k1", "k2"]))
+        if rng.random() < 0.3:
+            target.drop_counter(state, rng.choice(["k1", "k2"]))
+        else:
+            target.bump_counter(state, rng.choice(["k1", "k2"]))
     elif op == 8:
         target.add_send(state, f"{user}-{rng.randint(0, 5)}")
     elif op == 9:

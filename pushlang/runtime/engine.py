@@ -108,6 +108,18 @@ def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
     return out
 
 
+def _stale(period: str, oldest_day: str, oldest_week: str) -> bool:
+    """Whether a counter's period (``2026-12-01``, ``2026-W49`` or ``all``) is before the oldest kept."""
+    if "-W" in period:
+        return _week(period) < _week(oldest_week)
+    return period != "all" and period < oldest_day
+
+
+def _week(period: str) -> tuple[int, int]:
+    year, _, week = period.partition("-W")
+    return int(year), int(week)
+
+
 @lru_cache(maxsize=256)
 def _seconds(hms: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
@@ -511,8 +523,11 @@ class Engine:
         if send_id in state.sends:
             return  # this decision was sent before (a replayed record or a restart): never twice
         self.store.add_send(state, send_id)
+        first_today = global_key not in state.counters
         for key in {f"{c.id}|{periods[limit.period]}" for limit in p.limits} | {f"{c.id}|all", global_key}:
             self.store.bump_counter(state, key)
+        if first_today:  # once per user and local day: forget the counters no limit reads any more
+            self._prune_counters(state, periods["day"])
         self._open_window(c, state, send_id, at)
         self.emit(Output(iso(at), c.id, user, "send", None, send_id, pending["title"], pending["body"],
                          pending["url"], pending["platforms"]))
@@ -522,6 +537,17 @@ class Engine:
             targets = tuple(s for s in state.subscriptions.values()
                             if s.active and s.platform in p.platforms and (rendered.url or s.platform != "safari"))
             self.on_send(SendJob(at, p, user, send_id, rendered, targets))
+
+    def _prune_counters(self, state: UserState, today: str) -> None:
+        """Drop the per-day counters older than the day before yesterday and the per-week ones older
+        than last week: no limit reads them again (the margin covers a user whose zone moves west
+        and steps back into the previous local day). Per-campaign totals (``|all``) stay."""
+        day = dt.date.fromisoformat(today)
+        oldest_day = (day - dt.timedelta(days=2)).isoformat()
+        year, week, _ = (day - dt.timedelta(days=7)).isocalendar()
+        oldest_week = f"{year}-W{week:02d}"
+        for key in [k for k in state.counters if _stale(k.rpartition("|")[2], oldest_day, oldest_week)]:
+            self.store.drop_counter(state, key)
 
     def _open_window(self, c: CampaignRuntime, state: UserState, send_id: str, at: int) -> None:
         conversion = c.plan.conversion

@@ -145,6 +145,11 @@ class RedisStore(PersistentStore):
         super().bump_counter(state, key)
         self._dirt(state)
 
+    def drop_counter(self, state: UserState, key: str) -> None:
+        if key in state.counters:
+            super().drop_counter(state, key)
+            self._dirt(state)
+
     def add_send(self, state: UserState, send_id: str) -> None:
         if send_id not in state.sends:
             super().add_send(state, send_id)

@@ -278,6 +278,11 @@ class SqliteStore(PersistentStore):
         super().bump_counter(state, key)
         self._dirt(state).counters.add(key)
 
+    def drop_counter(self, state: UserState, key: str) -> None:
+        if key in state.counters:
+            super().drop_counter(state, key)
+            self._dirt(state).counters.add(key)  # written as a DELETE
+
     def add_send(self, state: UserState, send_id: str) -> None:
         new = send_id not in state.sends
         super().add_send(state, send_id)
@@ -336,6 +341,7 @@ class SqliteStore(PersistentStore):
         drop_oldest: list[tuple[str, str, int]] = []
         events: list[tuple[str, str, int, str | None]] = []
         counters: list[tuple[str, str, int]] = []
+        drop_counters: list[tuple[str, str]] = []
         sends: list[tuple[str, str]] = []
         window_users: list[tuple[str]] = []
         windows: list[tuple[str, str, str, int, int]] = []
@@ -362,7 +368,10 @@ class SqliteStore(PersistentStore):
                         for ts, props in current[len(current) - appended :]
                     )
             for key in dirty.counters:
-                counters.append((user, key, state.counters[key]))
+                if key in state.counters:
+                    counters.append((user, key, state.counters[key]))
+                else:
+                    drop_counters.append((user, key))
             sends.extend((send_id, user) for send_id in dirty.sends)
             if dirty.windows:
                 window_users.append((user,))
@@ -407,6 +416,8 @@ class SqliteStore(PersistentStore):
                 db.executemany(
                     "INSERT OR REPLACE INTO counters (user_id, key, count) VALUES (?, ?, ?)", counters
                 )
+            if drop_counters:
+                db.executemany("DELETE FROM counters WHERE user_id = ? AND key = ?", drop_counters)
             if sends:
                 db.executemany("INSERT OR IGNORE INTO sends (send_id, user_id) VALUES (?, ?)", sends)
             if window_users:

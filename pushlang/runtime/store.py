@@ -109,6 +109,9 @@ class MemoryStore:
     def bump_counter(self, state: UserState, key: str) -> None:
         state.counters[key] = state.counters.get(key, 0) + 1
 
+    def drop_counter(self, state: UserState, key: str) -> None:
+        state.counters.pop(key, None)
+
     def add_send(self, state: UserState, send_id: str) -> None:
         state.sends.add(send_id)
 
