@@ -59,20 +59,29 @@ def test_dashboard_charts_draw_the_data(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=20) as answer:
             assert json.loads(answer.read())["accepted"] == len(records)
         for _ in range(100):  # the deliveries (to a closed port) are recorded in the background
-            stats = json.loads(urllib.request.urlopen(base + "/v1/stats", timeout=5).read())
+            asking = urllib.request.Request(base + "/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+            stats = json.loads(urllib.request.urlopen(asking, timeout=5).read())
             (welcome,) = stats["campaigns"]
             if welcome["failed"] == 12:
                 break
             time.sleep(0.1)
         assert (welcome["sends"], welcome["conversions"]) == (12, 4)
         shot = tmp_path / "dashboard.png"
-        run = subprocess.run(["node", str(BROWSER / "screenshot.mjs"), "--url", base + "/dashboard",
+        run = subprocess.run(["node", str(BROWSER / "screenshot.mjs"), "--url", base + f"/dashboard#token={TOKEN}",
                               "--out", str(shot)], capture_output=True, text=True, timeout=120,
                              env={**os.environ, "CHROMIUM": CHROMIUM})
         assert run.returncode == 0, run.stdout + run.stderr
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert result["ok"] and int(result["chartsReady"]) >= 12  # points drawn: the hours of activity
         assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        # opened without the token, the page says what to do instead of drawing
+        bare = subprocess.run(["node", str(BROWSER / "screenshot.mjs"), "--url", base + "/dashboard",
+                               "--out", str(tmp_path / "no-token.png"), "--timeout-ms", "20000"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "CHROMIUM": CHROMIUM})
+        refused = json.loads(bare.stdout.strip().splitlines()[-1])
+        assert bare.returncode == 1 and not refused["ok"] and refused["chartsReady"] is None
+        assert "/dashboard#token=<PUSHLANG_API_TOKEN>" in refused["pageError"]
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -32,7 +32,8 @@ CAMPAIGN = '''campaign cart {
 
 
 def _get(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=5) as answer:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
         result: dict[str, object] = json.loads(answer.read())
         return result
 

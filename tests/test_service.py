@@ -89,11 +89,11 @@ def test_records_in_push_out_clicks_and_conversions_back(project: tuple[Path, We
                                                    "props": {"amount": 42.5}}], headers=AUTH)
         assert r.status == 200
         await eventually(lambda: service.activity.rows() and not service.activity._pending)
-        stats = await (await client.get("/v1/stats")).json()
+        stats = await (await client.get("/v1/stats", headers=AUTH)).json()
         (welcome,) = [c for c in stats["campaigns"] if c["id"] == "welcome"]
         assert (welcome["sends"], welcome["delivered"], welcome["viewed"], welcome["clicked"]) == (1, 1, 1, 1)
         assert (welcome["conversions"], welcome["revenue"]) == (1, 42.5)
-        campaigns = await (await client.get("/v1/campaigns")).json()
+        campaigns = await (await client.get("/v1/campaigns", headers=AUTH)).json()
         assert [c["id"] for c in campaigns] == ["welcome"] and len(campaigns[0]["plan_hash"]) == 16
         health = await (await client.get("/healthz")).json()
         assert health["ok"] and health["delivery"] == "live"
@@ -118,6 +118,13 @@ def test_bad_input_gets_clear_4xx_and_loses_nothing_valid(project: tuple[Path, W
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = await client.post("/v1/records", data=lines[0], headers=headers)
             assert r.status == 401 and "Bearer" in (await r.json())["error"]
+            for path in ("/v1/stats", "/v1/stats/series", "/v1/campaigns"):  # what is running is private too
+                r = await client.get(path, headers=headers)
+                assert r.status == 401 and "Bearer" in (await r.json())["error"], path
+                assert r.headers["WWW-Authenticate"] == 'Bearer realm="pushlang"'
+        r = await client.get("/dashboard")  # the page is static; it sends the token it was opened with
+        assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+        assert (await client.get("/v1/stats", headers=AUTH)).status == 200
         r = await client.post("/v1/records", data=b"x" * (MAX_BODY + 1), headers=AUTH)
         assert r.status == 413 and "smaller batches" in (await r.json())["error"]
         r = await client.post("/v1/records", data="{bad", headers=AUTH)
@@ -146,7 +153,7 @@ def test_reload_keeps_running_campaigns_when_the_new_files_are_broken(project: t
         result = await r.json()
         assert r.status == 422 and not result["reloaded"]
         assert result["diagnostics"][0]["code"] == "PL200"
-        assert [c["id"] for c in await (await client.get("/v1/campaigns")).json()] == ["welcome"]
+        assert [c["id"] for c in await (await client.get("/v1/campaigns", headers=AUTH)).json()] == ["welcome"]
         (folder / "welcome.push").write_text(CAMPAIGN.replace("campaign welcome", "campaign hello"), encoding="utf-8")
         r = await client.post("/v1/reload", headers=AUTH)
         assert r.status == 200 and (await r.json())["campaigns"] == ["hello"]

@@ -126,7 +126,9 @@ def test_sighup_reloads_only_files_that_compile_and_stats_read_the_store(
     proc = start(tmp_path, port)
 
     def campaigns() -> list[str]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/campaigns", timeout=5) as r:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/campaigns",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
             return [c["id"] for c in json.loads(r.read())]
 
     def reload_and_wait(expected: list[str]) -> list[str]:

@@ -5,9 +5,11 @@
   store before the answer, so an accepted record survives a crash.
 - ``POST /v1/browser/records`` (no token, for the service worker and subscribe.js): only
   subscriptions and ``Push Viewed`` / ``Push Clicked`` of a known send.
-- ``GET /v1/campaigns``, ``GET /healthz``, ``POST /v1/reload`` (and SIGHUP): a reload takes effect
-  only when the files compile without errors; otherwise the diagnostics are returned and the
-  running campaigns go on.
+- ``GET /v1/campaigns``, ``POST /v1/reload`` (bearer token; and SIGHUP), ``GET /healthz`` (no token):
+  a reload takes effect only when the files compile without errors; otherwise the diagnostics are
+  returned and the running campaigns go on.
+- ``GET /v1/stats``, ``GET /v1/stats/series`` (bearer token) and ``GET /dashboard``
+  (``pushlang.service.dashboard``; the page sends the token it was opened with, ``#token=…``).
 - Sends go through an outbox kept in the store: a send is written ``pending`` with the decision,
   marked ``sending`` just before the push goes out, and removed once it has a delivery record.
   After a crash, ``pending`` sends are delivered and ``sending`` ones are recorded as failed
@@ -192,7 +194,7 @@ class LiveService:
         except ImportError:  # the dashboard is optional in a minimal install
             pass
         else:
-            add_routes(app, lambda: self.activity.db, self._labels)
+            add_routes(app, lambda: self.activity.db, self._labels, authorize=self._authorized)
         app.on_startup.append(lambda _: self.start())
         app.on_cleanup.append(lambda _: self.stop())
         return app
@@ -260,6 +262,9 @@ class LiveService:
         self.activity.interaction(BROWSER_EVENTS[event.name], iso(event.ts), str(campaign), event.user, send_id)
 
     async def get_campaigns(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "a valid `Authorization: Bearer <token>` header is required",
+                          headers={"WWW-Authenticate": 'Bearer realm="pushlang"'})
         return web.json_response([{"id": c.id, "name": c.name, "labels": list(c.labels),
                                    "trigger": type(c.trigger).__name__, "plan_hash": plan_hash(c)}
                                   for c in self.plan.campaigns])

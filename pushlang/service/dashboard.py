@@ -86,8 +86,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def add_routes(app: web.Application, db_path_or_connection_factory: Database,
-               labels_provider: CampaignsProvider) -> None:
+               labels_provider: CampaignsProvider,
+               authorize: Callable[[web.Request], bool] | None = None) -> None:
     """Add the dashboard and the stats API to ``app``.
+
+    ``authorize``: when given, the stats API answers 401 to a request it refuses (the dashboard page
+    itself is static and sends the token it was opened with, ``/dashboard#token=…``).
 
     ``db_path_or_connection_factory``: the service's database file, or a callable returning a
     connection to it (such as the activity log's own; the routes never close it nor use it from
@@ -132,12 +136,23 @@ def add_routes(app: web.Application, db_path_or_connection_factory: Database,
             return _labels(labels), dict(names)
         return _labels(found), {}
 
+    def refused(request: web.Request) -> web.Response | None:
+        if authorize is None or authorize(request):
+            return None
+        return web.json_response({"error": "a valid `Authorization: Bearer <token>` header is required; "
+                                           "open the dashboard as /dashboard#token=<the API token>"},
+                                 status=401, headers={"WWW-Authenticate": 'Bearer realm="pushlang"'})
+
     async def get_stats(request: web.Request) -> web.Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         labels, names = campaigns()
         label = request.query.get("label") or None
         return _json(await query(lambda db: stats.campaign_stats(db, labels, label=label, campaigns=names)))
 
     async def get_series(request: web.Request) -> web.Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         labels, names = campaigns()
         label = request.query.get("label") or None
         bucket = request.query.get("bucket", "hour")

@@ -58,8 +58,23 @@
 
   // ---- loading ---------------------------------------------------------------------------------
 
+  // The stats API wants the service's API token. The page is opened as /dashboard#token=…: the
+  // fragment never reaches the server or its logs; the token is kept for this tab only.
+  const TOKEN_KEY = "pushlang-token";
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem(TOKEN_KEY, fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
   async function getJSON(url) {
-    const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    const headers = { Accept: "application/json" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = "Bearer " + token;
+    const response = await fetch(url, { headers, cache: "no-store" });
+    if (response.status === 401) {
+      throw new Error("the API token is missing or wrong: open this page as /dashboard#token=<PUSHLANG_API_TOKEN>");
+    }
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
     return response.json();
   }
