@@ -164,10 +164,10 @@ async def _run_harness(script: str, *args: str, timeout: float = 90.0) -> tuple[
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def _push(base: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+async def _push(base: str, payload: dict[str, Any], *extra: str) -> tuple[dict[str, Any], str]:
     """Run sw_push.mjs against the test page (once the page has subscribed); its result and stderr."""
     code, out, err = await _run_harness("sw_push.mjs", "--url", f"{base}/", "--payload", json.dumps(payload),
-                                        "--wait-for", "document.body.dataset.subscribed")
+                                        "--wait-for", "document.body.dataset.subscribed", *extra)
     assert code == 0, f"harness failed ({code}):\nstdout: {out}\nstderr: {err}"
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert result["ok"] is True
@@ -244,6 +244,27 @@ async def _service_worker_shows_every_payload_field() -> None:
         viewed = _viewed(records, "s-2")
         assert viewed is not None, f"no Push Viewed reached the server; got {records}\nstderr: {err}"
         assert viewed["props"] == {"send_id": "s-2", "campaign": "restock"}
+
+
+@needs_chromium
+@pytest.mark.parametrize(("action", "opens"), [("a1", "/later"), ("", "/p/lamp")])
+def test_a_click_on_the_notification_or_a_button_is_reported(action: str, opens: str) -> None:
+    asyncio.run(_a_click_is_reported(action, opens))
+
+
+async def _a_click_is_reported(action: str, opens: str) -> None:
+    records: list[dict[str, Any]] = []
+    async with _server(records, _vapid_public_key()) as base:
+        actions = [{"title": "Check out", "url": f"{base}/checkout"}, {"title": "Later", "url": f"{base}/later"}]
+        payload = {"title": "Back in stock", "body": "The Lamp", "url": f"{base}/p/lamp", "send_id": "s-3",
+                   "campaign": "restock", "actions": actions}
+        result, err = await _push(base, payload, "--click", action)
+        assert result["clicked"] is not None and result["clicked"]["status"] == 202, err
+        clicks = [r for r in records if r.get("name") == "Push Clicked"]
+        assert [c["props"] for c in clicks] == [{"send_id": "s-3", "campaign": "restock",
+                                                 "action": action or "default", "url": f"{base}{opens}"}]
+        assert clicks[0]["user"] == USER and clicks[0]["ts"].endswith("Z")
+        assert result["left"] == 0  # the handler closed the notification
 
 
 @needs_chromium

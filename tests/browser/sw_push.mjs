@@ -3,7 +3,7 @@
 // notification it showed.
 //
 //   node sw_push.mjs --url http://127.0.0.1:PORT/page --payload '{"title":"Hi","send_id":"s-1"}'
-//        [--payload-file FILE] [--timeout-ms 30000] [--wait-for JS_EXPR] [--settle-ms N]
+//        [--payload-file FILE] [--timeout-ms 30000] [--wait-for JS_EXPR] [--settle-ms N] [--click ACTION]
 //
 // Debian's /usr/bin/chromium (or $CHROMIUM), driven by playwright-core: no browser download.
 // Steps: fresh --user-data-dir; DevTools `ServiceWorker.enable`; `Browser.grantPermissions`
@@ -21,9 +21,16 @@
 // notification can drop that notification from the list for good (seen here: 1 run in 2 when
 // polling straight after the push).
 //
+// --click ACTION ("" for the body, "a0"/"a1" for a button): then click the notification. DevTools
+// cannot click a notification, so the harness dispatches a `notificationclick` NotificationEvent
+// for it in the service worker (through playwright's worker handle): the worker's own handler runs,
+// on an untrusted event, so its waitUntil throws and openWindow has no user activation — what is
+// checked is what the handler does: close the notification, pick the URL and report `Push Clicked`,
+// which the harness waits for and prints as "clicked".
+//
 // Prints one JSON line on stdout: {"ok":true,"notification":{title,body,data,...},"viewed":
-// {status,records},...} (exit 0), or {"ok":false,"error":...} (exit 1). Browser console lines,
-// worker errors and failed requests go to stderr.
+// {status,records},"clicked":...} (exit 0), or {"ok":false,"error":...} (exit 1). Browser console
+// lines, worker errors and failed requests go to stderr.
 import {mkdtempSync, readFileSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -35,13 +42,14 @@ const CHROMIUM_FLAGS = [
 ];
 
 function parseArgs(argv) {
-  const out = {timeoutMs: 30000, waitFor: null, settleMs: null};
+  const out = {timeoutMs: 30000, waitFor: null, settleMs: null, click: null};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
     if (flag === '--url') out.url = value;
     else if (flag === '--settle-ms') out.settleMs = Number(value);
     else if (flag === '--wait-for') out.waitFor = value;
+    else if (flag === '--click') out.click = value;
     else if (flag === '--payload') out.payload = value;
     else if (flag === '--payload-file') out.payload = readFileSync(value, 'utf8');
     else if (flag === '--timeout-ms') out.timeoutMs = Number(value);
@@ -90,14 +98,18 @@ async function main() {
     // The worker's `Push Viewed` report for this send: it comes once the notification is shown.
     const sendId = JSON.parse(args.payload).send_id;
     let viewed = null;
+    let clicked = null;
     context.on('requestfinished', async (r) => {
       if (!r.serviceWorker() || r.method() !== 'POST' || !r.url().includes('/v1/browser/records')) return;
       let records;
       try { records = JSON.parse(r.postData() || ''); } catch { return; }
-      if (!Array.isArray(records) || !records.some((x) => x && x.name === 'Push Viewed' &&
-                                                          x.props && x.props.send_id === sendId)) return;
+      const about = (name) => Array.isArray(records) &&
+        records.some((x) => x && x.name === name && x.props && x.props.send_id === sendId);
+      if (!about('Push Viewed') && !about('Push Clicked')) return;
       const response = await r.response().catch(() => null);
-      viewed = {url: r.url(), status: response ? response.status() : null, records};
+      const seen = {url: r.url(), status: response ? response.status() : null, records};
+      if (about('Push Viewed')) viewed = seen;
+      else clicked = seen;
     });
     const cdp = await context.newCDPSession(page);
 
@@ -153,8 +165,21 @@ async function main() {
       return shown.some((n) => title === undefined || n.title === title) ? shown : null;
     });
     const notification = notifications.find((n) => title === undefined || n.title === title);
+    let left = null;
+    if (args.click !== null) {
+      const worker = await waitFor('the service worker handle', deadline,
+                                   () => context.serviceWorkers().find((w) => w.url().startsWith(origin + '/')));
+      await worker.evaluate(async ({title, action}) => {
+        const shown = await self.registration.getNotifications();
+        const target = shown.find((n) => n.title === title);
+        if (!target) throw new Error(`no notification titled ${title}`);
+        self.dispatchEvent(new NotificationEvent('notificationclick', {notification: target, action}));
+      }, {title: notification.title, action: args.click});
+      await waitFor('the Push Clicked report', deadline, () => clicked);
+      left = await page.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications()).length);
+    }
     process.stdout.write(JSON.stringify({ok: true, origin, registrationId, scope, waited, notification,
-                                         notifications, viewed}) + '\n');
+                                         notifications, viewed, clicked, left}) + '\n');
     return 0;
   } finally {
     if (context) await context.close().catch(() => {});
