@@ -20,7 +20,7 @@ Every event loop here — the service's, (b)'s and (d)'s — is the one pushlang
 (``pushlang.aio``: uvloop where installed, else asyncio's), so (b) and (d) differ only in how they
 send. The header line names it.
 
-The modes run ``--rounds`` times (3), interleaved, and each mode's best round is kept, with the
+The modes run ``--rounds`` times (5), interleaved, and each mode's best round is kept, with the
 range of all rounds beside it: other work on a shared machine slows a round, never speeds one up.
 The table also shows the CPU each side used, so a reader can tell a sender-bound figure from one
 capped by the loopback peer (the service spends roughly as much CPU per push as the sender).
@@ -30,7 +30,7 @@ Targets (ratios of rates measured in the same run, one sending process): (d) ≥
 functions (cumulative) are printed, to say where the time goes. The run fails (exit 1) if the
 service did not accept every push of (d), so the figure is an honest one.
 
-    python bench/dispatch.py [--subscriptions 10000] [--sync-sample 1000] [--concurrency 64] [--rounds 3]
+    python bench/dispatch.py [--subscriptions 10000] [--sync-sample 1000] [--concurrency 64] [--rounds 5]
                              [--modes sync,async,floor,channel] [--profile-subscriptions 2000] [--profile]
 """
 
@@ -386,8 +386,8 @@ def main() -> int:
                     help="(a) is slow: send it to this many subscriptions only (default 1,000; 0: all)")
     ap.add_argument("--concurrency", type=int, default=64, help="(d)'s bound on requests in flight (64)")
     ap.add_argument("--modes", default=",".join(MODES), help="a subset of " + ",".join(MODES))
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="run the modes this many times, interleaved, and keep each mode's best round (3)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="run the modes this many times, interleaved, and keep each mode's best round (5)")
     ap.add_argument("--profile-subscriptions", type=int, default=2_000,
                     help="N for the cProfile run of (d) when a target is missed (2,000)")
     ap.add_argument("--profile", action="store_true", help="print (d)'s profile even when the targets are met")
