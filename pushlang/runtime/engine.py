@@ -18,7 +18,7 @@ import msgspec
 from pushlang import plan
 from pushlang.config import is_timezone
 from pushlang.runtime.evaluate import MISSING, Compiler, Env, Fn, History, as_datetime
-from pushlang.runtime.instants import US, from_datetime, from_local, iso, local
+from pushlang.runtime.instants import US, from_datetime, from_local, iso, wall
 from pushlang.runtime.records import Event, Profile, Record, Subscribe, Unsubscribe
 from pushlang.runtime.render import (
     MAX_PLAINTEXT,
@@ -85,7 +85,7 @@ class UserHistory(History):
 
 def period_keys(at: int, zone: str) -> dict[str, str]:
     """The limit periods an instant falls in, in a zone: local calendar day, ISO week, ever."""
-    day = local(at, zone)
+    day = wall(at, zone)
     year, week, _ = day.isocalendar()
     return {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
 
@@ -556,7 +556,7 @@ class Engine:
 
     def dnd_until(self, dnd: plan.Dnd, at: int, zone: str) -> int | None:
         """The end of the DND period ``at`` falls in, in the user's local time; None outside DND."""
-        now = local(at, zone)
+        now = wall(at, zone)
         seconds = now.hour * 3600 + now.minute * 60 + now.second
         start, end = _seconds(dnd.start), _seconds(dnd.end)
         inside = start <= seconds < end if start < end else (seconds >= start or seconds < end)

@@ -52,6 +52,37 @@ def local(us: int, tz: str) -> dt.datetime:
     return (EPOCH + dt.timedelta(microseconds=us)).astimezone(zone(tz))
 
 
+HOUR = 3600 * US
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_UNKNOWN = object()
+_hour_offsets: dict[tuple[str, int], int | None] = {}
+
+
+def wall(us: int, tz: str) -> dt.datetime:
+    """``local(us, tz)`` without its zone: the naive wall-clock date-time, for the engine's hot path.
+
+    A zone's UTC offset is looked up once per hour of UTC time and reused; an hour in which the
+    offset changes (a DST change at any minute) is left to ``local``."""
+    key = (tz, us // HOUR)
+    offset = _hour_offsets.get(key, _UNKNOWN)
+    if offset is _UNKNOWN:
+        if len(_hour_offsets) >= 100_000:
+            _hour_offsets.clear()
+        offset = _hour_offsets[key] = _offset_through(tz, key[1] * HOUR)
+    if offset is None:
+        return local(us, tz).replace(tzinfo=None)
+    assert isinstance(offset, int)
+    return _EPOCH_NAIVE + dt.timedelta(microseconds=us + offset)
+
+
+def _offset_through(tz: str, start: int) -> int | None:
+    """The zone's UTC offset (µs) if it is the same for the whole hour from ``start``, else None."""
+    first, last = local(start, tz).utcoffset(), local(start + HOUR - 1, tz).utcoffset()
+    if first is None or first != last:
+        return None
+    return (first.days * 86400 + first.seconds) * US + first.microseconds
+
+
 def from_local(naive_iso: str, tz: str) -> int:
     """A naive local date-time in a zone as an instant.
 

@@ -26,15 +26,6 @@ class CampaignSummary:
         o = self.outcomes
         return o["send"] + o["control"] + o["suppress"]
 
-    def add(self, out: Output) -> None:
-        if out.outcome == "convert":
-            self.conversions += 1
-            self.revenue += out.revenue or 0.0
-            return
-        self.outcomes[out.outcome] += 1
-        if out.reason is not None and out.outcome == "suppress":
-            self.suppressed[out.reason] += 1
-
 
 @dataclass
 class Summary:
@@ -43,13 +34,33 @@ class Summary:
     skipped: int = 0  # older than the store's clock: a previous replay on this store processed them
     rejects: list[Reject] = field(default_factory=list)
     decisions: int = 0
+    # counted flat while the replay runs (one dict update per output), folded into `campaigns` at the end
+    _counts: dict[tuple[str, str, str | None], int] = field(default_factory=dict)
+    _revenue: dict[str, float] = field(default_factory=dict)
 
     def add(self, out: Output) -> None:
-        self.decisions += 1
-        summary = self.campaigns.get(out.campaign)
-        if summary is None:
-            summary = self.campaigns[out.campaign] = CampaignSummary()
-        summary.add(out)
+        key = (out.campaign, out.outcome, out.reason)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if out.revenue:
+            self._revenue[out.campaign] = self._revenue.get(out.campaign, 0.0) + out.revenue
+
+    def fold(self) -> None:
+        """Bring the per-campaign summaries up to date with what ``add`` counted."""
+        for (cid, outcome, reason), n in self._counts.items():
+            summary = self.campaigns.get(cid)
+            if summary is None:
+                summary = self.campaigns[cid] = CampaignSummary()
+            self.decisions += n
+            if outcome == "convert":
+                summary.conversions += n
+                continue
+            summary.outcomes[outcome] += n
+            if reason is not None and outcome == "suppress":
+                summary.suppressed[reason] += n
+        for cid, revenue in self._revenue.items():
+            self.campaigns[cid].revenue += revenue
+        self._counts.clear()
+        self._revenue.clear()
 
 
 class Dispatch(Protocol):
@@ -97,4 +108,5 @@ def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore
             out(delivery)
         store.commit()
     summary.records = count
+    summary.fold()
     return summary
