@@ -145,6 +145,24 @@ def test_400_and_413_fail_without_retry(vapid: tuple[VapidAuth, str]) -> None:
     assert slept == []
 
 
+def test_a_subscription_with_unusable_keys_fails_alone(vapid: tuple[VapidAuth, str]) -> None:
+    """Keys that are not a P-256 point and an auth secret (a bad subscription record) fail that one
+    delivery before any request; the deliveries beside it go out."""
+    auth, public = vapid
+    service = serving(WebPushService(application_server_key=public))
+    good = service.new_subscription()
+    broken = [WebPushTarget(good.endpoint, "BPk", good.auth), WebPushTarget(good.endpoint, good.p256dh, "%%"),
+              WebPushTarget(good.endpoint, good.p256dh[:-4], good.auth), WebPushTarget(good.endpoint, "", "")]
+
+    async def body(channel: WebPushChannel, _: list[float]) -> list[Delivery]:
+        return list(await asyncio.gather(*(channel.deliver(t, b"{}", ttl=60) for t in [*broken, target(good)])))
+
+    results, slept = run(service, body, auth)
+    assert [(r.delivered, r.reason, r.attempts) for r in results] == [
+        (False, "invalid_subscription_keys", 0)] * 4 + [(True, None, 1)]
+    assert len(service.requests) == 1 and service.requests[0].payload == b"{}" and slept == []
+
+
 def test_a_rejected_vapid_key_halts_the_channel_after_one_attempt(tmp_path: Path) -> None:
     wrong = VapidAuth(Vapid02.from_file(str(_key(tmp_path, "wrong.pem"))), SUBJECT)
     service = serving(WebPushService(application_server_key=generate(tmp_path / "right.pem")))  # pinned

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from py_vapid import Vapid02
-from pywebpush import WebPusher
+from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
 from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
@@ -128,11 +128,9 @@ class WebPushChannel:
             try:
                 async with self._limit:
                     if body is None:
-                        # Encrypted inside the bound, so encryption and requests in flight overlap;
-                        # pywebpush encrypts (RFC 8291 aes128gcm via http_ece, a fresh ephemeral key
-                        # and salt), and a retry resends the same message.
-                        info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
-                        body = WebPusher(info).encode(payload, "aes128gcm")["body"]
+                        body = _encrypt(target, payload)
+                        if body is None:
+                            return Delivery(False, None, "invalid_subscription_keys", 0)
                     async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
                         status = response.status
                         retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -155,6 +153,20 @@ class WebPushChannel:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         return backoff(attempt, retry_after, base=self.base_delay, ceiling=self.max_delay, jitter=self._jitter())
+
+
+def _encrypt(target: WebPushTarget, payload: bytes) -> bytes | None:
+    """The aes128gcm body (RFC 8291) by pywebpush, through http_ece, with a fresh ephemeral key and
+    salt; None when the subscription's keys are not a P-256 point and a 16-byte secret.
+
+    It runs inside the concurrency bound, so encryption overlaps the requests in flight; a retry
+    resends the same body."""
+    info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
+    try:
+        body: bytes = WebPusher(info).encode(payload, "aes128gcm")["body"]
+    except (ValueError, TypeError, IndexError, WebPushException):  # pywebpush on bad keys; binascii.Error is a ValueError
+        return None
+    return body
 
 
 def _origin(endpoint: str) -> str:
