@@ -144,9 +144,23 @@ class CampaignRuntime:
     revenue: Fn | None = None
     id: str = ""
     is_live: bool = True
+    # for the trigger loop, derived from the plan: [arm_from, arm_until) µs, the kind of trigger
+    arm_from: int = 0
+    arm_until: int = 0
+    single: bool = False  # a single action: decide at once
+    inaction: bool = False  # an inaction window: arm a timer `within` µs ahead
+    within: int = 0
+    inaction_key: str = ""  # the inaction timer's key, less the user id
 
     def __post_init__(self) -> None:
         self.id, self.is_live = self.plan.id, self.plan.is_live
+        self.arm_from = -(1 << 63) if self.start is None else self.start
+        self.arm_until = 1 << 63 if self.end is None else self.end
+        trigger = self.plan.trigger
+        self.single = isinstance(trigger, plan.SingleAction)
+        if isinstance(trigger, plan.InactionWithin):
+            self.inaction, self.within = True, trigger.within * US
+        self.inaction_key = f"inaction:{self.id}:"
 
 
 class Engine:
@@ -294,25 +308,24 @@ class Engine:
         for c in self.by_unless.get(name, ()):
             self._maybe_cancel(c, state, event)
         env: Env | None = None
+        user = state.user
         for c in self.by_trigger.get(name, ()):
-            if (c.start is not None and ts < c.start) or (c.end is not None and ts >= c.end):
+            if ts < c.arm_from or ts >= c.arm_until:
                 continue  # a trigger outside [start, end) arms nothing
             if env is None or env.segments is not c.segments:  # one Env serves the campaigns of a zone
-                env = Env(state.user, state.profile, ts, UserHistory(state), c.segments, name, ts, event.props)
+                env = Env(user, state.profile, ts, UserHistory(state), c.segments, name, ts, event.props)
             if not c.trigger_where(env):
                 continue
-            trigger = c.plan.trigger
-            if isinstance(trigger, plan.SingleAction):
+            if c.single:
                 self._decide(c, state, ts, env, trigger_at=ts)
-            elif isinstance(trigger, plan.InactionWithin):
-                due = ts + trigger.within * US
-                self.store.add_timer(Timer(due, c.id, state.user, f"inaction:{c.id}:{state.user}", "inaction",
+            elif c.inaction:
+                self.store.add_timer(Timer(ts + c.within, c.id, user, c.inaction_key + user, "inaction",
                                            {"event": name, "ts": ts, "props": event.props}))
             else:
                 self._schedule_at(c, state, env, event)
 
     def _maybe_cancel(self, c: CampaignRuntime, state: UserState, event: Event) -> None:
-        timer = self.store.timer(f"inaction:{c.id}:{state.user}")
+        timer = self.store.timer(c.inaction_key + state.user)
         if timer is None or event.ts > timer.due:
             return
         trigger = timer.payload
