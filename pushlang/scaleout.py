@@ -130,6 +130,26 @@ def trim_consumed(client: redis.Redis, stream: str, group: str) -> int:
     return int(client.xtrim(stream, minid=f"{cut[0]}-{cut[1]}", approximate=False))
 
 
+class Trimmer:
+    """Trims the streams whose entries a worker acknowledged: at most once every ``TRIM_EVERY``
+    seconds while it is busy, and as soon as it finds no new work."""
+
+    def __init__(self, client: redis.Redis, group: str) -> None:
+        self.client, self.group = client, group
+        self.streams: set[str] = set()  # acknowledged in since the last trim
+        self._at = 0.0
+
+    def consumed(self, stream: str) -> None:
+        self.streams.add(stream)
+
+    def maybe(self, idle: bool) -> None:
+        if self.streams and (idle or time.monotonic() - self._at >= TRIM_EVERY):
+            for stream in sorted(self.streams):
+                trim_consumed(self.client, stream, self.group)
+            self.streams.clear()
+            self._at = time.monotonic()
+
+
 def _stream_id(text: str) -> tuple[int, int]:
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
@@ -289,8 +309,6 @@ class _Partition:
         self.jobs: list[SendJob] = []  # sends for the dispatch workers (ob:{p})
         self.backlog = True  # read pending entries (id 0) before new ones (>)
         self.retry = False  # the first pending entry failed: re-read it alone
-        self.untrimmed = False  # entries were acknowledged since ev:{p} was last trimmed
-        self.trimmed_at = 0.0
         self.store: Any = None
         self.engine: Engine | None = None
         self.load(worker)
@@ -328,6 +346,7 @@ class Worker:
         self._claim = client.register_script(_CLAIM)
         self._next_beat = 0.0
         self._took = False
+        self._trimmer = Trimmer(client, GROUP)
         start = sum(self.id.encode()) % partitions
         self._ring = [(start + i) % partitions for i in range(partitions)]
 
@@ -457,9 +476,7 @@ class Worker:
         from redis.exceptions import RedisError
 
         entries = self._read(part)
-        if part.untrimmed and (not entries or time.monotonic() - part.trimmed_at >= TRIM_EVERY):
-            trim_consumed(self.client, part.stream, GROUP)
-            part.untrimmed, part.trimmed_at = False, time.monotonic()
+        self._trimmer.maybe(idle=not entries)
         if not entries:
             return False
         failed: tuple[int, BaseException] | None = None
@@ -534,7 +551,8 @@ class Worker:
         part.store.commit_fenced(part.lease, self.id, extra)
         part.outputs.clear()
         part.jobs.clear()
-        part.untrimmed = part.untrimmed or bool(ids)
+        if ids:
+            self._trimmer.consumed(part.stream)
         self.stats["batches"] += 1
 
 

@@ -49,7 +49,7 @@ from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso, to_datetime
 from pushlang.runtime.render import Rendered
 from pushlang.runtime.store import Subscription
-from pushlang.scaleout import TRIM_EVERY, dead_key, field_of, out_key, stream_key, text_of, trim_consumed
+from pushlang.scaleout import Trimmer, dead_key, field_of, out_key, stream_key, text_of
 
 if TYPE_CHECKING:
     import redis
@@ -156,8 +156,7 @@ class DispatchWorker:
                       "interrupted": 0, "claimed": 0, "dead_letters": 0}
         self._next_claim = 0.0
         self._own_backlog = True
-        self._untrimmed: set[int] = set()  # partitions whose outbox had entries acknowledged since the last trim
-        self._trimmed_at = 0.0
+        self._trimmer = Trimmer(client, GROUP)
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -218,15 +217,12 @@ class DispatchWorker:
             for stream, found in reply or []:
                 p = int(text_of(stream)[4:-1])  # type: ignore[index]
                 entries += [(p, eid, fields, False) for eid, fields in found]
-        if self._untrimmed and (not entries or time.monotonic() - self._trimmed_at >= TRIM_EVERY):
-            for p in sorted(self._untrimmed):
-                trim_consumed(self.client, outbox_key(p), GROUP)
-            self._untrimmed.clear()
-            self._trimmed_at = time.monotonic()
+        self._trimmer.maybe(idle=not entries)
         if not entries:
             return False
-        self._handle(loop, dispatcher, entries)
-        self._untrimmed.update(p for p, _, _, _ in entries)
+        self._handle(loop, dispatcher, entries)  # every entry is acknowledged by now
+        for p in {p for p, _, _, _ in entries}:
+            self._trimmer.consumed(outbox_key(p))
         return True
 
     def _autoclaim(self) -> list[tuple[int, Any, Any, bool]]:
