@@ -190,10 +190,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     _check_paths(args.paths)
     result = compile_paths(args.paths, config_path=args.config, schema_path=args.schema)
-    if result.diagnostics:
-        print(render_text(result.diagnostics, result.sources, color=_color(sys.stderr)) + "\n", file=sys.stderr)
+    result.report()
     if result.plan is None:
-        print(render_summary(result.diagnostics, len(result.sources)), file=sys.stderr)
         return EXIT_FINDINGS
     data = plan.to_json(result.plan).decode()
     if args.output:
@@ -255,10 +253,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     _check_paths(args.paths)
     result = compile_paths(args.paths, config_path=args.config)
-    if result.diagnostics:
-        print(render_text(result.diagnostics, result.sources, color=_color(sys.stderr)) + "\n", file=sys.stderr)
+    result.report()
     if result.plan is None:
-        print(render_summary(result.diagnostics, len(result.sources)), file=sys.stderr)
         return EXIT_FINDINGS
     try:
         return run_replay(result.plan, events=args.events, out=args.out, until=args.until,

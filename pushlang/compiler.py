@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import reduce
+from typing import TextIO
 
 from pushlang import ast, plan
 from pushlang.builtins import PLATFORMS, WEEKDAYS
@@ -25,6 +28,18 @@ class CompileResult:
     @property
     def has_errors(self) -> bool:
         return any(d.is_error for d in self.diagnostics)
+
+    def report(self, stream: TextIO | None = None) -> None:
+        """What a command shows on stderr after compiling: the diagnostics (in colour on a terminal,
+        unless NO_COLOR), and when there is no plan, the one-line summary."""
+        from pushlang.diagnostics.render import render_summary, render_text
+
+        out = sys.stderr if stream is None else stream
+        color = out.isatty() and "NO_COLOR" not in os.environ
+        if self.diagnostics:
+            print(render_text(self.diagnostics, self.sources, color=color) + "\n", file=out)
+        if self.plan is None:
+            print(render_summary(self.diagnostics, len(self.sources)), file=out)
 
 
 def compile_paths(paths: list[str], *, config_path: str | None = None, schema_path: str | None = None,

@@ -367,11 +367,9 @@ def run(args: argparse.Namespace) -> int:
     import redis
 
     from pushlang.compiler import compile_paths
-    from pushlang.diagnostics.render import render_text
 
     result = compile_paths(args.paths, config_path=args.config)
-    if result.diagnostics:
-        print(render_text(result.diagnostics, result.sources, color=False), file=sys.stderr)
+    result.report()
     if result.plan is None:
         return 1
     settings = DeliverySettings.from_config(result.config)

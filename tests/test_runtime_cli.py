@@ -71,3 +71,16 @@ def test_runtime_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["replay", str(ROOT / "examples"), "--events", str(tmp_path / "missing.jsonl")]) == 2
     assert main(["replay", str(ROOT / "examples"), "--events", EVENTS, "--until", "soon"]) == 2
     assert main(["replay", str(ROOT / "examples"), "--events", EVENTS, "--store", "postgres://x"]) == 2
+
+
+@pytest.mark.parametrize("command", [["preview", "--user", "u1"], ["send-test", "--to", "u1"], ["reach"]])
+def test_commands_on_a_broken_campaign_show_its_diagnostics(command: list[str], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command that compiles shows the same diagnostics (file:line:col) and summary, never a traceback."""
+    broken = tmp_path / "broken.push"
+    broken.write_text('campaign cart {\n  on "Added To Cart"\n  message {\n    title 42\n  }\n}\n', encoding="utf-8")
+    name, *options = command
+    assert main([name, str(broken), "--campaign", "cart", *options, "--events", EVENTS]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}:4:" in err and "error[PL" in err
+    assert "error" in err.strip().splitlines()[-1] and "Traceback" not in err

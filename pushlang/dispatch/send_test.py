@@ -68,8 +68,9 @@ def test_jobs(compiled: plan.Plan, store: MemoryStore, campaign_id: str, users: 
 
 def run(args: argparse.Namespace) -> int:
     result = compile_paths(args.paths, config_path=args.config)
+    result.report()
     if result.plan is None:
-        raise ValueError("the campaigns do not compile; run `pushlang lint` for the diagnostics")
+        return 1
     compiled = result.plan
     campaign = find_campaign(compiled, args.campaign)
     if not args.events and not args.store:

@@ -81,8 +81,9 @@ def preview(compiled: plan.Plan, records: list[Record], campaign_id: str, user: 
 
 def run(args: argparse.Namespace) -> int:
     result = compile_paths(args.paths, config_path=args.config)
+    result.report()
     if result.plan is None:
-        raise ValueError("the campaigns do not compile; run `pushlang lint` for the diagnostics")
+        return 1
     at = parse_until(args.at, result.plan.settings.timezone)
     with open_records(args.events) as lines:
         records = list(read_records(lines))

@@ -644,8 +644,6 @@ def parse_at(text: str, tz: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """``pushlang reach``: 0 when counted, 1 when the campaigns do not compile; ValueError for bad input."""
     from pushlang.compiler import compile_paths
-    from pushlang.diagnostics.render import render_summary
-    from pushlang.diagnostics.render import render_text as render_diagnostics
     from pushlang.runtime.hosts import find_campaign, open_records, open_store_url
     from pushlang.runtime.replay import replay
 
@@ -653,12 +651,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"no such file or directory: {', '.join(missing)}")
     result = compile_paths(args.paths, config_path=args.config)
-    if result.diagnostics:
-        color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
-        print(render_diagnostics(result.diagnostics, result.sources, color=color) + "\n", file=sys.stderr)
+    result.report()
     compiled = result.plan
     if compiled is None:
-        print(render_summary(result.diagnostics, len(result.sources)), file=sys.stderr)
         return 1
     campaign = find_campaign(compiled, args.campaign)
     if not args.events and args.store in (None, "memory", "memory:"):
