@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from scenario_runner import Scenario, expected, mismatch, run, scenarios
-from test_sqlite_store import assert_same, feed, random_call
+from test_sqlite_store import assert_same, feed, feed_more, random_call
 
-from pushlang.runtime.store import MemoryStore, Timer, Window
+from pushlang.runtime.store import MemoryStore, Timer
 
 redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
@@ -64,24 +64,9 @@ def test_changes_after_a_reopen_are_kept_too(client: Any) -> None:
     with RedisStore(client, 0) as store:
         feed(store)
 
-    def more(store: MemoryStore) -> None:
-        u1 = store.user("u1", 500)
-        store.set_active(u1, "https://push.example/e1", True)
-        store.merge_profile(u1, {"country": "FR"})
-        store.prune_history(u1, "Viewed", 126)
-        store.add_event(u1, "Viewed", 501, {"late": True})
-        store.bump_counter(u1, "cart|2026-12-01")
-        store.add_send(u1, "s4")
-        store.close_window(u1, Window("cart", "s1", 140, 200))
-        store.pop_due(store.next_due() or 0)
-        store.cancel_timer("cart|u1")
-        store.add_timer(Timer(600, "promo", "u3", "promo|u3", "at", {"k": "v"}))
-        store.set_meta("clock", 501)
-        store.user("u4", 502)
-
-    more(want)
+    feed_more(want)
     with RedisStore(client, 0) as store:
-        more(store)
+        feed_more(store)
     with RedisStore(client, 0) as store:
         assert_same(store, want)
     # a client that decodes responses to str reads the same state

@@ -137,24 +137,9 @@ def test_changes_after_a_reopen_are_kept_too(db: Path) -> None:
     with SqliteStore(db) as store:
         feed(store)
 
-    def more(store: MemoryStore) -> None:
-        u1 = store.user("u1", 500)
-        store.set_active(u1, "https://push.example/e1", True)
-        store.merge_profile(u1, {"country": "FR"})
-        store.prune_history(u1, "Viewed", 126)  # rows written in an earlier session
-        store.add_event(u1, "Viewed", 501, {"late": True})
-        store.bump_counter(u1, "cart|2026-12-01")
-        store.add_send(u1, "s4")
-        store.close_window(u1, Window("cart", "s1", 140, 200))
-        store.pop_due(store.next_due() or 0)
-        store.cancel_timer("cart|u1")
-        store.add_timer(Timer(600, "promo", "u3", "promo|u3", "at", {"k": "v"}))
-        store.set_meta("clock", 501)
-        store.user("u4", 502)
-
-    more(expected)
+    feed_more(expected)
     with SqliteStore(db) as store:
-        more(store)
+        feed_more(store)
     with SqliteStore(db) as store:
         assert_same(store, expected)
 
@@ -281,6 +266,24 @@ def test_maybe_commit_batches(db: Path) -> None:
     assert timed.maybe_commit() is True
     timed.close()
     store.close()
+
+
+def feed_more(store: MemoryStore) -> None:
+    """A second session's calls on the state ``feed`` left: changes to rows written earlier."""
+    u1 = store.user("u1", 500)
+    store.set_active(u1, "https://push.example/e1", True)
+    store.merge_profile(u1, {"country": "FR"})
+    store.prune_history(u1, "Viewed", 126)  # rows written in an earlier session
+    store.add_event(u1, "Viewed", 501, {"late": True})
+    store.bump_counter(u1, "cart|2026-12-01")
+    store.drop_counter(u1, "*|2026-12-01")  # a counter written in an earlier session goes
+    store.add_send(u1, "s4")
+    store.close_window(u1, Window("cart", "s1", 140, 200))
+    store.pop_due(store.next_due() or 0)
+    store.cancel_timer("cart|u1")
+    store.add_timer(Timer(600, "promo", "u3", "promo|u3", "at", {"k": "v"}))
+    store.set_meta("clock", 501)
+    store.user("u4", 502)
 
 
 def random_call(target: MemoryStore, rng: random.Random, op: int, user: str, clock: int) -> None:
