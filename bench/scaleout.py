@@ -6,7 +6,7 @@ on a free loopback port in a temporary directory, without persistence. Modes, ea
 - sqlite: `replay` with `SqliteStore` in a temporary file, in its own process (the baseline);
 - N workers (1 and 2 by default): fresh Redis data (FLUSHALL), `ingest` of every record plus the end
   markers at the last record's instant (timed alone, in this process), then N processes of
-  `python -m pushlang.scaleout worker ... --idle-exit`, timed from their launch (import and compile
+  `python -m pushlang worker ... --idle-exit`, timed from their launch (import and compile
   included) until every partition stream is acknowledged (no lag, nothing pending).
 
 End to end = ingest + processing. Printed: seconds, records/s and the ratio to the SQLite replay per
@@ -114,12 +114,12 @@ def run_replay(work: Path) -> dict[str, Any]:
 
 def remaining(client: Any, partitions: int) -> int | None:
     """Entries not yet acknowledged over every partition (None: not known yet)."""
-    from pushlang import scaleout
+    from pushlang.scaleout import keys
 
     pipe = client.pipeline(transaction=False)
     for p in range(partitions):
-        pipe.xinfo_groups(scaleout.stream_key(p))
-        pipe.xlen(scaleout.stream_key(p))
+        pipe.xinfo_groups(keys.stream_key(p))
+        pipe.xlen(keys.stream_key(p))
     replies = pipe.execute(raise_on_error=False)
     total = 0
     for p in range(partitions):
@@ -136,12 +136,12 @@ def remaining(client: Any, partitions: int) -> int | None:
 
 def run_workers(client: Any, url: str, work: Path, lines: list[bytes], n: int, partitions: int,
                 batch: int) -> dict[str, Any]:
-    from pushlang import scaleout
+    from pushlang.scaleout import ingest, keys
 
     client.flushall()
     # ingest, alone
     r0, c0, t0 = redis_cpu(client), time.process_time(), time.perf_counter()
-    accepted, rejects = scaleout.ingest(client, lines, partitions, end_at_last=True)
+    accepted, rejects = ingest.ingest(client, lines, partitions, end_at_last=True)
     ingest_s = time.perf_counter() - t0
     ingest_cpu, ingest_redis = time.process_time() - c0, redis_cpu(client) - r0
     assert accepted == len(lines) and not rejects, (accepted, rejects[:3])
@@ -149,11 +149,11 @@ def run_workers(client: Any, url: str, work: Path, lines: list[bytes], n: int, p
     # processing: launch, then poll until every stream is acknowledged
     ids = [f"bench-{n}w-{i}" for i in range(n)]
     now_ms = int(client.time()[0]) * 1000
-    client.zadd(scaleout.WORKERS_KEY, {wid: now_ms + 5000 for wid in ids})  # announced (module doc)
+    client.zadd(keys.WORKERS_KEY, {wid: now_ms + 5000 for wid in ids})  # announced (module doc)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     r1 = redis_cpu(client)
     t1 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "pushlang.scaleout", "worker", str(work / "bench.push"),
+    procs = [subprocess.Popen([sys.executable, "-m", "pushlang", "worker", str(work / "bench.push"),
                                "--redis", url, "--partitions", str(partitions), "--id", wid, "--batch", str(batch),
                                "--idle-exit", "1"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -168,7 +168,7 @@ def run_workers(client: Any, url: str, work: Path, lines: list[bytes], n: int, p
             if leased_at is None:
                 pipe = client.pipeline(transaction=False)
                 for p in range(partitions):
-                    pipe.exists(scaleout.lease_key(p))
+                    pipe.exists(keys.lease_key(p))
                 if sum(pipe.execute()) == partitions:
                     leased_at = time.perf_counter() - t1
                     at_lease = ([cpu_seconds(p.pid) for p in procs], redis_cpu(client))
@@ -195,7 +195,7 @@ def run_workers(client: Any, url: str, work: Path, lines: list[bytes], n: int, p
             if p.returncode != 0:
                 print(err, file=sys.stderr)
             logs.append(err)
-    outputs = scaleout.collect_outputs(client, partitions)
+    outputs = ingest.collect_outputs(client, partitions)
     missing_cpu = any(c is None for c in worker_cpu)
     return {"ingest": ingest_s, "process": process_s, "startup": leased_at or float("nan"),
             "ingest_cpu": ingest_cpu, "ingest_redis": ingest_redis, "process_redis": process_redis,

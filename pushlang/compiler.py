@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from functools import reduce
@@ -32,12 +31,11 @@ class CompileResult:
     def report(self, stream: TextIO | None = None) -> None:
         """What a command shows on stderr after compiling: the diagnostics (in colour on a terminal,
         unless NO_COLOR), and when there is no plan, the one-line summary."""
-        from pushlang.diagnostics.render import render_summary, render_text
+        from pushlang.diagnostics.render import render_summary, render_text, use_color
 
         out = sys.stderr if stream is None else stream
-        color = out.isatty() and "NO_COLOR" not in os.environ
         if self.diagnostics:
-            print(render_text(self.diagnostics, self.sources, color=color) + "\n", file=out)
+            print(render_text(self.diagnostics, self.sources, color=use_color(out)) + "\n", file=out)
         if self.plan is None:
             print(render_summary(self.diagnostics, len(self.sources)), file=out)
 

@@ -11,8 +11,8 @@ from typing import Any
 import pendulum
 
 from pushlang.diagnostics import Sink, codes
-from pushlang.plan import Settings
 from pushlang.resources import stdlib_dir
+from pushlang.settings import Settings
 from pushlang.source import Span
 from pushlang.syntax.literals import DURATION_UNITS
 

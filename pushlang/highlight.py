@@ -53,20 +53,15 @@ from pygments.token import (  # type: ignore[import-untyped]
     Whitespace,
 )
 
+from pushlang.syntax.keywords import BLOCKS, CONSTANTS, KEYWORDS, WORDS
+
 __all__ = ["PushLexer", "lexer"]
 
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 _END = r"(?![A-Za-z0-9_])"  # the end of a word (ASCII, as the grammar's NAME)
 
-_BLOCK_KEYWORDS = ("who", "when", "message", "use")
-_KEYWORDS = (
-    "labels", "platforms", "on", "where", "unless", "within", "at", "send", "once", "every", "day",
-    "month", "week", "start", "end", "timezone", "dnd", "to", "discard", "delay", "ignore", "global",
-    "limits", "limit", "per", "deliver", "in", "user", "cutoff", "title", "body", "url", "image",
-    "icon", "default", "ttl", "require", "interaction", "button", "tag", "urgency", "control",
-    "group", "conversion", "revenue", "did", "not", "exactly", "times", "time", "last", "least",
-    "most", "and", "or", "exists", "contains", "starts", "ends", "with",
-)
+_BLOCK_KEYWORDS = BLOCKS
+_KEYWORDS = WORDS
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -74,8 +69,7 @@ def _words(words: tuple[str, ...]) -> str:
 
 
 # The root of a property: `user`, `event`, `trigger` (or any name) before `.name` or `[`.
-_ALL_KEYWORDS = _words(("segment", "campaign", "template", "import", "true", "false", "null",
-                        *_BLOCK_KEYWORDS, *_KEYWORDS))
+_ALL_KEYWORDS = _words(KEYWORDS)
 _PROP_ROOT = r"(?:user|event|trigger)(?=[.\[])|(?!" + _ALL_KEYWORDS + ")" + _ID + r"(?=\.[A-Za-z0-9_]|\[)"
 _DQ = r'"(?:[^"\\\n]|\\.)*"'
 _SQ = r"'(?:[^'\\\n]|\\.)*'"
@@ -135,7 +129,7 @@ class PushLexer(RegexLexer):  # type: ignore[misc]
         "expr": [
             (r"(segment)([ \t]+)(" + _ID + ")", bygroups(Keyword, Whitespace, Name.Entity)),  # a reference
             (_PROP_ROOT, Name.Variable, "prop"),
-            (_words(("true", "false", "null")), Keyword.Constant),
+            (_words(CONSTANTS), Keyword.Constant),
             (_words(("segment", *_BLOCK_KEYWORDS, *_KEYWORDS)), Keyword),
             (r"(" + _ID + r")([ \t]*)(\()", bygroups(Name.Builtin, Whitespace, Punctuation)),
             (_ID, Name),

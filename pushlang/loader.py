@@ -11,7 +11,7 @@ from pushlang.diagnostics import Sink, codes
 from pushlang.diagnostics.sink import did_you_mean
 from pushlang.resources import stdlib_dir
 from pushlang.source import Source, Span
-from pushlang.syntax import parse
+from pushlang.syntax.parser import parse
 
 STD_PREFIX = "std/"
 

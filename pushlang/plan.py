@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from pushlang.settings import Settings as Settings  # part of the plan (Plan.settings)
+
 FORMAT_VERSION = 1
 
 
@@ -207,14 +209,6 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def is_live(self) -> bool:
         return isinstance(self.trigger, (SingleAction, InactionWithin, OnDate))
-
-
-class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The config values that change decisions (SPEC §10)."""
-
-    timezone: str = "UTC"
-    global_per_user_per_day: int | None = None
-    default_ttl: int = 28 * 86400
 
 
 class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

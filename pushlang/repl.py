@@ -8,9 +8,7 @@ reads a script from standard input for scripted use.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,20 +16,21 @@ from typing import Any, TextIO
 import msgspec
 
 from pushlang import aio, plan
-from pushlang.check import CheckContext, run_checks
-from pushlang.compiler import Lowering
+from pushlang.compiler import compile_program
 from pushlang.config import Config, find_config, load_config
 from pushlang.diagnostics import Diagnostic, Sink
 from pushlang.diagnostics.render import render_text
 from pushlang.loader import Loader, Program
-from pushlang.runtime.engine import Engine, Output, UserHistory
+from pushlang.runtime.campaigns import UserHistory, compile_segments
+from pushlang.runtime.engine import Engine, Output
 from pushlang.runtime.evaluate import MISSING, Compiler, Env
-from pushlang.runtime.hosts import open_store_url, parse_until
-from pushlang.runtime.instants import US, iso
+from pushlang.runtime.instants import US, iso, parse_datetime
+from pushlang.runtime.preview import explain_now
 from pushlang.runtime.records import Event, InvalidRecord, Profile, Record, decode_record, read_records
 from pushlang.runtime.render import format_value
-from pushlang.runtime.store import MemoryStore
-from pushlang.runtime.why import render_trace, trace
+from pushlang.runtime.store import MemoryStore, open_store
+from pushlang.runtime.why import render_trace
+from pushlang.syntax.keywords import KEYWORDS
 from pushlang.syntax.literals import DURATION_UNITS
 
 COMMANDS = {
@@ -90,7 +89,7 @@ class Session:
         self.paths: list[str] = list(paths or [])
         self.chunks: list[tuple[str, str]] = []  # typed definitions that compiled: (name, text)
         self.config: Config = load_config(find_config(config_path, self.paths), Sink())
-        self.store: MemoryStore = open_store_url(store_url)
+        self.store: MemoryStore = open_store(store_url)
         self.plan: plan.Plan | None = None
         self.engine: Engine | None = None
         self.user: str | None = None
@@ -115,11 +114,7 @@ class Session:
 
     def _compile(self, extra: tuple[str, str] | None = None) -> tuple[plan.Plan | None, list[Diagnostic], Program]:
         program, sink = self._program(extra)
-        if any(f.module is None for f in program.files.values()):
-            return None, sink.sorted(), program
-        ctx = CheckContext(program, self.config, None, sink)
-        run_checks(ctx)
-        compiled = None if sink.has_errors else Lowering(ctx).build()
+        compiled = compile_program(program, self.config, None, sink)
         return compiled, sink.sorted(), program
 
     def _recompile(self, show_from: str | None) -> bool:
@@ -190,8 +185,7 @@ class Session:
             raise ValueError(f"no record of user {self.user} yet")
         tz = compiled.settings.timezone
         fn = Compiler(tz).compile(compiled.segments[_EXPR_NAME])
-        segments = {name: Compiler(tz).compile(e) for name, e in compiled.segments.items()}
-        value = fn(Env(state.user, state.profile, self.clock, UserHistory(state), segments))
+        value = fn(Env(state.user, state.profile, self.clock, UserHistory(state), compile_segments(compiled, tz)))
         self.out("missing" if value is MISSING else format_value(value))
 
     # ---- commands --------------------------------------------------------------------------------
@@ -274,9 +268,9 @@ class Session:
         self._move_to(self.clock + int(m.group(1)) * DURATION_UNITS[m.group(2)] * US)
 
     def cmd_time(self, arg: str) -> None:
-        at = parse_until(arg, self.config.settings.timezone)
-        if at is None:
+        if not arg:
             raise ValueError("`:time` takes a date-time like 2026-12-01T09:00:00Z")
+        at = parse_datetime(arg, self.config.settings.timezone, "`:time`")
         if at < self.clock:
             raise ValueError(f"the clock only moves forward (it is {iso(self.clock)})")
         self._move_to(at)
@@ -325,11 +319,25 @@ class Session:
         return campaign.id, user
 
     def cmd_why(self, arg: str) -> None:
+        """The campaign's steps for the user at the clock (the engine's own, changing nothing): a delayed
+        send of theirs decided again, or a new decision with their last triggering event."""
         campaign, user = self._campaign_and_user(arg)
         engine = self._engine()
         c = engine.by_id[campaign].plan
         event = self.last_events.get((user, getattr(c.trigger, "event", ""))) if c.is_live else None
-        self.out(render_trace(trace(engine, campaign, user, engine.clock, event)))
+        found = explain_now(engine, campaign, user, event)
+        if found is None:
+            raise ValueError(f"no record of user {user} yet")
+        last = next((d for d in reversed(self.decisions)
+                     if d.campaign == campaign and d.user == user and d.outcome not in ("viewed", "clicked")), None)
+        heading = f"campaign {campaign}, user {user}, now {iso(engine.clock)}"
+        if found.again:
+            heading += " (a delayed send, decided again)"
+        elif c.is_live:
+            heading += f" (trigger: {event.name} at {iso(event.ts)})" if event is not None else " (no trigger yet)"
+        if last is not None:
+            heading += f"\nlast decision: {_describe(last)}"
+        self.out(render_trace(found, heading=heading))
 
     cmd_preview = cmd_why
 
@@ -377,23 +385,13 @@ class Session:
     def words(self) -> list[str]:
         """What Tab can complete: commands, keywords, names, events and properties seen so far."""
         names: list[str] = list(COMMANDS)
-        names += KEYWORDS
+        names += list(KEYWORDS)
         if self.plan is not None:
             names += [c.id for c in self.plan.campaigns]
             names += [s for s in self.plan.segments if s != _EXPR_NAME]
         names += [f'"{e}"' for e in sorted(self.event_names)]
         names += sorted(self.properties)
         return list(dict.fromkeys(names))
-
-
-KEYWORDS = [
-    "campaign", "segment", "template", "import", "labels", "platforms", "on", "where", "unless", "within", "at",
-    "send", "once", "every", "day", "month", "who", "when", "start", "end", "timezone", "dnd", "discard",
-    "delay", "ignore", "global", "limits", "limit", "per", "deliver", "cutoff", "message", "use", "title", "body",
-    "url", "image", "icon", "default", "ttl", "require", "interaction", "button", "tag", "urgency", "control",
-    "group", "conversion", "revenue", "did", "not", "in", "last", "least", "most", "exactly", "times", "and",
-    "or", "exists", "contains", "starts", "ends", "with", "true", "false", "null",
-]
 
 
 def _describe(o: Output) -> str:
@@ -477,25 +475,3 @@ def run_interactive(session: Session) -> int:
             session.handle(text)
         except Quit:
             return 0
-
-
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser(
-        "repl", help="the operator's interactive REPL",
-        description="Explore and debug campaigns: load .push files, type definitions, feed records, move a "
-                    "virtual clock, and ask why a user did or did not get a push. `:help` inside lists the "
-                    "commands. With standard input not a terminal, reads a script (`pushlang repl < script`).",
-    )
-    p.add_argument("paths", nargs="*", metavar="PATH", help=".push files or directories to load")
-    p.add_argument("--store", metavar="URL", help="state store: memory (default) or sqlite:///file.db")
-    p.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
-
-
-def run(args: argparse.Namespace) -> int:
-    session = Session(args.paths, store_url=args.store, config_path=args.config)
-    try:
-        if sys.stdin.isatty() and sys.stdout.isatty():
-            return run_interactive(session)
-        return run_script(session, sys.stdin)
-    finally:
-        session.store.close()

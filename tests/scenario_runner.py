@@ -24,7 +24,7 @@ from pushlang.compiler import compile_paths
 from pushlang.config import Config, load_config
 from pushlang.diagnostics import Sink
 from pushlang.runtime.engine import Output
-from pushlang.runtime.hosts import parse_until
+from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.records import InvalidRecord, decode_record
 from pushlang.runtime.replay import replay
 from pushlang.runtime.store import MemoryStore
@@ -88,7 +88,7 @@ def run(scenario: Scenario, tmp: Path, store_factory: Callable[[], MemoryStore] 
     if split == -1:
         split = instant_boundary(lines)
     outputs: list[Output] = []
-    until = parse_until(scenario.until, result.plan.settings.timezone)
+    until = parse_datetime(scenario.until, result.plan.settings.timezone) if scenario.until else None
     if split is None:
         store = store_factory()
         replay(result.plan, lines, store, outputs.append, until=until)

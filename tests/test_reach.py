@@ -14,19 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pushlang import plan
+from pushlang.commands.reach import add_parser, run
 from pushlang.compiler import compile_paths
-from pushlang.runtime.engine import in_control_group
+from pushlang.runtime.audience_sql import AudienceQuery, Untranslatable
 from pushlang.runtime.evaluate import Compiler, Env, History
 from pushlang.runtime.instants import US, parse_instant
-from pushlang.runtime.reach import (
-    COUNTED_IN_SQL,
-    AudienceQuery,
-    Reach,
-    Untranslatable,
-    add_parser,
-    count_reach,
-    run,
-)
+from pushlang.runtime.pipeline import in_control_group
+from pushlang.runtime.reach import COUNTED_IN_SQL, Reach, count_reach
 from pushlang.runtime.replay import replay
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import MemoryStore, Subscription

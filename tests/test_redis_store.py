@@ -16,12 +16,8 @@ from pushlang.runtime.store import MemoryStore, Timer
 
 redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
-from pushlang.runtime.redis_store import (  # noqa: E402 (needs the redis package)
-    RedisStore,
-    open_redis_store,
-    partition_keys,
-    partition_of,
-)
+from pushlang.scaleout.keys import meta_key, partition_of, timer_data_key, timers_key, users_key  # noqa: E402
+from pushlang.scaleout.store import RedisStore, open_redis_store  # noqa: E402 (needs the redis package)
 
 SCENARIOS = scenarios()
 IDS = [s.name for s in SCENARIOS]
@@ -116,7 +112,7 @@ def test_every_key_carries_the_partition_tag(client: Any) -> None:
         feed(store)
     keys = sorted(k.decode() for k in client.keys("*"))
     assert keys == ["meta:{7}", "tm:{7}", "tmd:{7}", "u:{7}"]
-    assert sorted(partition_keys(7).values()) == keys
+    assert sorted([meta_key(7), timers_key(7), timer_data_key(7), users_key(7)]) == keys
     assert len({key_slot(k.encode()) for k in keys}) == 1  # one cluster slot
 
 

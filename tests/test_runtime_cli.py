@@ -58,7 +58,8 @@ def test_preview_shows_the_message_or_the_stopping_step(capsys: pytest.CaptureFi
     assert main(["preview", str(ROOT / "examples"), "--campaign", "cart_abandoned_10m", "--user", "u00164",
                  "--events", EVENTS]) == 0
     out = capsys.readouterr().out
-    assert "✗ dnd: 02:54 in Europe/Berlin is inside DND: delayed until 2026-12-01T08:00:00Z" in out
+    assert "✗ dnd: 02:54 in Europe/Berlin is inside DND 21:00–09:00: delayed until 2026-12-01T08:00:00Z" in out
+    assert "decided again at 2026-12-01T08:00:00Z: send" in out and "\n→ send\n" in out
     assert "title  Still thinking it over, Farid?" in out
     assert main(["preview", str(ROOT / "examples"), "--campaign", "cart_abandoned_10m", "--user", "u00271",
                  "--events", EVENTS]) == 0

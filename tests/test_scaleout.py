@@ -28,8 +28,9 @@ from pushlang.runtime.store import MemoryStore
 
 redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
-from pushlang import scaleout  # noqa: E402 (after the skip)
-from pushlang.runtime.redis_store import partition_of  # noqa: E402
+from pushlang.scaleout import keys, streams, worker  # noqa: E402 (after the skip)
+from pushlang.scaleout.ingest import collect_outputs, end_of_input, ingest  # noqa: E402
+from pushlang.scaleout.keys import partition_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 16
@@ -76,7 +77,7 @@ def _url(client: Any) -> str:
 
 def _start_worker(client: Any, w: Workload, name: str, *, idle_exit: float, lease_ms: int = 1000,
                   batch: int = 200) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "pushlang.scaleout", "worker", str(w.campaigns), "--redis", _url(client),
+    cmd = [sys.executable, "-m", "pushlang", "worker", str(w.campaigns), "--redis", _url(client),
            "--partitions", str(PARTITIONS), "--id", name, "--lease-ms", str(lease_ms), "--batch", str(batch),
            "--idle-exit", str(idle_exit)]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -87,19 +88,19 @@ def _remaining(client: Any) -> int:
     """Entries not yet acknowledged: never delivered (lag) plus pending, over every partition."""
     total = 0
     for p in range(PARTITIONS):
-        groups = client.xinfo_groups(scaleout.stream_key(p)) if client.exists(scaleout.stream_key(p)) else []
+        groups = client.xinfo_groups(keys.stream_key(p)) if client.exists(keys.stream_key(p)) else []
         if not groups:
-            total += client.xlen(scaleout.stream_key(p))
+            total += client.xlen(keys.stream_key(p))
             continue
         g = groups[0]
         # never delivered: the entries after last-delivered-id (the consumed ones before it may be trimmed)
-        undelivered = client.xrange(scaleout.stream_key(p), min=b"(" + g["last-delivered-id"])
+        undelivered = client.xrange(keys.stream_key(p), min=b"(" + g["last-delivered-id"])
         total += int(g["pending"]) + len(undelivered)
     return total
 
 
 def _check_outputs(client: Any, w: Workload) -> list[dict[str, Any]]:
-    outputs = scaleout.collect_outputs(client, PARTITIONS)
+    outputs = collect_outputs(client, PARTITIONS)
     got = Counter(_canonical(o) for o in outputs)
     missing, extra = w.expected - got, got - w.expected
     assert not missing and not extra, (f"{sum(missing.values())} missing, {sum(extra.values())} extra; "
@@ -107,7 +108,7 @@ def _check_outputs(client: Any, w: Workload) -> list[dict[str, Any]]:
     sends = [o["send_id"] for o in outputs if o["outcome"] == "send"]
     assert len(sends) == len(set(sends)), "a send_id was decided twice"
     assert _remaining(client) == 0
-    assert all(client.xlen(scaleout.dead_key(p)) == 0 for p in range(PARTITIONS))
+    assert all(client.xlen(keys.dead_key(p)) == 0 for p in range(PARTITIONS))
     return outputs
 
 
@@ -122,19 +123,19 @@ def _finish(procs: list[subprocess.Popen[str]], timeout: float = 60) -> list[str
 def test_ingest_rejects_bad_lines_with_their_numbers(client: Any) -> None:
     lines = [b'{"user": "a", "ts": 1796112000, "name": "X"}', b"", b"not json",
              b'{"user": "b", "ts": 1796112001, "name": "Y"}', b'{"ts": 1796112002, "name": "Z"}']
-    accepted, rejected = scaleout.ingest(client, lines, PARTITIONS, end_at_last=True)
+    accepted, rejected = ingest(client, lines, PARTITIONS, end_at_last=True)
     assert accepted == 2
     assert [r.line for r in rejected] == [3, 5]
-    total = sum(client.xlen(scaleout.stream_key(p)) for p in range(PARTITIONS))
+    total = sum(client.xlen(keys.stream_key(p)) for p in range(PARTITIONS))
     assert total == 2 + PARTITIONS  # the records and one end marker per partition
-    ends = [client.xrange(scaleout.stream_key(p))[-1][1] for p in range(PARTITIONS)]
+    ends = [client.xrange(keys.stream_key(p))[-1][1] for p in range(PARTITIONS)]
     assert all(e == {b"end": b"1796112001000000"} for e in ends)
 
 
 def _equivalence(client: Any, w: Workload, label: str) -> None:
     start = time.perf_counter()
-    accepted, rejected = scaleout.ingest(client, w.lines, PARTITIONS)
-    scaleout.end_of_input(client, PARTITIONS, w.until)
+    accepted, rejected = ingest(client, w.lines, PARTITIONS)
+    end_of_input(client, PARTITIONS, w.until)
     assert (accepted, rejected) == (len(w.lines), [])
     ingested = time.perf_counter() - start
     procs = [_start_worker(client, w, f"w{i}", idle_exit=2.5) for i in range(3)]
@@ -158,15 +159,15 @@ def test_equivalence_100k_records_3_worker_processes(client: Any, tmp_path: Path
 
 def test_kill_9_a_worker_mid_run_loses_and_duplicates_nothing(client: Any, workload_20k: Workload) -> None:
     w = workload_20k
-    scaleout.ingest(client, w.lines, PARTITIONS)
-    scaleout.end_of_input(client, PARTITIONS, w.until)
+    ingest(client, w.lines, PARTITIONS)
+    end_of_input(client, PARTITIONS, w.until)
     total = _remaining(client)
     procs = [_start_worker(client, w, f"k{i}", idle_exit=4.0, batch=50) for i in range(3)]
     deadline = time.monotonic() + 30
     while _remaining(client) > total * 0.85 and time.monotonic() < deadline:
         time.sleep(0.01)
     # the victim: the worker holding the most leases, mid-run (some of its batches are committed)
-    holders = Counter(client.get(scaleout.lease_key(p)) for p in range(PARTITIONS))
+    holders = Counter(client.get(keys.lease_key(p)) for p in range(PARTITIONS))
     name = max((h for h in holders if h is not None), key=lambda h: holders[h]).decode()
     victim = procs[int(name[1:])]
     victim.send_signal(signal.SIGKILL)
@@ -189,31 +190,31 @@ def test_a_record_that_keeps_failing_is_dead_lettered(client: Any, workload_20k:
     w = workload_20k
     lines = w.lines[:3000]
     poison = decode_record(lines[1500])
-    original = scaleout.Engine.feed
+    original = worker.Engine.feed
 
     def feed(self: Any, record: Any) -> None:
         if record == poison:
             raise RuntimeError("boom")
         original(self, record)
 
-    monkeypatch.setattr(scaleout.Engine, "feed", feed)
-    scaleout.ingest(client, lines, PARTITIONS, end_at_last=True)
-    worker = scaleout.Worker(client, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100)
-    thread = threading.Thread(target=worker.run, kwargs={"idle_exit": 0.5})
+    monkeypatch.setattr(worker.Engine, "feed", feed)
+    ingest(client, lines, PARTITIONS, end_at_last=True)
+    solo = worker.Worker(client, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100)
+    thread = threading.Thread(target=solo.run, kwargs={"idle_exit": 0.5})
     thread.start()
     thread.join(30)
     assert not thread.is_alive()
     p = partition_of(poison.user, PARTITIONS)
-    letters = client.xrange(scaleout.dead_key(p))
+    letters = client.xrange(keys.dead_key(p))
     assert len(letters) == 1 and letters[0][1][b"r"] == lines[1500] and b"boom" in letters[0][1][b"error"]
-    assert worker.stats["dead_letters"] == 1
+    assert solo.stats["dead_letters"] == 1
     assert _remaining(client) == 0
     # everything else decided as a replay without the poison record
     outputs: list[Output] = []
     until = max(decode_record(line).ts for line in lines)
     replay(w.plan, lines[:1500] + lines[1501:], MemoryStore(), outputs.append, until=until)
     expected = Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
-    assert Counter(_canonical(o) for o in scaleout.collect_outputs(client, PARTITIONS)) == expected
+    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == expected
 
 
 def test_trimming_keeps_every_entry_not_yet_acknowledged(client: Any) -> None:
@@ -225,13 +226,13 @@ def test_trimming_keeps_every_entry_not_yet_acknowledged(client: Any) -> None:
     read = client.xreadgroup("workers", "live", {"ev:{trim}": ">"}, count=3)[0][1]
     client.xack("ev:{trim}", "workers", *[eid for eid, _ in read])
 
-    assert scaleout.trim_consumed(client, "ev:{trim}", "workers") == 0  # the oldest entry is still pending
+    assert streams.trim_consumed(client, "ev:{trim}", "workers") == 0  # the oldest entry is still pending
     assert [eid for eid, _ in client.xrange("ev:{trim}")] == ids
 
     claimed = client.xautoclaim("ev:{trim}", "workers", "live", 0, start_id="0-0")[1]
     assert [eid for eid, _ in claimed] == ids[:2]  # the dead reader's entries, whole
     client.xack("ev:{trim}", "workers", *ids[:2])
-    assert scaleout.trim_consumed(client, "ev:{trim}", "workers") == 4  # up to the last one delivered
+    assert streams.trim_consumed(client, "ev:{trim}", "workers") == 4  # up to the last one delivered
     assert [eid for eid, _ in client.xrange("ev:{trim}")] == ids[4:]
     assert client.xreadgroup("workers", "live", {"ev:{trim}": ">"})[0][1][0][0] == ids[5]
-    assert scaleout.trim_consumed(client, "ev:{trim}", "nobody") == 0  # no such group: nothing goes
+    assert streams.trim_consumed(client, "ev:{trim}", "nobody") == 0  # no such group: nothing goes

@@ -24,7 +24,8 @@ redis = pytest.importorskip("redis", reason="the redis package is not installed 
 
 from test_scaleout import PARTITIONS, Workload, _check_outputs, _finish, _remaining, _start_worker  # noqa: E402
 
-from pushlang import scaleout  # noqa: E402 (after the skip)
+from pushlang.scaleout import keys  # noqa: E402 (after the skip)
+from pushlang.scaleout.ingest import end_of_input, ingest  # noqa: E402
 
 START_TIMEOUT = 20.0  # a loaded machine; loading the AOF of a 20k-record run takes well under a second
 DOWNTIME = 1.5  # longer than the workers' leases (1 s): they expire while Redis is down
@@ -117,10 +118,10 @@ def _acknowledged(client: Any) -> dict[int, Acknowledged]:
     """Per partition, one MULTI/EXEC, so each view is consistent."""
     acked: dict[int, Acknowledged] = {}
     for p in range(PARTITIONS):
-        stream = scaleout.stream_key(p)
+        stream = keys.stream_key(p)
         pipe = client.pipeline(transaction=True)
         pipe.xinfo_groups(stream)
-        pipe.xpending_range(stream, scaleout.GROUP, min="-", max="+", count=1_000_000)
+        pipe.xpending_range(stream, keys.WORKER_GROUP, min="-", max="+", count=1_000_000)
         try:
             groups, pending = pipe.execute()
         except redis.ResponseError as e:  # no group yet: nothing delivered, nothing acknowledged
@@ -132,7 +133,7 @@ def _acknowledged(client: Any) -> dict[int, Acknowledged]:
 
 
 def _outputs(client: Any) -> dict[int, list[tuple[bytes, dict[bytes, bytes]]]]:
-    return {p: client.xrange(scaleout.out_key(p)) for p in range(PARTITIONS)}
+    return {p: client.xrange(keys.out_key(p)) for p in range(PARTITIONS)}
 
 
 def test_redis_restarted_from_its_aof_mid_run_loses_nothing_acknowledged(aof_redis: AofRedis,
@@ -141,18 +142,18 @@ def test_redis_restarted_from_its_aof_mid_run_loses_nothing_acknowledged(aof_red
     client = aof_redis.start()
     procs: list[subprocess.Popen[str]] = []
     try:
-        accepted, rejected = scaleout.ingest(client, w.lines, PARTITIONS)
-        scaleout.end_of_input(client, PARTITIONS, w.until)
+        accepted, rejected = ingest(client, w.lines, PARTITIONS)
+        end_of_input(client, PARTITIONS, w.until)
         assert (accepted, rejected) == (len(w.lines), [])
         total = _remaining(client)
-        entries = {p: [eid for eid, _ in client.xrange(scaleout.stream_key(p))] for p in range(PARTITIONS)}
+        entries = {p: [eid for eid, _ in client.xrange(keys.stream_key(p))] for p in range(PARTITIONS)}
         # idle_exit: generous, so a worker outlives the outage and the reconnection of the other
         procs = [_start_worker(client, w, f"a{i}", idle_exit=6.0, batch=50) for i in range(2)]
 
         # wait until some batches are committed (outputs written, entries acknowledged)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if sum(client.xlen(scaleout.out_key(p)) for p in range(PARTITIONS)) > 0 and _remaining(client) < total:
+            if sum(client.xlen(keys.out_key(p)) for p in range(PARTITIONS)) > 0 and _remaining(client) < total:
                 break
             assert all(p.poll() is None for p in procs), _finish(procs)
             time.sleep(0.01)

@@ -26,15 +26,10 @@ from pushlang.runtime.store import MemoryStore
 
 pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
-from pushlang.runtime.redis_store import partition_of
-from pushlang.scaleout_dispatch import (
-    GROUP,
-    DispatchWorker,
-    job_from_entry,
-    outbox_entry,
-    outbox_key,
-    sent_key,
-)
+from pushlang.runtime.pipeline import decode_queued, encode
+from pushlang.scaleout.dispatch import DispatchWorker
+from pushlang.scaleout.keys import DISPATCH_GROUP as GROUP
+from pushlang.scaleout.keys import outbox_key, partition_of, sent_key
 
 PARTITIONS = 4
 CAMPAIGN = '''campaign cart {
@@ -90,7 +85,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 def _put(client: Any, jobs: list[SendJob]) -> None:
     for job in jobs:
-        client.xadd(outbox_key(partition_of(job.user, PARTITIONS)), {"j": outbox_entry(job)})
+        client.xadd(outbox_key(partition_of(job.user, PARTITIONS)), {"j": encode(job.queued())})
 
 
 def _run(client: Any, setup: Setup, workers: int = 2, **options: Any) -> list[DispatchWorker]:
@@ -209,13 +204,15 @@ def test_the_outbox_entry_round_trips(setup: Setup) -> None:
     svc = setup.svc
     jobs = setup.jobs({"ann": [svc.new_subscription("chrome"), svc.new_subscription("firefox")]})
     assert len(jobs) == 1
-    assert job_from_entry(setup.plan, None, outbox_entry(jobs[0])) == jobs[0]
-    assert job_from_entry(msgspec.structs.replace(setup.plan, campaigns=()), None, outbox_entry(jobs[0])) is None
+    queued = decode_queued(encode(jobs[0].queued()))
+    assert SendJob.from_queued(queued, jobs[0].campaign) == jobs[0]
+    assert setup.plan.campaign(queued.campaign) is jobs[0].campaign
 
 
 def test_end_to_end_ingest_partition_workers_and_dispatch_workers(client: Any, setup: Setup) -> None:
     """Records in through the streams, decided by a partition worker, delivered by dispatch workers."""
-    from pushlang.scaleout import Worker, collect_outputs, end_of_input, ingest
+    from pushlang.scaleout.ingest import collect_outputs, end_of_input, ingest
+    from pushlang.scaleout.worker import Worker
 
     subs = {f"u{n}": setup.svc.new_subscription("chrome") for n in range(12)}
     lines = [json.dumps({"type": "subscribe", "user": u, "ts": "2026-12-01T08:00:00Z", "platform": "chrome",
@@ -243,8 +240,9 @@ def test_end_to_end_ingest_partition_workers_and_dispatch_workers(client: Any, s
 def test_a_gone_subscription_is_deactivated_in_the_partition_state(client: Any, setup: Setup) -> None:
     """A 410 goes back to the partition as an unsubscribe record: the next send skips that subscription,
     and a user with no other one is `unreachable` instead of being pushed to a dead endpoint again."""
-    from pushlang.runtime.redis_store import RedisStore
-    from pushlang.scaleout import Worker, collect_outputs, ingest
+    from pushlang.scaleout.ingest import collect_outputs, ingest
+    from pushlang.scaleout.store import RedisStore
+    from pushlang.scaleout.worker import Worker
 
     svc = setup.svc
     gone, fine = svc.new_subscription("firefox"), svc.new_subscription("chrome")

@@ -12,9 +12,10 @@ import pytest
 from scenario_runner import Scenario, _config, expected, mismatch, scenarios
 
 from pushlang.compiler import compile_paths
-from pushlang.runtime.hosts import parse_until
+from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.records import read_records
-from pushlang.scaleout import Worker, collect_outputs, end_of_input, ingest
+from pushlang.scaleout.ingest import collect_outputs, end_of_input, ingest
+from pushlang.scaleout.worker import Worker
 
 SCENARIOS = scenarios()
 
@@ -26,7 +27,7 @@ def test_scenario_on_the_worker_host(scenario: Scenario, tmp_path: Path, server:
     assert result.plan is not None, result.diagnostics
     lines = [line for line in (scenario.path / "records.jsonl").read_bytes().splitlines() if line.strip()]
     last = max(record.ts for record in read_records(lines))
-    until = parse_until(scenario.until, result.plan.settings.timezone) or last
+    until = parse_datetime(scenario.until, result.plan.settings.timezone) if scenario.until else last
     ingest(server, lines, partitions=1)
     end_of_input(server, 1, until)
     Worker(server, result.plan, "scenario-worker", partitions=1, batch=7).run(idle_exit=0.3)

@@ -78,9 +78,12 @@ def test_send_test_to_a_named_user_without_subscriptions_fails_clearly(
     (tmp_path / "records.jsonl").write_text(
         '{"type":"profile","user":"u1","ts":"2026-12-01T08:00:00Z","props":{}}\n'
         '{"user":"u1","ts":"2026-12-01T08:01:00Z","name":"Signed Up","props":{"method":"email"}}\n'
-        '{"type":"profile","user":"u2","ts":"2026-12-01T08:00:00Z","props":{}}\n', encoding="utf-8")
+        '{"type":"profile","user":"u2","ts":"2026-12-01T08:00:00Z","props":{}}\n'
+        '{"type":"subscribe","user":"u2","ts":"2026-12-01T08:00:00Z","platform":"chrome",'
+        '"endpoint":"https://push.example/u2","keys":{"p256dh":"k","auth":"a"}}\n', encoding="utf-8")
     assert main(["send-test", "welcome.push", "--campaign", "welcome", "--events", "records.jsonl",
                  "--to", "u1", "--to", "u2", "--to", "ghost"]) == 1
     out = capsys.readouterr().out
     assert "✗ u1: no active subscription" in out and "✗ ghost: unknown user" in out
-    assert "✗ u2: a personalisation has no value and no default (missing_property)" in out  # no event.method
+    # reachable, but the message needs event.method and u2 never signed up: the pipeline's render step says so
+    assert "✗ u2: a personalisation has no value and no `default` (missing_property)" in out

@@ -11,9 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis_server import redis_server
 
-from pushlang.runtime.redis_store import partition_of
-from pushlang.scaleout import stream_key
-from pushlang.service.app import StreamIngest
+from pushlang.scaleout.ingest import StreamIngest
+from pushlang.scaleout.keys import partition_of, stream_key
 
 TOKEN = "stream-token"
 

@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import Output
-from pushlang.service.activity import ActivityLog
+from pushlang.runtime.stats import campaign_stats, series
 from pushlang.service.dashboard import STATIC, add_routes, static_files
-from pushlang.service.stats import campaign_stats, series
 
 LABELS: dict[str, tuple[str, ...]] = {
     "welcome": ("onboarding", "web"),
@@ -52,9 +52,9 @@ def fill(log: ActivityLog) -> None:
     for user, sid in (("u5", "k1"), ("u6", "k2"), ("u7", "k3")):
         out(Output(day1("08:30:00"), "welcome", user, "control", None, sid))
     out(Output(day1("08:31:00"), "welcome", "u8", "suppress", "campaign_limit", "s8"))
-    log.interaction("viewed", day1("08:06:00"), "welcome", "u1", "s1")
-    log.interaction("clicked", day1("08:07:00"), "welcome", "u1", "s1")
-    log.interaction("viewed", day1("09:01:00"), "welcome", "u2", "s2")
+    out(Output(day1("08:06:00"), "welcome", "u1", "viewed", send_id="s1"))
+    out(Output(day1("08:07:00"), "welcome", "u1", "clicked", send_id="s1"))
+    out(Output(day1("09:01:00"), "welcome", "u2", "viewed", send_id="s2"))
     out(Output(day1("09:30:00"), "welcome", "u1", "convert", None, "s1", revenue=10.0))
     out(Output(day1("10:15:00"), "welcome", "u2", "convert", None, "s2"))  # no revenue expression
     out(Output(day1("09:45:00"), "welcome", "u5", "convert", None, "k1", revenue=5.0))  # of the control group
@@ -62,8 +62,8 @@ def fill(log: ActivityLog) -> None:
     for user, sid in (("u1", "c1"), ("u9", "c2")):
         out(Output("2026-12-02T10:00:00Z", "cart", user, "send", None, sid, "Your cart", "…"))
         out(Output("2026-12-02T10:00:00Z", "cart", user, "delivered", None, sid, status=201, attempts=1))
-    log.interaction("viewed", "2026-12-02T10:02:00Z", "cart", "u1", "c1")
-    log.interaction("clicked", "2026-12-02T10:03:00Z", "cart", "u1", "c1")
+    out(Output("2026-12-02T10:02:00Z", "cart", "u1", "viewed", send_id="c1"))
+    out(Output("2026-12-02T10:03:00Z", "cart", "u1", "clicked", send_id="c1"))
     out(Output("2026-12-02T11:00:00Z", "cart", "u1", "convert", None, "c1", revenue=25.5))
     # old: removed from the campaign files, its history stays.
     out(Output("2026-11-30T12:00:00Z", "old", "u1", "send", None, "o1"))
@@ -92,19 +92,19 @@ def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 WELCOME = {
     "id": "welcome", "name": "Welcome series", "labels": ["onboarding", "web"],
-    "sends": 4, "control": 3, "delivered": 3, "failed": 1, "viewed": 2, "clicked": 1,
+    "sends": 4, "control": 3, "delayed": 1, "suppressed": 1, "delivered": 3, "failed": 1, "viewed": 2, "clicked": 1,
     "conversions": 2, "control_conversions": 1, "revenue": 10.0, "control_revenue": 5.0,
-    "conversion_rate": 0.5, "control_rate": 1 / 3, "click_rate": 1 / 3, "lift": (0.5 - 1 / 3) / (1 / 3),
+    "conversion_rate": 0.5, "control_rate": 1 / 3, "click_rate": 1 / 4, "lift": (0.5 - 1 / 3) / (1 / 3),
 }
 CART = {
     "id": "cart", "name": "Abandoned cart", "labels": ["retention"],
-    "sends": 2, "control": 0, "delivered": 2, "failed": 0, "viewed": 1, "clicked": 1,
+    "sends": 2, "control": 0, "delayed": 0, "suppressed": 0, "delivered": 2, "failed": 0, "viewed": 1, "clicked": 1,
     "conversions": 1, "control_conversions": 0, "revenue": 25.5, "control_revenue": 0.0,
     "conversion_rate": 0.5, "control_rate": None, "click_rate": 0.5, "lift": None,
 }
 IDLE = {
     "id": "idle", "name": "Idle campaign", "labels": ["web"],
-    "sends": 0, "control": 0, "delivered": 0, "failed": 0, "viewed": 0, "clicked": 0,
+    "sends": 0, "control": 0, "delayed": 0, "suppressed": 0, "delivered": 0, "failed": 0, "viewed": 0, "clicked": 0,
     "conversions": 0, "control_conversions": 0, "revenue": 0.0, "control_revenue": 0.0,
     "conversion_rate": None, "control_rate": None, "click_rate": None, "lift": None,
 }
@@ -130,7 +130,7 @@ def test_campaign_stats_counts_rates_and_lift(db: sqlite3.Connection) -> None:
     assert totals["revenue"] == 35.5 and totals["control_revenue"] == 5.0
     assert totals["conversion_rate"] == 3 / 7 and totals["control_rate"] == 1 / 3
     assert totals["lift"] == (3 / 7 - 1 / 3) / (1 / 3)
-    assert totals["click_rate"] == 2 / 5
+    assert totals["click_rate"] == 2 / 7  # clicked sends / sends (SPEC §12.7)
 
 
 def test_campaign_stats_filtered_by_label(db: sqlite3.Connection) -> None:
@@ -257,7 +257,7 @@ def test_routes_read_through_the_activity_logs_connection(db_path: Path) -> None
     async def check(client: TestClient[Any, Any]) -> None:
         first = by_id(await (await client.get("/v1/stats", params={"label": "retention"})).json())
         assert first["cart"]["name"] == "cart" and first["cart"]["clicked"] == 1
-        log.interaction("clicked", "2026-12-02T12:00:00Z", "cart", "u9", "c2")
+        log.record(Output("2026-12-02T12:00:00Z", "cart", "u9", "clicked", send_id="c2"))
         log.commit()
         again = by_id(await (await client.get("/v1/stats", params={"label": "retention"})).json())
         assert again["cart"]["clicked"] == 2 and again["cart"]["click_rate"] == 1.0

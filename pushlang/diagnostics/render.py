@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,11 @@ class _Palette:
 
     def bold(self, text: str) -> str:
         return self.paint(_BOLD, text)
+
+
+def use_color(stream: object) -> bool:
+    """Whether to colour what goes to ``stream``: a terminal, and NO_COLOR not set (no-color.org)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
 
 
 def _display_char(ch: str) -> str:

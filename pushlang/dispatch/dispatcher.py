@@ -24,7 +24,7 @@ from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, 
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
 from pushlang.runtime.render import web_push_payload
-from pushlang.runtime.store import MemoryStore, Subscription
+from pushlang.runtime.store import Store, Subscription
 
 
 @dataclass(frozen=True)
@@ -143,15 +143,15 @@ class Dispatcher:
                 return Delivery(False, None, "apns_not_configured", 0)
             from pushlang.dispatch.apns import safari_payload
 
-            url = job.rendered.url
+            url = job.send.url
             assert url is not None  # Safari subscriptions are only targeted when the message has a url
-            payload = safari_payload(job.rendered.title, job.rendered.body, url)
+            payload = safari_payload(job.send.title, job.send.body, url)
             result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl)
             return result
         if self._webpush is None:
             return Delivery(False, None, "vapid_not_configured", 0)
         assert sub.endpoint and sub.keys
-        body = web_push_payload(job.rendered, message, campaign=job.campaign.id, send_id=job.send_id,
+        body = web_push_payload(job.send.rendered, message, campaign=job.campaign.id, send_id=job.send_id,
                                 safari=sub.platform == "safari")
         target = WebPushTarget(sub.endpoint, sub.keys["p256dh"], sub.keys["auth"])
         return await self._webpush.deliver(target, msgspec.json.encode(body), ttl=ttl, urgency=message.urgency,
@@ -168,7 +168,7 @@ class LiveDispatch:
     """The bridge from the synchronous engine: collects send jobs, delivers them batch by batch on
     one event loop, deactivates gone subscriptions and emits the delivery records."""
 
-    def __init__(self, dispatcher: Dispatcher, store: MemoryStore) -> None:
+    def __init__(self, dispatcher: Dispatcher, store: Store) -> None:
         self.dispatcher = dispatcher
         self.store = store
         self.jobs: list[SendJob] = []

@@ -1,35 +1,50 @@
 """The engine: plans evaluated against records on an injected clock and store (SPEC §3–9).
 
 Records go in through ``feed``; every decision comes out through ``emit`` as an ``Output``.
-The same input always gives the same output: the only clock is the records' time.
+The same input always gives the same output: the only clock is the records' time. Which decision
+a user gets is the pipeline's (:mod:`pushlang.runtime.pipeline`); the engine finds the moments
+that need one (triggers, timers, occurrences) and applies what was decided.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from pushlang import plan
-from pushlang.config import is_timezone
-from pushlang.runtime.evaluate import MISSING, Compiler, Env, Fn, History, as_datetime
-from pushlang.runtime.instants import US, from_datetime, from_local, iso, wall
-from pushlang.runtime.records import Event, Profile, Record, Subscribe, Unsubscribe
-from pushlang.runtime.render import (
-    MAX_PLAINTEXT,
-    MessageRenderer,
-    MissingProperty,
-    Rendered,
-    payload_size,
-    web_push_payload,
+from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_campaign, compile_segments
+from pushlang.runtime.evaluate import MISSING, Env, Fn, as_datetime
+from pushlang.runtime.instants import US, from_datetime, iso
+from pushlang.runtime.pipeline import (
+    Attempt,
+    Control,
+    Decision,
+    Delay,
+    PendingSend,
+    Pipeline,
+    QueuedSend,
+    Send,
+    Skip,
+    Suppress,
+    Target,
+    Trace,
+    Verdict,
+    global_key,
+    limit_key,
+    pending_from,
+    pending_payload,
+    targets,
+    trace,
+    user_zone,
+    valid_zone,
 )
+from pushlang.runtime.records import Event, Profile, Record, Subscribe, Unsubscribe
 from pushlang.runtime.schedule import next_occurrence
-from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window
+from pushlang.runtime.store import Store, Subscription, Timer, UserState, Window
 
 
 class Output(msgspec.Struct, frozen=True):
@@ -38,7 +53,7 @@ class Output(msgspec.Struct, frozen=True):
     at: str
     campaign: str
     user: str
-    outcome: str  # send | control | delay | suppress | convert | delivered | failed
+    outcome: str  # send | control | delay | suppress | convert | viewed | clicked | delivered | failed
     reason: str | None = None
     send_id: str | None = None
     title: str | None = None
@@ -53,41 +68,45 @@ class Output(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class SendJob:
-    """A `send` decision as the dispatcher needs it: the rendered message and where it goes."""
+    """A `send` decision as the dispatcher needs it: the rendered send and where it goes."""
 
     at: int
     campaign: plan.Campaign
     user: str
-    send_id: str
-    rendered: Rendered
+    send: PendingSend
     targets: tuple[Subscription, ...]
 
+    @property
+    def send_id(self) -> str:
+        return self.send.send_id
 
-def send_id_for(campaign: str, user: str, trigger: int) -> str:
-    """Stable for the same campaign, user and trigger instant, so a restart never sends twice."""
-    return hashlib.sha256(f"{campaign}\x1f{user}\x1f{trigger}".encode()).hexdigest()[:24]
+    def queued(self) -> QueuedSend:
+        """What an outbox keeps of it (the service's, and scale-out's ``ob:{p}``)."""
+        return QueuedSend(**msgspec.structs.asdict(self.send), at=self.at, campaign=self.campaign.id,
+                          user=self.user, targets=tuple(Target.of(s) for s in self.targets))
 
-
-def in_control_group(campaign: str, user: str, percent: float) -> bool:
-    digest = hashlib.sha256(f"{campaign}:{user}".encode()).hexdigest()
-    return int(digest[:8], 16) % 10000 < percent * 100
-
-
-class UserHistory(History):
-    __slots__ = ("state",)
-
-    def __init__(self, state: UserState) -> None:
-        self.state = state
-
-    def events(self, name: str) -> list[tuple[int, dict[str, Any]]]:
-        return self.state.history.get(name, [])
+    @classmethod
+    def from_queued(cls, queued: QueuedSend, campaign: plan.Campaign,
+                    targets: tuple[Subscription, ...] | None = None) -> SendJob:
+        """The job of an outbox entry; ``targets``: where it goes now (default: the entry's own)."""
+        if targets is None:
+            targets = tuple(t.subscription() for t in queued.targets)
+        return cls(queued.at, campaign, queued.user, queued.pending(), targets)
 
 
-def period_keys(at: int, zone: str) -> dict[str, str]:
-    """The limit periods an instant falls in, in a zone: local calendar day, ISO week, ever."""
-    day = wall(at, zone)
-    year, week, _ = day.isocalendar()
-    return {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
+class Observer:
+    """Sees what the engine does (preview, the REPL's `:why`, the tests); the engine calls it only when
+    one is attached. ``decided`` gets the tracer's run of every decision, before it is applied."""
+
+    def decided(self, trace: Trace) -> None:
+        """A decision, step by step."""
+
+    def noted(self, campaign: str, user: str, at: int, text: str, *, trigger: bool) -> None:
+        """Something the engine did that is not a decision: ``trigger`` for what an event of the trigger
+        did (armed, scheduled, decided now, nothing), else what happened to it later (cancelled)."""
+
+
+INTERACTIONS = {"Push Viewed": "viewed", "Push Clicked": "clicked"}
 
 
 def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
@@ -120,66 +139,28 @@ def _week(period: str) -> tuple[int, int]:
     return int(year), int(week)
 
 
-@lru_cache(maxsize=256)
-def _seconds(hms: str) -> int:
-    h, m, s = (int(x) for x in hms.split(":"))
-    return h * 3600 + m * 60 + s
-
-
-@dataclass
-class CampaignRuntime:
-    """A campaign of the plan, compiled: closures for its conditions and message."""
-
-    plan: plan.Campaign
-    tz: str
-    start: int | None
-    end: int | None
-    audience: Callable[[Env], bool]
-    renderer: MessageRenderer
-    segments: dict[str, Fn]
-    trigger_where: Callable[[Env], bool] = field(default=lambda env: True)
-    unless_where: Callable[[Env], bool] = field(default=lambda env: True)
-    at: Fn | None = None
-    conversion_where: Callable[[Env], bool] = field(default=lambda env: True)
-    revenue: Fn | None = None
-    id: str = ""
-    is_live: bool = True
-    # for the trigger loop, derived from the plan: [arm_from, arm_until) µs, the kind of trigger
-    arm_from: int = 0
-    arm_until: int = 0
-    single: bool = False  # a single action: decide at once
-    inaction: bool = False  # an inaction window: arm a timer `within` µs ahead
-    within: int = 0
-    inaction_key: str = ""  # the inaction timer's key, less the user id
-
-    def __post_init__(self) -> None:
-        self.id, self.is_live = self.plan.id, self.plan.is_live
-        self.arm_from = -(1 << 63) if self.start is None else self.start
-        self.arm_until = 1 << 63 if self.end is None else self.end
-        trigger = self.plan.trigger
-        self.single = isinstance(trigger, plan.SingleAction)
-        if isinstance(trigger, plan.InactionWithin):
-            self.inaction, self.within = True, trigger.within * US
-        self.inaction_key = f"inaction:{self.id}:"
-
-
 class Engine:
-    def __init__(self, compiled: plan.Plan, store: MemoryStore, emit: Callable[[Output], None],
-                 on_send: Callable[[SendJob], None] | None = None, keep_history: int | None = None) -> None:
+    def __init__(self, compiled: plan.Plan, store: Store, emit: Callable[[Output], None],
+                 on_send: Callable[[SendJob], None] | None = None, keep_history: int | None = None,
+                 observer: Observer | None = None) -> None:
         """``keep_history`` (µs): keep every event that long, not only what the campaigns read
-        (the REPL, where the operator asks questions the campaigns do not)."""
+        (the REPL, where the operator asks questions the campaigns do not). ``observer``: told of
+        every decision step by step (slower: each decision is traced as well as made)."""
         self.plan = compiled
         self.store = store
         self.emit = emit
         self.on_send = on_send  # the dispatcher, when pushes are really delivered
+        self.observer = observer
         self.settings = compiled.settings
         self.clock: int = store.meta("clock", 0)
         self._at_clock: int = store.meta("records_at_clock", 0)
         self._segments_by_tz: dict[str, dict[str, Fn]] = {}
-        self.campaigns = [self._compile(c) for c in sorted(compiled.campaigns, key=lambda c: c.id)]
-        self.by_trigger: dict[str, list[CampaignRuntime]] = {}
-        self.by_unless: dict[str, list[CampaignRuntime]] = {}
-        self.by_conversion: dict[str, list[CampaignRuntime]] = {}
+        self.campaigns = [compile_campaign(c, self.segments(c.timezone))
+                          for c in sorted(compiled.campaigns, key=lambda c: c.id)]
+        self.pipelines = {c.id: Pipeline(c, self.settings) for c in self.campaigns}
+        self.by_trigger: dict[str, list[CompiledCampaign]] = {}
+        self.by_unless: dict[str, list[CompiledCampaign]] = {}
+        self.by_conversion: dict[str, list[CompiledCampaign]] = {}
         self.by_id = {c.id: c for c in self.campaigns}
         for c in self.campaigns:
             trigger = c.plan.trigger
@@ -192,41 +173,18 @@ class Engine:
         self.retention = self._retention(compiled)
         self.keep_history = keep_history
         self._by_user_zone = [c for c in self.campaigns if not c.is_live and c.plan.deliver_in_user_timezone]
-        self._zone_ok: dict[str, bool] = {}
         for c in self.campaigns:
             if not c.plan.is_live:
                 self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
 
     # ---- compiling -----------------------------------------------------------------------------
 
-    def _segments(self, tz: str) -> dict[str, Fn]:
+    def segments(self, tz: str) -> dict[str, Fn]:
+        """The plan's segments compiled in a zone (one set per zone, shared by its campaigns)."""
         found = self._segments_by_tz.get(tz)
         if found is None:
-            compiler = Compiler(tz)
-            found = self._segments_by_tz[tz] = {n: compiler.compile(e) for n, e in self.plan.segments.items()}
+            found = self._segments_by_tz[tz] = compile_segments(self.plan, tz)
         return found
-
-    def _compile(self, c: plan.Campaign) -> CampaignRuntime:
-        compiler = Compiler(c.timezone)
-        rt = CampaignRuntime(
-            plan=c, tz=c.timezone,
-            start=from_local(c.start, c.timezone) if c.start else None,
-            end=from_local(c.end, c.timezone) if c.end else None,
-            audience=compiler.condition(c.audience),
-            renderer=MessageRenderer(c.message, compiler),
-            segments=self._segments(c.timezone),
-        )
-        trigger = c.trigger
-        if isinstance(trigger, (plan.SingleAction, plan.InactionWithin, plan.OnDate)):
-            rt.trigger_where = compiler.condition(trigger.where)
-        if isinstance(trigger, plan.InactionWithin):
-            rt.unless_where = compiler.condition(trigger.unless_where)
-        if isinstance(trigger, plan.OnDate):
-            rt.at = compiler.compile(trigger.at)
-        if c.conversion is not None:
-            rt.conversion_where = compiler.condition(c.conversion.where)
-            rt.revenue = compiler.compile(c.conversion.revenue) if c.conversion.revenue else None
-        return rt
 
     @staticmethod
     def _retention(compiled: plan.Plan) -> dict[str, int]:
@@ -305,51 +263,88 @@ class Engine:
                 self._conversions(state, event)
             for window in [w for w in state.windows if w.end < ts]:
                 self.store.close_window(state, window)  # expired: nothing can convert it any more
+        if name in INTERACTIONS:
+            self._interaction(state, event)
         for c in self.by_unless.get(name, ()):
             self._maybe_cancel(c, state, event)
         env: Env | None = None
         user = state.user
+        observer = self.observer
         for c in self.by_trigger.get(name, ()):
             if ts < c.arm_from or ts >= c.arm_until:
+                if observer is not None:
+                    observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)} is outside the campaign\'s '
+                                                   "[start, end): it arms nothing", trigger=True)
                 continue  # a trigger outside [start, end) arms nothing
             if env is None or env.segments is not c.segments:  # one Env serves the campaigns of a zone
-                env = Env(user, state.profile, ts, UserHistory(state), c.segments, name, ts, event.props)
+                env = c.env(state, ts, event)
             if not c.trigger_where(env):
+                if observer is not None:
+                    observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)}: its `where` is false', trigger=True)
                 continue
             if c.single:
+                if observer is not None:
+                    observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)} triggers a decision now', trigger=True)
                 self._decide(c, state, ts, env, trigger_at=ts)
             elif c.inaction:
+                if observer is not None:
+                    observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)} arms a timer due {iso(ts + c.within)}',
+                                   trigger=True)
                 self.store.add_timer(Timer(ts + c.within, c.id, user, c.inaction_key + user, "inaction",
                                            {"event": name, "ts": ts, "props": event.props}))
             else:
                 self._schedule_at(c, state, env, event)
 
-    def _maybe_cancel(self, c: CampaignRuntime, state: UserState, event: Event) -> None:
+    def _interaction(self, state: UserState, event: Event) -> None:
+        """A `Push Viewed` / `Push Clicked` of one of the user's sends: a `viewed` / `clicked` record,
+        so that stats over the decisions count them as stats over the live service do."""
+        send_id, campaign = event.props.get("send_id"), event.props.get("campaign")
+        if isinstance(send_id, str) and send_id in state.sends and isinstance(campaign, str) \
+                and campaign in self.by_id:
+            self.emit(Output(iso(event.ts), campaign, state.user, INTERACTIONS[event.name], send_id=send_id))
+
+    def _maybe_cancel(self, c: CompiledCampaign, state: UserState, event: Event) -> None:
         timer = self.store.timer(c.inaction_key + state.user)
         if timer is None or event.ts > timer.due:
             return
         trigger = timer.payload
         if event.ts < trigger["ts"]:
             return  # an F before E cancels nothing, even when its record arrives late
-        env = self.env_for(c, state, event.ts, event)
+        env = c.env(state, event.ts, event)
         env.trigger, env.trigger_name, env.trigger_ts = trigger["props"], trigger["event"], trigger["ts"]
         if c.unless_where(env):
             self.store.cancel_timer(timer.key)
+            if self.observer is not None:
+                self.observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} cancels the '
+                                                                f"timer armed at {iso(trigger['ts'])}", trigger=False)
 
-    def _schedule_at(self, c: CampaignRuntime, state: UserState, env: Env, event: Event) -> None:
+    def _schedule_at(self, c: CompiledCampaign, state: UserState, env: Env, event: Event) -> None:
         assert c.at is not None
         value = c.at(env)
         when = as_datetime(value, c.tz) if value is not MISSING else None
         if when is None:
-            self._output(c, state.user, event.ts, "suppress", "missing_property")
+            self._trigger_time(c, state, event, Suppress("missing_property"), "the `at` time has no value")
             return
         due = from_datetime(when)
         if due <= event.ts:
-            self._output(c, state.user, event.ts, "suppress", "past_due")
+            self._trigger_time(c, state, event, Suppress("past_due"), f"the `at` time {iso(due)} is not after "
+                                                                      f"the event's {iso(event.ts)}")
             return
+        if self.observer is not None:
+            self.observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} schedules a '
+                                                            f"decision at {iso(due)}", trigger=True)
         key = f"at:{c.id}:{state.user}:{event.ts}"
         self.store.add_timer(Timer(due, c.id, state.user, key, "at",
                                    {"event": event.name, "ts": event.ts, "props": event.props}))
+
+    def _trigger_time(self, c: CompiledCampaign, state: UserState, event: Event, decision: Suppress,
+                      why: str) -> None:
+        """An on-date trigger whose time is missing or not after the event (SPEC §3): suppressed at once."""
+        a = Attempt(c, state, event.ts, self.settings, trigger_at=event.ts)
+        if self.observer is not None:
+            self.observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)}: {why}', trigger=True)
+            self.observer.decided(Trace(c.id, state.user, event.ts, False, [Verdict("at", decision, why)], decision))
+        self._output(c, state.user, event.ts, decision.outcome, decision.reason, a.send_id)
 
     def _conversions(self, state: UserState, event: Event) -> None:
         for window in list(state.windows):
@@ -363,7 +358,7 @@ class Engine:
                 continue
             if conversion.event != event.name or not window.start < event.ts:
                 continue
-            env = self.env_for(c, state, event.ts, event)
+            env = c.env(state, event.ts, event)
             if not c.conversion_where(env):
                 continue
             revenue = None
@@ -384,15 +379,15 @@ class Engine:
             self._occurrence(c, [timer])
             return
         state = self.store.user(timer.user, timer.due)
-        payload = timer.payload
         if timer.kind == "delay":
-            self._redecide(c, state, timer)
+            self._decide_again(c, state, timer.due, pending_from(timer.payload))
             return
-        env = Env(state.user, state.profile, timer.due, UserHistory(state), c.segments,
-                  payload["event"], payload["ts"], payload["props"])
+        payload = timer.payload
+        env = Env(state.user, state.profile, timer.due, UserHistory(state), c.segments, payload["event"],
+                  payload["ts"], payload["props"])
         self._decide(c, state, timer.due, env, trigger_at=timer.due)
 
-    def _ensure_occurrence(self, c: CampaignRuntime, zone: str, not_before: int | None = None) -> None:
+    def _ensure_occurrence(self, c: CompiledCampaign, zone: str, not_before: int | None = None) -> None:
         key = f"occurrence:{c.id}:{zone}"
         if self.store.timer(key) is not None or self.store.meta(key + ":done"):
             return
@@ -407,12 +402,12 @@ class Engine:
         self.store.add_timer(Timer(instant, c.id, zone, key, "occurrence", {"date": date}))
 
     def _new_zone(self, zone: str) -> None:
-        if not self._valid_zone(zone):
+        if not valid_zone(zone):
             return
         for c in self._by_user_zone:
             self._ensure_occurrence(c, zone, not_before=self.clock)
 
-    def _occurrence(self, c: CampaignRuntime, timers: list[Timer]) -> None:
+    def _occurrence(self, c: CompiledCampaign, timers: list[Timer]) -> None:
         """One instant of a scheduled campaign, for every zone due then: users in user-id order."""
         at = timers[0].due
         dates = {timer.user: timer.payload["date"] for timer in timers}  # zone → the scheduled local date
@@ -423,133 +418,69 @@ class Engine:
         for uid in self.store.user_ids():
             state = self.store.get(uid)
             if state is None or state.first_seen > at:
-                continue
-            zone = self.user_zone(c, state) if by_user_zone else ""
+                continue  # not a known user at the occurrence (SPEC §3)
+            zone = user_zone(c, state) if by_user_zone else ""
             date = dates.get(zone)
             if date is None:
                 continue
-            env = self.env_for(c, state, at)
-            if not c.audience(env):
-                continue  # a scheduled campaign skips users outside its audience, without a record
-            self._decide(c, state, at, env, trigger_at=at, scheduled_date=date,
+            self._decide(c, state, at, c.env(state, at), trigger_at=at, date=date,
                          schedule_zone=zone if by_user_zone else c.tz)
 
-    # ---- the decision pipeline (SPEC §9.3) -----------------------------------------------------
+    # ---- decisions (SPEC §9.3): the pipeline decides, the engine applies -----------------------
 
-    def env_for(self, c: CampaignRuntime, state: UserState, now: int, event: Event | None = None) -> Env:
-        if event is None:
-            return Env(state.user, state.profile, now, UserHistory(state), c.segments)
-        return Env(state.user, state.profile, now, UserHistory(state), c.segments, event.name, event.ts, event.props)
+    def _decide(self, c: CompiledCampaign, state: UserState, at: int, env: Env, *, trigger_at: int,
+                date: str | None = None, schedule_zone: str | None = None) -> None:
+        pipeline = self.pipelines[c.id]
+        a = Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at, date=date,
+                    schedule_zone=schedule_zone)
+        if self.observer is not None:
+            self.observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at,
+                                                          date=date, schedule_zone=schedule_zone)))
+        self._apply(c, a, pipeline.decide(a))
 
-    def _valid_zone(self, zone: str) -> bool:
-        ok = self._zone_ok.get(zone)
-        if ok is None:
-            ok = self._zone_ok[zone] = is_timezone(zone)
-        return ok
+    def _decide_again(self, c: CompiledCampaign, state: UserState, at: int, send: PendingSend) -> None:
+        """A delayed decision at its `until`: the steps that run again (SPEC §9.3)."""
+        pipeline = self.pipelines[c.id]
+        a = Attempt(c, state, at, self.settings, send=send)
+        if self.observer is not None:
+            self.observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, send=send), again=True))
+        self._apply(c, a, pipeline.decide(a, again=True))
 
-    def user_zone(self, c: CampaignRuntime, state: UserState) -> str:
-        zone = state.profile.get("timezone")
-        return zone if isinstance(zone, str) and self._valid_zone(zone) else c.tz
+    def _apply(self, c: CompiledCampaign, a: Attempt, decision: Decision) -> None:
+        if isinstance(decision, Send):
+            self._send(c, a, decision.send)
+        elif isinstance(decision, Suppress):
+            self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id)
+        elif isinstance(decision, Delay):
+            user = a.state.user
+            self._output(c, user, a.at, "delay", decision.reason, a.send_id, until=iso(decision.until))
+            self.store.add_timer(Timer(decision.until, c.id, user, f"delay:{c.id}:{user}:{a.send_id}", "delay",
+                                       pending_payload(decision.send)))
+        elif isinstance(decision, Control):
+            self._output(c, a.state.user, a.at, "control", decision.reason, a.send_id)
+            self._open_window(c, a.state, a.send_id, a.at)
+        else:
+            assert isinstance(decision, Skip)
 
-    def _decide(self, c: CampaignRuntime, state: UserState, at: int, env: Env, *, trigger_at: int,
-                scheduled_date: str | None = None, schedule_zone: str | None = None) -> None:
-        p = c.plan
+    def _send(self, c: CompiledCampaign, a: Attempt, send: PendingSend) -> None:
+        """Step 12: count it, open its conversion window, write the record, hand it to the dispatcher."""
+        p, state, at, send_id = c.plan, a.state, a.at, send.send_id
         user = state.user
-        send_id = send_id_for(c.id, user, trigger_at)
-        if c.end is not None and at >= c.end:
-            self._output(c, user, at, "suppress", "campaign_ended", send_id)
-            return
-        if c.is_live and not c.audience(env):
-            self._output(c, user, at, "suppress", "not_in_audience", send_id)
-            return
-        subscriptions = [s for s in state.subscriptions.values() if s.active and s.platform in p.platforms]
-        if not subscriptions:
-            self._output(c, user, at, "suppress", "unreachable", send_id)
-            return
-        if p.control_percent and in_control_group(c.id, user, p.control_percent):
-            self._output(c, user, at, "control", None, send_id)
-            self._open_window(c, state, send_id, at)
-            return
-        try:
-            rendered = c.renderer.render(env)
-        except MissingProperty:
-            self._output(c, user, at, "suppress", "missing_property", send_id)
-            return
-        if rendered.url is None:
-            subscriptions = [s for s in subscriptions if s.platform != "safari"]
-            if not subscriptions:
-                self._output(c, user, at, "suppress", "safari_requires_url", send_id)
-                return
-        platforms = sorted({s.platform for s in subscriptions})
-        if rendered.may_exceed(MAX_PLAINTEXT) and payload_size(
-                web_push_payload(rendered, p.message, campaign=c.id, send_id=send_id)) > MAX_PLAINTEXT:
-            self._output(c, user, at, "suppress", "payload_too_large", send_id)
-            return
-        pending = {"send_id": send_id, "title": rendered.title, "body": rendered.body, "url": rendered.url,
-                   "image": rendered.image, "icon": rendered.icon, "buttons": [list(b) for b in rendered.buttons],
-                   "platforms": platforms, "date": scheduled_date, "zone": schedule_zone}
-        if p.dnd is not None:
-            zone = self.user_zone(c, state)
-            until = self.dnd_until(p.dnd, at, zone)
-            if until is not None:
-                if p.dnd.mode == "discard":
-                    self._output(c, user, at, "suppress", "dnd", send_id)
-                    return
-                self._output(c, user, at, "delay", "dnd", send_id, until=iso(until))
-                self.store.add_timer(Timer(until, c.id, user, f"delay:{c.id}:{user}:{send_id}", "delay", pending))
-                return
-        self._finish_decision(c, state, at, pending)
-
-    def _redecide(self, c: CampaignRuntime, state: UserState, timer: Timer) -> None:
-        at, pending = timer.due, timer.payload
-        if c.end is not None and at >= c.end:
-            self._output(c, state.user, at, "suppress", "campaign_ended", pending["send_id"])
-            return
-        dnd = c.plan.dnd
-        if dnd is not None:
-            # The user's zone may have changed while the push waited: never send inside local DND.
-            until = self.dnd_until(dnd, at, self.user_zone(c, state))
-            if until is not None:
-                self._output(c, state.user, at, "delay", "dnd", pending["send_id"], until=iso(until))
-                self.store.add_timer(Timer(until, c.id, state.user, timer.key, "delay", pending))
-                return
-        self._finish_decision(c, state, at, pending)
-
-    def _finish_decision(self, c: CampaignRuntime, state: UserState, at: int, pending: dict[str, Any]) -> None:
-        """Steps 7–10: cut-off, the campaign's limits, the global limit, then send."""
-        p, user, send_id = c.plan, state.user, pending["send_id"]
-        if p.cutoff is not None and pending.get("date"):
-            cutoff = from_local(f"{pending['date']}T{p.cutoff}", pending.get("zone") or c.tz)
-            if at >= cutoff:
-                self._output(c, user, at, "suppress", "cutoff", send_id)
-                return
-        periods = period_keys(at, self.user_zone(c, state))
-        for limit in p.limits:
-            if state.counters.get(f"{c.id}|{periods[limit.period]}", 0) >= limit.count:
-                self._output(c, user, at, "suppress", "campaign_limit", send_id)
-                return
-        global_key = f"*|{periods['day']}"
-        cap = self.settings.global_per_user_per_day
-        if cap is not None and not p.ignore_global_limits and state.counters.get(global_key, 0) >= cap:
-            self._output(c, user, at, "suppress", "global_limit", send_id)
-            return
         if send_id in state.sends:
             return  # this decision was sent before (a replayed record or a restart): never twice
         self.store.add_send(state, send_id)
-        first_today = global_key not in state.counters
-        for key in {f"{c.id}|{periods[limit.period]}" for limit in p.limits} | {f"{c.id}|all", global_key}:
+        periods = a.periods
+        day = global_key(periods["day"])
+        first_today = day not in state.counters
+        for key in {limit_key(c.id, periods[limit.period]) for limit in p.limits} | {limit_key(c.id, "all"), day}:
             self.store.bump_counter(state, key)
         if first_today:  # once per user and local day: forget the counters no limit reads any more
             self._prune_counters(state, periods["day"])
         self._open_window(c, state, send_id, at)
-        self.emit(Output(iso(at), c.id, user, "send", None, send_id, pending["title"], pending["body"],
-                         pending["url"], pending["platforms"]))
+        self.emit(Output(iso(at), c.id, user, "send", None, send_id, send.title, send.body, send.url,
+                         list(send.platforms)))
         if self.on_send is not None:
-            rendered = Rendered(pending["title"], pending["body"], pending["url"], pending.get("image"),
-                                pending.get("icon"), tuple((b[0], b[1]) for b in pending.get("buttons", ())))
-            targets = tuple(s for s in state.subscriptions.values()
-                            if s.active and s.platform in p.platforms and (rendered.url or s.platform != "safari"))
-            self.on_send(SendJob(at, p, user, send_id, rendered, targets))
+            self.on_send(SendJob(at, p, user, send, targets(c, state, send)))
 
     def _prune_counters(self, state: UserState, today: str) -> None:
         """Drop the per-day counters older than the day before yesterday and the per-week ones older
@@ -562,24 +493,11 @@ class Engine:
         for key in [k for k in state.counters if _stale(k.rpartition("|")[2], oldest_day, oldest_week)]:
             self.store.drop_counter(state, key)
 
-    def _open_window(self, c: CampaignRuntime, state: UserState, send_id: str, at: int) -> None:
+    def _open_window(self, c: CompiledCampaign, state: UserState, send_id: str, at: int) -> None:
         conversion = c.plan.conversion
         if conversion is not None:
             self.store.open_window(state, Window(c.id, send_id, at, at + conversion.within * US))
 
-    def dnd_until(self, dnd: plan.Dnd, at: int, zone: str) -> int | None:
-        """The end of the DND period ``at`` falls in, in the user's local time; None outside DND."""
-        now = wall(at, zone)
-        seconds = now.hour * 3600 + now.minute * 60 + now.second
-        start, end = _seconds(dnd.start), _seconds(dnd.end)
-        inside = start <= seconds < end if start < end else (seconds >= start or seconds < end)
-        if not inside:
-            return None
-        day = now.date()
-        if seconds >= end:  # the DND period started today and ends tomorrow
-            day += dt.timedelta(days=1)
-        return from_local(f"{day.isoformat()}T{dnd.end}", zone)
-
-    def _output(self, c: CampaignRuntime, user: str, at: int, outcome: str, reason: str | None,
+    def _output(self, c: CompiledCampaign, user: str, at: int, outcome: str, reason: str | None,
                 send_id: str | None = None, *, until: str | None = None) -> None:
         self.emit(Output(iso(at), c.id, user, outcome, reason, send_id, until=until))

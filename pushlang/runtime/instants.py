@@ -42,6 +42,22 @@ def parse_instant(text: str) -> int:
     return from_datetime(value)
 
 
+def parse_datetime(text: str, tz: str, what: str = "the date-time") -> int:
+    """A date-time a person typed (``--at``, ``--until``, the REPL's ``:time``): ISO-8601 with a zone,
+    or a local date-time (``2026-12-10 10:00``, ``2026-12-10T10:00``) read in ``tz`` (SPEC §11).
+    ValueError, in words, for anything else."""
+    text = text.strip()
+    try:
+        return parse_instant(text)
+    except ValueError:
+        pass
+    try:
+        return from_local(text.replace(" ", "T", 1), tz)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a date-time: write 2026-12-10T10:00:00Z, or "
+                         f"'2026-12-10 10:00' for a local time in {tz}") from None
+
+
 @lru_cache(maxsize=1024)
 def zone(name: str) -> pendulum.Timezone | pendulum.FixedTimezone:
     return pendulum.timezone(name)

@@ -1,108 +1,177 @@
-"""`pushlang preview`: the message one user would get from a campaign, or the step that stops it."""
+"""What a campaign does for one user, and why: the engine's own decisions, observed step by step.
+
+`preview` replays the records with an :class:`~pushlang.runtime.engine.Observer` attached and keeps
+what the engine did for one (campaign, user): the triggers, the decisions with every step's verdict,
+the delays and the decisions made again after them. So it says what a replay says, by construction.
+`explain_now` is the REPL's `:why`: the decision the same steps would make at the current instant.
+"""
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from pushlang import plan
-from pushlang.compiler import compile_paths
-from pushlang.runtime.engine import Engine
-from pushlang.runtime.evaluate import as_datetime
-from pushlang.runtime.hosts import find_campaign, open_records, parse_until
-from pushlang.runtime.instants import US, from_datetime, iso
-from pushlang.runtime.records import Event, Record, read_records
+from pushlang.runtime.engine import Engine, Observer
+from pushlang.runtime.instants import iso, wall
+from pushlang.runtime.pipeline import Attempt, Trace, pending_from, trace, user_zone
+from pushlang.runtime.records import Event, Record
 from pushlang.runtime.store import MemoryStore
-from pushlang.runtime.why import Step, Trace, render_trace, trace
+from pushlang.runtime.why import message_lines, verdict, verdict_line
+
+FOLLOW = 100  # at most this many pending timers are followed to their decision
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser(
-        "preview", help="the message one user would get, or why not",
-        description="Replay the records up to the moment that matters and show, step by step (SPEC §9.3), "
-                    "what the campaign would do for one user: the rendered message, or the step that "
-                    "stops it. For a live campaign the moment is the user's last triggering event "
-                    "(its timer's due time for an inaction campaign); otherwise --at or the last record.",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories")
-    p.add_argument("--campaign", required=True, metavar="ID")
-    p.add_argument("--user", required=True, metavar="ID")
-    p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines (.gz too), or -")
-    p.add_argument("--at", metavar="DATETIME", help="the decision instant (default: see above)")
-    p.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
+@dataclass
+class Note:
+    """Something the engine did about a trigger that is not a decision."""
+
+    at: int
+    text: str
 
 
-def preview(compiled: plan.Plan, records: list[Record], campaign_id: str, user: str, at: int | None) -> Trace:
-    campaign = find_campaign(compiled, campaign_id)
-    engine = Engine(compiled, MemoryStore(), lambda out: None)
-    trigger = campaign.trigger
-    event: Event | None = None
-    stop = len(records)
-    if isinstance(trigger, (plan.SingleAction, plan.InactionWithin, plan.OnDate)):
-        for i, r in enumerate(records):
-            if isinstance(r, Event) and r.user == user and r.name == trigger.event and (at is None or r.ts <= at):
-                event, stop = r, i
-    elif at is not None:
-        stop = next((i for i, r in enumerate(records) if r.ts >= at), len(records))
-    for record in records[:stop]:
-        engine.feed(record)
-    when = at
-    if event is not None and when is None:
-        when = event.ts
-        if isinstance(trigger, plan.InactionWithin):
-            when = event.ts + trigger.within * US
-        elif isinstance(trigger, plan.OnDate):
-            c = engine.by_id[campaign_id]
-            assert c.at is not None
-            env = engine.env_for(c, engine.store.user(user, event.ts), event.ts, event)
-            value = as_datetime(c.at(env), c.tz)
-            when = from_datetime(value) if value is not None else event.ts
-    if when is None:
-        when = engine.clock
-    engine.advance(when)
-    result = trace(engine, campaign_id, user, when, event)
-    if event is not None:
-        c = engine.by_id[campaign_id]
-        env = engine.env_for(c, engine.store.user(user, event.ts), event.ts, event)
-        matched = c.trigger_where(env)
-        result.steps.insert(0, Step("trigger", matched,
-                                    f'"{event.name}" at {iso(event.ts)}' + ("" if matched else ": its `where` is false")))
-        if not matched:
-            result.outcome, result.reason, result.rendered = "no decision", None, None
-        elif isinstance(trigger, plan.InactionWithin):
-            cancel = _cancelled_by(engine, records[stop + 1:], campaign_id, event, when)
-            if cancel is not None:
-                result.steps.insert(1, Step("unless", False, f'"{cancel.name}" at {iso(cancel.ts)} cancelled it'))
-                result.outcome, result.reason, result.rendered = "no decision", None, None
+Observation = Note | Trace
+
+
+@dataclass
+class Preview:
+    campaign: str
+    user: str
+    horizon: int  # the records were replayed up to here (timers due by then fired)
+    observed: list[Observation] = field(default_factory=list)  # the last trigger's story, in order
+    hypothetical: Trace | None = None  # nothing was decided: what the steps say at the horizon
+    pending: list[str] = field(default_factory=list)  # timers of this user and campaign still due
+    never: str | None = None  # why there is nothing to show at all
+
+    @property
+    def final(self) -> Trace | None:
+        """The decision that stands: the last one observed, else the hypothetical one."""
+        traces = [o for o in self.observed if isinstance(o, Trace)]
+        return traces[-1] if traces else self.hypothetical
+
+    @property
+    def outcome(self) -> str:
+        final = self.final
+        return "no decision" if final is None or final.decision is None else final.decision.outcome
+
+    @property
+    def reason(self) -> str | None:
+        final = self.final
+        return None if final is None else final.reason
+
+
+class _Collector(Observer):
+    def __init__(self, campaign: str, user: str) -> None:
+        self.campaign, self.user = campaign, user
+        self.seen: list[Observation] = []
+        self.starts: list[int] = []  # where each trigger's story starts in ``seen``
+
+    def decided(self, t: Trace) -> None:
+        if t.campaign == self.campaign and t.user == self.user:
+            if not t.again and (not self.seen or not isinstance(self.seen[-1], Note)):
+                self.starts.append(len(self.seen))  # a decision with no trigger before it: an occurrence
+            self.seen.append(t)
+
+    def noted(self, campaign: str, user: str, at: int, text: str, *, trigger: bool) -> None:
+        if campaign == self.campaign and user == self.user:
+            if trigger or not self.starts:
+                self.starts.append(len(self.seen))
+            self.seen.append(Note(at, text))
+
+    def last_story(self) -> list[Observation]:
+        return self.seen[self.starts[-1]:] if self.starts else []
+
+
+def preview(compiled: plan.Plan, records: Iterable[Record], campaign_id: str, user: str,
+            at: int | None = None) -> Preview:
+    """Replay ``records`` up to ``at`` and keep the story of the user's last trigger (a live campaign) or
+    occurrence (a scheduled one). Without ``at``: every record, then a scheduled campaign's next
+    occurrence if none has reached the user yet, then every timer of this user and campaign still
+    pending, so that a delay is followed to its end (as a replay whose input ended there would)."""
+    collector = _Collector(campaign_id, user)
+    store = MemoryStore()
+    engine = Engine(compiled, store, lambda out: None, observer=collector)
+    c = engine.by_id.get(campaign_id)
+    if c is None:
+        raise ValueError(f"no campaign `{campaign_id}`")
+    records = list(records)
+    horizon = at if at is not None else max((r.ts for r in records), default=0)
+    for record in records:
+        if record.ts <= horizon:
+            engine.feed(record)
+    engine.finish(horizon)
+    if at is None:
+        if not c.is_live and not collector.starts:  # not reached yet: the next occurrence, if any
+            due = [t.due for t in store.pending_timers() if t.campaign == campaign_id and t.kind == "occurrence"]
+            if due:
+                horizon = min(due)
+                engine.advance(horizon, inclusive=True)
+        for _ in range(FOLLOW):
+            due = [t.due for t in store.pending_timers(user) if t.campaign == campaign_id]
+            if not due:
+                break
+            horizon = min(due)
+            engine.advance(horizon, inclusive=True)
+    result = Preview(campaign_id, user, horizon, collector.last_story())
+    result.pending = [f"{t.kind} timer due {iso(t.due)}" for t in store.pending_timers(user)
+                      if t.campaign == campaign_id]
+    if result.observed:
+        return result
+    state = store.get(user)
+    trigger = c.plan.trigger
+    if state is None:
+        result.never = f"no record of user {user} at or before {iso(horizon)}"
     elif isinstance(trigger, (plan.SingleAction, plan.InactionWithin, plan.OnDate)):
-        result.outcome, result.reason, result.rendered = "no decision", None, None
-        result.steps.insert(0, Step("trigger", False, f'the user never did "{trigger.event}"'))
+        result.never = f'the user did not do "{trigger.event}" by {iso(horizon)}'
+    elif not result.pending:
+        result.hypothetical = explain_now(engine, campaign_id, user)
     return result
 
 
-def run(args: argparse.Namespace) -> int:
-    result = compile_paths(args.paths, config_path=args.config)
-    result.report()
-    if result.plan is None:
-        return 1
-    at = parse_until(args.at, result.plan.settings.timezone)
-    with open_records(args.events) as lines:
-        records = list(read_records(lines))
-    print(render_trace(preview(result.plan, records, args.campaign, args.user, at)))
-    return 0
+def explain_now(engine: Engine, campaign_id: str, user: str, event: Event | None = None) -> Trace | None:
+    """The decision the campaign's steps would make for ``user`` at the engine's clock, changing nothing.
 
-
-def _cancelled_by(engine: Engine, later: list[Record], campaign_id: str, trigger: Event, due: int) -> Event | None:
-    """The first `unless` event in (trigger, due] that cancels an inaction campaign's timer."""
+    A delayed send of this user waiting in a timer is decided again (the steps that run again); else
+    a new decision with ``event`` as the trigger (a live campaign; none: ``event.*`` is missing), as
+    if a scheduled campaign's occurrence were now (the cut-off read on today's local date). None for
+    a user the store does not know."""
     c = engine.by_id[campaign_id]
-    spec = c.plan.trigger
-    assert isinstance(spec, plan.InactionWithin)
-    state = engine.store.user(trigger.user, trigger.ts)
-    for r in later:
-        if r.ts > due:
-            break
-        if isinstance(r, Event) and r.user == trigger.user and r.name == spec.unless_event:
-            env = engine.env_for(c, state, r.ts, r)
-            env.trigger, env.trigger_name, env.trigger_ts = trigger.props, trigger.name, trigger.ts
-            if c.unless_where(env):
-                return r
-    return None
+    state = engine.store.get(user)
+    if state is None:
+        return None
+    pipeline, now = engine.pipelines[campaign_id], engine.clock
+    delayed = [t for t in engine.store.pending_timers(user) if t.campaign == campaign_id and t.kind == "delay"]
+    if delayed:
+        send = pending_from(delayed[0].payload)
+        return trace(pipeline, Attempt(c, state, now, engine.settings, send=send), again=True)
+    date = zone = None
+    if not c.is_live:  # the zone the schedule's date and cut-off are read in
+        zone = user_zone(c, state) if c.plan.deliver_in_user_timezone else c.tz
+        date = wall(now, zone).date().isoformat()
+    return trace(pipeline, Attempt(c, state, now, engine.settings, env=c.env(state, now, event),
+                                   date=date, schedule_zone=zone))
+
+
+def render_preview(p: Preview) -> str:
+    """The story in words: each trigger note, each decision step by step, the verdict and the message."""
+    lines = [f"campaign {p.campaign}, user {p.user} (records replayed to {iso(p.horizon)})"]
+    if p.never:
+        lines.append(f"  {p.never}")
+    for o in p.observed:
+        if isinstance(o, Note):
+            lines.append(f"  {o.text}")
+            continue
+        lines.append(f"  {'decided again' if o.again else 'decision'} at {iso(o.at)}: {verdict(o)}")
+        lines.extend(f"    {verdict_line(v)}" for v in o.verdicts)
+    if p.hypothetical is not None:
+        lines.append(f"  no occurrence reached this user by {iso(p.horizon)}; if one did now:")
+        lines.extend(f"    {verdict_line(v)}" for v in p.hypothetical.verdicts)
+    lines.extend(f"  pending: {what}" for what in p.pending)
+    final = p.final
+    lines.append(f"→ {verdict(final) if final is not None and final.decision is not None else p.outcome}")
+    if final is not None:
+        message = message_lines(final)
+        if message:
+            lines.append("")
+            lines.extend(message)
+    return "\n".join(lines)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import sys
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import IO, Any, cast
 
 import msgspec
 
@@ -145,3 +148,45 @@ def read_records(lines: Iterable[bytes | str], rejects: list[Reject] | None = No
             if rejects is not None:
                 text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
                 rejects.append(Reject(number, str(exc), text.rstrip("\r\n")))
+
+
+@contextlib.contextmanager
+def open_records(path: str) -> Iterator[IO[bytes]]:
+    """The lines of a records file (``.gz`` read compressed), or of standard input for ``-``.
+    ValueError, in words, when it cannot be opened."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = cast(IO[bytes], gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb"))  # noqa: SIM115
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        yield handle
+
+
+def body_items(body: bytes) -> list[bytes]:
+    """The records of an HTTP body, one JSON text each: JSON Lines or a JSON array (ValueError if broken)."""
+    stripped = body.lstrip()
+    if stripped.startswith(b"["):
+        try:
+            return [msgspec.json.encode(x) for x in msgspec.json.decode(stripped)]
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"the body is not valid JSON: {exc}") from None
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def decode_body(body: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
+    """The valid records of an HTTP body, and each bad one as ``{"index", "reason"}`` (0-based)."""
+    try:
+        items = body_items(body)
+    except ValueError as exc:
+        return [], [{"index": None, "reason": str(exc)}]
+    records: list[Record] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            records.append(decode_record(item))
+        except InvalidRecord as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+    return records, rejected

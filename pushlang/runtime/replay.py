@@ -10,15 +10,17 @@ from typing import Protocol
 from pushlang import plan
 from pushlang.runtime.engine import Engine, Output, SendJob
 from pushlang.runtime.records import Reject, read_records
-from pushlang.runtime.store import MemoryStore
+from pushlang.runtime.store import Store
 
 
 @dataclass
 class CampaignSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)
-    conversions: int = 0
+    conversions: int = 0  # of `send` decisions (as `pushlang stats` counts them)
     revenue: float = 0.0
+    control_conversions: int = 0  # of `control` decisions: the baseline of the lift
+    control_revenue: float = 0.0
 
     @property
     def triggered(self) -> int:
@@ -36,13 +38,20 @@ class Summary:
     decisions: int = 0
     # counted flat while the replay runs (one dict update per output), folded into `campaigns` at the end
     _counts: dict[tuple[str, str, str | None], int] = field(default_factory=dict)
-    _revenue: dict[str, float] = field(default_factory=dict)
+    _revenue: dict[tuple[str, str], float] = field(default_factory=dict)
+    _control: set[str | None] = field(default_factory=set)  # send_ids of control decisions
 
     def add(self, out: Output) -> None:
-        key = (out.campaign, out.outcome, out.reason)
+        outcome = out.outcome
+        if outcome == "control":
+            self._control.add(out.send_id)
+        elif outcome == "convert" and out.send_id in self._control:
+            outcome = "control_convert"  # a conversion of the control group (SPEC §8), not of a push
+        key = (out.campaign, outcome, out.reason)
         self._counts[key] = self._counts.get(key, 0) + 1
         if out.revenue:
-            self._revenue[out.campaign] = self._revenue.get(out.campaign, 0.0) + out.revenue
+            rkey = (out.campaign, outcome)
+            self._revenue[rkey] = self._revenue.get(rkey, 0.0) + out.revenue
 
     def fold(self) -> None:
         """Bring the per-campaign summaries up to date with what ``add`` counted."""
@@ -54,11 +63,17 @@ class Summary:
             if outcome == "convert":
                 summary.conversions += n
                 continue
+            if outcome == "control_convert":
+                summary.control_conversions += n
+                continue
             summary.outcomes[outcome] += n
             if reason is not None and outcome == "suppress":
                 summary.suppressed[reason] += n
-        for cid, revenue in self._revenue.items():
-            self.campaigns[cid].revenue += revenue
+        for (cid, outcome), revenue in self._revenue.items():
+            if outcome == "control_convert":
+                self.campaigns[cid].control_revenue += revenue
+            else:
+                self.campaigns[cid].revenue += revenue
         self._counts.clear()
         self._revenue.clear()
 
@@ -71,7 +86,7 @@ class Dispatch(Protocol):
     def flush(self) -> list[Output]: ...
 
 
-def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: MemoryStore,
+def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: Store,
            emit: Callable[[Output], None], *, until: int | None = None,
            progress: Callable[[int], None] | None = None, batch: int = 1000,
            dispatch: Dispatch | None = None) -> Summary:

@@ -1,4 +1,5 @@
-"""The engine's memory, keyed by user id (DESIGN.md "State, keyed by user"); in-memory implementation.
+"""The engine's memory, keyed by user id (DESIGN.md "State, keyed by user"): the `Store` protocol
+and the in-memory store.
 
 Every change goes through a method of the store, so a persistent store (SQLite, Redis) can write
 exactly what changed. Timers are the one structure not owned by a user: a scheduled campaign's
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 
 @dataclass(slots=True)
@@ -55,6 +56,39 @@ class Timer:
     key: str = field(compare=False)
     kind: str = field(compare=False)  # inaction | at | delay | occurrence
     payload: dict[str, Any] = field(compare=False, default_factory=dict)
+
+
+class Store(Protocol):
+    """What the engine, replay and reach need of a store: users, their state's changes, timers and
+    bookkeeping. :class:`MemoryStore`, ``SqliteStore`` and ``RedisStore`` implement it."""
+
+    # users
+    def get(self, user: str) -> UserState | None: ...
+    def user(self, user: str, ts: int) -> UserState: ...
+    def user_ids(self) -> list[str]: ...
+    def merge_profile(self, state: UserState, props: dict[str, Any]) -> None: ...
+    def put_subscription(self, state: UserState, sub: Subscription) -> None: ...
+    def set_active(self, state: UserState, key: str, active: bool) -> None: ...
+    def add_event(self, state: UserState, name: str, ts: int, props: dict[str, Any]) -> None: ...
+    def prune_history(self, state: UserState, name: str, before: int) -> None: ...
+    def bump_counter(self, state: UserState, key: str) -> None: ...
+    def drop_counter(self, state: UserState, key: str) -> None: ...
+    def add_send(self, state: UserState, send_id: str) -> None: ...
+    def open_window(self, state: UserState, window: Window) -> None: ...
+    def close_window(self, state: UserState, window: Window) -> None: ...
+    # timers
+    def add_timer(self, timer: Timer) -> None: ...
+    def cancel_timer(self, key: str) -> None: ...
+    def timer(self, key: str) -> Timer | None: ...
+    def next_due(self) -> int | None: ...
+    def pop_due(self, due: int) -> list[Timer]: ...
+    def pending_timers(self, user: str | None = None) -> list[Timer]: ...
+    # bookkeeping
+    def meta(self, key: str, default: Any = None) -> Any: ...
+    def set_meta(self, key: str, value: Any) -> None: ...
+    def meta_items(self, prefix: str) -> list[tuple[str, Any]]: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class MemoryStore:
@@ -226,3 +260,31 @@ class PersistentStore(MemoryStore):
     def set_meta(self, key: str, value: Any) -> None:
         super().set_meta(key, value)
         self._dirty_meta.add(key)
+
+
+def open_store(url: str | None) -> MemoryStore:
+    """The store a ``--store`` URL names: ``memory`` (the default) or ``sqlite:///path.db``.
+
+    ``sqlite:///state.db`` is relative to the current directory, ``sqlite:////var/lib/p.db`` is
+    absolute (as in SQLAlchemy URLs). ValueError, in words, for anything else.
+    """
+    if url is None or url in ("memory", "memory:", "memory://"):
+        return MemoryStore()
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        path = url[len(prefix) :]
+        if not path:
+            raise ValueError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
+        if "?" in path or "#" in path:
+            raise ValueError(f"store URL {url!r}: query strings and fragments are not supported")
+        from pushlang.runtime.sqlite_store import SqliteStore
+
+        return SqliteStore(path)
+    if url.startswith("sqlite:"):
+        raise ValueError(
+            f"store URL {url!r} is malformed: use sqlite:///relative/file.db or sqlite:////absolute/file.db"
+        )
+    raise ValueError(
+        f"unsupported store URL {url!r}: expected 'memory' or 'sqlite:///path/to/file.db'"
+        " (four slashes for an absolute path)"
+    )

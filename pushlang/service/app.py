@@ -10,10 +10,15 @@
   returned and the running campaigns go on.
 - ``GET /v1/stats``, ``GET /v1/stats/series`` (bearer token) and ``GET /dashboard``
   (``pushlang.service.dashboard``; the page sends the token it was opened with, ``#token=…``).
-- Sends go through an outbox kept in the store: a send is written ``pending`` with the decision,
-  marked ``sending`` just before the push goes out, and removed once it has a delivery record.
-  After a crash, ``pending`` sends are delivered and ``sending`` ones are recorded as failed
-  (``interrupted``) — so a restart never delivers the same ``send_id`` twice.
+- Sends go through an outbox kept in the store (a :class:`~pushlang.runtime.pipeline.QueuedSend` and
+  its state): a send is written ``pending`` with the decision, marked ``sending`` just before the push
+  goes out, and removed once it has a delivery record. After a crash, ``pending`` sends are delivered
+  and ``sending`` ones are recorded as failed (``interrupted``) — so a restart never delivers the same
+  ``send_id`` twice.
+- `Push Viewed` / `Push Clicked` go through the engine like any event; it writes the `viewed` /
+  `clicked` records that the stats count.
+
+The scale-out's ingest API (``serve --redis``) is :class:`pushlang.scaleout.ingest.StreamIngest`.
 """
 
 from __future__ import annotations
@@ -21,13 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -38,17 +41,16 @@ from pushlang.config import Config
 from pushlang.diagnostics.render import render_json
 from pushlang.dispatch.base import Delivery
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
-from pushlang.runtime.engine import Engine, Output, SendJob
+from pushlang.runtime.activity import ActivityLog
+from pushlang.runtime.engine import INTERACTIONS, Engine, Output, SendJob
 from pushlang.runtime.instants import US, iso
-from pushlang.runtime.records import Event, InvalidRecord, Record, Subscribe, Unsubscribe, decode_record
-from pushlang.runtime.render import Rendered
+from pushlang.runtime.pipeline import queued_from
+from pushlang.runtime.records import Event, Record, Subscribe, Unsubscribe, decode_body
 from pushlang.runtime.sqlite_store import SqliteStore
-from pushlang.service.activity import ActivityLog
+from pushlang.service.http import MAX_BODY, bearer_ok, error, json_errors, unauthorized
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_BODY = 4 * 1024 * 1024
 OUTBOX = "outbox:"
-BROWSER_EVENTS = {"Push Viewed": "viewed", "Push Clicked": "clicked"}
 # The browser endpoint takes no token and only subscriptions, views and clicks: any origin may post.
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
          "Access-Control-Allow-Headers": "content-type", "Access-Control-Max-Age": "86400"}
@@ -93,11 +95,7 @@ class LiveService:
 
     def _send(self, job: SendJob) -> None:
         """A send decision: into the outbox (committed with the decision), delivered in the background."""
-        self.store.set_meta(OUTBOX + job.send_id, {
-            "state": "pending", "at": job.at, "campaign": job.campaign.id, "user": job.user,
-            "title": job.rendered.title, "body": job.rendered.body, "url": job.rendered.url,
-            "image": job.rendered.image, "icon": job.rendered.icon,
-            "buttons": [list(b) for b in job.rendered.buttons], "targets": [s.key for s in job.targets]})
+        self.store.set_meta(OUTBOX + job.send_id, {**msgspec.to_builtins(job.queued()), "state": "pending"})
         self._jobs.append(job)
         self._wake.set()
 
@@ -121,18 +119,17 @@ class LiveService:
     def _recover(self) -> None:
         """Sends a crash left in the outbox: pending ones go out now, interrupted ones are failed."""
         for key, entry in self.store.meta_items(OUTBOX):
-            send_id = key[len(OUTBOX):]
-            campaign = self.plan.campaign(entry["campaign"])
-            state = self.store.get(entry["user"])
-            if entry["state"] == "sending" or campaign is None or state is None:
-                self.activity.record(Output(iso(entry["at"]), entry["campaign"], entry["user"], "failed",
-                                            "interrupted", send_id))
+            queued = queued_from(entry, key[len(OUTBOX):])  # also as an earlier version wrote it
+            campaign = self.plan.campaign(queued.campaign)
+            state = self.store.get(queued.user)
+            if entry.get("state") == "sending" or campaign is None or state is None:
+                self.activity.record(Output(iso(queued.at), queued.campaign, queued.user, "failed",
+                                            "interrupted", queued.send_id))
                 self.store.set_meta(key, None)
                 continue
-            rendered = Rendered(entry["title"], entry["body"], entry["url"], entry["image"], entry["icon"],
-                                tuple((b[0], b[1]) for b in entry["buttons"]))
-            targets = tuple(state.subscriptions[k] for k in entry["targets"] if k in state.subscriptions)
-            self._jobs.append(SendJob(entry["at"], campaign, entry["user"], send_id, rendered, targets))
+            # where it goes is what the user's state says now (a subscription may be gone)
+            targets = tuple(state.subscriptions[t.key] for t in queued.targets if t.key in state.subscriptions)
+            self._jobs.append(SendJob.from_queued(queued, campaign, targets))
         self._wake.set()
 
     async def _tick_forever(self) -> None:
@@ -180,7 +177,7 @@ class LiveService:
     # ---- HTTP -----------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.router.add_post("/v1/records", self.post_records)
         app.router.add_post("/v1/browser/records", self.post_browser_records)
         app.router.add_route("OPTIONS", "/v1/browser/records", self.browser_preflight)
@@ -203,21 +200,16 @@ class LiveService:
         return ({c.id: c.labels for c in self.plan.campaigns}, {c.id: c.name for c in self.plan.campaigns})
 
     def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
         assert self.token is not None
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+        return bearer_ok(request, self.token)
 
     async def post_records(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "a valid `Authorization: Bearer <token>` header is required",
-                          headers={"WWW-Authenticate": 'Bearer realm="pushlang"'})
-        records, rejected = _parse_records(await request.read())
+            return unauthorized()
+        records, rejected = decode_body(await request.read())
         async with self._lock:
             for record in records:
-                self.engine.feed(record)
-                if isinstance(record, Event) and record.name in BROWSER_EVENTS:
-                    self._interaction(record)
+                self.engine.feed(self._with_campaign(record))
             self._commit()  # accepted means durable: committed before the answer
         self._wake.set()
         status = 200 if records or not rejected else 400
@@ -233,12 +225,12 @@ class LiveService:
         return response
 
     async def _browser_records(self, request: web.Request) -> web.Response:
-        records, rejected = _parse_records(await request.read())
+        records, rejected = decode_body(await request.read())
         allowed: list[Record] = []
         for index, record in enumerate(records):
             if isinstance(record, (Subscribe, Unsubscribe)):
                 allowed.append(record)
-            elif isinstance(record, Event) and record.name in BROWSER_EVENTS:
+            elif isinstance(record, Event) and record.name in INTERACTIONS:
                 send_id = record.props.get("send_id")
                 if not isinstance(send_id, str) or self.activity.campaign_of(send_id) is None:
                     rejected.append({"index": index, "reason": f"`{record.name}` for an unknown send_id"})
@@ -249,22 +241,24 @@ class LiveService:
                                                            "Push Viewed / Push Clicked events"})
         async with self._lock:
             for record in allowed:
-                self.engine.feed(record)
-                if isinstance(record, Event):
-                    self._interaction(record)
+                self.engine.feed(self._with_campaign(record))
             self._commit()
         status = 200 if allowed or not rejected else 400
         return web.json_response({"accepted": len(allowed), "rejected": rejected}, status=status)
 
-    def _interaction(self, event: Event) -> None:
-        send_id = str(event.props.get("send_id", ""))
-        campaign = event.props.get("campaign") or self.activity.campaign_of(send_id) or ""
-        self.activity.interaction(BROWSER_EVENTS[event.name], iso(event.ts), str(campaign), event.user, send_id)
+    def _with_campaign(self, record: Record) -> Record:
+        """A `Push Viewed` / `Push Clicked` without `props.campaign` gets the campaign of its send_id,
+        so that the engine can write its `viewed` / `clicked` record."""
+        if not isinstance(record, Event) or record.name not in INTERACTIONS or record.props.get("campaign"):
+            return record
+        campaign = self.activity.campaign_of(str(record.props.get("send_id", "")))
+        if campaign is None:
+            return record
+        return msgspec.structs.replace(record, props={**record.props, "campaign": campaign})
 
     async def get_campaigns(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "a valid `Authorization: Bearer <token>` header is required",
-                          headers={"WWW-Authenticate": 'Bearer realm="pushlang"'})
+            return unauthorized()
         return web.json_response([{"id": c.id, "name": c.name, "labels": list(c.labels),
                                    "trigger": type(c.trigger).__name__, "plan_hash": plan_hash(c)}
                                   for c in self.plan.campaigns])
@@ -276,7 +270,7 @@ class LiveService:
 
     async def post_reload(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "a valid `Authorization: Bearer <token>` header is required")
+            return unauthorized()
         return await self.reload()
 
     async def reload(self) -> web.Response:
@@ -304,104 +298,13 @@ class LiveService:
         name = request.match_info["name"]
         path = STATIC / "sdk" / name
         if name not in ("sw.js", "subscribe.js") or not path.is_file():
-            return _error(404, f"no SDK file {name}")
+            return error(404, f"no SDK file {name}")
         headers = {"Content-Type": "application/javascript", "Service-Worker-Allowed": "/"}
         return web.FileResponse(path, headers=headers)
 
 
-def _items(body: bytes) -> list[bytes]:
-    """The records of a body, one JSON text each: JSON Lines or a JSON array (ValueError if broken)."""
-    stripped = body.lstrip()
-    if stripped.startswith(b"["):
-        try:
-            return [msgspec.json.encode(x) for x in msgspec.json.decode(stripped)]
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"the body is not valid JSON: {exc}") from None
-    return [line for line in body.splitlines() if line.strip()]
-
-
-def _parse_records(body: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
-    """JSON Lines or a JSON array; the index of a bad record is its 0-based position."""
-    try:
-        items = _items(body)
-    except ValueError as exc:
-        return [], [{"index": None, "reason": str(exc)}]
-    records: list[Record] = []
-    rejected: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        try:
-            records.append(decode_record(item))
-        except InvalidRecord as exc:
-            rejected.append({"index": index, "reason": str(exc)})
-    return records, rejected
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def _json_errors(request: web.Request,
-                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"the body is over {MAX_BODY // (1024 * 1024)} MiB: send records in smaller batches")
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            return _error(exc.status, exc.reason)
-        raise
-
-
-class StreamIngest:
-    """`pushlang serve --redis URL`: the ingest API of scale-out. Records go to the partition
-    streams (SPEC §9.1 validation, per-record errors), where `pushlang worker` processes pick them up;
-    accepted means the XADD succeeded."""
-
-    def __init__(self, redis_url: str, partitions: int, token: str | None = None) -> None:
-        import redis
-
-        self.client = redis.Redis.from_url(redis_url)
-        self.partitions = partitions
-        self.token = token or os.environ.get("PUSHLANG_API_TOKEN")
-        if not self.token:
-            raise ValueError("no API token: set PUSHLANG_API_TOKEN")
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
-        app.router.add_post("/v1/records", self.post_records)
-        app.router.add_get("/healthz", self.get_health)
-        return app
-
-    async def post_records(self, request: web.Request) -> web.Response:
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        assert self.token is not None
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            return _error(401, "a valid `Authorization: Bearer <token>` header is required")
-        try:
-            items = _items(await request.read())
-        except ValueError as exc:
-            return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)
-        from pushlang.scaleout import ingest
-
-        accepted, rejects = await asyncio.to_thread(ingest, self.client, items, self.partitions)
-        rejected = [{"index": r.line - 1, "reason": r.reason} for r in rejects]
-        return web.json_response({"accepted": accepted, "rejected": rejected},
-                                 status=200 if accepted or not rejected else 400)
-
-    async def get_health(self, request: web.Request) -> web.Response:
-        ok = await asyncio.to_thread(self.client.ping)
-        return web.json_response({"ok": bool(ok), "mode": "stream ingest", "partitions": self.partitions})
-
-
-def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str,
-          redis_url: str | None = None, partitions: int = 256) -> int:
-    if redis_url is not None:
-        web.run_app(StreamIngest(redis_url, partitions).app(), host=host, port=port,
-                    print=lambda msg: print(f"pushlang serve (stream ingest): {msg}", flush=True),
-                    loop=aio.new_event_loop())
-        return 0
+def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str) -> int:
+    """Run the live service until interrupted."""
     service = LiveService(paths, config_path=config_path, store_path=store_path)
     app = service.app()
 

@@ -5,8 +5,8 @@
 - ``GET /dashboard``: the page (``static/dashboard.html``), which draws its charts with uPlot,
   shipped in ``static/vendor`` (no CDN);
 - ``GET /dashboard/static/{file}``: the files of the package's ``static`` directory, and only those;
-- ``GET /v1/stats?label=L``: ``pushlang.service.stats.campaign_stats`` as JSON;
-- ``GET /v1/stats/series?label=L&bucket=hour|day``: ``pushlang.service.stats.series`` as JSON.
+- ``GET /v1/stats?label=L``: ``pushlang.runtime.stats.campaign_stats`` as JSON;
+- ``GET /v1/stats/series?label=L&bucket=hour|day``: ``pushlang.runtime.stats.series`` as JSON.
 
 The queries run in a worker thread on a connection of their own, so a long read never holds up
 the event loop and never shares the writer's connection; SQLite's WAL lets it read while the
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from pushlang.service import stats
+from pushlang.runtime import stats
 
 STATIC = Path(__file__).resolve().parent / "static"
 

@@ -1,5 +1,3 @@
-"""The syntax layer: the only part of pushlang that imports Lark."""
-
-from pushlang.syntax.parser import parse
-
-__all__ = ["parse"]
+"""The syntax layer: grammar loading, parsing, the Lark tree → AST, formatting. The only part of pushlang
+that imports Lark (:mod:`.parser`, :mod:`.postlex`, :mod:`.builder`); :mod:`.keywords` and
+:mod:`.literals` are plain data for everything else."""

@@ -1,6 +1,8 @@
-"""The activity log of the live service: every output record and every view and click, in SQLite.
+"""The activity log: output records (decisions, conversions, views, clicks, deliveries) in an SQLite table.
 
-Stats and the dashboard read it; it lives in the store's database file, in its own tables.
+The live service keeps it in its store's database file; `pushlang stats` loads a replay's decisions
+into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over it with the
+same SQL.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ CREATE TABLE IF NOT EXISTS activity (
     at TEXT NOT NULL,            -- UTC ISO-8601, seconds, Z
     campaign TEXT NOT NULL,
     user_id TEXT NOT NULL,
-    outcome TEXT NOT NULL,       -- send | control | delay | suppress | convert | delivered | failed | viewed | clicked
+    outcome TEXT NOT NULL,       -- send | control | delay | suppress | convert | viewed | clicked | delivered | failed
     reason TEXT,
     send_id TEXT,
     revenue REAL,
@@ -43,10 +45,6 @@ class ActivityLog:
         platform = out.platforms[0] if out.platforms and len(out.platforms) == 1 else None
         self._pending.append((out.at, out.campaign, out.user, out.outcome, out.reason, out.send_id, out.revenue,
                               out.status, out.attempts, platform))
-
-    def interaction(self, kind: str, at: str, campaign: str, user: str, send_id: str) -> None:
-        """A `Push Viewed` (kind "viewed") or `Push Clicked` ("clicked") reported by the service worker."""
-        self._pending.append((at, campaign, user, kind, None, send_id, None, None, None, None))
 
     def campaign_of(self, send_id: str) -> str | None:
         row = self.db.execute("SELECT campaign FROM activity WHERE send_id = ? AND outcome = 'send' LIMIT 1",

@@ -1,8 +1,8 @@
 """The scale-out store (DESIGN.md "Scale-out: Redis Streams, partitioned by user"): one partition.
 
-Users map to P fixed partitions (``partition_of``). A :class:`RedisStore` holds the state of ONE
-partition ``p``, and every key it writes carries the hash tag ``{p}``, so the whole partition lives
-in one Redis Cluster slot and one MULTI/EXEC can span all of it:
+A :class:`RedisStore` holds the state of ONE partition ``p`` (users map to partitions with
+:func:`~pushlang.scaleout.keys.partition_of`), and every key it writes carries the hash tag ``{p}``, so
+the whole partition lives in one Redis Cluster slot and one MULTI/EXEC can span all of it:
 
 - ``u:{p}``    hash: user id → the msgspec-JSON encoded :class:`UserState` (profile, subscriptions,
   history, counters, windows, sends, first_seen);
@@ -19,23 +19,24 @@ idempotent, at the cost of re-encoding that user's retained history once per bat
 Every write is "set this key to its current value", so retrying a failed ``commit()`` is safe.
 Values must be JSON-shaped: tuples come back as lists, non-string keys as strings.
 
-A partition is meant to have one writer at a time (the worker holding its lease); the store does
-not lock against a second writer.
+A partition is meant to have one writer at a time: the worker holding its lease. A *fenced* store
+(``fenced=True``, the workers') commits only through :meth:`RedisStore.commit_fenced`, in the batch's
+transaction and only while the lease is the worker's, so a worker that lost its lease writes nothing.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import redis
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
-
-DEFAULT_PARTITIONS = 256
+from pushlang.scaleout.keys import meta_key, timer_data_key, timers_key, users_key
+from pushlang.scaleout.streams import text_of
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
@@ -43,17 +44,8 @@ _decode_user = msgspec.json.Decoder(UserState).decode
 _decode_timer = msgspec.json.Decoder(Timer).decode
 
 
-def partition_of(user: str, partitions: int = DEFAULT_PARTITIONS) -> int:
-    """The partition that owns ``user``: ``crc32(user) % partitions`` (stable across processes)."""
-    if partitions < 1:
-        raise ValueError(f"partitions must be at least 1, got {partitions}")
-    return zlib.crc32(user.encode()) % partitions
-
-
-def partition_keys(partition: int) -> dict[str, str]:
-    """The Redis keys of one partition's state, all in the slot of the hash tag ``{partition}``."""
-    tag = f"{{{partition}}}"
-    return {"users": f"u:{tag}", "timers": f"tm:{tag}", "timer_data": f"tmd:{tag}", "meta": f"meta:{tag}"}
+class LeaseLost(Exception):
+    """The partition's lease is someone else's (or nobody's): drop the partition, commit nothing."""
 
 
 def _text(value: bytes | str) -> str:
@@ -67,17 +59,18 @@ class RedisStore(PersistentStore):
     :class:`UserState` across stores. The client may use ``decode_responses`` or not.
     """
 
-    def __init__(self, client: redis.Redis, partition: int, *, owns_client: bool = False) -> None:
+    def __init__(self, client: redis.Redis, partition: int, *, owns_client: bool = False,
+                 fenced: bool = False) -> None:
         super().__init__()
         if partition < 0:
             raise ValueError(f"partition must be non-negative, got {partition}")
         self.client = client
         self.partition = partition
-        keys = partition_keys(partition)
-        self.users_key = keys["users"]
-        self.timers_key = keys["timers"]
-        self.timer_data_key = keys["timer_data"]
-        self.meta_key = keys["meta"]
+        self.users_key = users_key(partition)
+        self.timers_key = timers_key(partition)
+        self.timer_data_key = timer_data_key(partition)
+        self.meta_key = meta_key(partition)
+        self.fenced = fenced
         self._owns_client = owns_client
         self._closed = False
         self._dirty_users: dict[str, UserState] = {}
@@ -177,14 +170,36 @@ class RedisStore(PersistentStore):
         add the caller's commands (a worker's XACK, outbox XADDs) to the same transaction; its
         keys must carry the same hash tag on a cluster. Without changes and without ``extra``
         nothing is sent. If EXEC fails, the pending changes are kept and a later commit retries.
+        A fenced store commits only through :meth:`commit_fenced`: here it does nothing.
         """
-        if not self.dirty and extra is None:
+        if self.fenced or (not self.dirty and extra is None):
             return
         pipe = self.client.pipeline(transaction=True)
         self._queue(pipe)
         if extra is not None:
             extra(pipe)
         pipe.execute()
+        self._written()
+
+    def commit_fenced(self, lease: str, owner: str, extra: Callable[[Pipeline], None]) -> None:
+        """Commit with ``extra`` (the batch's XADDs and XACK) only while ``lease`` names ``owner``:
+        WATCH the lease, check it, MULTI/EXEC. Raises :class:`LeaseLost` (nothing written) otherwise."""
+        pipe = self.client.pipeline(transaction=True)
+        try:
+            pipe.watch(lease)  # type: ignore[no-untyped-call]
+            if text_of(pipe.get(lease)) != owner:
+                raise LeaseLost(lease)
+            pipe.multi()
+            self._queue(pipe)
+            extra(pipe)
+            pipe.execute()
+        except WatchError:
+            raise LeaseLost(lease) from None
+        finally:
+            pipe.reset()
+        self._written()
+
+    def _written(self) -> None:
         self._dirty_users.clear()
         self._dirty_timers.clear()
         self._dirty_meta.clear()
@@ -213,6 +228,7 @@ class RedisStore(PersistentStore):
             pipe.hset(self.meta_key, mapping={k: _encode(self._meta[k]) for k in self._dirty_meta})
 
     def close(self) -> None:
+        """Commit (unless fenced: a worker's uncommitted batch is given up) and let go of the client."""
         if self._closed:
             return
         self.commit()

@@ -1,73 +1,61 @@
-"""The command-line hosts of the engine: files in, decisions and a summary out."""
+"""`pushlang replay`: campaigns over a file of records on the virtual clock; decisions out, a summary table."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import gzip
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 import msgspec
 
 from pushlang import plan
+from pushlang.commands.common import EXIT_FINDINGS, Subparsers, add_config, add_paths, compile_shown
 from pushlang.config import Config
 from pushlang.runtime.engine import Output
-from pushlang.runtime.instants import from_local, parse_instant
+from pushlang.runtime.instants import parse_datetime
+from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import Summary, replay
-from pushlang.runtime.store import MemoryStore
+from pushlang.runtime.store import open_store
 
 
-def find_campaign(compiled: plan.Plan, campaign_id: str) -> plan.Campaign:
-    """The campaign with this id, or a usage error that lists the ids there are."""
-    campaign = compiled.campaign(campaign_id)
-    if campaign is None:
-        ids = ", ".join(sorted(c.id for c in compiled.campaigns)) or "none"
-        raise ValueError(f"no campaign `{campaign_id}`; the campaigns are: {ids}")
-    return campaign
+def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "replay", help="run campaigns over a stream of records on the virtual clock",
+        description="Replay campaigns over JSON Lines records (SPEC §9.1) on a virtual clock: decisions "
+                    "go to --out (default stdout), a summary table per campaign to stderr. Dry run: "
+                    "nothing is delivered.",
+    )
+    add_paths(p)
+    p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines, or - for stdin")
+    p.add_argument("--out", metavar="FILE", help="write decisions here (JSON Lines) instead of stdout")
+    p.add_argument("--until", metavar="DATETIME",
+                   help="fire timers due up to this instant at the end (default: the last record's time)")
+    p.add_argument("--rejects", metavar="FILE", help="write each rejected line here with its number and reason")
+    p.add_argument("--store", metavar="URL",
+                   help="state store: memory (default) or sqlite:///file.db (a later replay continues it)")
+    add_config(p)
+    p.add_argument("--dispatch", choices=("dry-run", "live"), default="dry-run",
+                   help="dry-run (default) decides only; live really delivers every send with the "
+                        "credentials of pushlang.toml ([vapid], [apns]) and records each delivery")
+    return p
 
 
-def parse_until(text: str | None, tz: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_instant(text)
-    except ValueError:
-        pass
-    try:
-        return from_local(text.replace(" ", "T"), tz)
-    except ValueError:
-        raise ValueError(f"--until {text!r} is not a date-time (e.g. 2026-12-31T23:59:59Z)") from None
-
-
-def open_store_url(url: str | None) -> MemoryStore:
-    if url is None or url in ("memory", "memory:"):
-        return MemoryStore()
-    from pushlang.runtime.sqlite_store import open_store
-
-    return open_store(url)
-
-
-@contextlib.contextmanager
-def open_records(path: str) -> Iterator[IO[bytes]]:
-    """The lines of a records file (``.gz`` read compressed), or of standard input for ``-``."""
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        handle = cast(IO[bytes], gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb"))  # noqa: SIM115
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        yield handle
+def run(args: argparse.Namespace) -> int:
+    result = compile_shown(args.paths, config_path=args.config)
+    if result.plan is None:
+        return EXIT_FINDINGS
+    return run_replay(result.plan, events=args.events, out=args.out, until=args.until, rejects=args.rejects,
+                      store_url=args.store, live=result.config if args.dispatch == "live" else None)
 
 
 def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str | None, rejects: str | None,
                store_url: str | None, live: Config | None = None) -> int:
     """``live``: the config whose credentials deliver every send for real (else a dry run)."""
-    until_us = parse_until(until, compiled.settings.timezone)
+    until_us = parse_datetime(until, compiled.settings.timezone, "--until") if until is not None else None
     if live is not None:
         from pushlang.dispatch.dispatcher import DeliverySettings
 
@@ -76,7 +64,7 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
         if missing:
             where = live.path or "pushlang.toml (none found)"
             raise ValueError(f"--dispatch live needs in {where}: " + "; ".join(missing))
-    store = open_store_url(store_url)
+    store = open_store(store_url)
     encoder = msgspec.json.Encoder()
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
     size = os.path.getsize(events) if events != "-" and os.path.isfile(events) and not events.endswith(".gz") else None
@@ -145,9 +133,15 @@ def _progress(total_bytes: int | None) -> Iterator[_Progress]:
 
 
 def summary_table(summary: Summary) -> str:
-    delivery = any(c.outcomes["delivered"] or c.outcomes["failed"] for c in summary.campaigns.values())
+    """Per campaign: decisions by outcome, and the conversions of the sends and of the control group
+    apart (as `pushlang stats` reports them)."""
+    campaigns = summary.campaigns.values()
+    delivery = any(c.outcomes["delivered"] or c.outcomes["failed"] for c in campaigns)
+    control = any(c.outcomes["control"] for c in campaigns)
     header: tuple[str, ...] = ("campaign", "triggered", "send", "control", "delay", "suppress", "conversions",
                                "revenue")
+    if control:
+        header += ("control conv.", "control rev.")
     if delivery:
         header += ("delivered", "failed")
     rows = [header]
@@ -155,6 +149,8 @@ def summary_table(summary: Summary) -> str:
         row: tuple[str, ...] = (cid, f"{c.triggered:,}", f"{c.outcomes['send']:,}", f"{c.outcomes['control']:,}",
                                 f"{c.outcomes['delay']:,}", f"{c.outcomes['suppress']:,}", f"{c.conversions:,}",
                                 f"{c.revenue:,.2f}")
+        if control:
+            row += (f"{c.control_conversions:,}", f"{c.control_revenue:,.2f}")
         if delivery:
             row += (f"{c.outcomes['delivered']:,}", f"{c.outcomes['failed']:,}")
         rows.append(row)
@@ -162,6 +158,8 @@ def summary_table(summary: Summary) -> str:
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("(conversions and revenue: of the sends; the control group's apart)" if control else
+                 "(conversions and revenue: of the sends)")
     reasons = [(cid, c.suppressed) for cid, c in summary.campaigns.items() if c.suppressed]
     if reasons:
         lines.append("")

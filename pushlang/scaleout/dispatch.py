@@ -1,8 +1,8 @@
-"""Dispatch workers for the scale-out (issue 7): deliver the partitions' outboxes, each send_id once.
+"""Dispatch workers (``pushlang dispatch``): the partitions' outboxes delivered, each send_id once.
 
 Keys (the hash tag ``{p}`` keeps them in the partition's slot):
 
-- ``ob:{p}``              outbox stream: field ``j`` = :func:`outbox_entry` of a :class:`SendJob`, XADDed by
+- ``ob:{p}``              outbox stream: field ``j`` = a :class:`~pushlang.runtime.pipeline.QueuedSend`, XADDed by
   the partition worker in the same MULTI/EXEC as the batch that decided the send;
 - ``sent:{p}:<send_id>``  the de-duplication marker: the dispatch worker's id while it delivers, ``done``
   once the delivery records are written (7 days);
@@ -30,11 +30,9 @@ partition worker, which owns the state, deactivates it like any unsubscribe, so 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -47,31 +45,26 @@ from pushlang import aio, plan
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso, to_datetime
-from pushlang.runtime.render import Rendered
+from pushlang.runtime.pipeline import QueuedSend, decode_queued
 from pushlang.runtime.store import Subscription
-from pushlang.scaleout import Trimmer, dead_key, field_of, out_key, stream_key, text_of
+from pushlang.scaleout.keys import (
+    DISPATCH_GROUP,
+    dead_key,
+    out_key,
+    outbox_key,
+    partition_of_key,
+    sent_key,
+    stream_key,
+)
+from pushlang.scaleout.streams import Trimmer, field_of, text_of
 
 if TYPE_CHECKING:
     import redis
 
-GROUP = "dispatch"
-OUTBOX_KEY = "ob:{p}"
 SENT_TTL = 604800  # seconds a send_id is remembered: 7 days
 DONE = "done"
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
-
-
-def outbox_key(p: int) -> str:
-    return f"ob:{{{p}}}"
-
-
-def sent_key(p: int, send_id: str) -> str:
-    return f"sent:{{{p}}}:{send_id}"
-
-
-# ---- the outbox entry ---------------------------------------------------------------------------
 
 
 def unsubscribe_line(job: SendJob, sub: Subscription) -> bytes:
@@ -85,53 +78,14 @@ def unsubscribe_line(job: SendJob, sub: Subscription) -> bytes:
     return _encode(record)
 
 
-def outbox_entry(job: SendJob) -> bytes:
-    """A send as JSON: what the service's outbox keeps, with the target subscriptions in full."""
-    r = job.rendered
-    return _encode({
-        "at": job.at, "campaign": job.campaign.id, "user": job.user, "send_id": job.send_id,
-        "title": r.title, "body": r.body, "url": r.url, "image": r.image, "icon": r.icon,
-        "buttons": [list(b) for b in r.buttons],
-        "targets": [{"key": s.key, "platform": s.platform, "since": s.since, "endpoint": s.endpoint,
-                     "keys": s.keys, "device_token": s.device_token} for s in job.targets],
-    })
-
-
-def job_from_entry(compiled: plan.Plan, store_or_subscriptions: Any, entry: bytes | str | dict[str, Any]) -> SendJob | None:
-    """The SendJob of an outbox entry; None when the plan no longer has its campaign.
-
-    ``store_or_subscriptions``: None (the entry's subscriptions as they are), a store (``get(user)``:
-    only the subscriptions still active in the user's state) or a mapping key -> Subscription (only
-    those keys, as they are there)."""
-    data = entry if isinstance(entry, dict) else _decode(entry)
-    campaign = compiled.campaign(data["campaign"])
-    if campaign is None:
-        return None
-    rendered = Rendered(data["title"], data["body"], data.get("url"), data.get("image"), data.get("icon"),
-                        tuple((b[0], b[1]) for b in data.get("buttons", ())))
-    targets = tuple(Subscription(t["key"], t["platform"], int(t.get("since") or 0), t.get("endpoint"),
-                                 t.get("keys"), t.get("device_token")) for t in data["targets"])
-    if isinstance(store_or_subscriptions, dict):
-        targets = tuple(store_or_subscriptions[t.key] for t in targets if t.key in store_or_subscriptions)
-    elif store_or_subscriptions is not None:
-        state = store_or_subscriptions.get(data["user"])
-        if state is not None:
-            targets = tuple(t for t in targets
-                            if (current := state.subscriptions.get(t.key)) is not None and current.active)
-    return SendJob(int(data["at"]), campaign, data["user"], data["send_id"], rendered, targets)
-
-
-# ---- the dispatch worker ------------------------------------------------------------------------
-
-
 class _Item:
     """One outbox entry being handled."""
 
-    __slots__ = ("data", "eid", "job", "marker", "p", "reclaimed")
+    __slots__ = ("eid", "job", "marker", "p", "queued", "reclaimed")
 
-    def __init__(self, p: int, eid: Any, data: dict[str, Any], job: SendJob | None, reclaimed: bool) -> None:
-        self.p, self.eid, self.data, self.job, self.reclaimed = p, eid, data, job, reclaimed
-        self.marker = sent_key(p, str(data["send_id"]))
+    def __init__(self, p: int, eid: Any, queued: QueuedSend, job: SendJob | None, reclaimed: bool) -> None:
+        self.p, self.eid, self.queued, self.job, self.reclaimed = p, eid, queued, job, reclaimed
+        self.marker = sent_key(p, queued.send_id)
 
 
 class DispatchWorker:
@@ -156,7 +110,7 @@ class DispatchWorker:
                       "interrupted": 0, "claimed": 0, "dead_letters": 0}
         self._next_claim = 0.0
         self._own_backlog = True
-        self._trimmer = Trimmer(client, GROUP)
+        self._trimmer = Trimmer(client, DISPATCH_GROUP)
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -195,7 +149,7 @@ class DispatchWorker:
 
         for p in range(self.partitions):
             try:
-                self.client.xgroup_create(outbox_key(p), GROUP, id="0", mkstream=True)
+                self.client.xgroup_create(outbox_key(p), DISPATCH_GROUP, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -205,7 +159,7 @@ class DispatchWorker:
         entries: list[tuple[int, Any, Any, bool]] = []  # (p, id, fields, reclaimed)
         if self._own_backlog:  # this id's entries from an earlier life
             for p in range(self.partitions):
-                reply: Any = self.client.xreadgroup(GROUP, self.id, {outbox_key(p): "0"}, count=self.batch)
+                reply: Any = self.client.xreadgroup(DISPATCH_GROUP, self.id, {outbox_key(p): "0"}, count=self.batch)
                 entries += [(p, eid, fields, True) for eid, fields in (reply[0][1] if reply else [])]
             self._own_backlog = False
         if time.monotonic() >= self._next_claim:
@@ -213,9 +167,9 @@ class DispatchWorker:
             entries += self._autoclaim()
         if not entries:
             streams = {outbox_key(p): ">" for p in range(self.partitions)}
-            reply = self.client.xreadgroup(GROUP, self.id, streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
+            reply = self.client.xreadgroup(DISPATCH_GROUP, self.id, streams, count=self.batch, block=self.block_ms)  # type: ignore[arg-type]
             for stream, found in reply or []:
-                p = int(text_of(stream)[4:-1])  # type: ignore[index]
+                p = partition_of_key(text_of(stream) or "")
                 entries += [(p, eid, fields, False) for eid, fields in found]
         self._trimmer.maybe(idle=not entries)
         if not entries:
@@ -230,7 +184,7 @@ class DispatchWorker:
         for p in range(self.partitions):
             cursor: Any = "0-0"
             while True:
-                reply: Any = self.client.xautoclaim(outbox_key(p), GROUP, self.id, self.claim_idle_ms,
+                reply: Any = self.client.xautoclaim(outbox_key(p), DISPATCH_GROUP, self.id, self.claim_idle_ms,
                                                     start_id=cursor, count=self.batch)
                 cursor, claimed = reply[0], reply[1]
                 found += [(p, eid, fields, True) for eid, fields in claimed]
@@ -248,20 +202,21 @@ class DispatchWorker:
             self.stats["entries"] += 1
             raw = field_of(fields, "j")
             if raw is None:  # deleted since it was delivered to a consumer: nothing to do
-                self.client.xack(outbox_key(p), GROUP, eid)
+                self.client.xack(outbox_key(p), DISPATCH_GROUP, eid)
                 continue
             try:
-                data = _decode(raw)
-                job = job_from_entry(self.plan, None, data)
+                queued = decode_queued(raw)
             except Exception as exc:  # a malformed entry: dead-lettered, never retried
                 self.log(f"{self.id}: partition {p}: bad outbox entry {text_of(eid)}: {exc!r}")
                 pipe = self.client.pipeline(transaction=True)
                 pipe.xadd(dead_key(p), {"j": raw, "id": eid, "error": repr(exc)[:2000], "worker": self.id})
-                pipe.xack(outbox_key(p), GROUP, eid)
+                pipe.xack(outbox_key(p), DISPATCH_GROUP, eid)
                 pipe.execute()
                 self.stats["dead_letters"] += 1
                 continue
-            items.append(_Item(p, eid, data, job, reclaimed))
+            campaign = self.plan.campaign(queued.campaign)
+            job = SendJob.from_queued(queued, campaign) if campaign is not None else None
+            items.append(_Item(p, eid, queued, job, reclaimed))
 
         # the de-duplication markers, before anything goes out
         pipe = self.client.pipeline(transaction=False)
@@ -294,9 +249,9 @@ class DispatchWorker:
         self.stats["sends"] += len(jobs)
         for item in fresh:
             if item.job is None:  # the plan no longer has the campaign
-                records[str(item.data["send_id"])] = [self._failed(item, "unknown_campaign")]
+                records[item.queued.send_id] = [self._failed(item, "unknown_campaign")]
         for item in interrupted:
-            records[str(item.data["send_id"])] = [self._failed(item, "interrupted")]
+            records[item.queued.send_id] = [self._failed(item, "interrupted")]
             self.stats["interrupted"] += 1
 
         by_partition: dict[int, list[_Item]] = {}
@@ -306,8 +261,8 @@ class DispatchWorker:
             self._commit(p, group, set(fresh), set(interrupted), records, gone)
 
     def _failed(self, item: _Item, reason: str) -> Output:
-        d = item.data
-        return Output(iso(int(d["at"])), str(d["campaign"]), str(d["user"]), "failed", reason, str(d["send_id"]))
+        q = item.queued
+        return Output(iso(q.at), q.campaign, q.user, "failed", reason, q.send_id)
 
     def _commit(self, p: int, group: list[_Item], fresh: set[_Item], interrupted: set[_Item],
                 records: dict[str, list[Output]], gone: dict[str, list[bytes]]) -> None:
@@ -329,12 +284,12 @@ class DispatchWorker:
                         mine = holder == self.id if item in fresh else holder not in (None, DONE)
                         if not mine:  # another dispatcher recorded it meanwhile
                             continue
-                        for out in records.get(str(item.data["send_id"]), []):
+                        for out in records.get(item.queued.send_id, []):
                             pipe.xadd(out_key(p), {"o": _encode(out)})
-                        for line in gone.get(str(item.data["send_id"]), []):
+                        for line in gone.get(item.queued.send_id, []):
                             pipe.xadd(stream_key(p), {"r": line})
                         pipe.set(item.marker, DONE, xx=True, keepttl=True)
-                pipe.xack(outbox_key(p), GROUP, *ids)
+                pipe.xack(outbox_key(p), DISPATCH_GROUP, *ids)
                 pipe.execute()
                 return
             except WatchError:
@@ -342,50 +297,3 @@ class DispatchWorker:
             finally:
                 pipe.reset()
         raise RuntimeError(f"partition {p}: the send markers kept changing")
-
-
-# ---- the CLI -----------------------------------------------------------------------------------
-
-
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    d = commands.add_parser(
-        "dispatch", help="deliver the outboxes of a Redis scale-out (dispatch worker)",
-        description="Consume the outbox streams ob:{p} of a Redis (consumer group `dispatch`) and deliver "
-                    "the sends through the [vapid]/[apns] settings of pushlang.toml; delivery records go to "
-                    "out:{p}. Each send_id is delivered at most once, however many dispatch workers run.",
-    )
-    d.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories (the workers' campaigns)")
-    d.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db (rediss:// for TLS)")
-    d.add_argument("--partitions", type=int, default=256, metavar="N", help="number of partitions (default 256)")
-    d.add_argument("--id", metavar="NAME", help="dispatch worker id (default: host-pid-random)")
-    d.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                   help="exit when nothing came for this long (default: run until interrupted)")
-    d.add_argument("--config", metavar="FILE", help="pushlang.toml to use")
-
-
-def run(args: argparse.Namespace) -> int:
-    import redis
-
-    from pushlang.compiler import compile_paths
-
-    result = compile_paths(args.paths, config_path=args.config)
-    result.report()
-    if result.plan is None:
-        return 1
-    settings = DeliverySettings.from_config(result.config)
-    for problem in settings.problems():
-        print(f"pushlang dispatch: missing {problem}", file=sys.stderr)
-    client = redis.Redis.from_url(args.redis)
-    worker = DispatchWorker(client, result.plan, settings, args.partitions, args.id,
-                            log=lambda message: print(message, file=sys.stderr, flush=True))
-    try:
-        worker.run(idle_exit=args.idle_exit)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.close()
-    s = worker.stats
-    print(f"{worker.id}: {s['sends']} sends, {s['delivered']} delivered, {s['failed']} failed, "
-          f"{s['duplicates']} duplicates, {s['interrupted']} interrupted, {s['claimed']} claimed",
-          file=sys.stderr, flush=True)
-    return 1 if worker.halts else 0

@@ -1,0 +1,51 @@
+"""`pushlang preview`: what a campaign does for one user and why, step by step (SPEC §9.3)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pushlang.commands.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Subparsers,
+    add_config,
+    add_paths,
+    compile_shown,
+    find_campaign,
+)
+from pushlang.runtime.instants import parse_datetime
+from pushlang.runtime.preview import preview, render_preview
+from pushlang.runtime.records import open_records, read_records
+
+
+def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "preview", help="the message one user would get, or why not",
+        description="Replay the records and show what the campaign did for one user, step by step (SPEC "
+                    "§9.3): the trigger, each decision with every step's verdict, a delay and the decision "
+                    "made again when it ends, and the rendered message. These are the replay's own "
+                    "decisions, so preview and replay always agree. Without --at, every record is replayed "
+                    "and a pending delay or timer of this user is followed to its decision; with --at, the "
+                    "records up to that instant (a later timer is shown as pending). When a scheduled "
+                    "campaign has not reached the user yet, it shows what the steps would say now.",
+    )
+    add_paths(p)
+    p.add_argument("--campaign", required=True, metavar="ID")
+    p.add_argument("--user", required=True, metavar="ID")
+    p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines (.gz too), or -")
+    p.add_argument("--at", metavar="DATETIME",
+                   help="replay up to this instant (without a zone: in the campaign's timezone)")
+    add_config(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    result = compile_shown(args.paths, config_path=args.config)
+    if result.plan is None:
+        return EXIT_FINDINGS
+    campaign = find_campaign(result.plan, args.campaign)
+    at = parse_datetime(args.at, campaign.timezone, "--at") if args.at is not None else None
+    with open_records(args.events) as lines:
+        records = list(read_records(lines))
+    print(render_preview(preview(result.plan, records, args.campaign, args.user, at)))
+    return EXIT_OK

@@ -1,0 +1,85 @@
+"""`pushlang send-test`: render a campaign for test users and really send it to their browsers."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from pushlang import aio
+from pushlang.commands.common import (
+    EXIT_FINDINGS,
+    Subparsers,
+    UsageError,
+    add_config,
+    add_paths,
+    compile_shown,
+    find_campaign,
+)
+from pushlang.dispatch.base import Delivery
+from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
+from pushlang.dispatch.send_test import test_jobs
+from pushlang.runtime.engine import Engine, SendJob
+from pushlang.runtime.instants import US
+from pushlang.runtime.records import Event, open_records, read_records
+from pushlang.runtime.store import Subscription, open_store
+
+
+def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "send-test", help="really send a campaign's message to test users",
+        description="Render a campaign's message for test users (--to USER, else every profile with "
+                    "`test: true`) and send it for real to each of their active subscriptions, with the "
+                    "credentials of pushlang.toml. Audience, DND and limits are not applied. For a live "
+                    "campaign, event.* comes from the user's last triggering event.",
+    )
+    add_paths(p)
+    p.add_argument("--campaign", required=True, metavar="ID")
+    p.add_argument("--to", action="append", metavar="USER", help="a user id (repeatable)")
+    p.add_argument("--events", metavar="FILE", help="records (JSON Lines, .gz, or -) that know the users")
+    p.add_argument("--store", metavar="URL", help="or a store that knows them (sqlite:///file.db)")
+    add_config(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    result = compile_shown(args.paths, config_path=args.config)
+    if result.plan is None:
+        return EXIT_FINDINGS
+    compiled = result.plan
+    campaign = find_campaign(compiled, args.campaign)
+    if not args.events and not args.store:
+        raise UsageError("send-test needs --events or --store to know the users and their subscriptions")
+    settings = DeliverySettings.from_config(result.config)
+    if settings.problems():
+        raise UsageError("send-test needs in pushlang.toml: " + "; ".join(settings.problems()))
+    store = open_store(args.store)
+    trigger_event = getattr(campaign.trigger, "event", None)
+    last_events: dict[str, Event] = {}
+    try:
+        if args.events:
+            engine = Engine(compiled, store, lambda out: None)
+            with open_records(args.events) as lines:
+                for record in read_records(lines):
+                    engine.feed(record)
+                    if isinstance(record, Event) and record.name == trigger_event:
+                        last_events[record.user] = record
+        jobs, problems = test_jobs(compiled, store, campaign.id, args.to, last_events, int(time.time()) * US)
+    finally:
+        store.close()
+    for line in problems:
+        print(f"✗ {line}")
+    if not jobs:
+        print("nothing was sent" + ("" if args.to else ": name users with --to, or mark profiles `test: true`"))
+        return 1
+
+    async def deliver() -> list[tuple[SendJob, Subscription, Delivery]]:
+        async with Dispatcher(settings, compiled.settings.default_ttl) as dispatcher:
+            return await dispatcher.deliver(jobs)
+
+    failed = bool(problems)
+    for job, sub, outcome in aio.run(deliver()):
+        failed = failed or not outcome.delivered
+        print(f"{'✓' if outcome.delivered else '✗'} {job.user} {sub.platform}: "
+              f"{'delivered' if outcome.delivered else 'failed'} (status {outcome.status}, {outcome.attempts} "
+              "attempt(s))" + (f": {outcome.reason}" if outcome.reason else "") + f' — "{job.send.title}"')
+    return 1 if failed else 0

@@ -1,0 +1,43 @@
+"""`pushlang serve`: the live service on one machine, or (with --redis) the ingest API of a scale-out."""
+
+from __future__ import annotations
+
+import argparse
+
+from pushlang.commands.common import Subparsers, add_config, add_paths, check_paths, positive
+from pushlang.scaleout.keys import DEFAULT_PARTITIONS
+
+
+def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "serve", help="the live service: ingest API, wall-clock timers, real delivery, stats",
+        description="Run campaigns live: records in over HTTP (POST /v1/records with a bearer token from "
+                    "PUSHLANG_API_TOKEN), timers on the wall clock, sends delivered with the credentials of "
+                    "pushlang.toml, everything durable in one SQLite file. GET /healthz, /v1/campaigns, "
+                    "/v1/stats, /dashboard; the browser SDK at /sdk/sw.js and /sdk/subscribe.js. SIGHUP or "
+                    "POST /v1/reload reloads the campaign files when they compile.",
+    )
+    add_paths(p)
+    add_config(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--store", default="pushlang.db", metavar="FILE",
+                   help="the SQLite file (default pushlang.db; sqlite:///file.db works too)")
+    p.add_argument("--redis", metavar="URL",
+                   help="scale-out: only take records in and append them to the partition streams of this "
+                        "Redis, for `pushlang worker` processes")
+    p.add_argument("--partitions", type=positive, default=DEFAULT_PARTITIONS,
+                   help=f"with --redis: the number of partitions (default {DEFAULT_PARTITIONS})")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    check_paths(args.paths)
+    if args.redis is not None:
+        from pushlang.scaleout.ingest import serve_ingest
+
+        return serve_ingest(args.redis, args.partitions, host=args.host, port=args.port)
+    from pushlang.service.app import serve
+
+    return serve(args.paths, host=args.host, port=args.port, config_path=args.config,
+                 store_path=args.store.removeprefix("sqlite:///"))

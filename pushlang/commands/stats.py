@@ -1,0 +1,60 @@
+"""`pushlang stats`: sends, views, clicks, conversions, revenue and lift per campaign."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from pathlib import Path
+
+import msgspec
+
+from pushlang.commands.common import EXIT_OK, Subparsers, UsageError
+from pushlang.runtime import stats
+from pushlang.runtime.engine import Output
+from pushlang.runtime.records import open_records
+
+
+def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "stats", help="sends, views, clicks, conversions, revenue and lift per campaign",
+        description="Per-campaign figures over the decisions a replay wrote (JSON Lines) or over the activity "
+                    "log of `pushlang serve` (--store): sends, deliveries, sends viewed and clicked and the "
+                    "click rate (clicked / sends), conversions, their rate and revenue, and for campaigns "
+                    "with a control group its conversions, rate and the lift. The figures are the same "
+                    "ones /v1/stats and the dashboard show, computed the same way.",
+    )
+    p.add_argument("decisions", metavar="DECISIONS", nargs="?",
+                   help="decisions as JSON Lines (`replay --out`), or - for stdin")
+    p.add_argument("--store", metavar="FILE", help="or the SQLite file of `pushlang serve` (its activity log)")
+    p.add_argument("--campaign", action="append", metavar="ID", help="only these campaigns (repeatable)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.decisions is None) == (args.store is None):
+        raise UsageError("give a decisions file (`replay --out`) or --store FILE (`pushlang serve`'s database)")
+    if args.store is not None:
+        path = args.store.removeprefix("sqlite:///")
+        if not Path(path).is_file():
+            raise UsageError(f"no database {path}")
+        db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    else:
+        decoder = msgspec.json.Decoder(Output)
+        with open_records(args.decisions) as lines:
+            db = stats.from_outputs(decoder.decode(line) for line in lines if line.strip())
+    try:
+        result = stats.campaign_stats(db, {})
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{args.store or args.decisions}: {exc}") from None
+    finally:
+        db.close()
+    if args.campaign:
+        result["campaigns"] = [c for c in result["campaigns"] if c["id"] in args.campaign]
+    if args.format == "json":
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(stats.by_campaign(result)), indent=2).decode()
+                         + "\n")
+    else:
+        print(stats.render_table(result))
+    return EXIT_OK

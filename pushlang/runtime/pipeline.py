@@ -1,0 +1,619 @@
+"""The decision pipeline of SPEC §9.3: its steps, in order, written once.
+
+The engine runs a campaign's steps for each decision; ``preview``, ``:why``, ``reach`` and
+``send-test`` run the *same* steps through :func:`trace`, which records each step's verdict in words.
+A step is pure: it reads the user's state and the attempt, and says ``None`` (go on) or a
+:data:`Decision`. What a decision changes (counters, timers, windows, the outbox) is the engine's
+to apply, so tracing a decision changes nothing.
+
+Each campaign gets the steps it uses (no DND, no DND step; no limits, no limit step): a step the
+campaign does not use costs nothing and is not shown in a trace.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import msgspec
+
+from pushlang import plan
+from pushlang.config import is_timezone
+from pushlang.runtime.campaigns import CompiledCampaign
+from pushlang.runtime.evaluate import Env
+from pushlang.runtime.instants import from_local, iso, wall
+from pushlang.runtime.render import MAX_PLAINTEXT, MissingProperty, Rendered, payload_size, web_push_payload
+from pushlang.runtime.store import Subscription, UserState
+
+# ---- what travels: a rendered send waiting for its moment ----------------------------------------
+
+
+class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
+    """A rendered send that passed steps 1–5: what waits in a delay timer, and (as :class:`QueuedSend`)
+    in an outbox. The variant and language chosen at the first decision will travel here too."""
+
+    send_id: str
+    title: str
+    body: str
+    url: str | None = None
+    image: str | None = None
+    icon: str | None = None
+    buttons: tuple[tuple[str, str], ...] = ()
+    platforms: tuple[str, ...] = ()  # the platforms it goes to, as the `send` record lists them
+    date: str | None = None  # a scheduled occurrence's local date, for the cut-off
+    zone: str | None = None  # the zone that date and the cut-off are read in
+
+    @property
+    def rendered(self) -> Rendered:
+        return Rendered(self.title, self.body, self.url, self.image, self.icon, self.buttons)
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """A subscription a queued send goes to, in full: a scale-out dispatcher has no user state."""
+
+    key: str
+    platform: str = ""
+    since: int = 0
+    endpoint: str | None = None
+    keys: dict[str, str] | None = None
+    device_token: str | None = None
+
+    @classmethod
+    def of(cls, sub: Subscription) -> Target:
+        return cls(key=sub.key, platform=sub.platform, since=sub.since, endpoint=sub.endpoint, keys=sub.keys,
+                   device_token=sub.device_token)
+
+    def subscription(self) -> Subscription:
+        return Subscription(self.key, self.platform, self.since, self.endpoint, self.keys, self.device_token)
+
+
+class QueuedSend(PendingSend, frozen=True, kw_only=True):
+    """A `send` decision waiting for delivery: the service's outbox and scale-out's ``ob:{p}`` hold this."""
+
+    at: int
+    campaign: str
+    user: str
+    targets: tuple[Target, ...] = ()
+
+    def pending(self) -> PendingSend:
+        return PendingSend(**{name: getattr(self, name) for name in PendingSend.__struct_fields__})
+
+
+encode = msgspec.json.Encoder().encode
+decode_queued = msgspec.json.Decoder(QueuedSend).decode
+
+
+def queued_from(entry: dict[str, Any], send_id: str | None = None) -> QueuedSend:
+    """An outbox entry kept as a JSON object, as this version or an earlier one wrote it: the service's
+    entries of before kept ``send_id`` in their key and their targets as subscription keys only."""
+    entry = dict(entry)
+    if send_id is not None:
+        entry.setdefault("send_id", send_id)
+    entry["targets"] = [{"key": t} if isinstance(t, str) else t for t in entry.get("targets", ())]
+    return msgspec.convert(entry, QueuedSend)
+
+
+def pending_from(payload: dict[str, object] | PendingSend) -> PendingSend:
+    """A delay timer's payload as a :class:`PendingSend` (stores keep it as a JSON object)."""
+    return payload if isinstance(payload, PendingSend) else msgspec.convert(payload, PendingSend)
+
+
+def pending_payload(send: PendingSend) -> dict[str, object]:
+    """What a delay timer keeps: the :class:`PendingSend` as a JSON object (SQLite and Redis write it so)."""
+    payload: dict[str, object] = msgspec.to_builtins(send)
+    return payload
+
+
+# ---- decisions ----------------------------------------------------------------------------------
+
+
+class Send(msgspec.Struct, frozen=True, tag=True):
+    outcome: ClassVar[str] = "send"
+    send: PendingSend
+
+    @property
+    def reason(self) -> str | None:
+        return None
+
+
+class Control(msgspec.Struct, frozen=True, tag=True):
+    """Held out (SPEC §8): no push; conversions are still tracked."""
+
+    outcome: ClassVar[str] = "control"
+    reason: str | None = None
+
+
+class Delay(msgspec.Struct, frozen=True, tag=True):
+    """Decided again at ``until`` with the steps that run again (SPEC §9.3)."""
+
+    outcome: ClassVar[str] = "delay"
+    reason: str
+    until: int
+    send: PendingSend
+
+
+class Suppress(msgspec.Struct, frozen=True, tag=True):
+    outcome: ClassVar[str] = "suppress"
+    reason: str
+
+
+class Skip(msgspec.Struct, frozen=True, tag=True):
+    """A scheduled campaign's user outside the audience: no record at all (SPEC §3)."""
+
+    outcome: ClassVar[str] = "skip"
+
+    @property
+    def reason(self) -> str | None:
+        return None
+
+
+Decision = Send | Control | Delay | Suppress | Skip
+
+
+# ---- the rules the steps (and only they) apply ---------------------------------------------------
+
+
+def send_id_for(campaign: str, user: str, trigger: int) -> str:
+    """Stable for the same campaign, user and trigger instant, so a restart never sends twice."""
+    return hashlib.sha256(f"{campaign}\x1f{user}\x1f{trigger}".encode()).hexdigest()[:24]
+
+
+def in_control_group(campaign: str, user: str, percent: float) -> bool:
+    """SPEC §8: ``int(sha256(campaign + ":" + user)[:8], 16) % 10000 < P × 100``."""
+    digest = hashlib.sha256(f"{campaign}:{user}".encode()).hexdigest()
+    return int(digest[:8], 16) % 10000 < percent * 100
+
+
+@lru_cache(maxsize=4096)
+def valid_zone(zone: str) -> bool:
+    return is_timezone(zone)
+
+
+def user_zone(c: CompiledCampaign, state: UserState) -> str:
+    """The user's local time zone: the profile's `timezone`, else the campaign's (SPEC §5)."""
+    zone = state.profile.get("timezone")
+    return zone if isinstance(zone, str) and valid_zone(zone) else c.tz
+
+
+def period_keys(at: int, zone: str) -> dict[str, str]:
+    """The limit periods an instant falls in, in a zone: local calendar day, ISO week, ever."""
+    day = wall(at, zone)
+    year, week, _ = day.isocalendar()
+    return {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
+
+
+@lru_cache(maxsize=256)
+def _seconds(hms: str) -> int:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return h * 3600 + m * 60 + s
+
+
+def dnd_until(dnd: plan.Dnd, at: int, zone: str) -> int | None:
+    """The end of the DND period ``at`` falls in, in the user's local time; None outside DND."""
+    now = wall(at, zone)
+    seconds = now.hour * 3600 + now.minute * 60 + now.second
+    start, end = _seconds(dnd.start), _seconds(dnd.end)
+    inside = start <= seconds < end if start < end else (seconds >= start or seconds < end)
+    if not inside:
+        return None
+    day = now.date()
+    if seconds >= end:  # the DND period started today and ends tomorrow
+        day += dt.timedelta(days=1)
+    return from_local(f"{day.isoformat()}T{dnd.end}", zone)
+
+
+def reachable(c: CompiledCampaign, state: UserState) -> list[Subscription]:
+    """The user's active subscriptions on a platform the campaign allows."""
+    platforms = c.plan.platforms
+    return [s for s in state.subscriptions.values() if s.active and s.platform in platforms]
+
+
+def safari_rule(platform: str, has_url: bool) -> bool:
+    """SPEC §7: a message without a url cannot go to Safari."""
+    return has_url or platform != "safari"
+
+
+def deliverable(subscriptions: Sequence[Subscription], has_url: bool) -> list[Subscription]:
+    """The subscriptions a message can go to (the Safari rule)."""
+    return list(subscriptions) if has_url else [s for s in subscriptions if safari_rule(s.platform, has_url)]
+
+
+def channels(campaign: plan.Campaign) -> tuple[str, ...]:
+    """The platforms a campaign's sends can go to: its own, by the Safari rule (`reach` counts these)."""
+    has_url = campaign.message.url is not None
+    return tuple(p for p in campaign.platforms if safari_rule(p, has_url))
+
+
+def targets(c: CompiledCampaign, state: UserState, send: PendingSend) -> tuple[Subscription, ...]:
+    """Where a send goes now: the subscriptions still active and deliverable when it is sent."""
+    return tuple(deliverable(reachable(c, state), send.url is not None))
+
+
+def cutoff_instant(c: CompiledCampaign, send: PendingSend) -> int | None:
+    """The cut-off on a scheduled occurrence's date, in the schedule's zone (SPEC §5); None without one."""
+    if c.plan.cutoff is None or not send.date:
+        return None
+    return from_local(f"{send.date}T{c.plan.cutoff}", send.zone or c.tz)
+
+
+def limit_key(campaign: str, period: str) -> str:
+    """The per-user counter of a campaign's sends in a period (``all`` for per campaign)."""
+    return f"{campaign}|{period}"
+
+
+def global_key(day: str) -> str:
+    """The per-user counter of sends of every campaign on a local day."""
+    return f"*|{day}"
+
+
+# ---- one decision being made ---------------------------------------------------------------------
+
+
+class Attempt:
+    """One decision for one user at one instant: what the steps read and what they leave for the next.
+
+    ``send`` is set by the render step, or given when a delayed decision is made again."""
+
+    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "date", "env", "schedule_zone", "send", "settings",
+                 "state", "subscriptions", "trigger_at")
+
+    def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings, *,
+                 env: Env | None = None, trigger_at: int | None = None, date: str | None = None,
+                 schedule_zone: str | None = None, send: PendingSend | None = None) -> None:
+        self.c = c
+        self.state = state
+        self.at = at
+        self.settings = settings
+        self.env = env
+        self.trigger_at = at if trigger_at is None else trigger_at
+        self.date = date
+        self.schedule_zone = schedule_zone
+        self.send = send
+        self.subscriptions: list[Subscription] = []
+        self._send_id: str | None = None if send is None else send.send_id
+        self._zone: str | None = None
+        self._periods: dict[str, str] | None = None
+
+    @property
+    def send_id(self) -> str:
+        """The decision's send_id (SPEC §9.4), hashed when first asked for: a skipped user never is."""
+        if self._send_id is None:
+            self._send_id = send_id_for(self.c.id, self.state.user, self.trigger_at)
+        return self._send_id
+
+    @property
+    def zone(self) -> str:
+        if self._zone is None:
+            self._zone = user_zone(self.c, self.state)
+        return self._zone
+
+    @property
+    def periods(self) -> dict[str, str]:
+        if self._periods is None:
+            self._periods = period_keys(self.at, self.zone)
+        return self._periods
+
+    def environment(self) -> Env:
+        if self.env is None:
+            self.env = self.c.env(self.state, self.at)
+        return self.env
+
+
+# ---- the steps -----------------------------------------------------------------------------------
+
+
+class Step:
+    """One step of SPEC §9.3. ``again``: it runs too when a delayed decision is made again."""
+
+    name: ClassVar[str]
+    again: ClassVar[bool] = False
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        """Whether campaign ``c`` needs this step at all."""
+        return True
+
+    def decide(self, a: Attempt) -> Decision | None:
+        raise NotImplementedError
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        """The verdict in words, for a trace (never on the engine's path)."""
+        raise NotImplementedError
+
+
+class CampaignEnded(Step):
+    """1. ``campaign_ended``: the instant is at or after `end`."""
+
+    name, again = "campaign_ended", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return c.end is not None
+
+    def decide(self, a: Attempt) -> Decision | None:
+        end = a.c.end
+        return _CAMPAIGN_ENDED if end is not None and a.at >= end else None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        assert a.c.end is not None
+        return f"{iso(a.at)} is {'at or after' if verdict else 'before'} end {iso(a.c.end)}"
+
+
+class Audience(Step):
+    """2. ``not_in_audience``: `who` is false (a scheduled campaign skips the user, with no record)."""
+
+    name = "audience"
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return c.plan.audience is not None
+
+    def decide(self, a: Attempt) -> Decision | None:
+        if a.c.audience(a.environment()):
+            return None
+        return _NOT_IN_AUDIENCE if a.c.is_live else _SKIP
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        if verdict is None:
+            return "`who` holds"
+        if isinstance(verdict, Skip):
+            return "`who` is false: a scheduled campaign skips the user, with no record"
+        return "`who` is false for this user"
+
+
+class Reachable(Step):
+    """3. ``unreachable``: no active subscription on an allowed platform."""
+
+    name = "reachable"
+
+    def decide(self, a: Attempt) -> Decision | None:
+        a.subscriptions = subs = reachable(a.c, a.state)
+        return None if subs else _UNREACHABLE
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        if verdict is None:
+            return ", ".join(sorted({s.platform for s in a.subscriptions}))
+        has = ", ".join(f"{s.platform}{'' if s.active else ' (inactive)'}" for s in a.state.subscriptions.values())
+        return f"no active subscription on {', '.join(a.c.plan.platforms)}" + (f"; the user has: {has}" if has else "")
+
+
+class ControlGroup(Step):
+    """4. ``control``: the user is in the campaign's control group (SPEC §8)."""
+
+    name = "control"
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return bool(c.plan.control_percent)
+
+    def decide(self, a: Attempt) -> Decision | None:
+        c = a.c
+        return _CONTROL if in_control_group(c.id, a.state.user, c.plan.control_percent) else None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        percent = f"{a.c.plan.control_percent:g}%"
+        return f"in the {percent} control group: held out" if verdict else f"not in the {percent} control group"
+
+
+class Render(Step):
+    """5. ``missing_property``, ``safari_requires_url``, ``payload_too_large``: the message for this user."""
+
+    name = "render"
+
+    def decide(self, a: Attempt) -> Decision | None:
+        c = a.c
+        try:
+            rendered = c.renderer.render(a.environment())
+        except MissingProperty:
+            return _MISSING_PROPERTY
+        subs = deliverable(a.subscriptions, rendered.url is not None)
+        if not subs:
+            return _SAFARI_REQUIRES_URL
+        if rendered.may_exceed(MAX_PLAINTEXT) and _payload_size(c, rendered, a.send_id) > MAX_PLAINTEXT:
+            return _PAYLOAD_TOO_LARGE
+        a.send = PendingSend(send_id=a.send_id, title=rendered.title, body=rendered.body, url=rendered.url,
+                             image=rendered.image, icon=rendered.icon, buttons=rendered.buttons,
+                             platforms=tuple(sorted({s.platform for s in subs})), date=a.date,
+                             zone=a.schedule_zone)
+        return None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        if verdict is None:
+            assert a.send is not None
+            return f"rendered, {_payload_size(a.c, a.send.rendered, a.send_id):,} bytes"
+        if verdict is _MISSING_PROPERTY:
+            return "a personalisation has no value and no `default`"
+        if verdict is _SAFARI_REQUIRES_URL:
+            return "only Safari subscriptions, and the message has no url"
+        rendered = a.c.renderer.render(a.environment())
+        return f"{_payload_size(a.c, rendered, a.send_id):,} bytes > {MAX_PLAINTEXT:,}"
+
+
+def _payload_size(c: CompiledCampaign, rendered: Rendered, send_id: str) -> int:
+    return payload_size(web_push_payload(rendered, c.plan.message, campaign=c.id, send_id=send_id))
+
+
+class DoNotDisturb(Step):
+    """6. ``dnd``: inside the user's local DND hours: discarded, or delayed to their end."""
+
+    name, again = "dnd", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return c.plan.dnd is not None
+
+    def decide(self, a: Attempt) -> Decision | None:
+        dnd = a.c.plan.dnd
+        assert dnd is not None and a.send is not None
+        until = dnd_until(dnd, a.at, a.zone)
+        if until is None:
+            return None
+        if dnd.mode == "discard":
+            return _DND
+        return Delay("dnd", until, a.send)
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        dnd = a.c.plan.dnd
+        assert dnd is not None
+        when = wall(a.at, a.zone).strftime("%H:%M")
+        hours = f"DND {dnd.start[:5]}–{dnd.end[:5]}"
+        if verdict is None:
+            return f"{when} in {a.zone} is outside {hours}"
+        if isinstance(verdict, Delay):
+            return f"{when} in {a.zone} is inside {hours}: delayed until {iso(verdict.until)}"
+        return f"{when} in {a.zone} is inside {hours}: discarded"
+
+
+class Cutoff(Step):
+    """7. ``cutoff``: at or after the cut-off on the scheduled date (it matters after a DND delay)."""
+
+    name, again = "cutoff", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return c.plan.cutoff is not None
+
+    def decide(self, a: Attempt) -> Decision | None:
+        assert a.send is not None
+        cutoff = cutoff_instant(a.c, a.send)
+        return _CUTOFF if cutoff is not None and a.at >= cutoff else None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        assert a.send is not None and a.c.plan.cutoff is not None
+        if not a.send.date:
+            return "no scheduled date: the cut-off does not apply"
+        where = f"the cut-off {a.c.plan.cutoff[:5]} on {a.send.date} in {a.send.zone or a.c.tz}"
+        return f"{iso(a.at)} is {'at or after' if verdict else 'before'} {where}"
+
+
+class CampaignLimit(Step):
+    """8. ``campaign_limit``: this campaign's `limit N per …` lines, in the user's local calendar."""
+
+    name, again = "campaign_limit", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return bool(c.plan.limits)
+
+    def decide(self, a: Attempt) -> Decision | None:
+        counters, periods, cid = a.state.counters, a.periods, a.c.id
+        for limit in a.c.plan.limits:
+            if counters.get(limit_key(cid, periods[limit.period]), 0) >= limit.count:
+                return _CAMPAIGN_LIMIT
+        return None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        words = []
+        for limit in a.c.plan.limits:
+            sent = a.state.counters.get(limit_key(a.c.id, a.periods[limit.period]), 0)
+            words.append(f"{sent} of {limit.count} per {limit.period}")
+            if sent >= limit.count:
+                return f"{words[-1]} already sent"
+        return "; ".join(words)
+
+
+class GlobalLimit(Step):
+    """9. ``global_limit``: the user's sends of every campaign on their local day (SPEC §10)."""
+
+    name, again = "global_limit", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return settings.global_per_user_per_day is not None and not c.plan.ignore_global_limits
+
+    def decide(self, a: Attempt) -> Decision | None:
+        cap = a.settings.global_per_user_per_day
+        assert cap is not None
+        return _GLOBAL_LIMIT if a.state.counters.get(global_key(a.periods["day"]), 0) >= cap else None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        sent = a.state.counters.get(global_key(a.periods["day"]), 0)
+        cap = a.settings.global_per_user_per_day
+        return f"{sent} of {cap} pushes on the user's day {a.periods['day']}" + (" already sent" if verdict else "")
+
+
+STEPS: tuple[Step, ...] = (CampaignEnded(), Audience(), Reachable(), ControlGroup(), Render(), DoNotDisturb(),
+                           Cutoff(), CampaignLimit(), GlobalLimit())
+"""SPEC §9.3 in order; a decision that passes them all is a `send` (step 12)."""
+
+STEP_NAMES = tuple(step.name for step in STEPS)
+
+_CAMPAIGN_ENDED = Suppress("campaign_ended")
+_NOT_IN_AUDIENCE = Suppress("not_in_audience")
+_SKIP = Skip()
+_UNREACHABLE = Suppress("unreachable")
+_CONTROL = Control(None)
+_MISSING_PROPERTY = Suppress("missing_property")
+_SAFARI_REQUIRES_URL = Suppress("safari_requires_url")
+_PAYLOAD_TOO_LARGE = Suppress("payload_too_large")
+_DND = Suppress("dnd")
+_CUTOFF = Suppress("cutoff")
+_CAMPAIGN_LIMIT = Suppress("campaign_limit")
+_GLOBAL_LIMIT = Suppress("global_limit")
+
+
+class Pipeline:
+    """A campaign's steps: ``first`` for a new decision, ``again`` for a delayed one made again."""
+
+    __slots__ = ("again", "first")
+
+    def __init__(self, c: CompiledCampaign, settings: plan.Settings) -> None:
+        self.first = tuple(step for step in STEPS if step.uses(c, settings))
+        self.again = tuple(step for step in self.first if step.again)
+
+    def decide(self, a: Attempt, *, again: bool = False) -> Decision:
+        for step in self.again if again else self.first:
+            verdict = step.decide(a)
+            if verdict is not None:
+                return verdict
+        assert a.send is not None
+        return Send(a.send)
+
+
+# ---- the tracer ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    step: str
+    decision: Decision | None  # None: the step let the decision through
+    detail: str
+
+
+@dataclass
+class Trace:
+    """A decision step by step: each step's verdict in words, and the outcome."""
+
+    campaign: str
+    user: str
+    at: int
+    again: bool  # a delayed decision made again
+    verdicts: list[Verdict] = field(default_factory=list)
+    decision: Decision | None = None  # None: every step that ran let it through (a partial run)
+
+    @property
+    def outcome(self) -> str | None:
+        return None if self.decision is None else self.decision.outcome
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.decision is None else self.decision.reason
+
+    @property
+    def send(self) -> PendingSend | None:
+        d = self.decision
+        return d.send if isinstance(d, (Send, Delay)) else None
+
+
+def trace(pipeline: Pipeline, a: Attempt, *, again: bool = False, only: Sequence[str] | None = None) -> Trace:
+    """Run the steps as the engine does, recording every verdict; ``only``: just the steps so named
+    (``reach`` runs the audience, reachable and control steps, ``send-test`` reachable and render)."""
+    steps = pipeline.again if again else pipeline.first
+    result = Trace(a.c.id, a.state.user, a.at, again)
+    for step in steps:
+        if only is not None and step.name not in only:
+            continue
+        verdict = step.decide(a)
+        result.verdicts.append(Verdict(step.name, verdict, step.explain(a, verdict)))
+        if verdict is not None:
+            result.decision = verdict
+            return result
+    if a.send is not None and (only is None or "render" in only):
+        result.decision = Send(a.send)
+    return result

@@ -1,0 +1,77 @@
+"""Every Redis key and name of the scale-out, in one place.
+
+Users map to P fixed partitions (:func:`partition_of`). Every key of a partition carries the hash tag
+``{p}``, so a partition lives in one Redis Cluster slot and one MULTI/EXEC can span all of it:
+
+- ``ev:{p}``     input stream: field ``r`` = one raw JSON record line, or ``end`` = an end marker (µs);
+- ``out:{p}``    output stream: field ``o`` = one msgspec-JSON ``Output``;
+- ``dl:{p}``     dead letters: the entry as read, its ``id`` and the ``error``;
+- ``lease:{p}``  the id of the worker that owns the partition;
+- ``ob:{p}``     outbox stream: field ``j`` = one msgspec-JSON ``QueuedSend``;
+- ``sent:{p}:<send_id>``  a send's de-duplication marker (a dispatch worker's id, then ``done``);
+- ``u:{p}``, ``tm:{p}``, ``tmd:{p}``, ``meta:{p}``  the partition's state (users, timers by due,
+  timer data, bookkeeping);
+- ``workers``    sorted set: partition worker ids scored by their heartbeat's expiry (not in a slot
+  of its own partition: it is the one key every worker shares).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+DEFAULT_PARTITIONS = 256
+WORKER_GROUP = "workers"  # the consumer group of the partition workers on ev:{p}
+DISPATCH_GROUP = "dispatch"  # the consumer group of the dispatch workers on ob:{p}
+WORKERS_KEY = "workers"
+
+
+def partition_of(user: str, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """The partition that owns ``user``: ``crc32(user) % partitions`` (stable across processes)."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    return zlib.crc32(user.encode()) % partitions
+
+
+def stream_key(p: int) -> str:
+    return f"ev:{{{p}}}"
+
+
+def out_key(p: int) -> str:
+    return f"out:{{{p}}}"
+
+
+def dead_key(p: int) -> str:
+    return f"dl:{{{p}}}"
+
+
+def lease_key(p: int) -> str:
+    return f"lease:{{{p}}}"
+
+
+def outbox_key(p: int) -> str:
+    return f"ob:{{{p}}}"
+
+
+def sent_key(p: int, send_id: str) -> str:
+    return f"sent:{{{p}}}:{send_id}"
+
+
+def users_key(p: int) -> str:
+    return f"u:{{{p}}}"
+
+
+def timers_key(p: int) -> str:
+    return f"tm:{{{p}}}"
+
+
+def timer_data_key(p: int) -> str:
+    return f"tmd:{{{p}}}"
+
+
+def meta_key(p: int) -> str:
+    return f"meta:{{{p}}}"
+
+
+def partition_of_key(key: str) -> int:
+    """The partition of a per-partition key: the number in its hash tag (``ob:{7}`` → 7)."""
+    return int(key[key.index("{") + 1:key.index("}")])

@@ -1,0 +1,22 @@
+"""The words of the language (grammar/pushlang.lark), for everything that is not the parser: the
+Pygments lexer, the REPL's completion, editors. A test checks this list against the grammar."""
+
+from __future__ import annotations
+
+DECLARATIONS = ("campaign", "segment", "template", "import")
+BLOCKS = ("who", "when", "message", "use")  # what opens a block of a campaign, and `message use NAME`
+CONSTANTS = ("true", "false", "null")
+# Every other word, in the grammar's order: campaign items, triggers and schedules, `when`, messages,
+# control and conversions, conditions.
+WORDS = (
+    "labels", "platforms",
+    "on", "where", "unless", "within", "at", "send", "once", "every", "day", "month",
+    "start", "end", "timezone", "dnd", "to", "discard", "delay", "ignore", "global", "limits", "limit", "per",
+    "week", "deliver", "in", "user", "cutoff",
+    "title", "body", "url", "image", "icon", "default", "ttl", "require", "interaction", "button", "tag",
+    "urgency",
+    "control", "group", "conversion", "revenue",
+    "did", "not", "least", "most", "exactly", "times", "time", "last", "and", "or", "exists", "contains",
+    "starts", "ends", "with",
+)
+KEYWORDS = DECLARATIONS + BLOCKS + CONSTANTS + WORDS
