@@ -28,7 +28,8 @@ from pushlang.runtime.instants import US, iso, parse_datetime
 from pushlang.runtime.preview import explain_now
 from pushlang.runtime.records import Event, InvalidRecord, Profile, Record, decode_record, read_records
 from pushlang.runtime.render import format_value
-from pushlang.runtime.store import MemoryStore, open_store
+from pushlang.runtime.sqlite_store import open_store
+from pushlang.runtime.store import MemoryStore
 from pushlang.runtime.why import render_trace
 from pushlang.syntax.keywords import KEYWORDS
 from pushlang.syntax.literals import DURATION_UNITS

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.config import Config, load_config
 from pushlang.diagnostics import Sink
@@ -82,25 +83,40 @@ def run(scenario: Scenario, tmp: Path, store_factory: Callable[[], MemoryStore] 
         split: int | None = None) -> list[dict[str, Any]]:
     """The scenario's outputs as dicts; ``split`` replays the records in two runs on one store
     (the second on a new store object over the same state), -1 at an instant near the middle."""
-    result = compile_paths(sorted(str(p) for p in scenario.path.glob("*.push")), config=_config(scenario, tmp))
-    assert result.plan is not None, result.diagnostics
-    lines = [line for line in (scenario.path / "records.jsonl").read_bytes().splitlines() if line.strip()]
+    compiled = plan_of(scenario, tmp)
+    lines = record_lines(scenario)
     if split == -1:
         split = instant_boundary(lines)
     outputs: list[Output] = []
-    until = parse_datetime(scenario.until, result.plan.settings.timezone) if scenario.until else None
+    until = until_of(scenario, compiled)
     if split is None:
         store = store_factory()
-        replay(result.plan, lines, store, outputs.append, until=until)
+        replay(compiled, lines, store, outputs.append, until=until)
         store.close()
     else:
         first = store_factory()
-        replay(result.plan, lines[:split], first, outputs.append, until=None)
+        replay(compiled, lines[:split], first, outputs.append, until=None)
         first.close()
         second = store_factory()
-        replay(result.plan, lines[split:], second, outputs.append, until=until)
+        replay(compiled, lines[split:], second, outputs.append, until=until)
         second.close()
     return [msgspec.to_builtins(o) for o in outputs]
+
+
+def plan_of(scenario: Scenario, tmp: Path) -> plan.Plan:
+    """The scenario's campaigns compiled with its config."""
+    result = compile_paths(sorted(str(p) for p in scenario.path.glob("*.push")), config=_config(scenario, tmp))
+    assert result.plan is not None, result.diagnostics
+    return result.plan
+
+
+def record_lines(scenario: Scenario) -> list[bytes]:
+    return [line for line in (scenario.path / "records.jsonl").read_bytes().splitlines() if line.strip()]
+
+
+def until_of(scenario: Scenario, compiled: plan.Plan) -> int | None:
+    """The scenario's --until as an instant (a local date-time is read in the config's zone)."""
+    return parse_datetime(scenario.until, compiled.settings.timezone) if scenario.until else None
 
 
 def instant_boundary(lines: list[bytes]) -> int:

@@ -151,3 +151,31 @@ def test_send_test_goes_through_the_delivery_layer(tmp_path: Path) -> None:
     unconfigured.handle('campaign shout {\n  on "A"\n  message {\n    title "T"\n    body "B"\n  }\n}')
     unconfigured.handle(":send-test shout qa")
     assert said[-1].startswith("error: delivery is not configured")
+
+
+def test_why_decides_a_waiting_delayed_send_again_with_the_engines_steps() -> None:
+    """`:why` while a push waits out DND runs the steps a delayed decision runs again (the cut-off
+    among them), and names the last decision; once the delay ends, the engine's decision is the same."""
+    said: list[str] = []
+    session = Session(out=said.append)
+    for text in ['''campaign evening {
+  send once at 2026-12-05 19:30
+  when {
+    timezone "Europe/Berlin"
+    dnd 19:00 to 21:00 delay
+    cutoff 20:30
+  }
+  message {
+    title "Evening sale"
+    body "Tonight only"
+  }
+}''', ':record {"type":"subscribe","user":"u1","ts":"2026-12-01T08:00:00Z","platform":"chrome",'
+           '"endpoint":"https://push.example/1","keys":{"p256dh":"x","auth":"y"}}',
+                 ":time 2026-12-05T19:00:00Z", ":why evening u1"]:
+        session.handle(text)
+    why = said[-1]
+    assert why.startswith("campaign evening, user u1, now 2026-12-05T19:00:00Z (a delayed send, decided again)")
+    assert "last decision: 2026-12-05T18:30:00Z  evening  u1  delay  dnd  until 2026-12-05T20:00:00Z" in why
+    assert "✗ dnd: 20:00 in Europe/Berlin is inside DND 19:00–21:00: delayed until 2026-12-05T20:00:00Z" in why
+    session.handle(":time 2026-12-05T20:00:00Z")
+    assert "2026-12-05T20:00:00Z  evening  u1  suppress  cutoff" in said

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pushlang.runtime.sqlite_store import INDEXES, SqliteStore
-from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window, open_store
+from pushlang.runtime.sqlite_store import INDEXES, SqliteStore, open_store
+from pushlang.runtime.store import MemoryStore, Subscription, Timer, UserState, Window
 
 PROFILE = {
     "first_name": "Asha",

@@ -23,7 +23,7 @@ from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.reach import count_reach, notes_for, render_text
 from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import replay
-from pushlang.runtime.store import open_store
+from pushlang.runtime.sqlite_store import open_store
 
 DESCRIPTION = """\
 Estimate a campaign's reach from a state store: how many known users its `who` holds for (the

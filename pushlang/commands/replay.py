@@ -19,7 +19,7 @@ from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import Summary, replay
-from pushlang.runtime.store import open_store
+from pushlang.runtime.sqlite_store import open_store
 
 
 def add_parser(commands: Subparsers) -> argparse.ArgumentParser:

@@ -21,7 +21,8 @@ from pushlang.dispatch.send_test import test_jobs
 from pushlang.runtime.engine import Engine, SendJob
 from pushlang.runtime.instants import US
 from pushlang.runtime.records import Event, open_records, read_records
-from pushlang.runtime.store import Subscription, open_store
+from pushlang.runtime.sqlite_store import open_store
+from pushlang.runtime.store import Subscription
 
 
 def add_parser(commands: Subparsers) -> argparse.ArgumentParser:

@@ -36,7 +36,6 @@ from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import CampaignSummary, replay
 from pushlang.runtime.store import MemoryStore
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 DEFAULT_USERS = 5
 FEW_DAYS = 7  # up to this many days, the text report shows every day; beyond, only days that differ
 MAIN_OUTCOMES = ("send", "control", "delay", "suppress")

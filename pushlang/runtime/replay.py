@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pushlang import plan
-from pushlang.runtime.engine import Engine, Output, SendJob
+from pushlang.runtime.engine import Engine, Observer, Output, SendJob
 from pushlang.runtime.records import Reject, read_records
 from pushlang.runtime.store import Store
 
@@ -89,17 +89,18 @@ class Dispatch(Protocol):
 def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: Store,
            emit: Callable[[Output], None], *, until: int | None = None,
            progress: Callable[[int], None] | None = None, batch: int = 1000,
-           dispatch: Dispatch | None = None) -> Summary:
+           dispatch: Dispatch | None = None, observer: Observer | None = None) -> Summary:
     """Run the plan over JSON lines; every output goes to ``emit`` and into the summary.
 
-    Without ``dispatch`` it is a dry run; with it, sends are delivered at the end of each batch."""
+    Without ``dispatch`` it is a dry run; with it, sends are delivered at the end of each batch.
+    ``observer`` sees every decision step by step (the engine's :class:`Observer`)."""
     summary = Summary({c.id: CampaignSummary() for c in sorted(compiled.campaigns, key=lambda c: c.id)})
 
     def out(record: Output) -> None:
         summary.add(record)
         emit(record)
 
-    engine = Engine(compiled, store, out, on_send=dispatch)
+    engine = Engine(compiled, store, out, on_send=dispatch, observer=observer)
     resume = engine.clock if store.meta("clock") is not None else None
     seen_at_resume = store.meta("records_at_clock", 0)
     count = 0

@@ -261,30 +261,3 @@ class PersistentStore(MemoryStore):
         super().set_meta(key, value)
         self._dirty_meta.add(key)
 
-
-def open_store(url: str | None) -> MemoryStore:
-    """The store a ``--store`` URL names: ``memory`` (the default) or ``sqlite:///path.db``.
-
-    ``sqlite:///state.db`` is relative to the current directory, ``sqlite:////var/lib/p.db`` is
-    absolute (as in SQLAlchemy URLs). ValueError, in words, for anything else.
-    """
-    if url is None or url in ("memory", "memory:", "memory://"):
-        return MemoryStore()
-    prefix = "sqlite:///"
-    if url.startswith(prefix):
-        path = url[len(prefix) :]
-        if not path:
-            raise ValueError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
-        if "?" in path or "#" in path:
-            raise ValueError(f"store URL {url!r}: query strings and fragments are not supported")
-        from pushlang.runtime.sqlite_store import SqliteStore
-
-        return SqliteStore(path)
-    if url.startswith("sqlite:"):
-        raise ValueError(
-            f"store URL {url!r} is malformed: use sqlite:///relative/file.db or sqlite:////absolute/file.db"
-        )
-    raise ValueError(
-        f"unsupported store URL {url!r}: expected 'memory' or 'sqlite:///path/to/file.db'"
-        " (four slashes for an absolute path)"
-    )

@@ -1,0 +1,135 @@
+"""One set of figures (SPEC §12.7): `replay` + `pushlang stats` and `serve` + `/v1/stats` agree on one log.
+
+The log has sends and a control group, deliveries to the loopback push service, views and clicks
+(a send clicked twice, a click of a control user's send_id, a click of a send_id nobody got) and
+conversions of both groups. Both hosts deliver for real, so every figure is compared, deliveries too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from peers.webpush_service import WebPushService
+
+from pushlang.cli import main
+from pushlang.dispatch.keys import generate
+from pushlang.runtime.instants import parse_instant
+from pushlang.runtime.pipeline import in_control_group, send_id_for
+from pushlang.service.app import LiveService
+
+TOKEN = "stats-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CAMPAIGN = '''campaign cart {
+  labels "retention"
+  platforms chrome
+  on "Added To Cart"
+  message {
+    title "Still thinking?"
+    body "Your @event.product is waiting"
+    url "https://shop.example.com/cart"
+  }
+  control group 40%
+  conversion "Charged" within 1d revenue event.amount
+}
+'''
+USERS = [f"u{n:02d}" for n in range(24)]
+
+
+def at(hour: int, minute: int) -> str:
+    return f"2026-12-01T{hour:02d}:{minute:02d}:00Z"
+
+
+def log(push: WebPushService) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Three parts, as they would reach the service: the shop's records, what browsers report, and
+    the charges that convert."""
+    shop: list[dict[str, Any]] = []
+    for n, user in enumerate(USERS):
+        sub = push.new_subscription("chrome")
+        shop.append({"type": "subscribe", "user": user, "ts": at(8, 0), "platform": "chrome",
+                     "endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}})
+        shop.append({"user": user, "ts": at(9, n), "name": "Added To Cart", "props": {"product": f"Lamp {n}"}})
+    browser: list[dict[str, Any]] = []
+    for n, user in enumerate(USERS):
+        props = {"send_id": send_id_for("cart", user, parse_instant(at(9, n))), "campaign": "cart"}  # as sw.js sends
+        if n % 3 != 2:
+            browser.append({"user": user, "ts": at(10, n), "name": "Push Viewed", "props": props})
+        if n % 3 == 0:
+            browser.append({"user": user, "ts": at(10, n), "name": "Push Clicked", "props": props})
+        if n % 6 == 0:  # a second click (a button) of the same send: still one clicked send
+            browser.append({"user": user, "ts": at(10, n + 1), "name": "Push Clicked", "props": props})
+    browser.append({"user": "u01", "ts": at(11, 0), "name": "Push Clicked",
+                    "props": {"send_id": "f" * 24, "campaign": "cart"}})  # nobody got that push
+    charges = [{"user": user, "ts": at(12, n), "name": "Charged", "props": {"amount": 10 + n}}
+               for n, user in enumerate(USERS) if n % 4 != 3]
+    return shop, browser, charges
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
+    public = generate(tmp_path / "vapid.pem")
+    (tmp_path / "pushlang.toml").write_text(
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+    (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
+    with WebPushService(application_server_key=public) as push:
+        yield tmp_path, push
+
+
+def lines(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def test_replay_and_stats_give_the_figures_of_serve_and_v1_stats(
+        project: tuple[Path, WebPushService], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, push = project
+    shop, browser, charges = log(push)
+    control = {u for u in USERS if in_control_group("cart", u, 40)}
+    assert 0 < len(control) < len(USERS)
+
+    (folder / "log.jsonl").write_text(lines(shop + browser + charges), encoding="utf-8")
+    assert main(["replay", "cart.push", "--events", "log.jsonl", "--out", "decisions.jsonl", "--dispatch", "live"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "decisions.jsonl", "--format", "json"]) == 0
+    offline = json.loads(capsys.readouterr().out)["cart"]
+
+    async def serve() -> dict[str, Any]:
+        start = parse_instant(at(8, 0)) / 1e6
+        service = LiveService([str(folder / "cart.push")], store_path=str(folder / "state.db"), tick=0.05,
+                              clock=lambda: start)
+        async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
+            assert (await client.post("/v1/records", data=lines(shop), headers=AUTH)).status == 200
+            r = await client.post("/v1/browser/records", data=lines(browser))
+            # the browser endpoint takes reports of real sends only: a control user got no push
+            unknown = [i for i, b in enumerate(browser) if b["user"] in control or i == len(browser) - 1]
+            assert [x["index"] for x in (await r.json())["rejected"]] == unknown
+            assert (await client.post("/v1/records", data=lines(charges), headers=AUTH)).status == 200
+            for _ in range(200):  # deliveries go out in the background
+                figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"][0]
+                if figures["delivered"] == figures["sends"] > 0:
+                    return dict(figures)
+                await asyncio.sleep(0.05)
+        raise AssertionError("the sends were not all delivered")
+
+    live = asyncio.run(serve())
+    assert {k: v for k, v in live.items() if k not in ("id", "name", "labels")} == offline
+
+    sends = len(USERS) - len(control)
+    got_push = [n for n, u in enumerate(USERS) if u not in control]
+    assert offline["sends"] == offline["delivered"] == sends and offline["control"] == len(control)
+    assert offline["viewed"] == len([n for n in got_push if n % 3 != 2])
+    assert offline["clicked"] == len([n for n in got_push if n % 3 == 0])  # each send once
+    assert offline["click_rate"] == offline["clicked"] / sends
+    assert offline["conversions"] == len([n for n in got_push if n % 4 != 3])
+    assert offline["control_conversions"] == len([n for n, u in enumerate(USERS) if u in control and n % 4 != 3])
+    assert offline["revenue"] == sum(10 + n for n in got_push if n % 4 != 3)
+    assert offline["conversion_rate"] == offline["conversions"] / sends
+    assert offline["control_rate"] == offline["control_conversions"] / len(control)
+    assert offline["lift"] == pytest.approx((offline["conversion_rate"] - offline["control_rate"])
+                                            / offline["control_rate"])
