@@ -16,15 +16,24 @@ process so that its peak memory is its own:
 Targets: in-memory replay ≥ 25% of the floor's events/s; SQLite ≥ 20,000 events/s; peak memory
 < 1 GiB.
 
+With ``--against DIR`` (another checkout of pushlang, e.g. ``git worktree add /tmp/base main``) it
+instead times the in-memory replay of this tree and of that one, ``--rounds`` times each, interleaved,
+on the same records, and prints both medians with their spread, and whether the decisions are
+identical: the check that a change did not make replay slower.
+
     python bench/replay.py [--records 1000000] [--users 100000]
+    python bench/replay.py --against /tmp/base [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -150,17 +159,58 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
             store = MemoryStore()
         start = time.perf_counter()
         count = [0]
+        digest = hashlib.sha256()
+        encode = msgspec.json.Encoder().encode
 
-        def emit(_: object) -> None:
+        def emit(out: object) -> None:
             count[0] += 1
+            if mode == "versus":
+                digest.update(encode(out))
 
         with records.open("rb") as f:
             replay(result.plan, f, store, emit)
         store.close()
         decisions = count[0]
+        if mode == "versus":
+            elapsed = time.perf_counter() - start
+            return {"seconds": elapsed, "decisions": decisions, "digest": digest.hexdigest()}
     elapsed = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions}
+
+
+def versus(work: Path, other: Path, rounds: int, records: int) -> int:
+    """This tree's in-memory replay against another checkout's, interleaved, on the same records.
+
+    Each run hashes every output record (in both trees alike, outside the timed replay's own work
+    only by one encode and one hash update per record) so that the decisions can be compared."""
+    runs: dict[str, list[dict[str, float | str]]] = {"this tree": [], "baseline": []}
+    for n in range(rounds):
+        for label in (("this tree", "baseline") if n % 2 == 0 else ("baseline", "this tree")):
+            env = dict(os.environ)
+            if label == "baseline":
+                env["PYTHONPATH"] = str(other)
+            print(f"round {n + 1}/{rounds}: {label} ...", file=sys.stderr)
+            child = subprocess.run([sys.executable, __file__, "--mode", "versus", "--workdir", str(work)],
+                                   capture_output=True, text=True, env=env, cwd=work)
+            if child.returncode != 0:
+                print(child.stderr, file=sys.stderr)
+                return 1
+            runs[label].append(json.loads(child.stdout))
+    print(f"{records:,} records, in-memory replay, {rounds} interleaved rounds each (baseline: {other})")
+    print(f"{'':10} {'median s':>9} {'min s':>7} {'max s':>7} {'median events/s':>16} {'spread':>7}  decisions")
+    medians = {}
+    for label, found in runs.items():
+        seconds = [float(r["seconds"]) for r in found]
+        median = medians[label] = statistics.median(seconds)
+        spread = (max(seconds) - min(seconds)) / median
+        print(f"{label:10} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {records / median:16,.0f} "
+              f"{spread:7.1%}  {int(float(found[0]['decisions'])):,}")
+    digests = {str(r["digest"]) for found in runs.values() for r in found}
+    print(f"this tree / baseline throughput: {medians['baseline'] / medians['this tree']:.1%} "
+          f"(not lower than the baseline: {'yes' if medians['this tree'] <= medians['baseline'] else 'NO'}); "
+          f"decisions identical: {'yes' if len(digests) == 1 else 'NO'}")
+    return 0
 
 
 def main() -> int:
@@ -168,6 +218,8 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--modes", default="floor,conditions,memory,sqlite")
+    ap.add_argument("--against", metavar="DIR", help="another checkout: time its replay beside this tree's")
+    ap.add_argument("--rounds", type=int, default=5, help="with --against: runs of each, interleaved (default 5)")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -182,6 +234,8 @@ def main() -> int:
         print(f"generating {args.records:,} records over {args.users:,} users ...", file=sys.stderr)
         generate(work / "records.jsonl", args.records, args.users)
         (work / "bench.push").write_text(campaigns_text(), encoding="utf-8")
+        if args.against:
+            return versus(work, Path(args.against).resolve(), args.rounds, args.records)
         results = {}
         for mode in args.modes.split(","):
             print(f"running {mode} ...", file=sys.stderr)

@@ -67,6 +67,7 @@ class CompiledCampaign:
     inaction: bool = False  # an inaction window: arm a timer `within` µs ahead
     within: int = 0
     inaction_key: str = ""  # the inaction timer's key, less the user id
+    counter_prefix: str = ""  # the per-user send counters' key, less the period (pipeline.limit_key)
 
     def __post_init__(self) -> None:
         self.id, self.is_live = self.plan.id, self.plan.is_live
@@ -77,6 +78,7 @@ class CompiledCampaign:
         if isinstance(trigger, plan.InactionWithin):
             self.inaction, self.within = True, trigger.within * US
         self.inaction_key = f"inaction:{self.id}:"
+        self.counter_prefix = f"{self.id}|"
 
     def env(self, state: UserState, now: int, event: Event | None = None) -> Env:
         """What the campaign's expressions read for this user at ``now`` (with ``event`` as ``event.*``)."""

@@ -34,7 +34,6 @@ from pushlang.runtime.pipeline import (
     Trace,
     Verdict,
     global_key,
-    limit_key,
     pending_from,
     pending_payload,
     targets,
@@ -232,7 +231,12 @@ class Engine:
     def feed(self, record: Record) -> None:
         ts = record.ts
         if ts > self.clock:
-            self.advance(ts)
+            due = self.store.next_due()
+            if due is not None and due < ts:
+                self.advance(ts)
+            else:  # nothing falls due before the record: the clock just moves (advance's own result)
+                self.clock = ts
+                self.store.set_meta("clock", ts)
             self._at_clock = 0
         if ts == self.clock:  # how many records of this instant are done: a resumed replay skips them
             self._at_clock += 1
@@ -277,7 +281,7 @@ class Engine:
                                                    "[start, end): it arms nothing", trigger=True)
                 continue  # a trigger outside [start, end) arms nothing
             if env is None or env.segments is not c.segments:  # one Env serves the campaigns of a zone
-                env = c.env(state, ts, event)
+                env = Env(user, state.profile, ts, UserHistory(state), c.segments, name, ts, event.props)
             if not c.trigger_where(env):
                 if observer is not None:
                     observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)}: its `where` is false', trigger=True)
@@ -431,8 +435,7 @@ class Engine:
     def _decide(self, c: CompiledCampaign, state: UserState, at: int, env: Env, *, trigger_at: int,
                 date: str | None = None, schedule_zone: str | None = None) -> None:
         pipeline = self.pipelines[c.id]
-        a = Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at, date=date,
-                    schedule_zone=schedule_zone)
+        a = Attempt(c, state, at, self.settings, env, trigger_at, date, schedule_zone)
         if self.observer is not None:
             self.observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at,
                                                           date=date, schedule_zone=schedule_zone)))
@@ -447,10 +450,10 @@ class Engine:
         self._apply(c, a, pipeline.decide(a, again=True))
 
     def _apply(self, c: CompiledCampaign, a: Attempt, decision: Decision) -> None:
-        if isinstance(decision, Send):
-            self._send(c, a, decision.send)
-        elif isinstance(decision, Suppress):
+        if isinstance(decision, Suppress):
             self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id)
+        elif isinstance(decision, Send):
+            self._send(c, a, decision.send)
         elif isinstance(decision, Delay):
             user = a.state.user
             self._output(c, user, a.at, "delay", decision.reason, a.send_id, until=iso(decision.until))
@@ -472,7 +475,11 @@ class Engine:
         periods = a.periods
         day = global_key(periods["day"])
         first_today = day not in state.counters
-        for key in {limit_key(c.id, periods[limit.period]) for limit in p.limits} | {limit_key(c.id, "all"), day}:
+        prefix = c.counter_prefix
+        keys = {prefix + periods[limit.period] for limit in p.limits}
+        keys.add(prefix + "all")
+        keys.add(day)
+        for key in keys:
             self.store.bump_counter(state, key)
         if first_today:  # once per user and local day: forget the counters no limit reads any more
             self._prune_counters(state, periods["day"])

@@ -180,10 +180,16 @@ def user_zone(c: CompiledCampaign, state: UserState) -> str:
 
 
 def period_keys(at: int, zone: str) -> dict[str, str]:
-    """The limit periods an instant falls in, in a zone: local calendar day, ISO week, ever."""
-    day = wall(at, zone)
+    """The limit periods an instant falls in, in a zone: local calendar day, ISO week, ever.
+    (Shared: the caller must not change the dict.)"""
+    return _periods_of_day(wall(at, zone).toordinal())
+
+
+@lru_cache(maxsize=1024)
+def _periods_of_day(ordinal: int) -> dict[str, str]:
+    day = dt.date.fromordinal(ordinal)
     year, week, _ = day.isocalendar()
-    return {"day": day.date().isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
+    return {"day": day.isoformat(), "week": f"{year}-W{week:02d}", "campaign": "all"}
 
 
 @lru_cache(maxsize=256)
@@ -217,9 +223,9 @@ def safari_rule(platform: str, has_url: bool) -> bool:
     return has_url or platform != "safari"
 
 
-def deliverable(subscriptions: Sequence[Subscription], has_url: bool) -> list[Subscription]:
-    """The subscriptions a message can go to (the Safari rule)."""
-    return list(subscriptions) if has_url else [s for s in subscriptions if safari_rule(s.platform, has_url)]
+def deliverable(subscriptions: list[Subscription], has_url: bool) -> list[Subscription]:
+    """The subscriptions a message can go to (the Safari rule); the same list when it has a url."""
+    return subscriptions if has_url else [s for s in subscriptions if safari_rule(s.platform, has_url)]
 
 
 def channels(campaign: plan.Campaign) -> tuple[str, ...]:
@@ -241,7 +247,8 @@ def cutoff_instant(c: CompiledCampaign, send: PendingSend) -> int | None:
 
 
 def limit_key(campaign: str, period: str) -> str:
-    """The per-user counter of a campaign's sends in a period (``all`` for per campaign)."""
+    """The per-user counter of a campaign's sends in a period (``all`` for per campaign); the
+    campaign's ``counter_prefix`` is this with the period left out."""
     return f"{campaign}|{period}"
 
 
@@ -252,17 +259,20 @@ def global_key(day: str) -> str:
 
 # ---- one decision being made ---------------------------------------------------------------------
 
+_NO_ENV = Env("", {}, 0)  # a decision made again reads no expression
+
 
 class Attempt:
     """One decision for one user at one instant: what the steps read and what they leave for the next.
 
-    ``send`` is set by the render step, or given when a delayed decision is made again."""
+    ``env`` is what the campaign's expressions read (the steps of a new decision need it); ``send`` is
+    set by the render step, or given when a delayed decision is made again (no expression is read)."""
 
     __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "date", "env", "schedule_zone", "send", "settings",
                  "state", "subscriptions", "trigger_at")
 
-    def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings, *,
-                 env: Env | None = None, trigger_at: int | None = None, date: str | None = None,
+    def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings,
+                 env: Env = _NO_ENV, trigger_at: int | None = None, date: str | None = None,
                  schedule_zone: str | None = None, send: PendingSend | None = None) -> None:
         self.c = c
         self.state = state
@@ -297,10 +307,6 @@ class Attempt:
             self._periods = period_keys(self.at, self.zone)
         return self._periods
 
-    def environment(self) -> Env:
-        if self.env is None:
-            self.env = self.c.env(self.state, self.at)
-        return self.env
 
 
 # ---- the steps -----------------------------------------------------------------------------------
@@ -350,7 +356,7 @@ class Audience(Step):
         return c.plan.audience is not None
 
     def decide(self, a: Attempt) -> Decision | None:
-        if a.c.audience(a.environment()):
+        if a.c.audience(a.env):
             return None
         return _NOT_IN_AUDIENCE if a.c.is_live else _SKIP
 
@@ -403,7 +409,7 @@ class Render(Step):
     def decide(self, a: Attempt) -> Decision | None:
         c = a.c
         try:
-            rendered = c.renderer.render(a.environment())
+            rendered = c.renderer.render(a.env)
         except MissingProperty:
             return _MISSING_PROPERTY
         subs = deliverable(a.subscriptions, rendered.url is not None)
@@ -425,7 +431,7 @@ class Render(Step):
             return "a personalisation has no value and no `default`"
         if verdict is _SAFARI_REQUIRES_URL:
             return "only Safari subscriptions, and the message has no url"
-        rendered = a.c.renderer.render(a.environment())
+        rendered = a.c.renderer.render(a.env)
         return f"{_payload_size(a.c, rendered, a.send_id):,} bytes > {MAX_PLAINTEXT:,}"
 
 
@@ -493,9 +499,9 @@ class CampaignLimit(Step):
         return bool(c.plan.limits)
 
     def decide(self, a: Attempt) -> Decision | None:
-        counters, periods, cid = a.state.counters, a.periods, a.c.id
+        counters, periods, prefix = a.state.counters, a.periods, a.c.counter_prefix
         for limit in a.c.plan.limits:
-            if counters.get(limit_key(cid, periods[limit.period]), 0) >= limit.count:
+            if counters.get(prefix + periods[limit.period], 0) >= limit.count:
                 return _CAMPAIGN_LIMIT
         return None
 

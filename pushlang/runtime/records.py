@@ -81,12 +81,20 @@ def decode_record(line: bytes | str) -> Record:
         raise InvalidRecord(_validation_reason(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidRecord(f"not valid JSON ({exc})") from None
-    if raw.user is None or raw.user == "":
+    user = raw.user
+    if type(user) is not str:
+        if user is None:
+            raise InvalidRecord("no `user`")
+        user = str(user)
+    elif not user:
         raise InvalidRecord("no `user`")
-    if raw.ts is None:
+    ts = raw.ts
+    if type(ts) is int and 0 <= ts < _LAST_SECOND:  # epoch seconds, the common case: no call
+        ts *= US
+    elif ts is None:
         raise InvalidRecord("no `ts`")
-    user = str(raw.user)
-    ts = _instant(raw.ts)
+    else:
+        ts = _instant(ts)
     kind = raw.type
     if kind == "event":
         if not raw.name:
@@ -140,7 +148,7 @@ def _validation_reason(message: str) -> str:
 def read_records(lines: Iterable[bytes | str], rejects: list[Reject] | None = None) -> Iterator[Record]:
     """The valid records of JSON lines (1-based line numbers); blank lines are skipped."""
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line or line.isspace():
             continue
         try:
             yield decode_record(line)
