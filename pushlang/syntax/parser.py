@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import cast
+from typing import NamedTuple, cast
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -43,6 +43,84 @@ _WORDS = {
 }
 
 
+class Hint(NamedTuple):
+    """A help line for a syntax error, chosen by Lark's ``match_examples``: the error happened in a
+    parser state where one of ``examples`` fails too, on a token of the type ``unexpected`` (or on
+    the character, for ``char:=``). ``text`` may name the token as ``{tok}``."""
+
+    text: str
+    unexpected: str
+    examples: tuple[str, ...]
+
+
+def _campaign(*lines: str) -> str:
+    return "campaign c {\n" + "".join(f"  {line}\n" for line in lines) + "}\n"
+
+
+def _segment(line: str) -> str:
+    return f"segment s {{\n  {line}\n}}\n"
+
+
+def _template(line: str) -> str:
+    return f"template t {{\n  {line}\n}}\n"
+
+
+# What a condition can end with before an operator that is not one: each leaves the parser in its
+# own state, so each is an example.
+_OPERANDS = ("user.x", "user", "1", "1.5", '"a"', "true", "null", "(1)", "[1]", "10m", "user.x + 1",
+             'did "A" in last 7d', "segment s", "exists user.x", "not user.x", "lower(user.x)",
+             "user.x == 1", "user.x == 1.5", 'user.x == "a"', "user.x == true", "user.x == user.y",
+             "user.x in [1]", "user.x == 1 and user.y", "user.x == 1 or user.y")
+
+
+_WHERE_OPERANDS = ("event.x", "1", '"a"', "true", "(1)", "event.x == 1", 'event.x == "a"', "event.x == true")
+
+
+def _after_operands(rest: str) -> tuple[str, ...]:
+    """The bad snippet after every kind of operand, in a condition line and in each kind of `where`."""
+    where = [(_campaign(f'on "A" where {o} {rest}'), _campaign('on "A"', f'unless "B" where {o} {rest} within 1m'),
+              _segment(f'did "A" where {o} {rest} in last 7d'), _campaign('on "A"', f'conversion "C" where {o} {rest}'))
+             for o in _WHERE_OPERANDS]
+    return tuple(_segment(f"{operand} {rest}") for operand in _OPERANDS) + tuple(x for group in where for x in group)
+
+
+# The catalogue (STYLE.md): bad snippets that fail in the parser states each hint is for.
+# tests/test_parser_hints.py checks that every snippet gets its hint.
+HINTS: tuple[Hint, ...] = (
+    Hint("durations carry a unit: `{tok}m`, `{tok}h` or `{tok}d` (s, m, h, d, w)", "INT", (
+        _campaign('on "A"', 'unless "B" within 10'),
+        _campaign('on "A"', 'conversion "C" within 2'),
+        _segment('did "A" in last 7'),
+        _template("ttl 2"))),
+    Hint("a duration is a whole number and a unit, with no space: `10m`, `2h`, `7d`", "NAME", (
+        _campaign('on "A"', 'unless "B" within soon'),
+        _segment('did "A" in last week'),
+        _template("ttl long"))),
+    Hint('event names are quoted: "{tok}"', "NAME", (
+        _campaign("on Added"),
+        _campaign('on "A"', "unless Charged within 10m"),
+        _campaign('on "A"', "conversion Charged within 2d"),
+        _segment("did Viewed in last 7d"),
+        _segment("did not Viewed in last 7d"))),
+    Hint('texts are quoted: "{tok}"', "NAME", (
+        _template("title Hello"), _template("body Hello"), _template("url Hello"), _template("image Hello"),
+        _template("tag Hello"), _template("button Buy -> \"https://x\""),
+        _template("button \"Buy\" -> https"), _campaign("labels cart"))),
+    Hint('a time zone is a quoted IANA name, e.g. timezone "Europe/Berlin"', "NAME", (
+        _campaign("when {", "  timezone Europe", "}"),)),
+    Hint("compare with `==`: a single `=` is not an operator", "char:=", _after_operands("= 1")),
+    Hint("write `and`: `&&` is not an operator", "char:&", _after_operands("&& true")),
+    Hint("write `or`: `||` is not an operator", "VBAR", _after_operands("|| true")),
+    Hint("DND hours are written `dnd 21:00 to 09:00 delay` (or `discard`)", "MINUS", (
+        _campaign("when {", "  dnd 21:00 - 09:00 delay", "}"),)),
+    Hint("write `at` before the time, e.g. `send every day at 09:00`", "TIME", (
+        _campaign("send every day 09:00"), _campaign("send every monday 09:00"),
+        _campaign("send every month on day 1 09:00"))),
+    Hint("write `at` before the date, e.g. `send once at 2026-12-24 10:00`", "DATETIME", (
+        _campaign("send once 2026-12-24 10:00"), _campaign("send 2026-12-24 10:00"))),
+)
+
+
 class Parser:
     """The LALR parser of the language, built once and shared by every parse."""
 
@@ -62,6 +140,7 @@ class Parser:
         self.builder.parse_template_expr = self._parse_template_expr
         self._sink = Sink()
         self._path = ""
+        self._hints: dict[tuple[int, object, str], Hint | None] = {}  # by parser state and what was unexpected
 
     def parse(self, source: Source, sink: Sink) -> ast.Module | None:
         """The AST of one file, or None when it has a syntax error (reported to ``sink``)."""
@@ -107,7 +186,8 @@ class Parser:
                 help = f"add the closing {ch}; a string cannot span lines (write \\n for a line break)"
             else:
                 message = f"unexpected character `{ch}`"
-                help = self._expected_help(_accepted(exc, exc.allowed))
+                hint = None if inside else self._catalogue(exc, f"char:{ch}")
+                help = hint.text if hint else self._expected_help(_accepted(exc, exc.allowed))
             span = Span(line, col, line, col + 1)
         elif isinstance(exc, UnexpectedToken):
             tok: Token = exc.token
@@ -134,11 +214,31 @@ class Parser:
             help = None
             if expected:
                 message += f"; expected {expected}"
-                help = _hint(tok, accepted)
+                hint = None if inside else self._catalogue(exc, tok.type)
+                help = hint.text.format(tok=tok) if hint else _hint(tok, accepted)
         else:
             message, span = str(exc), Span(line, col, line, col + 1)
             help = None
         self._sink.report(code, self._path, span, message, help=help)
+
+    def _catalogue(self, exc: UnexpectedInput, unexpected: str) -> Hint | None:
+        """The hint of ``HINTS`` for this error: among the hints about the same kind of token, the one
+        with an example that fails in the same parser state (Lark's ``match_examples``), remembered
+        per state and kind, so the examples are parsed once."""
+        state = exc.state
+        key = (len(getattr(state, "state_stack", ())), getattr(state, "position", state), unexpected)
+        if key not in self._hints:
+            sink, path = self._sink, self._path
+            self.builder.reset("<hint>", Sink())  # the examples' own problems go nowhere
+            try:
+                # only the hints about this kind of token: a state alone does not say what was written
+                found = exc.match_examples(lambda text: self.lark.parse(text, start="start"),
+                                           [(h, h.examples) for h in HINTS if h.unexpected == unexpected])
+            finally:
+                self.builder.reset(path, sink)
+                self._sink, self._path = sink, path
+            self._hints[key] = found
+        return self._hints[key]
 
     def _expected_help(self, allowed: set[str]) -> str | None:
         expected = self._expected(allowed)
@@ -202,12 +302,9 @@ _NOT_ITEM_STARTS = frozenset({"NAME", "_NL", "UNLESS", "WHERE", "WITHIN", "REVEN
 
 
 def _hint(tok: Token, expected: set[str]) -> str | None:
-    if tok.type == "INT" and "DURATION" in expected:
-        return f"durations carry a unit: `{tok}m`, `{tok}h` or `{tok}d` (s, m, h, d, w)"
-    if tok.type == "_NL" and "RBRACE" in expected and len(expected) <= 3:
-        return "a block ends with `}`"
+    """The hints that hold in every parser state (the state-bound ones are in ``HINTS``)."""
     if tok.type == "NAME" and "STRING" in expected and "NAME" not in expected:
-        return f'event names and texts are quoted: "{tok}"'
+        return f'quote it: "{tok}"'
     if "_NL" in expected and tok.type not in _NOT_ITEM_STARTS and str(tok).isalpha():
         return f"start `{tok}` on a new line: each item of a block goes on its own line"
     return None
