@@ -8,8 +8,29 @@ import sys
 from collections.abc import Sequence
 
 from pushlang import __version__
-from pushlang.commands import COMMANDS
-from pushlang.commands.common import EXIT_OK, EXIT_USAGE
+from pushlang.commands import (
+    compile,
+    diff,
+    dispatch,
+    explain,
+    fmt,
+    ingest,
+    keys,
+    lint,
+    preview,
+    reach,
+    repl,
+    replay,
+    send_test,
+    serve,
+    stats,
+    worker,
+)
+from pushlang.commands.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, Findings
+
+# The commands, in the order `pushlang --help` lists them.
+COMMANDS = (lint, fmt, compile, replay, preview, stats, diff, reach, keys, send_test, repl, serve, worker, ingest,
+            dispatch, explain)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.run(args))
+    except Findings:  # the diagnostics are shown
+        return EXIT_FINDINGS
     except ValueError as exc:  # a UsageError, or bad input a library reported in words
         print(f"pushlang: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,12 +1,19 @@
-"""Fixtures the Redis tests share: a real redis-server per test module, flushed for each test."""
+"""Fixtures the tests share: a real redis-server per test module, flushed for each test; a project
+folder with VAPID keys beside the loopback Web Push service."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from peers.webpush_service import WebPushService
 from redis_server import redis_server
+
+from pushlang.dispatch.keys import generate
+
+TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +28,16 @@ def client(server: Any) -> Any:
     """The module's Redis, empty."""
     server.flushall()
     return server
+
+
+@pytest.fixture
+def push_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
+    """A project folder (the working directory) whose pushlang.toml has a VAPID key the loopback push
+    service pins, with PUSHLANG_API_TOKEN set to ``TOKEN``; the test writes its campaigns there."""
+    public = generate(tmp_path / "vapid.pem")
+    (tmp_path / "pushlang.toml").write_text(
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
+    with WebPushService(application_server_key=public) as push:
+        yield tmp_path, push

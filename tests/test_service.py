@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from conftest import TOKEN
 from peers.webpush_service import Subscription, WebPushService
 
-from pushlang.dispatch.keys import generate
 from pushlang.service.app import MAX_BODY, LiveService
 
-TOKEN = "s3cret-token"
 CAMPAIGN = '''campaign welcome {
   labels "onboarding"
   platforms chrome
@@ -33,15 +32,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
-    public = generate(tmp_path / "vapid.pem")
-    (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
-    (tmp_path / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
-    with WebPushService(application_server_key=public) as push:
-        yield tmp_path, push
+def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushService]:
+    (push_project[0] / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
+    return push_project
 
 
 def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]]) -> None:

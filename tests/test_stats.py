@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from conftest import TOKEN
 from peers.webpush_service import WebPushService
 
 from pushlang.cli import main
-from pushlang.dispatch.keys import generate
 from pushlang.runtime.instants import parse_instant
 from pushlang.runtime.pipeline import in_control_group, send_id_for
 from pushlang.service.app import LiveService
 
-TOKEN = "stats-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CAMPAIGN = '''campaign cart {
   labels "retention"
@@ -71,15 +69,9 @@ def log(push: WebPushService) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
-    public = generate(tmp_path / "vapid.pem")
-    (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
-    (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
-    with WebPushService(application_server_key=public) as push:
-        yield tmp_path, push
+def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushService]:
+    (push_project[0] / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
+    return push_project
 
 
 def lines(records: list[dict[str, Any]]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +15,30 @@ from peers.webpush_service import Subscription, WebPushService
 
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings
-from pushlang.dispatch.keys import generate
+from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.instants import parse_instant
 from pushlang.runtime.pipeline import QueuedSend, Target, decode_queued
+from pushlang.runtime.sqlite_store import SCHEMA_VERSION, SqliteStore
 from pushlang.service.app import LiveService
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "store_v1"
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
-    public = generate(tmp_path / "vapid.pem")
-    (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
-    (tmp_path / "night.push").write_text((FIXTURES / "night.push").read_text(encoding="utf-8"), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PUSHLANG_API_TOKEN", "t")
-    with WebPushService(application_server_key=public) as push:
-        yield tmp_path, push
+def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushService]:
+    (push_project[0] / "night.push").write_text((FIXTURES / "night.push").read_text(encoding="utf-8"),
+                                                encoding="utf-8")
+    return push_project
 
 
 def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
-    """The store as that version left it; the users' endpoints are pointed at the loopback push service
-    (their subscription keys, which the outbox entry names, stay as they were)."""
+    """The store as that version left it (its tables made by today's code: schema version 1 both); the
+    users' endpoints are pointed at the loopback push service (their subscription keys, which the
+    outbox entry names, stay as they were)."""
+    SqliteStore(str(path)).close()
+    ActivityLog(str(path)).close()
     db = sqlite3.connect(path)
-    db.executescript((FIXTURES / "state.sql").read_text(encoding="utf-8"))
+    db.executescript((FIXTURES / "rows.sql").read_text(encoding="utf-8"))
     for user, sub in live.items():
         db.execute("UPDATE subscriptions SET endpoint = ?, keys = ? WHERE user_id = ?",
                    (sub.endpoint, json.dumps({"p256dh": sub.p256dh, "auth": sub.auth}), user))
@@ -51,6 +49,7 @@ def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
 def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
         project: tuple[Path, WebPushService]) -> None:
     folder, push = project
+    assert SCHEMA_VERSION == 1  # the version the rows were written with
     live = {"u1": push.new_subscription("chrome"), "u2": push.new_subscription("chrome")}
     _store_of_before(folder / "state.db", live)
     now = [parse_instant("2026-12-01T22:30:00+00:00") / 1e6]  # u1's push waits for the end of DND at 09:00

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, TypeAlias
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from pushlang import plan
-from pushlang.compiler import CompileResult, compile_paths
+from pushlang.compiler import compile_paths
+from pushlang.config import Config
 from pushlang.loader import expand_paths
 
 # Exit codes are interface (STYLE.md): 0 clean, 1 findings, 2 usage or internal error.
@@ -34,14 +38,20 @@ def check_paths(paths: list[str]) -> list[str]:
     return files
 
 
-def compile_shown(paths: list[str], *, config_path: str | None = None,
-                  schema_path: str | None = None) -> CompileResult:
-    """Compile as every command does: paths checked, the diagnostics on stderr (``result.plan`` is None
-    when there are errors, and the command then exits 1)."""
+class Findings(Exception):
+    """The campaign files have errors, and they were shown: the command ends with exit 1."""
+
+
+def compile_checked(paths: list[str], *, config_path: str | None = None,
+                    schema_path: str | None = None) -> tuple[plan.Plan, Config]:
+    """Compile as every command does: paths checked, the diagnostics on stderr; the plan and the
+    config, or :class:`Findings` when there are errors."""
     check_paths(paths)
     result = compile_paths(paths, config_path=config_path, schema_path=schema_path)
     result.report()
-    return result
+    if result.plan is None:
+        raise Findings()
+    return result.plan, result.config
 
 
 def find_campaign(compiled: plan.Plan, campaign_id: str) -> plan.Campaign:
@@ -68,23 +78,55 @@ def add_schema(p: argparse.ArgumentParser) -> None:
                         "(default: [lint] schema in the config)")
 
 
-def positive(text: str) -> int:
-    """An argparse type: a whole number of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
+def whole_number(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of ``least`` or more."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more")
+        return value
+
+    return convert
 
 
-def non_negative(text: str) -> int:
-    """An argparse type: a whole number of 0 or more."""
+positive, non_negative = whole_number(1), whole_number(0)
+
+
+def add_scaleout_options(p: argparse.ArgumentParser, what: str) -> None:
+    """The options every scale-out worker takes: the Redis, the partitions, its id, when to stop."""
+    from pushlang.scaleout.keys import DEFAULT_PARTITIONS
+
+    p.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db (rediss:// for TLS)")
+    p.add_argument("--partitions", type=positive, default=DEFAULT_PARTITIONS, metavar="N",
+                   help=f"number of partitions: the same for ingest and every worker (default {DEFAULT_PARTITIONS})")
+    p.add_argument("--id", metavar="NAME", help=f"{what} id (default: host-pid-random); unique per process")
+    p.add_argument("--idle-exit", type=float, metavar="SECONDS",
+                   help="exit when nothing came for this long (default: run until interrupted)")
+    add_config(p)
+
+
+class Runs(Protocol):
+    id: str
+
+    def run(self, stop: Any = None, idle_exit: float | None = None) -> None: ...
+
+
+def run_worker(worker: Runs, idle_exit: float | None, client: Any, report: Callable[[], str]) -> None:
+    """Run a scale-out worker until it is idle for ``idle_exit`` seconds or interrupted (Ctrl-C), then
+    close its connection and print what it did (``report``) with the time it took."""
+    started = time.perf_counter()
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+        worker.run(idle_exit=idle_exit)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+    print(f"{worker.id}: {report()}, {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+
+
+def log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from pushlang.commands.common import EXIT_FINDINGS, EXIT_OK, Subparsers, UsageError, non_negative
+from pushlang.commands import common
 from pushlang.compiler import CompileResult, compile_paths
 from pushlang.diagnostics.render import render_json, render_summary, render_text, use_color
 from pushlang.loader import expand_paths
@@ -162,7 +162,7 @@ def render_report(report: Report, *, all_days: bool = False, color: bool = False
 # ---- command line ------------------------------------------------------------------------------------
 
 
-def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: common.Subparsers) -> argparse.ArgumentParser:
     """Register ``pushlang diff`` on the ``add_subparsers()`` object of the root parser."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "diff", help="replay two versions of the campaigns over the same records and compare the decisions",
@@ -186,7 +186,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                    help="pushlang.toml for both versions (default: ./pushlang.toml, else one beside each path, "
                         "so a config change is part of the diff)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
-    p.add_argument("--users", type=non_negative, default=DEFAULT_USERS, metavar="N",
+    p.add_argument("--users", type=common.non_negative, default=DEFAULT_USERS, metavar="N",
                    help=f"example user ids to list per campaign for gained and lost users (default {DEFAULT_USERS})")
     p.add_argument("--all-days", action="store_true",
                    help="text format: list every day, not only days that differ (all are listed when few)")
@@ -206,18 +206,18 @@ def _compile(label: str, path: str, config: str | None) -> CompileResult:
 def run(args: argparse.Namespace) -> int:
     for path in (args.old, args.new):
         if not os.path.exists(path):
-            raise UsageError(f"no such file or directory: {path}")
+            raise common.UsageError(f"no such file or directory: {path}")
         if not expand_paths([path]):
-            raise UsageError(f"no .push files in {path}")
+            raise common.UsageError(f"no .push files in {path}")
     if args.events != "-" and not os.path.isfile(args.events):
-        raise UsageError(f"no such file: {args.events}")
+        raise common.UsageError(f"no such file: {args.events}")
     old = _compile("old", args.old, args.config)
     new = _compile("new", args.new, args.config)
     if old.plan is None or new.plan is None:
         if args.format == "json":
             print('{"error": "compile errors", "diagnostics": {"old": ' + render_json(old.diagnostics)
                   + ', "new": ' + render_json(new.diagnostics) + "}}")
-        return EXIT_FINDINGS
+        return common.EXIT_FINDINGS
     tz = new.plan.settings.timezone
     until = parse_datetime(args.until, tz, "--until") if args.until is not None else None
     report = compare(old.plan, new.plan, record_source(args.events), until=until, users=args.users,
@@ -226,4 +226,4 @@ def run(args: argparse.Namespace) -> int:
         print(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
     else:
         print(render_report(report, all_days=args.all_days, color=use_color(sys.stdout)))
-    return EXIT_OK
+    return common.EXIT_OK

@@ -5,26 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pushlang.commands.common import EXIT_FINDINGS, Subparsers, add_config, compile_shown, positive
-from pushlang.scaleout.keys import DEFAULT_PARTITIONS
+from pushlang.commands import common
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
-    d: argparse.ArgumentParser = commands.add_parser(
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
         "dispatch", help="deliver the outboxes of a Redis scale-out (dispatch worker)",
         description="Consume the outbox streams ob:{p} of a Redis (consumer group `dispatch`) and deliver "
                     "the sends through the [vapid]/[apns] settings of pushlang.toml; delivery records go to "
                     "out:{p}. Each send_id is delivered at most once, however many dispatch workers run.",
     )
-    d.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories (the workers' campaigns)")
-    d.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db (rediss:// for TLS)")
-    d.add_argument("--partitions", type=positive, default=DEFAULT_PARTITIONS, metavar="N",
-                   help=f"number of partitions (default {DEFAULT_PARTITIONS})")
-    d.add_argument("--id", metavar="NAME", help="dispatch worker id (default: host-pid-random)")
-    d.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                   help="exit when nothing came for this long (default: run until interrupted)")
-    add_config(d)
-    return d
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories (the workers' campaigns)")
+    common.add_scaleout_options(p, "dispatch worker")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,23 +26,14 @@ def run(args: argparse.Namespace) -> int:
     from pushlang.dispatch.dispatcher import DeliverySettings
     from pushlang.scaleout.dispatch import DispatchWorker
 
-    result = compile_shown(args.paths, config_path=args.config)
-    if result.plan is None:
-        return EXIT_FINDINGS
-    settings = DeliverySettings.from_config(result.config)
+    compiled, config = common.compile_checked(args.paths, config_path=args.config)
+    settings = DeliverySettings.from_config(config)
     for problem in settings.problems():
         print(f"pushlang dispatch: missing {problem}", file=sys.stderr)
     client = redis.Redis.from_url(args.redis)
-    worker = DispatchWorker(client, result.plan, settings, args.partitions, args.id,
-                            log=lambda message: print(message, file=sys.stderr, flush=True))
-    try:
-        worker.run(idle_exit=args.idle_exit)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.close()
+    worker = DispatchWorker(client, compiled, settings, args.partitions, args.id, log=common.log_to_stderr)
     s = worker.stats
-    print(f"{worker.id}: {s['sends']} sends, {s['delivered']} delivered, {s['failed']} failed, "
-          f"{s['duplicates']} duplicates, {s['interrupted']} interrupted, {s['claimed']} claimed",
-          file=sys.stderr, flush=True)
-    return 1 if worker.halts else 0
+    common.run_worker(worker, args.idle_exit, client, lambda: f"{s['sends']} sends, {s['delivered']} delivered, "
+               f"{s['failed']} failed, {s['duplicates']} duplicates, {s['interrupted']} interrupted, "
+               f"{s['claimed']} claimed")
+    return 1 if worker.halts else common.EXIT_OK

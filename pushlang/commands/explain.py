@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from pushlang.commands.common import EXIT_OK, Subparsers, UsageError
+from pushlang.commands import common
 from pushlang.diagnostics import CODES, lookup
 from pushlang.diagnostics.render import render_explain
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "explain", help="what a diagnostic code means and how to fix it",
         description="Explain a diagnostic code (PL200) or name (unknown-segment); without one, list all codes.",
@@ -23,9 +23,9 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(c.name) for c in CODES.values())
         for c in CODES.values():
             print(f"{c.code}  {c.name:<{width}}  {c.severity.value:<7}  {c.summary}")
-        return EXIT_OK
+        return common.EXIT_OK
     code = lookup(args.code)
     if code is None:
-        raise UsageError(f"unknown code `{args.code}`; `pushlang explain` lists them all")
+        raise common.UsageError(f"unknown code `{args.code}`; `pushlang explain` lists them all")
     print(render_explain(code))
-    return EXIT_OK
+    return common.EXIT_OK

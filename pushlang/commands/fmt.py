@@ -6,26 +6,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from pushlang.commands.common import EXIT_FINDINGS, EXIT_OK, Subparsers, UsageError, add_paths, check_paths
+from pushlang.commands import common
 from pushlang.diagnostics import Sink
 from pushlang.diagnostics.render import render_text, use_color
 from pushlang.source import Source
 from pushlang.syntax.formatter import fmt_diff, format_source
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "fmt", help="format campaign files in the canonical layout",
         description="Rewrite .push files in the one canonical layout, keeping every comment.",
     )
-    add_paths(p)
+    common.add_paths(p)
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would change")
     p.add_argument("--diff", action="store_true", help="change nothing; print what would change")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    files = check_paths(args.paths)
+    files = common.check_paths(args.paths)
     sink = Sink()
     sources: dict[str, Source] = {}
     changed: list[str] = []
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             source = Source.read(path)
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {path}: {exc}") from None
+            raise common.UsageError(f"cannot read {path}: {exc}") from None
         sources[path] = source
         formatted = format_source(source, sink)
         if formatted is None or formatted == source.text:
@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
           + (f", {len({d.path for d in sink.items})} could not be parsed" if sink.items else "") + ".",
           file=sys.stderr)
     if sink.has_errors or ((args.check or args.diff) and changed):
-        return EXIT_FINDINGS
-    return EXIT_OK
+        return common.EXIT_FINDINGS
+    return common.EXIT_OK

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pushlang.commands.common import EXIT_OK, Subparsers, positive
+from pushlang.commands import common
 from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.records import open_records
 from pushlang.scaleout.keys import DEFAULT_PARTITIONS
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     i: argparse.ArgumentParser = commands.add_parser(
         "ingest", help="append records to the partition streams of a Redis",
         description="Append JSON Lines records to the streams ev:{p} of a Redis (p = crc32(user) % N); "
@@ -22,7 +22,7 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
     )
     i.add_argument("file", nargs="?", default="-", metavar="FILE", help="records as JSON Lines (.gz too), or - (default)")
     i.add_argument("--to", required=True, metavar="URL", help="redis://host:port/db")
-    i.add_argument("--partitions", type=positive, default=DEFAULT_PARTITIONS, metavar="N",
+    i.add_argument("--partitions", type=common.positive, default=DEFAULT_PARTITIONS, metavar="N",
                    help=f"number of partitions (default {DEFAULT_PARTITIONS})")
     group = i.add_mutually_exclusive_group()
     group.add_argument("--until", metavar="DATETIME", help="then write end markers at this instant")
@@ -48,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"line {r.line}: {r.reason}", file=sys.stderr)
     print(f"ingested {accepted} records into {args.partitions} partitions, {len(rejects)} rejected",
           file=sys.stderr)
-    return 1 if rejects else EXIT_OK
+    return 1 if rejects else common.EXIT_OK

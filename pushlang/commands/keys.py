@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pushlang.commands.common import EXIT_OK, Subparsers, UsageError
+from pushlang.commands import common
 from pushlang.dispatch.keys import generate, load_public
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     keys: argparse.ArgumentParser = commands.add_parser("keys", help="VAPID keys for Web Push",
                                description="Create or inspect the VAPID key pair that signs Web Push requests.")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -29,13 +29,13 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.keys_command == "public":
         print(load_public(Path(args.file)))
-        return EXIT_OK
+        return common.EXIT_OK
     path = Path(args.out)
     try:
         public = generate(path, force=args.force)
     except FileExistsError:
-        raise UsageError(f"{path} exists; keep it (subscriptions depend on it) or pass --force") from None
+        raise common.UsageError(f"{path} exists; keep it (subscriptions depend on it) or pass --force") from None
     print(public)
     print(f"private key written to {path} (mode 0600); set it in pushlang.toml as [vapid] private_key_file, "
           "and use the line above as applicationServerKey in your site's subscribe code", file=sys.stderr)
-    return EXIT_OK
+    return common.EXIT_OK

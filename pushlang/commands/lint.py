@@ -6,37 +6,29 @@ import argparse
 import sys
 
 from pushlang import __version__
-from pushlang.commands.common import (
-    EXIT_FINDINGS,
-    EXIT_OK,
-    Subparsers,
-    add_config,
-    add_paths,
-    add_schema,
-    check_paths,
-)
+from pushlang.commands import common
 from pushlang.compiler import compile_paths
 from pushlang.diagnostics.render import FORMATS, render, render_summary, render_text, use_color
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "lint", help="parse and check campaign files",
         description="Parse and check .push files (directories are searched for *.push). "
                     "Errors make a campaign unusable; warnings never change what it does.",
     )
-    add_paths(p)
+    common.add_paths(p)
     p.add_argument("--format", choices=FORMATS, default="text",
                    help="text (default), json, github (workflow annotations) or sarif (2.1.0)")
-    add_config(p)
-    add_schema(p)
+    common.add_config(p)
+    common.add_schema(p)
     p.add_argument("--deny-warnings", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--quiet", "-q", action="store_true", help="text format: print nothing when clean")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    files = check_paths(args.paths)
+    files = common.check_paths(args.paths)
     result = compile_paths(args.paths, config_path=args.config, schema_path=args.schema)
     diagnostics = result.diagnostics
     if args.format == "text":
@@ -48,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(args.format, diagnostics, result.sources, tool_version=__version__))
     if result.has_errors or (args.deny_warnings and diagnostics):
-        return EXIT_FINDINGS
-    return EXIT_OK
+        return common.EXIT_FINDINGS
+    return common.EXIT_OK

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from pushlang.commands.common import (
-    EXIT_FINDINGS,
-    EXIT_OK,
-    Subparsers,
-    add_config,
-    add_paths,
-    compile_shown,
-    find_campaign,
-)
+from pushlang.commands import common
 from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.preview import preview, render_preview
 from pushlang.runtime.records import open_records, read_records
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "preview", help="the message one user would get, or why not",
         description="Replay the records and show what the campaign did for one user, step by step (SPEC "
@@ -29,23 +21,21 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
                     "records up to that instant (a later timer is shown as pending). When a scheduled "
                     "campaign has not reached the user yet, it shows what the steps would say now.",
     )
-    add_paths(p)
+    common.add_paths(p)
     p.add_argument("--campaign", required=True, metavar="ID")
     p.add_argument("--user", required=True, metavar="ID")
     p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines (.gz too), or -")
     p.add_argument("--at", metavar="DATETIME",
                    help="replay up to this instant (without a zone: in the campaign's timezone)")
-    add_config(p)
+    common.add_config(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compile_shown(args.paths, config_path=args.config)
-    if result.plan is None:
-        return EXIT_FINDINGS
-    campaign = find_campaign(result.plan, args.campaign)
+    compiled, _ = common.compile_checked(args.paths, config_path=args.config)
+    campaign = common.find_campaign(compiled, args.campaign)
     at = parse_datetime(args.at, campaign.timezone, "--at") if args.at is not None else None
     with open_records(args.events) as lines:
         records = list(read_records(lines))
-    print(render_preview(preview(result.plan, records, args.campaign, args.user, at)))
-    return EXIT_OK
+    print(render_preview(preview(compiled, records, args.campaign, args.user, at)))
+    return common.EXIT_OK

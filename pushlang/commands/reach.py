@@ -9,16 +9,7 @@ import sys
 
 import msgspec
 
-from pushlang.commands.common import (
-    EXIT_FINDINGS,
-    EXIT_OK,
-    Subparsers,
-    UsageError,
-    add_config,
-    add_paths,
-    compile_shown,
-    find_campaign,
-)
+from pushlang.commands import common
 from pushlang.runtime.instants import parse_datetime
 from pushlang.runtime.reach import count_reach, notes_for, render_text
 from pushlang.runtime.records import open_records
@@ -41,7 +32,7 @@ Not counted: start/end, DND, limits, and messages that would fail to render. A l
 `who` is evaluated without a triggering event, so conditions on event.* are false."""
 
 
-def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: common.Subparsers) -> argparse.ArgumentParser:
     """Add the ``reach`` command to the ``pushlang`` sub-command parsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "reach", help="estimate a campaign's audience, reachable users and control group",
@@ -51,7 +42,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                "  pushlang replay examples/ --events events.jsonl --store sqlite:///state.db > /dev/null\n"
                "  pushlang reach examples/ --campaign advent_sale --store sqlite:///state.db --format json",
     )
-    add_paths(p)
+    common.add_paths(p)
     p.add_argument("--campaign", required=True, metavar="ID", help="the id of the campaign to estimate")
     p.add_argument("--events", metavar="FILE",
                    help="records as JSON Lines (.gz too, - for stdin) replayed into the store first; "
@@ -61,29 +52,26 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="DATETIME",
                    help="the instant to estimate at: who is known, and the `did` windows (default: the latest "
                         "record's time); without a zone it is in the campaign's timezone")
-    add_config(p)
+    common.add_config(p)
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """``pushlang reach``: 0 when counted, 1 when the campaigns do not compile, 2 for bad input."""
-    result = compile_shown(args.paths, config_path=args.config)
-    compiled = result.plan
-    if compiled is None:
-        return EXIT_FINDINGS
-    campaign = find_campaign(compiled, args.campaign)
+    compiled, _ = common.compile_checked(args.paths, config_path=args.config)
+    campaign = common.find_campaign(compiled, args.campaign)
     if not args.events and args.store in (None, "memory", "memory:"):
-        raise UsageError("nothing to count: give --events FILE to replay and/or --store sqlite:///FILE")
+        raise common.UsageError("nothing to count: give --events FILE to replay and/or --store sqlite:///FILE")
     if args.store and args.store.startswith("sqlite:///") and not args.events:
         path = args.store[len("sqlite:///"):]
         if path and not os.path.exists(path):
-            raise UsageError(f"--store {args.store}: {path} does not exist (give --events to fill a new store)")
+            raise common.UsageError(f"--store {args.store}: {path} does not exist (give --events to fill a new store)")
     at = parse_datetime(args.at, campaign.timezone, "--at") if args.at is not None else None
     try:
         store = open_store(args.store)
     except sqlite3.DatabaseError as exc:
-        raise UsageError(f"--store {args.store}: {exc}") from None
+        raise common.UsageError(f"--store {args.store}: {exc}") from None
     try:
         if args.events:
             with open_records(args.events) as lines:
@@ -94,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         clock: int | None = store.meta("clock")
         if at is None:
             if clock is None:
-                raise UsageError("the store holds no records, so there is no latest instant: give --at DATETIME")
+                raise common.UsageError("the store holds no records, so there is no latest instant: give --at DATETIME")
             at = clock
         counted = count_reach(compiled, campaign, store, at)
     except sqlite3.DatabaseError as exc:
-        raise UsageError(f"--store {args.store}: {exc}") from None
+        raise common.UsageError(f"--store {args.store}: {exc}") from None
     finally:
         store.close()
     counted.notes = notes_for(compiled, campaign, at, clock, from_store=not args.events)
@@ -106,4 +94,4 @@ def run(args: argparse.Namespace) -> int:
         print(msgspec.json.format(msgspec.json.encode(counted.to_json()), indent=2).decode())
     else:
         print(render_text(counted))
-    return EXIT_OK
+    return common.EXIT_OK

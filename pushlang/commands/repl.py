@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pushlang.commands.common import Subparsers, add_config
+from pushlang.commands import common
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "repl", help="the operator's interactive REPL",
         description="Explore and debug campaigns: load .push files, type definitions, feed records, move a "
@@ -17,7 +17,7 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help=".push files or directories to load")
     p.add_argument("--store", metavar="URL", help="state store: memory (default) or sqlite:///file.db")
-    add_config(p)
+    common.add_config(p)
     return p
 
 

@@ -13,7 +13,7 @@ from typing import IO
 import msgspec
 
 from pushlang import plan
-from pushlang.commands.common import EXIT_FINDINGS, Subparsers, add_config, add_paths, compile_shown
+from pushlang.commands import common
 from pushlang.config import Config
 from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import parse_datetime
@@ -22,14 +22,14 @@ from pushlang.runtime.replay import Summary, replay
 from pushlang.runtime.sqlite_store import open_store
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "replay", help="run campaigns over a stream of records on the virtual clock",
         description="Replay campaigns over JSON Lines records (SPEC §9.1) on a virtual clock: decisions "
                     "go to --out (default stdout), a summary table per campaign to stderr. Dry run: "
                     "nothing is delivered.",
     )
-    add_paths(p)
+    common.add_paths(p)
     p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines, or - for stdin")
     p.add_argument("--out", metavar="FILE", help="write decisions here (JSON Lines) instead of stdout")
     p.add_argument("--until", metavar="DATETIME",
@@ -37,7 +37,7 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rejects", metavar="FILE", help="write each rejected line here with its number and reason")
     p.add_argument("--store", metavar="URL",
                    help="state store: memory (default) or sqlite:///file.db (a later replay continues it)")
-    add_config(p)
+    common.add_config(p)
     p.add_argument("--dispatch", choices=("dry-run", "live"), default="dry-run",
                    help="dry-run (default) decides only; live really delivers every send with the "
                         "credentials of pushlang.toml ([vapid], [apns]) and records each delivery")
@@ -45,11 +45,9 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compile_shown(args.paths, config_path=args.config)
-    if result.plan is None:
-        return EXIT_FINDINGS
-    return run_replay(result.plan, events=args.events, out=args.out, until=args.until, rejects=args.rejects,
-                      store_url=args.store, live=result.config if args.dispatch == "live" else None)
+    compiled, config = common.compile_checked(args.paths, config_path=args.config)
+    return run_replay(compiled, events=args.events, out=args.out, until=args.until, rejects=args.rejects,
+                      store_url=args.store, live=config if args.dispatch == "live" else None)
 
 
 def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str | None, rejects: str | None,

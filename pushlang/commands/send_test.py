@@ -6,15 +6,7 @@ import argparse
 import time
 
 from pushlang import aio
-from pushlang.commands.common import (
-    EXIT_FINDINGS,
-    Subparsers,
-    UsageError,
-    add_config,
-    add_paths,
-    compile_shown,
-    find_campaign,
-)
+from pushlang.commands import common
 from pushlang.dispatch.base import Delivery
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
 from pushlang.dispatch.send_test import test_jobs
@@ -25,7 +17,7 @@ from pushlang.runtime.sqlite_store import open_store
 from pushlang.runtime.store import Subscription
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "send-test", help="really send a campaign's message to test users",
         description="Render a campaign's message for test users (--to USER, else every profile with "
@@ -33,26 +25,23 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
                     "credentials of pushlang.toml. Audience, DND and limits are not applied. For a live "
                     "campaign, event.* comes from the user's last triggering event.",
     )
-    add_paths(p)
+    common.add_paths(p)
     p.add_argument("--campaign", required=True, metavar="ID")
     p.add_argument("--to", action="append", metavar="USER", help="a user id (repeatable)")
     p.add_argument("--events", metavar="FILE", help="records (JSON Lines, .gz, or -) that know the users")
     p.add_argument("--store", metavar="URL", help="or a store that knows them (sqlite:///file.db)")
-    add_config(p)
+    common.add_config(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    result = compile_shown(args.paths, config_path=args.config)
-    if result.plan is None:
-        return EXIT_FINDINGS
-    compiled = result.plan
-    campaign = find_campaign(compiled, args.campaign)
+    compiled, config = common.compile_checked(args.paths, config_path=args.config)
+    campaign = common.find_campaign(compiled, args.campaign)
     if not args.events and not args.store:
-        raise UsageError("send-test needs --events or --store to know the users and their subscriptions")
-    settings = DeliverySettings.from_config(result.config)
+        raise common.UsageError("send-test needs --events or --store to know the users and their subscriptions")
+    settings = DeliverySettings.from_config(config)
     if settings.problems():
-        raise UsageError("send-test needs in pushlang.toml: " + "; ".join(settings.problems()))
+        raise common.UsageError("send-test needs in pushlang.toml: " + "; ".join(settings.problems()))
     store = open_store(args.store)
     trigger_event = getattr(campaign.trigger, "event", None)
     last_events: dict[str, Event] = {}

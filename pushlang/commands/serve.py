@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from pushlang.commands.common import Subparsers, add_config, add_paths, check_paths, positive
+from pushlang.commands import common
 from pushlang.scaleout.keys import DEFAULT_PARTITIONS
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "serve", help="the live service: ingest API, wall-clock timers, real delivery, stats",
         description="Run campaigns live: records in over HTTP (POST /v1/records with a bearer token from "
@@ -17,8 +17,8 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
                     "/v1/stats, /dashboard; the browser SDK at /sdk/sw.js and /sdk/subscribe.js. SIGHUP or "
                     "POST /v1/reload reloads the campaign files when they compile.",
     )
-    add_paths(p)
-    add_config(p)
+    common.add_paths(p)
+    common.add_config(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--store", default="pushlang.db", metavar="FILE",
@@ -26,13 +26,13 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--redis", metavar="URL",
                    help="scale-out: only take records in and append them to the partition streams of this "
                         "Redis, for `pushlang worker` processes")
-    p.add_argument("--partitions", type=positive, default=DEFAULT_PARTITIONS,
+    p.add_argument("--partitions", type=common.positive, default=DEFAULT_PARTITIONS,
                    help=f"with --redis: the number of partitions (default {DEFAULT_PARTITIONS})")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    check_paths(args.paths)
+    common.check_paths(args.paths)
     if args.redis is not None:
         from pushlang.scaleout.ingest import serve_ingest
 

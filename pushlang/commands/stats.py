@@ -9,13 +9,13 @@ from pathlib import Path
 
 import msgspec
 
-from pushlang.commands.common import EXIT_OK, Subparsers, UsageError
+from pushlang.commands import common
 from pushlang.runtime import stats
 from pushlang.runtime.engine import Output
 from pushlang.runtime.records import open_records
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "stats", help="sends, views, clicks, conversions, revenue and lift per campaign",
         description="Per-campaign figures over the decisions a replay wrote (JSON Lines) or over the activity "
@@ -34,11 +34,11 @@ def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if (args.decisions is None) == (args.store is None):
-        raise UsageError("give a decisions file (`replay --out`) or --store FILE (`pushlang serve`'s database)")
+        raise common.UsageError("give a decisions file (`replay --out`) or --store FILE (`pushlang serve`'s database)")
     if args.store is not None:
         path = args.store.removeprefix("sqlite:///")
         if not Path(path).is_file():
-            raise UsageError(f"no database {path}")
+            raise common.UsageError(f"no database {path}")
         db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
     else:
         decoder = msgspec.json.Decoder(Output)
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = stats.campaign_stats(db, {})
     except sqlite3.DatabaseError as exc:
-        raise UsageError(f"{args.store or args.decisions}: {exc}") from None
+        raise common.UsageError(f"{args.store or args.decisions}: {exc}") from None
     finally:
         db.close()
     if args.campaign:
@@ -57,4 +57,4 @@ def run(args: argparse.Namespace) -> int:
                          + "\n")
     else:
         print(stats.render_table(result))
-    return EXIT_OK
+    return common.EXIT_OK

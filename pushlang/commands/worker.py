@@ -3,40 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-from pushlang.commands.common import (
-    EXIT_FINDINGS,
-    EXIT_OK,
-    Subparsers,
-    add_config,
-    add_paths,
-    compile_shown,
-    positive,
-)
-from pushlang.scaleout.keys import DEFAULT_PARTITIONS
+from pushlang.commands import common
 
 
-def add_parser(commands: Subparsers) -> argparse.ArgumentParser:
-    w: argparse.ArgumentParser = commands.add_parser(
+def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = commands.add_parser(
         "worker", help="run campaigns on partitions of a Redis (scale-out)",
         description="Own partitions of the input streams on a Redis through expiring leases and run the "
                     "campaigns over them; outputs go to the streams out:{p}. Start as many as needed: "
                     "partitions are shared among the live workers and move when one joins or dies.",
     )
-    add_paths(w)
-    w.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db (rediss:// for TLS)")
-    w.add_argument("--partitions", type=positive, default=DEFAULT_PARTITIONS, metavar="N",
-                   help=f"number of partitions: the same for ingest and every worker (default {DEFAULT_PARTITIONS})")
-    w.add_argument("--id", metavar="NAME", help="worker id (default: host-pid-random); unique per process")
-    w.add_argument("--lease-ms", type=int, default=3000, metavar="MS", help="lease time (default 3000)")
-    w.add_argument("--batch", type=int, default=500, metavar="N", help="records per transaction (default 500)")
-    w.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                   help="exit when no partition had work for this long (default: run until interrupted)")
-    add_config(w)
-    return w
-
+    common.add_paths(p)
+    common.add_scaleout_options(p, "worker")
+    p.add_argument("--lease-ms", type=int, default=3000, metavar="MS", help="lease time (default 3000)")
+    p.add_argument("--batch", type=int, default=500, metavar="N", help="records per transaction (default 500)")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,21 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
     from pushlang.scaleout.worker import Worker
 
-    result = compile_shown(args.paths, config_path=args.config)
-    if result.plan is None:
-        return EXIT_FINDINGS
+    compiled, _ = common.compile_checked(args.paths, config_path=args.config)
     client = redis.Redis.from_url(args.redis)
-    worker = Worker(client, result.plan, args.id, args.partitions, args.lease_ms, args.batch,
-                    log=lambda message: print(message, file=sys.stderr, flush=True))
-    started = time.perf_counter()
-    try:
-        worker.run(idle_exit=args.idle_exit)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.close()
+    worker = Worker(client, compiled, args.id, args.partitions, args.lease_ms, args.batch, log=common.log_to_stderr)
     s = worker.stats
-    print(f"{worker.id}: {s['records']} records, {s['batches']} batches, {s['dead_letters']} dead letters, "
-          f"{s['taken']} partitions taken, {s['released']} released, {time.perf_counter() - started:.1f}s",
-          file=sys.stderr, flush=True)
-    return EXIT_OK
+    common.run_worker(worker, args.idle_exit, client, lambda: f"{s['records']} records, {s['batches']} batches, "
+               f"{s['dead_letters']} dead letters, {s['taken']} partitions taken, {s['released']} released")
+    return common.EXIT_OK

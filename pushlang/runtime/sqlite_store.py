@@ -256,23 +256,18 @@ class SqliteStore(PersistentStore):
         else:
             counts[0] += 1
 
-    def prune_history(self, state: UserState, name: str, before: int) -> None:
-        events = state.history.get(name)
-        if not events:
-            return
-        count = len(events)
-        super().prune_history(state, name, before)
-        removed = count - len(events)
+    def prune_history(self, state: UserState, name: str, before: int) -> int:
+        count = len(state.history.get(name, ()))
+        removed = super().prune_history(state, name, before)
         if not removed:
-            return
-        if not events:
-            del state.history[name]  # as a reload would see it: no rows, no key
+            return 0
         # The removed events are the oldest: first those already written, then appended ones.
         counts = self._dirt(state).events.setdefault(name, [0, 0])
         written = count - counts[0]
         from_written = min(removed, written)
         counts[1] += from_written
         counts[0] -= removed - from_written
+        return removed
 
     def bump_counter(self, state: UserState, key: str) -> None:
         super().bump_counter(state, key)

@@ -70,7 +70,7 @@ class Store(Protocol):
     def put_subscription(self, state: UserState, sub: Subscription) -> None: ...
     def set_active(self, state: UserState, key: str, active: bool) -> None: ...
     def add_event(self, state: UserState, name: str, ts: int, props: dict[str, Any]) -> None: ...
-    def prune_history(self, state: UserState, name: str, before: int) -> None: ...
+    def prune_history(self, state: UserState, name: str, before: int) -> int: ...
     def bump_counter(self, state: UserState, key: str) -> None: ...
     def drop_counter(self, state: UserState, key: str) -> None: ...
     def add_send(self, state: UserState, send_id: str) -> None: ...
@@ -132,13 +132,17 @@ class MemoryStore:
     def add_event(self, state: UserState, name: str, ts: int, props: dict[str, Any]) -> None:
         state.history.setdefault(name, []).append((ts, props))
 
-    def prune_history(self, state: UserState, name: str, before: int) -> None:
-        """Forget events of ``name`` at or before ``before``: nothing can read them any more."""
+    def prune_history(self, state: UserState, name: str, before: int) -> int:
+        """Forget events of ``name`` at or before ``before`` (nothing can read them any more); how many.
+        A name left with no event is dropped, as a reload from a persistent store would see it."""
         events = state.history.get(name)
         if not events or events[0][0] > before:
-            return
+            return 0
         keep = next((i for i, (ts, _) in enumerate(events) if ts > before), len(events))
         del events[:keep]
+        if not events:
+            del state.history[name]
+        return keep
 
     def bump_counter(self, state: UserState, key: str) -> None:
         state.counters[key] = state.counters.get(key, 0) + 1

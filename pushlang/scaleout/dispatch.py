@@ -31,11 +31,8 @@ partition worker, which owns the state, deactivates it like any unsubscribe, so 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +46,11 @@ from pushlang.runtime.pipeline import QueuedSend, decode_queued
 from pushlang.runtime.store import Subscription
 from pushlang.scaleout.keys import (
     DISPATCH_GROUP,
+    consumer_id,
     dead_key,
     out_key,
     outbox_key,
+    partition_count,
     partition_of_key,
     sent_key,
     stream_key,
@@ -94,13 +93,11 @@ class DispatchWorker:
     def __init__(self, client: redis.Redis, compiled: plan.Plan, settings: DeliverySettings, partitions: int,
                  worker_id: str | None = None, *, batch: int = 200, claim_idle_ms: int = 30000,
                  block_ms: int = 100, log: Callable[[str], None] | None = None) -> None:
-        if partitions < 1:
-            raise ValueError(f"partitions must be at least 1, got {partitions}")
         self.client = client
         self.plan = compiled
         self.settings = settings
-        self.partitions = partitions
-        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.partitions = partition_count(partitions)
+        self.id = consumer_id(worker_id)
         self.batch = batch
         self.claim_idle_ms = claim_idle_ms
         self.block_ms = block_ms

@@ -17,7 +17,11 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 import zlib
+from collections.abc import Callable
 
 DEFAULT_PARTITIONS = 256
 WORKER_GROUP = "workers"  # the consumer group of the partition workers on ev:{p}
@@ -27,49 +31,40 @@ WORKERS_KEY = "workers"
 
 def partition_of(user: str, partitions: int = DEFAULT_PARTITIONS) -> int:
     """The partition that owns ``user``: ``crc32(user) % partitions`` (stable across processes)."""
+    return zlib.crc32(user.encode()) % partition_count(partitions)
+
+
+def partition_count(partitions: int) -> int:
+    """``partitions``, when it can be a number of partitions (ValueError otherwise)."""
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    return zlib.crc32(user.encode()) % partitions
+    return partitions
 
 
-def stream_key(p: int) -> str:
-    return f"ev:{{{p}}}"
+def consumer_id(given: str | None) -> str:
+    """The name a worker goes by in leases and consumer groups: ``given``, else host-pid-random."""
+    return given or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def out_key(p: int) -> str:
-    return f"out:{{{p}}}"
+def _in_slot(prefix: str) -> Callable[[int], str]:
+    """The key builder of a per-partition key: ``prefix:{p}``, in partition p's cluster slot."""
+    return lambda p: f"{prefix}:{{{p}}}"
 
 
-def dead_key(p: int) -> str:
-    return f"dl:{{{p}}}"
-
-
-def lease_key(p: int) -> str:
-    return f"lease:{{{p}}}"
-
-
-def outbox_key(p: int) -> str:
-    return f"ob:{{{p}}}"
+stream_key = _in_slot("ev")
+out_key = _in_slot("out")
+dead_key = _in_slot("dl")
+lease_key = _in_slot("lease")
+outbox_key = _in_slot("ob")
+users_key = _in_slot("u")
+timers_key = _in_slot("tm")
+timer_data_key = _in_slot("tmd")
+meta_key = _in_slot("meta")
+_sent = _in_slot("sent")
 
 
 def sent_key(p: int, send_id: str) -> str:
-    return f"sent:{{{p}}}:{send_id}"
-
-
-def users_key(p: int) -> str:
-    return f"u:{{{p}}}"
-
-
-def timers_key(p: int) -> str:
-    return f"tm:{{{p}}}"
-
-
-def timer_data_key(p: int) -> str:
-    return f"tmd:{{{p}}}"
-
-
-def meta_key(p: int) -> str:
-    return f"meta:{{{p}}}"
+    return f"{_sent(p)}:{send_id}"
 
 
 def partition_of_key(key: str) -> int:

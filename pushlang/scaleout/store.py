@@ -122,17 +122,11 @@ class RedisStore(PersistentStore):
         super().add_event(state, name, ts, props)
         self._dirt(state)
 
-    def prune_history(self, state: UserState, name: str, before: int) -> None:
-        events = state.history.get(name)
-        if not events:
-            return
-        count = len(events)
-        super().prune_history(state, name, before)
-        if len(events) == count:
-            return
-        if not events:
-            del state.history[name]  # as a reload would see it (and as SqliteStore does)
-        self._dirt(state)
+    def prune_history(self, state: UserState, name: str, before: int) -> int:
+        removed = super().prune_history(state, name, before)
+        if removed:
+            self._dirt(state)
+        return removed
 
     def bump_counter(self, state: UserState, key: str) -> None:
         super().bump_counter(state, key)

@@ -32,11 +32,8 @@ trimmed (:class:`~pushlang.scaleout.streams.Trimmer`).
 from __future__ import annotations
 
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +47,12 @@ from pushlang.scaleout.keys import (
     DEFAULT_PARTITIONS,
     WORKER_GROUP,
     WORKERS_KEY,
+    consumer_id,
     dead_key,
     lease_key,
     out_key,
     outbox_key,
+    partition_count,
     stream_key,
 )
 from pushlang.scaleout.store import LeaseLost, RedisStore
@@ -124,12 +123,10 @@ class Worker:
     def __init__(self, client: redis.Redis, compiled: plan.Plan, worker_id: str | None = None,
                  partitions: int = DEFAULT_PARTITIONS, lease_ms: int = 3000, batch: int = 500,
                  log: Callable[[str], None] | None = None) -> None:
-        if partitions < 1:
-            raise ValueError(f"partitions must be at least 1, got {partitions}")
         self.client = client
         self.plan = compiled
-        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.partitions = partitions
+        self.id = consumer_id(worker_id)
+        self.partitions = partition_count(partitions)
         self.lease_ms = lease_ms
         self.batch = batch
         self.log = log or (lambda _message: None)
