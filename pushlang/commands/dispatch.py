@@ -36,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
     common.run_worker(worker, args.idle_exit, client, lambda: f"{s['sends']} sends, {s['delivered']} delivered, "
                f"{s['failed']} failed, {s['duplicates']} duplicates, {s['interrupted']} interrupted, "
                f"{s['claimed']} claimed")
-    return 1 if worker.halts else common.EXIT_OK
+    return common.EXIT_FINDINGS if worker.halts else common.EXIT_OK

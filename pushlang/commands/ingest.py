@@ -48,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"line {r.line}: {r.reason}", file=sys.stderr)
     print(f"ingested {accepted} records into {args.partitions} partitions, {len(rejects)} rejected",
           file=sys.stderr)
-    return 1 if rejects else common.EXIT_OK
+    return common.EXIT_FINDINGS if rejects else common.EXIT_OK

@@ -95,7 +95,7 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
     print(summary_table(summary), file=sys.stderr)
     for why in halts:
         print(f"pushlang: error: delivery halted: {why}", file=sys.stderr)
-    return 1 if halts else 0
+    return common.EXIT_FINDINGS if halts else common.EXIT_OK
 
 
 def _counting(lines: IO[bytes], progress: _Progress) -> Iterator[bytes]:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"✗ {line}")
     if not jobs:
         print("nothing was sent" + ("" if args.to else ": name users with --to, or mark profiles `test: true`"))
-        return 1
+        return common.EXIT_FINDINGS
 
     async def deliver() -> list[tuple[SendJob, Subscription, Delivery]]:
         async with Dispatcher(settings, compiled.settings.default_ttl) as dispatcher:
@@ -72,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'✓' if outcome.delivered else '✗'} {job.user} {sub.platform}: "
               f"{'delivered' if outcome.delivered else 'failed'} (status {outcome.status}, {outcome.attempts} "
               "attempt(s))" + (f": {outcome.reason}" if outcome.reason else "") + f' — "{job.send.title}"')
-    return 1 if failed else 0
+    return common.EXIT_FINDINGS if failed else common.EXIT_OK
