@@ -149,3 +149,82 @@ def test_a_delay_timer_of_before_is_read_as_a_pending_send() -> None:
                                buttons=(("Buy", "https://shop.example.com/b"),), platforms=("chrome",),
                                date="2026-12-05", zone="Europe/Berlin")
     assert pending_from(pending_payload(send)) == send
+
+
+def test_views_and_clicks_of_a_users_own_sends_are_recorded_also_once_its_campaign_is_gone(tmp_path: Path) -> None:
+    """`viewed` / `clicked` come from the user's own sends, with the campaign the SDK names, also after a
+    reload dropped the campaign; a send_id the user was not sent, or no campaign, records nothing."""
+    scenario = next(s for s in SCENARIOS if s.name == "single_action_where")
+    compiled = plan_of(scenario, tmp_path)
+    outputs: list[Output] = []
+    store = MemoryStore()
+    replay(compiled, record_lines(scenario), store, outputs.append)
+    send = next(o for o in outputs if o.outcome == "send")
+    assert send.send_id is not None
+    reloaded = msgspec.structs.replace(compiled, campaigns=())  # the campaign is no longer loaded
+    after: list[Output] = []
+    lines = [msgspec.json.encode({"user": send.user, "ts": "2026-12-31T00:00:00Z", "name": name, "props": props})
+             for name, props in (("Push Viewed", {"send_id": send.send_id, "campaign": send.campaign}),
+                                 ("Push Clicked", {"send_id": send.send_id, "campaign": send.campaign}),
+                                 ("Push Clicked", {"send_id": "0" * 24, "campaign": send.campaign}),
+                                 ("Push Clicked", {"send_id": send.send_id}))]
+    replay(reloaded, lines, store, after.append)
+    assert [(o.outcome, o.campaign, o.user, o.send_id) for o in after] == [
+        ("viewed", send.campaign, send.user, send.send_id), ("clicked", send.campaign, send.user, send.send_id)]
+
+
+def _write(folder: Path, campaign: str, records: list[dict[str, Any]]) -> tuple[str, str]:
+    (folder / "c.push").write_text(campaign, encoding="utf-8")
+    (folder / "r.jsonl").write_text("".join(msgspec.json.encode(r).decode() + "\n" for r in records), encoding="utf-8")
+    return str(folder / "c.push"), str(folder / "r.jsonl")
+
+
+def _subscribe(user: str) -> dict[str, Any]:
+    return {"type": "subscribe", "user": user, "ts": "2026-12-01T08:00:00Z", "platform": "chrome",
+            "endpoint": f"https://push.example/{user}", "keys": {"p256dh": "k", "auth": "a"}}
+
+
+def test_preview_follows_a_user_timezone_schedule_to_the_users_own_occurrence(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    push, records = _write(tmp_path, '''campaign morning {
+  send once at 2026-12-05 09:00
+  when {
+    deliver in user timezone
+    dnd 08:30 to 10:00 discard
+  }
+  message {
+    title "Good morning"
+    body "Sale"
+  }
+}
+''', [{"type": "profile", "user": "u1", "ts": "2026-12-01T08:00:00Z", "props": {"timezone": "Pacific/Auckland"}},
+      {"type": "profile", "user": "u2", "ts": "2026-12-01T08:00:00Z", "props": {"timezone": "America/Los_Angeles"}},
+      _subscribe("u1"), _subscribe("u2")])
+    assert main(["preview", push, "--campaign", "morning", "--user", "u2", "--events", records]) == 0
+    out = capsys.readouterr().out
+    # 09:00 in Los Angeles is 17:00Z, inside DND 08:30–10:00 there (Auckland's 09:00 came first, at 20:00Z)
+    assert "decision at 2026-12-05T17:00:00Z: suppress (dnd)" in out and out.splitlines()[-1] == "→ suppress (dnd)"
+
+
+def test_preview_tells_each_trigger_its_own_decision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    push, records = _write(tmp_path, '''campaign trip {
+  platforms chrome
+  on "Trip Booked" at date(event.departure) - 1d
+  message {
+    title "Your trip is tomorrow"
+    body "To @event.city"
+  }
+}
+''', [_subscribe("u1"),
+      {"user": "u1", "ts": "2026-12-01T10:00:00Z", "name": "Trip Booked",
+       "props": {"city": "Rome", "departure": "2026-12-05T09:00:00Z"}},
+      {"user": "u1", "ts": "2026-12-01T11:00:00Z", "name": "Trip Booked",
+       "props": {"city": "Oslo", "departure": "2026-12-09T09:00:00Z"}}])
+    assert main(["preview", push, "--campaign", "trip", "--user", "u1", "--events", records,
+                 "--at", "2026-12-06T00:00:00Z"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rome = lines.index('  "Trip Booked" at 2026-12-01T10:00:00Z schedules a decision at 2026-12-04T09:00:00Z')
+    assert lines[rome + 1] == "  decision at 2026-12-04T09:00:00Z: send"
+    assert '  "Trip Booked" at 2026-12-01T11:00:00Z schedules a decision at 2026-12-08T09:00:00Z' in lines[rome + 2:]
+    assert "  pending: at timer due 2026-12-08T09:00:00Z" in lines
+    assert lines.index("→ send") < lines.index("  body   To Rome")

@@ -76,8 +76,10 @@ def test_records_in_push_out_clicks_and_conversions_back(project: tuple[Path, We
         clicked = [{"user": "u1", "ts": "2026-12-01T08:02:00Z", "name": "Push Viewed", "props": {"send_id": send_id}},
                    {"user": "u1", "ts": "2026-12-01T08:03:00Z", "name": "Push Clicked", "props": {"send_id": send_id}}]
         await eventually(lambda: service.activity.campaign_of(send_id))
-        r = await client.post("/v1/browser/records", json=clicked)
-        assert (await r.json())["accepted"] == 2
+        someone_else = {"user": "u2", "ts": "2026-12-01T08:03:00Z", "name": "Push Clicked", "props": {"send_id": send_id}}
+        r = await client.post("/v1/browser/records", json=[*clicked, someone_else])
+        assert await r.json() == {"accepted": 2, "rejected": [
+            {"index": 2, "reason": "`Push Clicked` for a send to another user"}]}
         r = await client.post("/v1/records", json=[{"user": "u1", "ts": "2026-12-01T09:00:00Z", "name": "Charged",
                                                    "props": {"amount": 42.5}}], headers=AUTH)
         assert r.status == 200

@@ -46,13 +46,18 @@ class ActivityLog:
         self._pending.append((out.at, out.campaign, out.user, out.outcome, out.reason, out.send_id, out.revenue,
                               out.status, out.attempts, platform))
 
-    def campaign_of(self, send_id: str) -> str | None:
-        row = self.db.execute("SELECT campaign FROM activity WHERE send_id = ? AND outcome = 'send' LIMIT 1",
+    def send_of(self, send_id: str) -> tuple[str, str] | None:
+        """The campaign and user of a `send` record, committed or not; None when there is none."""
+        row = self.db.execute("SELECT campaign, user_id FROM activity WHERE send_id = ? AND outcome = 'send' LIMIT 1",
                               (send_id,)).fetchone()
         if row is None:
             found = [p for p in self._pending if p[5] == send_id and p[3] == "send"]
-            return str(found[0][1]) if found else None
-        return str(row[0])
+            return (str(found[0][1]), str(found[0][2])) if found else None
+        return str(row[0]), str(row[1])
+
+    def campaign_of(self, send_id: str) -> str | None:
+        found = self.send_of(send_id)
+        return None if found is None else found[0]
 
     def commit(self) -> None:
         if not self._pending:

@@ -94,15 +94,20 @@ class SendJob:
 
 
 class Observer:
-    """Sees what the engine does (preview, the REPL's `:why`, the tests); the engine calls it only when
-    one is attached. ``decided`` gets the tracer's run of every decision, before it is applied."""
+    """Sees what the engine does (preview, the tests); the engine calls it only when one is attached,
+    and only about the campaigns and users it ``watches``. ``decided`` gets the tracer's run of every
+    such decision, before it is applied."""
+
+    def watches(self, campaign: str, user: str) -> bool:
+        return True
 
     def decided(self, trace: Trace) -> None:
         """A decision, step by step."""
 
-    def noted(self, campaign: str, user: str, at: int, text: str, *, trigger: bool) -> None:
+    def noted(self, campaign: str, user: str, at: int, text: str, *, trigger: bool, due: int | None = None) -> None:
         """Something the engine did that is not a decision: ``trigger`` for what an event of the trigger
-        did (armed, scheduled, decided now, nothing), else what happened to it later (cancelled)."""
+        did (armed or scheduled a decision ``due`` then, decided now, nothing), else what happened to
+        it later (cancelled)."""
 
 
 INTERACTIONS = {"Push Viewed": "viewed", "Push Clicked": "clicked"}
@@ -175,6 +180,10 @@ class Engine:
         for c in self.campaigns:
             if not c.plan.is_live:
                 self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
+
+    def _observing(self, campaign: str, user: str) -> Observer | None:
+        observer = self.observer
+        return observer if observer is not None and observer.watches(campaign, user) else None
 
     # ---- compiling -----------------------------------------------------------------------------
 
@@ -273,8 +282,9 @@ class Engine:
             self._maybe_cancel(c, state, event)
         env: Env | None = None
         user = state.user
-        observer = self.observer
+        watched = self.observer is not None
         for c in self.by_trigger.get(name, ()):
+            observer = self._observing(c.id, user) if watched else None
             if ts < c.arm_from or ts >= c.arm_until:
                 if observer is not None:
                     observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)} is outside the campaign\'s '
@@ -293,7 +303,7 @@ class Engine:
             elif c.inaction:
                 if observer is not None:
                     observer.noted(c.id, user, ts, f'"{name}" at {iso(ts)} arms a timer due {iso(ts + c.within)}',
-                                   trigger=True)
+                                   trigger=True, due=ts + c.within)
                 self.store.add_timer(Timer(ts + c.within, c.id, user, c.inaction_key + user, "inaction",
                                            {"event": name, "ts": ts, "props": event.props}))
             else:
@@ -301,10 +311,10 @@ class Engine:
 
     def _interaction(self, state: UserState, event: Event) -> None:
         """A `Push Viewed` / `Push Clicked` of one of the user's sends: a `viewed` / `clicked` record,
-        so that stats over the decisions count them as stats over the live service do."""
+        so that stats over the decisions count them as stats over the live service do. The campaign
+        is the event's `props.campaign` (the SDK sends it), also one no longer loaded."""
         send_id, campaign = event.props.get("send_id"), event.props.get("campaign")
-        if isinstance(send_id, str) and send_id in state.sends and isinstance(campaign, str) \
-                and campaign in self.by_id:
+        if isinstance(send_id, str) and send_id in state.sends and isinstance(campaign, str) and campaign:
             self.emit(Output(iso(event.ts), campaign, state.user, INTERACTIONS[event.name], send_id=send_id))
 
     def _maybe_cancel(self, c: CompiledCampaign, state: UserState, event: Event) -> None:
@@ -318,9 +328,9 @@ class Engine:
         env.trigger, env.trigger_name, env.trigger_ts = trigger["props"], trigger["event"], trigger["ts"]
         if c.unless_where(env):
             self.store.cancel_timer(timer.key)
-            if self.observer is not None:
-                self.observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} cancels the '
-                                                                f"timer armed at {iso(trigger['ts'])}", trigger=False)
+            if (observer := self._observing(c.id, state.user)) is not None:
+                observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} cancels the timer '
+                                                           f"armed at {iso(trigger['ts'])}", trigger=False, due=timer.due)
 
     def _schedule_at(self, c: CompiledCampaign, state: UserState, env: Env, event: Event) -> None:
         assert c.at is not None
@@ -334,21 +344,21 @@ class Engine:
             self._trigger_time(c, state, event, Suppress("past_due"), f"the `at` time {iso(due)} is not after "
                                                                       f"the event's {iso(event.ts)}")
             return
-        if self.observer is not None:
-            self.observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} schedules a '
-                                                            f"decision at {iso(due)}", trigger=True)
+        if (observer := self._observing(c.id, state.user)) is not None:
+            observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} schedules a decision '
+                                                       f"at {iso(due)}", trigger=True, due=due)
         key = f"at:{c.id}:{state.user}:{event.ts}"
         self.store.add_timer(Timer(due, c.id, state.user, key, "at",
                                    {"event": event.name, "ts": event.ts, "props": event.props}))
 
     def _trigger_time(self, c: CompiledCampaign, state: UserState, event: Event, decision: Suppress,
                       why: str) -> None:
-        """An on-date trigger whose time is missing or not after the event (SPEC §3): suppressed at once."""
-        a = Attempt(c, state, event.ts, self.settings, trigger_at=event.ts)
-        if self.observer is not None:
-            self.observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)}: {why}', trigger=True)
-            self.observer.decided(Trace(c.id, state.user, event.ts, False, [Verdict("at", decision, why)], decision))
-        self._output(c, state.user, event.ts, decision.outcome, decision.reason, a.send_id)
+        """An on-date trigger whose time is missing or not after the event (SPEC §3): suppressed at once,
+        before there is a decision instant to hash a send_id on (the record's send_id is null)."""
+        if (observer := self._observing(c.id, state.user)) is not None:
+            observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)}: {why}', trigger=True)
+            observer.decided(Trace(c.id, state.user, event.ts, False, [Verdict("at", decision, why)], decision))
+        self._output(c, state.user, event.ts, decision.outcome, decision.reason)
 
     def _conversions(self, state: UserState, event: Event) -> None:
         for window in list(state.windows):
@@ -436,8 +446,8 @@ class Engine:
                 date: str | None = None, schedule_zone: str | None = None) -> None:
         pipeline = self.pipelines[c.id]
         a = Attempt(c, state, at, self.settings, env, trigger_at, date, schedule_zone)
-        if self.observer is not None:
-            self.observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at,
+        if self.observer is not None and (observer := self._observing(c.id, state.user)) is not None:
+            observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at,
                                                           date=date, schedule_zone=schedule_zone)))
         self._apply(c, a, pipeline.decide(a))
 
@@ -445,8 +455,8 @@ class Engine:
         """A delayed decision at its `until`: the steps that run again (SPEC §9.3)."""
         pipeline = self.pipelines[c.id]
         a = Attempt(c, state, at, self.settings, send=send)
-        if self.observer is not None:
-            self.observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, send=send), again=True))
+        if self.observer is not None and (observer := self._observing(c.id, state.user)) is not None:
+            observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, send=send), again=True))
         self._apply(c, a, pipeline.decide(a, again=True))
 
     def _apply(self, c: CompiledCampaign, a: Attempt, decision: Decision) -> None:

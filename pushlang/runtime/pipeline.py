@@ -219,7 +219,7 @@ def reachable(c: CompiledCampaign, state: UserState) -> list[Subscription]:
 
 
 def safari_rule(platform: str, has_url: bool) -> bool:
-    """SPEC §7: a message without a url cannot go to Safari."""
+    """SPEC §7: a message without a url cannot go to Safari (a url that renders empty is no url)."""
     return has_url or platform != "safari"
 
 
@@ -236,7 +236,7 @@ def channels(campaign: plan.Campaign) -> tuple[str, ...]:
 
 def targets(c: CompiledCampaign, state: UserState, send: PendingSend) -> tuple[Subscription, ...]:
     """Where a send goes now: the subscriptions still active and deliverable when it is sent."""
-    return tuple(deliverable(reachable(c, state), send.url is not None))
+    return tuple(deliverable(reachable(c, state), bool(send.url)))
 
 
 def cutoff_instant(c: CompiledCampaign, send: PendingSend) -> int | None:
@@ -412,7 +412,7 @@ class Render(Step):
             rendered = c.renderer.render(a.env)
         except MissingProperty:
             return _MISSING_PROPERTY
-        subs = deliverable(a.subscriptions, rendered.url is not None)
+        subs = deliverable(a.subscriptions, bool(rendered.url))
         if not subs:
             return _SAFARI_REQUIRES_URL
         if rendered.may_exceed(MAX_PLAINTEXT) and _payload_size(c, rendered, a.send_id) > MAX_PLAINTEXT:
@@ -592,6 +592,7 @@ class Trace:
     again: bool  # a delayed decision made again
     verdicts: list[Verdict] = field(default_factory=list)
     decision: Decision | None = None  # None: every step that ran let it through (a partial run)
+    send_id: str | None = None  # the decision's send_id (a delayed one keeps it)
 
     @property
     def outcome(self) -> str | None:
@@ -611,7 +612,7 @@ def trace(pipeline: Pipeline, a: Attempt, *, again: bool = False, only: Sequence
     """Run the steps as the engine does, recording every verdict; ``only``: just the steps so named
     (``reach`` runs the audience, reachable and control steps, ``send-test`` reachable and render)."""
     steps = pipeline.again if again else pipeline.first
-    result = Trace(a.c.id, a.state.user, a.at, again)
+    result = Trace(a.c.id, a.state.user, a.at, again, send_id=a.send_id)
     for step in steps:
         if only is not None and step.name not in only:
             continue

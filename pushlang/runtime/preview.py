@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pushlang import plan
 from pushlang.runtime.engine import Engine, Observer
 from pushlang.runtime.instants import iso, wall
-from pushlang.runtime.pipeline import Attempt, Trace, pending_from, trace, user_zone
+from pushlang.runtime.pipeline import Attempt, Delay, Trace, pending_from, trace, user_zone
 from pushlang.runtime.records import Event, Record
 from pushlang.runtime.store import MemoryStore
 from pushlang.runtime.why import message_lines, verdict, verdict_line
@@ -60,34 +60,74 @@ class Preview:
         return None if final is None else final.reason
 
 
+@dataclass
+class _Story:
+    """What one trigger (or one occurrence) led to: its note, then its decisions."""
+
+    items: list[Observation]
+    due: int | None = None  # the decision its trigger armed or scheduled (None: decided at once)
+    decided: bool = False
+    delays: set[str | None] = field(default_factory=set)  # send_ids it delayed
+    last: int = 0  # when it was last decided, in the order of the engine's decisions
+
+
 class _Collector(Observer):
+    """Keeps what the engine did for one campaign and user, story by story: a decision goes with the
+    trigger whose timer it is, a decision made again with the story that delayed it."""
+
     def __init__(self, campaign: str, user: str) -> None:
         self.campaign, self.user = campaign, user
-        self.seen: list[Observation] = []
-        self.starts: list[int] = []  # where each trigger's story starts in ``seen``
+        self.stories: list[_Story] = []
+        self.decisions = 0
+
+    def watches(self, campaign: str, user: str) -> bool:
+        return campaign == self.campaign and user == self.user
+
+    def noted(self, campaign: str, user: str, at: int, text: str, *, trigger: bool, due: int | None = None) -> None:
+        note = Note(at, text)
+        if trigger or not self.stories:
+            self.stories.append(_Story([note], due))
+            return
+        waiting = [s for s in self.stories if s.due == due and not s.decided]  # a timer cancelled
+        (waiting[-1] if waiting else self.stories[-1]).items.append(note)
 
     def decided(self, t: Trace) -> None:
-        if t.campaign == self.campaign and t.user == self.user:
-            if not t.again and (not self.seen or not isinstance(self.seen[-1], Note)):
-                self.starts.append(len(self.seen))  # a decision with no trigger before it: an occurrence
-            self.seen.append(t)
-
-    def noted(self, campaign: str, user: str, at: int, text: str, *, trigger: bool) -> None:
-        if campaign == self.campaign and user == self.user:
-            if trigger or not self.starts:
-                self.starts.append(len(self.seen))
-            self.seen.append(Note(at, text))
+        if t.again:
+            story = next((s for s in reversed(self.stories) if t.send_id in s.delays), None)
+        else:
+            story = next((s for s in reversed(self.stories) if not s.decided and s.due == t.at), None)
+            last = self.stories[-1] if self.stories else None
+            if story is None and last is not None and not last.decided and last.due is None and \
+                    isinstance(last.items[0], Note) and last.items[0].at == t.at:
+                story = last  # a trigger that decides at once
+        if story is None:  # an occurrence of a scheduled campaign (or a delay seen from its start)
+            story = _Story([])
+            self.stories.append(story)
+        story.items.append(t)
+        story.decided = True
+        self.decisions += 1
+        story.last = self.decisions
+        if isinstance(t.decision, Delay):
+            story.delays.add(t.send_id)
 
     def last_story(self) -> list[Observation]:
-        return self.seen[self.starts[-1]:] if self.starts else []
+        """The story of the latest decision, then what later triggers did without one yet (nothing, or
+        a timer still pending); with no decision at all, the last trigger's story."""
+        decided = [s for s in self.stories if s.decided]
+        if not decided:
+            return self.stories[-1].items if self.stories else []
+        latest = max(decided, key=lambda s: s.last)
+        later = self.stories[self.stories.index(latest) + 1:]
+        return latest.items + [item for s in later if not s.decided for item in s.items]
 
 
 def preview(compiled: plan.Plan, records: Iterable[Record], campaign_id: str, user: str,
             at: int | None = None) -> Preview:
     """Replay ``records`` up to ``at`` and keep the story of the user's last trigger (a live campaign) or
-    occurrence (a scheduled one). Without ``at``: every record, then a scheduled campaign's next
-    occurrence if none has reached the user yet, then every timer of this user and campaign still
-    pending, so that a delay is followed to its end (as a replay whose input ended there would)."""
+    occurrence (a scheduled one). Without ``at``: every record, then a scheduled campaign's coming
+    occurrences until one reaches the user (in their own zone with `deliver in user timezone`), then
+    every timer of this user and campaign still pending, so that a delay is followed to its end (as
+    a replay whose input ended there would); at most ``FOLLOW`` steps."""
     collector = _Collector(campaign_id, user)
     store = MemoryStore()
     engine = Engine(compiled, store, lambda out: None, observer=collector)
@@ -100,14 +140,12 @@ def preview(compiled: plan.Plan, records: Iterable[Record], campaign_id: str, us
         if record.ts <= horizon:
             engine.feed(record)
     engine.finish(horizon)
-    if at is None:
-        if not c.is_live and not collector.starts:  # not reached yet: the next occurrence, if any
-            due = [t.due for t in store.pending_timers() if t.campaign == campaign_id and t.kind == "occurrence"]
-            if due:
-                horizon = min(due)
-                engine.advance(horizon, inclusive=True)
+    if at is None and store.get(user) is not None:
         for _ in range(FOLLOW):
-            due = [t.due for t in store.pending_timers(user) if t.campaign == campaign_id]
+            if not c.is_live and not collector.stories:  # not reached yet: the occurrences to come
+                due = [t.due for t in store.pending_timers() if t.campaign == campaign_id and t.kind == "occurrence"]
+            else:  # a delay, or a trigger's timer, of this user
+                due = [t.due for t in store.pending_timers(user) if t.campaign == campaign_id]
             if not due:
                 break
             horizon = min(due)

@@ -212,7 +212,9 @@ def series(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]] | None = N
                                     "viewed", "clicked", "conversions", "revenue"}, ...]}, ...]}
 
     ``t`` is the bucket's start (``ts`` the same in Unix seconds); ``conversions`` and ``revenue``
-    are those of the push (not of the control group), counted when the conversion happened.
+    are those of the push (not of the control group), counted when the conversion happened;
+    ``viewed`` and ``clicked`` count the sends viewed or clicked in that bucket, so a send viewed in
+    two buckets counts in both (the totals of ``campaign_stats`` count it once).
     """
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")

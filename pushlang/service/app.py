@@ -232,8 +232,11 @@ class LiveService:
                 allowed.append(record)
             elif isinstance(record, Event) and record.name in INTERACTIONS:
                 send_id = record.props.get("send_id")
-                if not isinstance(send_id, str) or self.activity.campaign_of(send_id) is None:
+                send = self.activity.send_of(send_id) if isinstance(send_id, str) else None
+                if send is None:
                     rejected.append({"index": index, "reason": f"`{record.name}` for an unknown send_id"})
+                elif send[1] != record.user:
+                    rejected.append({"index": index, "reason": f"`{record.name}` for a send to another user"})
                 else:
                     allowed.append(record)
             else:
