@@ -11,11 +11,11 @@ from pushlang.runtime.pipeline import Delay, Trace, Verdict
 
 
 def verdict_line(v: Verdict) -> str:
-    """``✓ dnd: 10:00 in Europe/Berlin is outside DND 21:00–08:00`` or ``✗ cutoff: ...``: a failed step
-    is named by the reason it gives."""
+    """``✓ dnd: 10:00 in Europe/Berlin is outside DND 21:00–08:00`` or ``✗ cutoff: ...``: a step that
+    stops the decision is named by the reason it gives (else by its own name: ``✗ control``)."""
     if v.decision is None:
         return f"✓ {v.step}: {v.detail}"
-    return f"✗ {v.decision.reason or v.decision.outcome}: {v.detail}"
+    return f"✗ {v.decision.reason or v.step}: {v.detail}"
 
 
 def verdict(t: Trace) -> str:
