@@ -26,7 +26,7 @@ from pushlang.runtime.store import MemoryStore
 
 pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
-from pushlang.runtime.pipeline import decode_queued, encode
+from pushlang.runtime.pipeline import decode_queued, encode_queued
 from pushlang.scaleout.dispatch import DispatchWorker
 from pushlang.scaleout.keys import DISPATCH_GROUP as GROUP
 from pushlang.scaleout.keys import outbox_key, partition_of, sent_key
@@ -85,7 +85,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 def _put(client: Any, jobs: list[SendJob]) -> None:
     for job in jobs:
-        client.xadd(outbox_key(partition_of(job.user, PARTITIONS)), {"j": encode(job.queued())})
+        client.xadd(outbox_key(partition_of(job.user, PARTITIONS)), {"j": encode_queued(job.queued())})
 
 
 def _run(client: Any, setup: Setup, workers: int = 2, **options: Any) -> list[DispatchWorker]:
@@ -204,7 +204,7 @@ def test_the_outbox_entry_round_trips(setup: Setup) -> None:
     svc = setup.svc
     jobs = setup.jobs({"ann": [svc.new_subscription("chrome"), svc.new_subscription("firefox")]})
     assert len(jobs) == 1
-    queued = decode_queued(encode(jobs[0].queued()))
+    queued = decode_queued(encode_queued(jobs[0].queued()))
     assert SendJob.from_queued(queued, jobs[0].campaign) == jobs[0]
     assert setup.plan.campaign(queued.campaign) is jobs[0].campaign
 

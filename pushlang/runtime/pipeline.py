@@ -83,7 +83,7 @@ class QueuedSend(PendingSend, frozen=True, kw_only=True):
         return PendingSend(**{name: getattr(self, name) for name in PendingSend.__struct_fields__})
 
 
-encode = msgspec.json.Encoder().encode
+encode_queued = msgspec.json.Encoder().encode  # a QueuedSend (or any struct) as JSON
 decode_queued = msgspec.json.Decoder(QueuedSend).decode
 
 
@@ -97,9 +97,9 @@ def queued_from(entry: dict[str, Any], send_id: str | None = None) -> QueuedSend
     return msgspec.convert(entry, QueuedSend)
 
 
-def pending_from(payload: dict[str, object] | PendingSend) -> PendingSend:
-    """A delay timer's payload as a :class:`PendingSend` (stores keep it as a JSON object)."""
-    return payload if isinstance(payload, PendingSend) else msgspec.convert(payload, PendingSend)
+def pending_from(payload: dict[str, Any]) -> PendingSend:
+    """A delay timer's payload as a :class:`PendingSend` (every store keeps it as a JSON object)."""
+    return msgspec.convert(payload, PendingSend)
 
 
 def pending_payload(send: PendingSend) -> dict[str, object]:

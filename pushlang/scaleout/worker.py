@@ -41,7 +41,7 @@ import msgspec
 
 from pushlang import plan
 from pushlang.runtime.engine import Engine, Output, SendJob
-from pushlang.runtime.pipeline import encode as encode_queued
+from pushlang.runtime.pipeline import encode_queued
 from pushlang.runtime.records import decode_record
 from pushlang.scaleout.keys import (
     DEFAULT_PARTITIONS,
