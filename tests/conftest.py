@@ -36,7 +36,8 @@ def push_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
     service pins, with PUSHLANG_API_TOKEN set to ``TOKEN``; the test writes its campaigns there."""
     public = generate(tmp_path / "vapid.pem")
     (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
+        '[server]\nallow_loopback_http = true  # the loopback push service\n', encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
     with WebPushService(application_server_key=public) as push:

@@ -41,7 +41,8 @@ def _get(url: str) -> dict[str, object]:
 def test_a_page_from_serve_shows_the_push_and_reports_it_viewed(tmp_path: Path) -> None:
     generate(tmp_path / "vapid.pem")
     (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
+        '[server]\nallow_loopback_http = true  # the loopback push service\n', encoding="utf-8")
     (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
     port = free_port()
     base = f"http://127.0.0.1:{port}"

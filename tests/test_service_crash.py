@@ -72,7 +72,8 @@ def now_iso(offset: float = 0.0) -> str:
 def test_kill_9_loses_no_accepted_record_and_never_delivers_twice(tmp_path: Path) -> None:
     public = generate(tmp_path / "vapid.pem")
     (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
+        '[server]\nallow_loopback_http = true  # the loopback push service\n', encoding="utf-8")
     (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
     with WebPushService(application_server_key=public) as push:
         subs = {u: push.new_subscription("chrome") for u in ("u1", "u2", "u3")}

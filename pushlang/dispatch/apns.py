@@ -13,7 +13,7 @@ fails at once with ``bad_device_token`` (not deactivated: it is also what a sand
 production gets), other 400s with ``bad_request``, 413 with ``payload_too_large``; a 403 (invalid
 authentication: ``InvalidProviderToken``, ``ExpiredProviderToken``, ``MissingProviderToken``…)
 halts the channel with one operator-visible error. The first request is a probe and the others
-wait for its verdict, so a rejected provider key costs one request, not one per user.
+wait for its first answer, so a rejected provider key costs one request, not one per user.
 """
 
 from __future__ import annotations
@@ -154,11 +154,21 @@ class ApnsChannel:
         """Why the channel is halted, or None."""
         return self._halt.why
 
-    async def deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int) -> Delivery:
+    async def deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int,
+                      on_wire: Callable[[], None] | None = None) -> Delivery:
         """Send ``payload`` (see :func:`safari_payload`) to one device token; ``ttl`` in seconds
-        becomes ``apns-expiration`` = now + ttl."""
-        async with self._probe.gate():
-            return await self._deliver(device_token, payload, ttl=ttl)
+        becomes ``apns-expiration`` = now + ttl; ``on_wire`` is called just before the first
+        request goes out."""
+        probing = await self._probe.turn()
+        try:
+            return await self._deliver(device_token, payload, ttl=ttl, probing=probing, on_wire=on_wire)
+        finally:
+            if probing:
+                self._probe.release()
+
+    def resume(self) -> bool:
+        """Clear a halt (the operator fixed the key); whether the channel was halted."""
+        return self._halt.clear()
 
     async def close(self) -> None:
         """Close the client's connections and wait until their transports are gone."""
@@ -183,7 +193,8 @@ class ApnsChannel:
             self._client = self._client_factory(self.credentials)
         return self._client
 
-    async def _deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int) -> Delivery:
+    async def _deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int, probing: bool,
+                       on_wire: Callable[[], None] | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
         if len(json.dumps(payload, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
@@ -193,11 +204,19 @@ class ApnsChannel:
             reason: str | None = None
             try:
                 async with self._limit:
+                    if self.halted is not None:  # halted while this request waited: it never goes out
+                        return Delivery(False, None, "channel_halted", attempt - 1)
+                    if on_wire is not None:
+                        on_wire()
+                        on_wire = None
                     result = await self._send(device_token, payload, ttl)
                 status, reason = _status(result.status), result.description
             except NETWORK_ERRORS as error:
                 status = None  # the network failed: like a 503, worth another try
                 log.debug("APNs request failed (attempt %d): %s", attempt, type(error).__name__)
+            if probing:  # APNs has answered: the others need not wait for this one's retries
+                self._probe.release()
+                probing = False
             if status == 200:
                 return Delivery(True, status, None, attempt)
             if status == 410:

@@ -31,7 +31,8 @@ def backoff(attempt: int, retry_after: float | None, *, base: float, ceiling: fl
 
 
 class Halt:
-    """A channel's credentials were rejected: stop it once, tell the operator once."""
+    """A channel's credentials were rejected: stop it once, tell the operator once, until an
+    operator clears it (a reload, or ``POST /v1/channels/NAME/resume`` on `pushlang serve`)."""
 
     def __init__(self, channel: str, on_halt: Callable[[str], None] | None = None) -> None:
         self.channel = channel
@@ -45,16 +46,33 @@ class Halt:
             if self._on_halt is not None:
                 self._on_halt(why)
 
+    def clear(self) -> bool:
+        """Resume the channel; whether it was halted."""
+        was, self.why = self.why, None
+        if was is not None:
+            log.warning("%s channel resumed (it was halted: %s)", self.channel, was)
+        return was is not None
+
 
 class Probe:
     """Until a service has answered one request, that request goes out alone: a rejection of our
-    credentials then costs one attempt, not one per user. Use ``async with probe.gate():``."""
+    credentials then costs one attempt, not one per user. The probe's first *answer* (whatever it
+    is) opens the gate: its retries, backoff and Retry-After never hold the others.
+
+    ``first = await probe.turn()``; the one that gets True calls ``probe.release()`` once it has an
+    answer (and in any case when it is done)."""
 
     def __init__(self) -> None:
         self._probing = False
         self._answered = asyncio.Event()
 
-    async def _enter(self) -> bool:
+    @property
+    def answered(self) -> bool:
+        """The service has answered once: requests no longer wait for the probe."""
+        return self._answered.is_set()
+
+    async def turn(self) -> bool:
+        """True for the one request that probes; the others wait here until it has an answer."""
         if self._answered.is_set():
             return False
         if not self._probing:
@@ -63,24 +81,6 @@ class Probe:
         await self._answered.wait()
         return False
 
-    @property
-    def answered(self) -> bool:
-        """The service has answered once: requests no longer wait for the probe."""
-        return self._answered.is_set()
-
-    def gate(self) -> _Gate:
-        return _Gate(self)
-
-
-class _Gate:
-    def __init__(self, probe: Probe) -> None:
-        self._probe = probe
-        self._first = False
-
-    async def __aenter__(self) -> None:
-        self._first = await self._probe._enter()
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._first:  # halted or trusted: either way nobody waits any more
-            self._probe._probing = False
-            self._probe._answered.set()
+    def release(self) -> None:
+        self._probing = False
+        self._answered.set()

@@ -9,6 +9,7 @@ Credentials come from pushlang.toml and never reach a log, a diagnostic or a rec
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,11 +21,18 @@ import msgspec
 from pushlang import aio
 from pushlang.config import Config
 from pushlang.dispatch.base import Delivery
-from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, webpush_session
+from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, topic_for, webpush_session
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
 from pushlang.runtime.render import web_push_payload
 from pushlang.runtime.store import Store, Subscription
+
+log = logging.getLogger("pushlang.dispatch")
+WEBPUSH, APNS = "webpush", "apns"  # the channels, as operators name them (POST /v1/channels/NAME/resume)
+
+
+def channel_of(sub: Subscription) -> str:
+    return APNS if sub.device_token else WEBPUSH
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,23 @@ class DeliverySettings:
         if not self.vapid_subject:
             found.append('[vapid] subject (e.g. "mailto:push@shop.example.com")')
         return found
+
+    def check_keys(self) -> None:
+        """Read the key files now: ValueError, in words, when one is not a usable key."""
+        if self.vapid_key_file and self.vapid_subject:
+            try:
+                VapidAuth.from_file(self.vapid_key_file, self.vapid_subject)
+            except Exception as error:  # py_vapid raises several types for a file that is not a key
+                raise ValueError(f"[vapid] private_key_file {self.vapid_key_file} is not a VAPID private key "
+                                 f"({type(error).__name__}): create one with `pushlang keys generate`") from None
+        if self.has_apns:
+            from pushlang.dispatch.apns import ApnsCredentials
+
+            assert self.apns_key_file and self.apns_key_id and self.apns_team_id and self.website_push_id
+            try:
+                ApnsCredentials(self.apns_key_file, self.apns_key_id, self.apns_team_id, self.website_push_id)
+            except (OSError, ValueError, TypeError) as error:
+                raise ValueError(f"[apns] key_file {self.apns_key_file}: {error}") from None
 
     @property
     def has_apns(self) -> bool:
@@ -128,14 +153,47 @@ class Dispatcher:
         async def chain(indices: list[int]) -> None:
             for i in indices:
                 job, sub = pairs[i]
-                result = results[i] = await self._one(job, sub)
+                result = results[i] = await self.deliver_one(job, sub)
                 if result.deactivate:
                     return  # the later sends to this subscription are not attempted
 
         await asyncio.gather(*(chain(ix) for ix in chains.values()))
         return [(job, sub, r) for (job, sub), r in zip(pairs, results, strict=True) if r is not None]
 
-    async def _one(self, job: SendJob, sub: Subscription) -> Delivery:
+    @property
+    def halted(self) -> dict[str, str]:
+        """The halted channels (``webpush``, ``apns``) and why."""
+        found = {}
+        if self._webpush is not None and self._webpush.halted is not None:
+            found[WEBPUSH] = self._webpush.halted
+        if self._apns is not None and getattr(self._apns, "halted", None) is not None:
+            found[APNS] = self._apns.halted
+        return found
+
+    def resume(self, channel: str | None = None) -> list[str]:
+        """Clear the halt of one channel (``webpush`` or ``apns``), or of every channel; the ones
+        that were halted."""
+        resumed = []
+        if channel in (None, WEBPUSH) and self._webpush is not None and self._webpush.resume():
+            resumed.append(WEBPUSH)
+        if channel in (None, APNS) and self._apns is not None and hasattr(self._apns, "resume") \
+                and self._apns.resume():
+            resumed.append(APNS)
+        return resumed
+
+    async def deliver_one(self, job: SendJob, sub: Subscription, *,
+                          on_wire: Callable[[], None] | None = None) -> Delivery:
+        """One (send, subscription) pair; an unexpected error fails this pair alone, logged.
+        ``on_wire`` is called once, just before the first request goes out (not when none does)."""
+        try:
+            return await self._one(job, sub, on_wire)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery of %s to a %s subscription failed unexpectedly", job.send_id, sub.platform)
+            return Delivery(False, None, "delivery_error", 0)
+
+    async def _one(self, job: SendJob, sub: Subscription, on_wire: Callable[[], None] | None = None) -> Delivery:
         message = job.campaign.message
         ttl = message.ttl if message.ttl is not None else self.default_ttl
         if sub.device_token:  # legacy Safari: APNs
@@ -146,7 +204,7 @@ class Dispatcher:
             url = job.send.url
             assert url is not None  # Safari subscriptions are only targeted when the message has a url
             payload = safari_payload(job.send.title, job.send.body, url)
-            result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl)
+            result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl, on_wire=on_wire)
             return result
         if self._webpush is None:
             return Delivery(False, None, "vapid_not_configured", 0)
@@ -155,7 +213,7 @@ class Dispatcher:
                                 safari=sub.platform == "safari")
         target = WebPushTarget(sub.endpoint, sub.keys["p256dh"], sub.keys["auth"])
         return await self._webpush.deliver(target, msgspec.json.encode(body), ttl=ttl, urgency=message.urgency,
-                                           topic=message.tag)
+                                           topic=message.tag or topic_for(job.send_id), on_wire=on_wire)
 
 
 def delivery_record(job: SendJob, sub: Subscription, result: Delivery) -> Output:

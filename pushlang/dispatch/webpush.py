@@ -1,16 +1,24 @@
 """Web Push delivery (Chrome, Firefox, Edge, Safari 16+) with pywebpush, and SPEC §9.5's error taxonomy.
 
-One shared aiohttp session, bounded concurrency, a VAPID JWT cached per push-service origin until
-shortly before it expires, TTL always set, Urgency and Topic when the message has them.
+One shared aiohttp session; a queue per push-service origin (its own concurrency bound and
+first-request probe, so one slow or throttling service never delays another); a VAPID JWT cached
+per origin until shortly before it expires; TTL always set, Urgency when the message has one, Topic
+always (the message's ``tag``, else a digest of the send_id: :func:`topic_for`).
 Outcomes: delivered on any 2xx; 404/410 deactivate the subscription; 429/500/503 (and network
-errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; 400 and 413
+errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; a timeout is
+retried once at most (the service may have taken the first: Topic makes it replace it); 400 and 413
 fail at once; 401/403 halt the channel — the first request to a push service is a probe, so a
-rejected VAPID key costs one attempt, not one per user.
+rejected VAPID key costs one attempt, not one per user, and a request still waiting for its turn
+when the channel halts never goes out. An endpoint that cannot be signed for or sent to fails that
+subscription alone (``invalid_endpoint``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,9 +34,13 @@ from yarl import URL
 
 from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
 
+log = logging.getLogger("pushlang.dispatch.webpush")
+
 JWT_LIFETIME = 12 * 3600  # RFC 8292 allows up to 24 h
 JWT_RENEW_BEFORE = 10 * 60
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ENDPOINT = 2048
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +85,9 @@ class VapidAuth:
 
 def webpush_session(concurrency: int = 64) -> aiohttp.ClientSession:
     """The one aiohttp session every Web Push request shares: keep-alive connections, room for
-    ``concurrency`` of them, and no cookie jar (push services set none that matter)."""
-    connector = aiohttp.TCPConnector(limit=max(100, concurrency), limit_per_host=0)
+    ``concurrency`` of them to each push service (no shared pool that a slow one could fill), and
+    no cookie jar (push services set none that matter)."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=concurrency)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
@@ -90,8 +103,8 @@ class WebPushChannel:
         self.max_attempts = max_attempts
         self.base_delay, self.max_delay = base_delay, max_delay
         self._sleep, self._jitter = sleep, jitter
-        self._limit = asyncio.Semaphore(concurrency)
-        self._origins: dict[str, Probe] = {}
+        self._concurrency = concurrency
+        self._origins: dict[str, _Origin] = {}
         self._halt = Halt("Web Push", on_halt)
 
     @property
@@ -99,43 +112,72 @@ class WebPushChannel:
         """Why the channel is halted, or None."""
         return self._halt.why
 
-    async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
-                      topic: str | None = None) -> Delivery:
-        origin = _origin(target.endpoint)
-        probe = self._origins.get(origin)
-        if probe is None:
-            probe = self._origins[origin] = Probe()
-        if probe.answered:  # the usual case once a push service has answered: no gate to pass
-            return await self._deliver(target, origin, payload, ttl=ttl, urgency=urgency, topic=topic)
-        async with probe.gate():
-            return await self._deliver(target, origin, payload, ttl=ttl, urgency=urgency, topic=topic)
+    def resume(self) -> bool:
+        """Clear a halt (the operator fixed the key); whether the channel was halted."""
+        return self._halt.clear()
 
-    async def _deliver(self, target: WebPushTarget, origin: str, payload: bytes, *, ttl: int,
-                       urgency: str | None, topic: str | None) -> Delivery:
+    async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
+                      topic: str | None = None, on_wire: Callable[[], None] | None = None) -> Delivery:
+        """Deliver one push; ``on_wire`` is called just before the first request goes out."""
+        problem = endpoint_problem(target.endpoint, allow_http=True)
+        if problem is not None:
+            log.warning("Web Push: not delivering to an invalid endpoint: %s", problem)
+            return Delivery(False, None, "invalid_endpoint", 0)
+        origin = _origin(target.endpoint)
+        queue = self._origins.get(origin)
+        if queue is None:
+            queue = self._origins[origin] = _Origin(self._concurrency)
+        probing = await queue.probe.turn()
+        try:
+            return await self._deliver(target, origin, queue, payload, ttl=ttl, urgency=urgency, topic=topic,
+                                       probing=probing, on_wire=on_wire)
+        finally:
+            if probing:
+                queue.probe.release()
+
+    async def _deliver(self, target: WebPushTarget, origin: str, queue: _Origin, payload: bytes, *, ttl: int,
+                       urgency: str | None, topic: str | None, probing: bool,
+                       on_wire: Callable[[], None] | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
-        headers = {"Authorization": self.auth.authorization(target.endpoint), "TTL": str(ttl),
-                   "Content-Encoding": "aes128gcm"}
+        try:
+            headers = {"Authorization": self.auth.authorization(target.endpoint), "TTL": str(ttl),
+                       "Content-Encoding": "aes128gcm"}
+            url = URL(target.endpoint, encoded=True)
+        except Exception as error:  # whatever signing for this endpoint raised, it fails alone
+            log.warning("Web Push: cannot prepare a request for an endpoint: %s", type(error).__name__)
+            return Delivery(False, None, "invalid_endpoint", 0)
         if urgency:
             headers["Urgency"] = urgency
         if topic:
             headers["Topic"] = topic
-        url = URL(target.endpoint, encoded=True)
         body: bytes | None = None
         status: int | None = None
+        timeouts = 0
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
-            try:
-                async with self._limit:
+            timed_out = False
+            async with queue.limit:
+                if self.halted is not None:  # halted while this request waited for its turn: it never goes out
+                    return Delivery(False, None, "channel_halted", attempt - 1)
+                if body is None:
+                    body = _encrypt(target, payload)
                     if body is None:
-                        body = _encrypt(target, payload)
-                        if body is None:
-                            return Delivery(False, None, "invalid_subscription_keys", 0)
+                        return Delivery(False, None, "invalid_subscription_keys", 0)
+                if on_wire is not None:
+                    on_wire()
+                    on_wire = None
+                try:
                     async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
                         status = response.status
                         retry_after = _retry_after(response.headers.get("Retry-After"))
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                status = None  # the network failed: like a 503, worth another try
+                except TimeoutError:
+                    status, timed_out = None, True
+                except (aiohttp.ClientError, OSError, ValueError):
+                    status = None  # the network failed: like a 503, worth another try
+            if probing:  # the push service has answered (or failed): the others need not wait any more
+                queue.probe.release()
+                probing = False
             if status is not None and 200 <= status < 300:
                 return Delivery(True, status, None, attempt)
             if status in (404, 410):
@@ -147,12 +189,71 @@ class WebPushChannel:
             if status is not None and status not in RETRY_STATUSES:
                 reason = {400: "bad_request", 413: "payload_too_large"}.get(status, f"http_{status}")
                 return Delivery(False, status, reason, attempt)
+            if timed_out:
+                # The push service may have taken it and answered late: one more try at most (the
+                # Topic header makes the push service replace an undelivered first copy).
+                timeouts += 1
+                if timeouts > 1:
+                    return Delivery(False, None, "timeout", attempt)
             if attempt < self.max_attempts:
                 await self._sleep(self._backoff(attempt, retry_after))
         return Delivery(False, status, "retries_exhausted", self.max_attempts)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         return backoff(attempt, retry_after, base=self.base_delay, ceiling=self.max_delay, jitter=self._jitter())
+
+
+class _Origin:
+    """One push service's queue: its own concurrency bound and first-request probe, so that one
+    slow or throttling service never holds the requests to another."""
+
+    __slots__ = ("limit", "probe")
+
+    def __init__(self, concurrency: int) -> None:
+        self.limit = asyncio.Semaphore(concurrency)
+        self.probe = Probe()
+
+
+def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
+    """Why a Web Push endpoint cannot be used, in words; None when it can.
+
+    A push service's endpoint is an ``https`` URL with a host name and a valid port (RFC 8030).
+    ``allow_http`` also takes ``http`` on a loopback address: a local test push service."""
+    if not isinstance(endpoint, str) or not endpoint:
+        return "no endpoint"
+    if len(endpoint) > MAX_ENDPOINT:
+        return f"the endpoint is longer than {MAX_ENDPOINT} characters"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in endpoint):
+        return "the endpoint contains spaces or control characters"
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as error:
+        return f"the endpoint is not a valid URL ({error})"
+    if parts.scheme == "http" and allow_http and host in LOOPBACK_HOSTS:
+        pass
+    elif parts.scheme != "https":
+        return f"the endpoint must be an https:// URL of a push service, not {parts.scheme or 'one without a scheme'}"
+    if not host:
+        return "the endpoint has no host"
+    if parts.username is not None or parts.password is not None:
+        return "the endpoint must not carry a user name or password"
+    if port == 0:
+        return "the endpoint's port must be between 1 and 65535"
+    try:
+        URL(endpoint, encoded=True)
+        host.encode("idna")
+    except (ValueError, UnicodeError) as error:
+        return f"the endpoint's host is not valid ({type(error).__name__})"
+    return None
+
+
+def topic_for(send_id: str) -> str:
+    """The Topic header of a send whose message has no ``tag``: at most 32 URL-safe base64
+    characters (RFC 8030 §5.4), the same for the same send, so that a push service replaces an
+    undelivered copy of it instead of keeping two."""
+    return base64.urlsafe_b64encode(hashlib.sha256(send_id.encode()).digest()[:24]).decode()
 
 
 def _encrypt(target: WebPushTarget, payload: bytes) -> bytes | None:

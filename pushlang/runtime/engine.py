@@ -239,13 +239,14 @@ class Engine:
 
     def feed(self, record: Record) -> None:
         ts = record.ts
-        if ts > self.clock:
-            due = self.store.next_due()
-            if due is not None and due < ts:
-                self.advance(ts)
-            else:  # nothing falls due before the record: the clock just moves (advance's own result)
-                self.clock = ts
-                self.store.set_meta("clock", ts)
+        later = ts > self.clock
+        due = self.store.next_due()
+        if due is not None and due < ts:  # timers due before the record fire first (SPEC §9.2), also
+            self.advance(ts)              # those a late record (live: older than the clock) started
+        elif later:  # nothing falls due before the record: the clock just moves (advance's own result)
+            self.clock = ts
+            self.store.set_meta("clock", ts)
+        if later:
             self._at_clock = 0
         if ts == self.clock:  # how many records of this instant are done: a resumed replay skips them
             self._at_clock += 1

@@ -81,6 +81,8 @@ def decode_record(line: bytes | str) -> Record:
         raise InvalidRecord(_validation_reason(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidRecord(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidRecord("nested too deeply (a record is an object of plain values)") from None
     user = raw.user
     if type(user) is not str:
         if user is None:
@@ -121,9 +123,12 @@ def decode_record(line: bytes | str) -> Record:
 def _instant(value: str | int | float) -> int:
     if isinstance(value, str):
         try:
-            return parse_instant(value)
-        except ValueError:
+            instant = parse_instant(value)
+        except (ValueError, OverflowError):
             raise InvalidRecord(f"`ts` {value!r} is not an ISO-8601 date-time with a zone") from None
+        if not 0 <= instant < _LAST_SECOND * US:  # the range epoch seconds have too
+            raise InvalidRecord(f"`ts` {value!r} is not between 1970 and 9999")
+        return instant
     if isinstance(value, bool):
         raise InvalidRecord("`ts` must be a date-time or epoch seconds")
     if not 0 <= value < _LAST_SECOND:
@@ -181,20 +186,53 @@ def body_items(body: bytes) -> list[bytes]:
             return [msgspec.json.encode(x) for x in msgspec.json.decode(stripped)]
         except msgspec.DecodeError as exc:
             raise ValueError(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:  # one element nested too deeply: split the array, that one is rejected alone
+            return _array_items(stripped)
     return [line for line in body.splitlines() if line.strip()]
 
 
-def decode_body(body: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
-    """The valid records of an HTTP body, and each bad one as ``{"index", "reason"}`` (0-based)."""
+def _array_items(text: bytes) -> list[bytes]:
+    """The top-level elements of a JSON array, as text, without parsing them (ValueError if broken)."""
+    items: list[bytes] = []
+    depth, start, in_string, escaped = 0, 1, False, False
+    for i, byte in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            depth += 1
+        elif byte in b"]}":
+            depth -= 1
+            if depth == 0:
+                if text[i + 1:].strip():
+                    raise ValueError("the body is not valid JSON: trailing characters after the array")
+                if text[start:i].strip():
+                    items.append(text[start:i].strip())
+                return items
+        elif byte == 0x2C and depth == 1:  # comma
+            items.append(text[start:i].strip())
+            start = i + 1
+    raise ValueError("the body is not valid JSON: the array is not closed")
+
+
+def decode_body(body: bytes) -> tuple[list[tuple[int, Record]], list[dict[str, Any]]]:
+    """The valid records of an HTTP body with their 0-based index, and each bad one as
+    ``{"index", "reason"}``."""
     try:
         items = body_items(body)
     except ValueError as exc:
         return [], [{"index": None, "reason": str(exc)}]
-    records: list[Record] = []
+    records: list[tuple[int, Record]] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            records.append(decode_record(item))
+            records.append((index, decode_record(item)))
         except InvalidRecord as exc:
             rejected.append({"index": index, "reason": str(exc)})
     return records, rejected

@@ -292,6 +292,16 @@ class SqliteStore(PersistentStore):
         super().close_window(state, window)
         self._dirt(state).windows = True
 
+    def put_meta_now(self, key: str, value: Any) -> None:
+        """Write one meta value (None: remove it) at once, in its own transaction, and leave every
+        other pending change for ``commit()``: the live service marks a request ``sending`` this
+        way just before it goes out, whatever else is half done."""
+        MemoryStore.set_meta(self, key, value)
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _encode(value)))
+
     # ---- bookkeeping ---------------------------------------------------------------------------
 
     def maybe_commit(self, records_seen: int = 1) -> bool:

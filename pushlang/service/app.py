@@ -10,11 +10,15 @@
   returned and the running campaigns go on.
 - ``GET /v1/stats``, ``GET /v1/stats/series`` (bearer token) and ``GET /dashboard``
   (``pushlang.service.dashboard``; the page sends the token it was opened with, ``#token=…``).
-- Sends go through an outbox kept in the store (a :class:`~pushlang.runtime.pipeline.QueuedSend` and
-  its state): a send is written ``pending`` with the decision, marked ``sending`` just before the push
-  goes out, and removed once it has a delivery record. After a crash, ``pending`` sends are delivered
-  and ``sending`` ones are recorded as failed (``interrupted``) — so a restart never delivers the same
-  ``send_id`` twice.
+- Records are checked as a live host must (:class:`~pushlang.service.options.ServerOptions`): a
+  ``ts`` more than ``[server] max_clock_skew`` (5m) ahead of the wall clock is rejected, one a little
+  ahead counts as now (the engine never runs ahead of the wall clock), and a subscription's endpoint
+  must be an ``https://`` URL of a push service. Timers due before a late record's ``ts`` fire before
+  it, as in replay.
+- Sends go through an outbox kept in the store and are delivered one request at a time as soon as
+  their decision is committed (:mod:`pushlang.service.delivery`): a crash or SIGTERM never delivers the
+  same ``send_id`` twice and fails (``interrupted``) only requests that were on the wire. A halted
+  channel keeps its sends until ``POST /v1/channels/NAME/resume`` or a reload.
 - `Push Viewed` / `Push Clicked` go through the engine like any event; it writes the `viewed` /
   `clicked` records that the stats count.
 
@@ -26,31 +30,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pushlang import aio, plan
 from pushlang.compiler import compile_paths
 from pushlang.config import Config
 from pushlang.diagnostics.render import render_json
-from pushlang.dispatch.base import Delivery
-from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
+from pushlang.dispatch.dispatcher import APNS, WEBPUSH, DeliverySettings, Dispatcher
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import INTERACTIONS, Engine, Output, SendJob
 from pushlang.runtime.instants import US, iso
-from pushlang.runtime.pipeline import queued_from
 from pushlang.runtime.records import Event, Record, Subscribe, Unsubscribe, decode_body
 from pushlang.runtime.sqlite_store import SqliteStore
+from pushlang.service.delivery import OUTBOX, Deliveries, outbox_entry
 from pushlang.service.http import MAX_BODY, bearer_ok, error, json_errors, unauthorized
+from pushlang.service.options import ServerOptions
+
+log = logging.getLogger("pushlang.service")
 
 STATIC = Path(__file__).resolve().parent / "static"
-OUTBOX = "outbox:"
+FEED_CHUNK = 2000  # records fed between two yields to the event loop (a big batch never blocks it)
 # The browser endpoint takes no token and only subscriptions, views and clicks: any origin may post.
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
          "Access-Control-Allow-Headers": "content-type", "Access-Control-Max-Age": "86400"}
@@ -73,20 +82,26 @@ class LiveService:
         self.token = token or os.environ.get("PUSHLANG_API_TOKEN") or self.config.raw.get("server", {}).get("token")
         if not self.token:
             raise ValueError("no API token: set PUSHLANG_API_TOKEN (or [server] token in pushlang.toml)")
+        self.options = ServerOptions.from_config(self.config)
+        self.settings = DeliverySettings.from_config(self.config)
+        if not self.settings.problems():
+            self.settings.check_keys()  # a key file that is not a key: said now, in words
         self.store = SqliteStore(store_path)
         self.activity = ActivityLog(store_path)
-        self.settings = DeliverySettings.from_config(self.config)
         self.tick, self.clock = tick, clock
-        self.halts: list[str] = []
-        self._jobs: list[SendJob] = []
+        self._uncommitted: list[SendJob] = []  # sends decided, not yet committed: not delivered yet
         self._lock = asyncio.Lock()  # the engine and the store: one request or tick at a time
-        self._wake = asyncio.Event()  # sends are waiting in the outbox
         self.engine = self._engine(self.plan)
         self.dispatcher: Dispatcher | None = None
+        self.deliveries: Deliveries | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def _engine(self, compiled: plan.Plan) -> Engine:
         return Engine(compiled, self.store, self._output, on_send=self._send)
+
+    def now(self) -> int:
+        """The wall clock, µs."""
+        return int(self.clock() * US)
 
     # ---- the engine's outputs ------------------------------------------------------------------
 
@@ -94,85 +109,62 @@ class LiveService:
         self.activity.record(out)
 
     def _send(self, job: SendJob) -> None:
-        """A send decision: into the outbox (committed with the decision), delivered in the background."""
-        self.store.set_meta(OUTBOX + job.send_id, {**msgspec.to_builtins(job.queued()), "state": "pending"})
-        self._jobs.append(job)
-        self._wake.set()
+        """A send decision: into the outbox (committed with the decision), delivered once committed."""
+        self.store.set_meta(OUTBOX + job.send_id, outbox_entry(job))
+        self._uncommitted.append(job)
+
+    def _commit(self) -> None:
+        """Commit what the engine and the deliveries did; the sends just committed start going out."""
+        self.store.commit()
+        self.activity.commit()
+        jobs, self._uncommitted = self._uncommitted, []
+        if self.deliveries is not None:
+            for job in jobs:
+                self.deliveries.submit(job)
+
+    async def _commit_locked(self) -> None:
+        async with self._lock:
+            self._commit()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         if not self.settings.problems():
-            self.dispatcher = Dispatcher(self.settings, self.plan.settings.default_ttl, on_halt=self.halts.append)
+            self.dispatcher = Dispatcher(self.settings, self.plan.settings.default_ttl)
             await self.dispatcher.__aenter__()
-        self._recover()
-        self._tasks = [asyncio.create_task(self._tick_forever()), asyncio.create_task(self._deliver_forever())]
+        self.deliveries = Deliveries(self.store, self.activity, self._commit_locked, self.dispatcher,
+                                     grace=self.options.shutdown_grace)
+        async with self._lock:
+            self.deliveries.recover(self.plan.campaign)
+            self._commit()
+        self.deliveries.start()
+        self._tasks = [asyncio.create_task(self._tick_forever())]
 
     async def stop(self) -> None:
+        """SIGTERM: no new requests; those on the wire get the grace period; the rest stay pending."""
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.deliveries is not None:
+            await self.deliveries.stop()
+        async with self._lock:
+            self._commit()
         if self.dispatcher is not None:
             await self.dispatcher.__aexit__(None, None, None)
         self.store.close()
         self.activity.close()
 
-    def _recover(self) -> None:
-        """Sends a crash left in the outbox: pending ones go out now, interrupted ones are failed."""
-        for key, entry in self.store.meta_items(OUTBOX):
-            queued = queued_from(entry, key[len(OUTBOX):])  # also as an earlier version wrote it
-            campaign = self.plan.campaign(queued.campaign)
-            state = self.store.get(queued.user)
-            if entry.get("state") == "sending" or campaign is None or state is None:
-                self.activity.record(Output(iso(queued.at), queued.campaign, queued.user, "failed",
-                                            "interrupted", queued.send_id))
-                self.store.set_meta(key, None)
-                continue
-            # where it goes is what the user's state says now (a subscription may be gone)
-            targets = tuple(state.subscriptions[t.key] for t in queued.targets if t.key in state.subscriptions)
-            self._jobs.append(SendJob.from_queued(queued, campaign, targets))
-        self._wake.set()
-
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self.tick)
-            async with self._lock:
-                self.engine.advance(int(self.clock() * US), inclusive=True)
-                self._commit()
-
-    async def _deliver_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._deliver()
-
-    def _commit(self) -> None:
-        self.store.commit()
-        self.activity.commit()
-
-    async def _deliver(self) -> None:
-        """The outbox's sends: marked `sending` (committed), delivered without holding the engine,
-        then their delivery records written and the outbox entries removed (committed)."""
-        async with self._lock:
-            jobs, self._jobs = self._jobs, []
-            if not jobs:
-                return
-            for job in jobs:
-                entry = self.store.meta(OUTBOX + job.send_id)
-                self.store.set_meta(OUTBOX + job.send_id, {**entry, "state": "sending"})
-            self._commit()
-        if self.dispatcher is None:
-            results = [(job, sub, Delivery(False, None, "delivery_not_configured", 0))
-                       for job in jobs for sub in job.targets]
-        else:
-            results = await self.dispatcher.deliver(jobs)
-        async with self._lock:
-            for job, sub, result in results:
-                if result.deactivate and (state := self.store.get(job.user)) is not None:
-                    self.store.set_active(state, sub.key, False)
-                self.activity.record(delivery_record(job, sub, result))
-            for job in jobs:
-                self.store.set_meta(OUTBOX + job.send_id, None)
-            self._commit()
+            try:
+                async with self._lock:
+                    self.engine.advance(self.now(), inclusive=True)
+                    self._commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a store that cannot write now (disk full…): said, and tried again
+                log.exception("the timers could not advance; trying again at the next tick")
 
     # ---- HTTP -----------------------------------------------------------------------------------
 
@@ -183,6 +175,7 @@ class LiveService:
         app.router.add_route("OPTIONS", "/v1/browser/records", self.browser_preflight)
         app.router.add_get("/v1/campaigns", self.get_campaigns)
         app.router.add_post("/v1/reload", self.post_reload)
+        app.router.add_post("/v1/channels/{name}/resume", self.post_resume)
         app.router.add_get("/healthz", self.get_health)
         app.router.add_get("/sdk/demo", self.get_demo)
         app.router.add_get("/sdk/{name}", self.get_sdk)
@@ -206,14 +199,37 @@ class LiveService:
     async def post_records(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return unauthorized()
-        records, rejected = decode_body(await request.read())
-        async with self._lock:
-            for record in records:
-                self.engine.feed(self._with_campaign(record))
-            self._commit()  # accepted means durable: committed before the answer
-        self._wake.set()
+        indexed, rejected = decode_body(await request.read())
+        records = self._admit(indexed, rejected)
+        await self._feed(records)
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
+
+    def _admit(self, indexed: list[tuple[int, Record]], rejected: list[dict[str, object]]) -> list[Record]:
+        """The records a live service takes (:meth:`ServerOptions.problem`), each at most at the wall
+        clock: a record a little ahead (a fast client clock) counts as now, so the engine never runs
+        ahead of the wall clock. The refused ones join ``rejected``, in index order."""
+        now = self.now()
+        admitted: list[Record] = []
+        for index, record in indexed:
+            problem = self.options.problem(record, now)
+            if problem is not None:
+                rejected.append({"index": index, "reason": problem})
+            else:
+                admitted.append(record if record.ts <= now else msgspec.structs.replace(record, ts=now))
+        rejected.sort(key=lambda r: -1 if r["index"] is None else int(str(r["index"])))
+        return admitted
+
+    async def _feed(self, records: list[Record]) -> None:
+        """Into the engine and committed before the answer (accepted means durable). A big batch
+        yields to the event loop between chunks, so health checks and deliveries go on."""
+        async with self._lock:
+            for start in range(0, len(records), FEED_CHUNK):
+                if start:
+                    await asyncio.sleep(0)
+                for record in records[start:start + FEED_CHUNK]:
+                    self.engine.feed(self._with_campaign(record))
+            self._commit()
 
     async def browser_preflight(self, request: web.Request) -> web.Response:
         """CORS: a shop's pages (another origin than the service) may post browser records."""
@@ -225,11 +241,11 @@ class LiveService:
         return response
 
     async def _browser_records(self, request: web.Request) -> web.Response:
-        records, rejected = decode_body(await request.read())
-        allowed: list[Record] = []
-        for index, record in enumerate(records):
+        indexed, rejected = decode_body(await request.read())
+        allowed: list[tuple[int, Record]] = []
+        for index, record in indexed:
             if isinstance(record, (Subscribe, Unsubscribe)):
-                allowed.append(record)
+                allowed.append((index, record))
             elif isinstance(record, Event) and record.name in INTERACTIONS:
                 send_id = record.props.get("send_id")
                 send = self.activity.send_of(send_id) if isinstance(send_id, str) else None
@@ -238,16 +254,14 @@ class LiveService:
                 elif send[1] != record.user:
                     rejected.append({"index": index, "reason": f"`{record.name}` for a send to another user"})
                 else:
-                    allowed.append(record)
+                    allowed.append((index, record))
             else:
                 rejected.append({"index": index, "reason": "browsers may only send subscriptions and "
                                                            "Push Viewed / Push Clicked events"})
-        async with self._lock:
-            for record in allowed:
-                self.engine.feed(self._with_campaign(record))
-            self._commit()
-        status = 200 if allowed or not rejected else 400
-        return web.json_response({"accepted": len(allowed), "rejected": rejected}, status=status)
+        records = self._admit(allowed, rejected)
+        await self._feed(records)
+        status = 200 if records or not rejected else 400
+        return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
 
     def _with_campaign(self, record: Record) -> Record:
         """A `Push Viewed` / `Push Clicked` without `props.campaign` gets the campaign of its send_id,
@@ -267,9 +281,25 @@ class LiveService:
                                   for c in self.plan.campaigns])
 
     async def get_health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "campaigns": len(self.plan.campaigns), "clock": iso(self.engine.clock),
+        """Is it working: the delivery loop runs and no channel is halted (503 otherwise, for probes)."""
+        delivery: dict[str, Any] = self.deliveries.health() if self.deliveries is not None else {"state": "stopped"}
+        halted: dict[str, str] = delivery.get("halted", {})
+        ok = delivery["state"] == "running" and not halted
+        return web.json_response({"ok": ok, "campaigns": len(self.plan.campaigns), "clock": iso(self.engine.clock),
                                   "delivery": "live" if self.dispatcher else "not configured",
-                                  "halted": self.halts})
+                                  "halted": list(halted.values()), "deliveries": delivery},
+                                 status=200 if ok else 503)
+
+    async def post_resume(self, request: web.Request) -> web.Response:
+        """``POST /v1/channels/NAME/resume``: the operator fixed the credentials; the kept sends go out."""
+        if not self._authorized(request):
+            return unauthorized()
+        name = request.match_info["name"]
+        if name not in (WEBPUSH, APNS):
+            return error(404, f"no channel {name!r}: the channels are {WEBPUSH} and {APNS}")
+        resumed = self.deliveries.resume(name) if self.deliveries is not None else []
+        log.warning("channel %s resumed by an operator (it was %s)", name, "halted" if resumed else "not halted")
+        return web.json_response({"channel": name, "resumed": bool(resumed)})
 
     async def post_reload(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -277,14 +307,27 @@ class LiveService:
         return await self.reload()
 
     async def reload(self) -> web.Response:
+        """Load the campaign files again when they compile (and are not suddenly none at all); a
+        halted channel is resumed, as the operator may have fixed its key."""
         result = compile_paths(self.paths, config_path=self.config_path)
         if result.plan is None:
             body = msgspec.json.decode(render_json(result.diagnostics))
+            log.error("reload refused: the campaign files do not compile (%d diagnostics); the running "
+                      "campaigns go on", len(body))
             return web.json_response({"reloaded": False, "diagnostics": body}, status=422)
+        if not result.plan.campaigns and self.plan.campaigns:
+            message = (f"no campaigns found in {', '.join(self.paths)}: nothing reloaded (the running campaigns "
+                       "go on; to stop them all, stop the service)")
+            log.error("reload refused: %s", message)
+            return web.json_response({"reloaded": False, "error": message}, status=422)
         async with self._lock:
             self.plan = result.plan
             self.engine = self._engine(result.plan)
-        return web.json_response({"reloaded": True, "campaigns": [c.id for c in result.plan.campaigns]})
+        resumed = self.deliveries.resume() if self.deliveries is not None else []
+        ids = [c.id for c in result.plan.campaigns]
+        log.warning("reloaded %d campaigns: %s%s", len(ids), ", ".join(ids),
+                    f"; resumed {', '.join(resumed)}" if resumed else "")
+        return web.json_response({"reloaded": True, "campaigns": ids})
 
     async def get_demo(self, request: web.Request) -> web.Response:
         """A page to try the SDK with: registers the worker for ?user= and subscribes on a click."""
@@ -295,19 +338,24 @@ class LiveService:
             key = load_public(Path(self.settings.vapid_key_file))  # the public half only
         html = (STATIC / "sdk" / "demo.html").read_text(encoding="utf-8")
         html = html.replace('<html lang="en">', f'<html lang="en" data-vapid-key="{key}">', 1)
-        return web.Response(text=html, content_type="text/html")
+        return web.Response(text=html, content_type="text/html",
+                            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
     async def get_sdk(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         path = STATIC / "sdk" / name
         if name not in ("sw.js", "subscribe.js") or not path.is_file():
             return error(404, f"no SDK file {name}")
-        headers = {"Content-Type": "application/javascript", "Service-Worker-Allowed": "/"}
+        headers = {"Content-Type": "application/javascript", "Service-Worker-Allowed": "/",
+                   "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
         return web.FileResponse(path, headers=headers)
 
 
 def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str) -> int:
     """Run the live service until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="pushlang serve: %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(quiet_bad_requests)
     service = LiveService(paths, config_path=config_path, store_path=store_path)
     app = service.app()
 
@@ -320,3 +368,13 @@ def serve(paths: list[str], *, host: str, port: int, config_path: str | None, st
     web.run_app(app, host=host, port=port, print=lambda msg: print(f"pushlang serve: {msg}", flush=True),
                 loop=aio.new_event_loop())
     return 0
+
+
+def quiet_bad_requests(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot even parse (a 64 KB header, a broken request line) with a
+    traceback that holds part of the request — maybe a token. Say it in one line instead."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            "refused a malformed HTTP request (%s %s)", (error.code, type(error).__name__), None, None)
+    return True

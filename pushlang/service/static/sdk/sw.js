@@ -106,7 +106,9 @@ self.addEventListener('push', function (event) {
   };
   if (payload.icon) options.icon = payload.icon;
   if (payload.image) options.image = payload.image;
-  if (payload.tag) options.tag = payload.tag;
+  // One notification per send: a duplicate that does arrive replaces the first instead of adding one.
+  var tag = payload.tag || payload.send_id;
+  if (tag) options.tag = String(tag);
   var shown = self.registration.showNotification(String(payload.title), options);
   event.waitUntil(shown.then(function () {
     if (!payload.send_id) return undefined;

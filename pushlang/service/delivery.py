@@ -1,0 +1,260 @@
+"""The live service's delivery: every (send, subscription) pair of the outbox is one request that
+goes out as soon as its decision is committed, on its own, so nothing waits for a batch.
+
+The outbox lives in the store, so a crash loses nothing and sends nothing twice:
+
+- ``outbox:<send_id>`` is written with the decision (same transaction): the queued send and the
+  keys of the subscriptions it is ``done`` with. It is removed when every pair has its record.
+- ``sending:<send_id>|<key>`` is written (committed, on its own) just before that pair's first
+  request goes out — after it has its turn in its push service's queue — and removed with the
+  pair's ``delivered`` / ``failed`` record (same transaction).
+
+At start, a pair with a ``sending`` mark was on the wire when the process died: it is recorded
+``failed`` (``interrupted``), never sent again. Every other pair not ``done`` is delivered.
+
+Requests to one subscription go one after another (a push service that says it is gone is not
+asked again); different subscriptions and push services do not wait for each other. A halted
+channel (its credentials were rejected) keeps its sends pending, parked, until an operator resumes
+it (``POST /v1/channels/NAME/resume``, or a reload); then they go out. On SIGTERM nothing new
+starts, the requests on the wire get a grace period, and the rest stay pending for the next start.
+The loop is supervised: an unexpected error is logged, counted in ``/healthz`` and the loop
+restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from pushlang import plan
+from pushlang.dispatch.base import Delivery
+from pushlang.dispatch.dispatcher import Dispatcher, channel_of, delivery_record
+from pushlang.runtime.activity import ActivityLog
+from pushlang.runtime.engine import Output, SendJob
+from pushlang.runtime.instants import iso
+from pushlang.runtime.pipeline import queued_from
+from pushlang.runtime.sqlite_store import SqliteStore
+from pushlang.runtime.store import Subscription
+
+log = logging.getLogger("pushlang.service")
+
+OUTBOX = "outbox:"
+SENDING = "sending:"
+# What a halted channel answers: the send is kept, not failed.
+HALTED = frozenset({"channel_halted", "vapid_rejected", "apns_auth_rejected"})
+MAX_IN_FLIGHT = 1024  # pairs being worked on at once; the rest wait in the queue (cheaply)
+
+Pair = tuple[SendJob, Subscription]
+
+
+def outbox_entry(job: SendJob) -> dict[str, Any]:
+    """What the outbox keeps of a send when it is decided."""
+    return {**msgspec.to_builtins(job.queued()), "state": "pending", "done": []}
+
+
+class Deliveries:
+    """The outbox's delivery loop for one `pushlang serve` (see the module's docstring)."""
+
+    def __init__(self, store: SqliteStore, activity: ActivityLog, commit: Callable[[], Awaitable[None]],
+                 dispatcher: Dispatcher | None, *, grace: float = 10.0) -> None:
+        self.store = store
+        self.activity = activity
+        self.dispatcher = dispatcher
+        self.grace = grace
+        self._commit = commit
+        self._queue: collections.deque[Pair] = collections.deque()
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._chains: dict[str, asyncio.Lock] = {}
+        self.parked: dict[str, list[Pair]] = {}
+        self.stopping = False
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+
+    # ---- what comes in --------------------------------------------------------------------------
+
+    def submit(self, job: SendJob) -> None:
+        """A committed send: each of its subscriptions is a request to make."""
+        for sub in job.targets:
+            self._queue.append((job, sub))
+        self._wake.set()
+
+    def recover(self, campaigns: Callable[[str], plan.Campaign | None]) -> None:
+        """What a crash left in the outbox: pairs that were on the wire are failed (``interrupted``),
+        the others are submitted again. The caller commits."""
+        store = self.store
+        marks = {key[len(SENDING):] for key, _ in store.meta_items(SENDING)}
+        for key, entry in store.meta_items(OUTBOX):
+            queued = queued_from(entry, key[len(OUTBOX):])  # also as an earlier version wrote it
+            campaign = campaigns(queued.campaign)
+            state = store.get(queued.user)
+            done = list(entry.get("done") or ())
+            all_on_the_wire = entry.get("state") == "sending"  # an earlier version marked a whole batch
+            remaining: list[Subscription] = []
+            for target in queued.targets:
+                if target.key in done:
+                    continue
+                if all_on_the_wire or f"{queued.send_id}|{target.key}" in marks or campaign is None or state is None:
+                    self.activity.record(Output(iso(queued.at), queued.campaign, queued.user, "failed", "interrupted",
+                                                queued.send_id, platforms=[target.platform]))
+                    done.append(target.key)
+                else:
+                    remaining.append(state.subscriptions.get(target.key) or target.subscription())
+            if remaining and campaign is not None:
+                store.set_meta(key, {**entry, "state": "pending", "done": done})
+                self.submit(SendJob.from_queued(queued, campaign, tuple(remaining)))
+            else:
+                store.set_meta(key, None)
+        for mark in marks:
+            store.set_meta(SENDING + mark, None)
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        """Run the loop; an unexpected error is logged and counted, and the loop goes on."""
+        while not self.stopping:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self.restarts += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.exception("the delivery loop failed (restart %d)", self.restarts)
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(self.restarts, 6)))
+
+    async def _run(self) -> None:
+        while not self.stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and len(self._in_flight) < MAX_IN_FLIGHT and not self.stopping:
+                job, sub = self._queue.popleft()
+                task = asyncio.create_task(self._pair(job, sub))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.error("a delivery failed unexpectedly", exc_info=error)
+        if self._queue:
+            self._wake.set()
+
+    async def _pair(self, job: SendJob, sub: Subscription) -> None:
+        chain = self._chains.get(sub.key)
+        if chain is None:
+            chain = self._chains[sub.key] = asyncio.Lock()
+        try:
+            async with chain:  # one request at a time to one subscription
+                if not self.stopping:
+                    await self._deliver(job, sub)
+        finally:
+            if not chain.locked() and self._chains.get(sub.key) is chain:
+                del self._chains[sub.key]
+
+    async def _deliver(self, job: SendJob, sub: Subscription) -> None:
+        state = self.store.get(job.user)
+        current = state.subscriptions.get(sub.key) if state is not None else None
+        if current is None or not current.active:  # gone since the decision (or by an earlier send)
+            self._done(job, sub, Delivery(False, None, "subscription_inactive", 0))
+            return
+        if self.dispatcher is None:
+            self._done(job, sub, Delivery(False, None, "delivery_not_configured", 0))
+            return
+        channel = channel_of(sub)
+        if channel in self.dispatcher.halted:
+            self.parked.setdefault(channel, []).append((job, sub))
+            return
+        mark = f"{SENDING}{job.send_id}|{sub.key}"
+        marked = False
+
+        def on_wire() -> None:
+            nonlocal marked
+            self.store.put_meta_now(mark, {"at": round(time.time())})
+            marked = True
+
+        result = await self.dispatcher.deliver_one(job, current, on_wire=on_wire)
+        if result.reason in HALTED:  # kept: it goes out when the channel is resumed
+            if marked:
+                self.store.put_meta_now(mark, None)
+            self.parked.setdefault(channel, []).append((job, sub))
+            return
+        if marked:
+            self.store.set_meta(mark, None)  # removed with the record, in one transaction
+        self._done(job, sub, result)
+
+    def _done(self, job: SendJob, sub: Subscription, result: Delivery) -> None:
+        """The pair's record, its subscription deactivated if the push service said it is gone, and
+        its outbox entry updated: all committed together, soon."""
+        store = self.store
+        if result.deactivate and (state := store.get(job.user)) is not None:
+            store.set_active(state, sub.key, False)
+        self.activity.record(delivery_record(job, sub, result))
+        key = OUTBOX + job.send_id
+        entry = store.meta(key)
+        if entry is not None:
+            done = [*entry.get("done", ()), sub.key]
+            finished = {t.key for t in job.targets} <= set(done)
+            store.set_meta(key, None if finished else {**entry, "done": done})
+        self._soon_commit()
+
+    def _soon_commit(self) -> None:
+        if self._commit_task is None or self._commit_task.done():
+            self._commit_task = asyncio.create_task(self._commit_later())
+
+    async def _commit_later(self) -> None:
+        await asyncio.sleep(0.01)  # the records of the requests finishing together: one transaction
+        await self._commit()
+
+    # ---- operators ------------------------------------------------------------------------------
+
+    def resume(self, channel: str | None = None) -> list[str]:
+        """Clear a halt (one channel, or all) and send what it kept; the channels resumed."""
+        if self.dispatcher is None:
+            return []
+        resumed = self.dispatcher.resume(channel)
+        for name in list(self.parked):
+            if channel in (None, name):
+                for job, sub in self.parked.pop(name):
+                    self._queue.append((job, sub))
+        self._wake.set()
+        return resumed
+
+    def health(self) -> dict[str, Any]:
+        task = self._loop_task
+        running = task is not None and not task.done() and not self.stopping
+        return {"state": "running" if running else "stopped", "restarts": self.restarts,
+                "last_error": self.last_error, "queued": len(self._queue), "in_flight": len(self._in_flight),
+                "parked": {name: len(pairs) for name, pairs in self.parked.items() if pairs},
+                "halted": self.dispatcher.halted if self.dispatcher is not None else {}}
+
+    async def stop(self) -> None:
+        """Take no more work; give the requests on the wire ``grace`` seconds, then cancel them (their
+        ``sending`` marks stay: recorded as interrupted at the next start). Queued pairs stay pending."""
+        self.stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._in_flight:
+            _, late = await asyncio.wait(set(self._in_flight), timeout=self.grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                log.warning("%d requests were still on the wire after %.0f s: recorded as interrupted at the "
+                            "next start", len(late), self.grace)
+        if self._commit_task is not None:
+            await asyncio.gather(self._commit_task, return_exceptions=True)
