@@ -34,9 +34,13 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     common.check_paths(args.paths)
     if args.redis is not None:
+        from pushlang.config import find_config, load_config
+        from pushlang.diagnostics import Sink
         from pushlang.scaleout.ingest import serve_ingest
+        from pushlang.service.options import ServerOptions
 
-        return serve_ingest(args.redis, args.partitions, host=args.host, port=args.port)
+        options = ServerOptions.from_config(load_config(find_config(args.config, args.paths), Sink()))
+        return serve_ingest(args.redis, args.partitions, host=args.host, port=args.port, options=options)
     from pushlang.service.app import serve
 
     return serve(args.paths, host=args.host, port=args.port, config_path=args.config,

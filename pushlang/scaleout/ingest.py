@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
 
 from pushlang import aio
-from pushlang.runtime.records import InvalidRecord, Reject, body_items, decode_record
+from pushlang.runtime.instants import US
+from pushlang.runtime.records import InvalidRecord, Record, Reject, body_items, decode_record
 from pushlang.scaleout.keys import DEFAULT_PARTITIONS, out_key, partition_of, stream_key
 from pushlang.scaleout.streams import field_of, text_of
 from pushlang.service.http import MAX_BODY, bearer_ok, json_errors, unauthorized
+from pushlang.service.options import ServerOptions
 
 if TYPE_CHECKING:
     import redis
@@ -29,11 +32,13 @@ _decode = msgspec.json.Decoder().decode
 
 
 def ingest(client: redis.Redis, lines: Iterable[bytes | str], partitions: int = DEFAULT_PARTITIONS, *,
-           end_at_last: bool = False, chunk: int = 1000) -> tuple[int, list[Reject]]:
+           end_at_last: bool = False, chunk: int = 1000,
+           check: Callable[[Record], str | None] | None = None) -> tuple[int, list[Reject]]:
     """Append each valid line (raw JSON, field ``r``) to ``ev:{partition_of(user)}``, in input order.
 
     Returns (records accepted, rejected lines with their 1-based line numbers). With ``end_at_last``,
-    an end marker at the latest record instant follows (:func:`end_of_input`)."""
+    an end marker at the latest record instant follows (:func:`end_of_input`). ``check``: why a live
+    host refuses a valid record (None: take it)."""
     accepted = 0
     rejects: list[Reject] = []
     last: int | None = None
@@ -44,6 +49,9 @@ def ingest(client: redis.Redis, lines: Iterable[bytes | str], partitions: int = 
             continue
         try:
             record = decode_record(line)
+            problem = check(record) if check is not None else None
+            if problem is not None:
+                raise InvalidRecord(problem)
         except InvalidRecord as exc:
             text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
             rejects.append(Reject(number, str(exc), text.rstrip("\r\n")))
@@ -92,11 +100,13 @@ class StreamIngest:
     streams (SPEC §9.1 validation, per-record errors), where `pushlang worker` processes pick them up;
     accepted means the XADD succeeded."""
 
-    def __init__(self, redis_url: str, partitions: int, token: str | None = None) -> None:
+    def __init__(self, redis_url: str, partitions: int, token: str | None = None,
+                 options: ServerOptions | None = None) -> None:
         import redis
 
         self.client = redis.Redis.from_url(redis_url)
         self.partitions = partitions
+        self.options = options or ServerOptions()
         self.token = token or os.environ.get("PUSHLANG_API_TOKEN")
         if not self.token:
             raise ValueError("no API token: set PUSHLANG_API_TOKEN")
@@ -115,7 +125,9 @@ class StreamIngest:
             items = body_items(await request.read())
         except ValueError as exc:
             return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)
-        accepted, rejects = await asyncio.to_thread(ingest, self.client, items, self.partitions)
+        now = int(time.time() * US)
+        accepted, rejects = await asyncio.to_thread(ingest, self.client, items, self.partitions,
+                                                    check=lambda record: self.options.problem(record, now))
         rejected = [{"index": r.line - 1, "reason": r.reason} for r in rejects]
         return web.json_response({"accepted": accepted, "rejected": rejected},
                                  status=200 if accepted or not rejected else 400)
@@ -125,9 +137,10 @@ class StreamIngest:
         return web.json_response({"ok": bool(ok), "mode": "stream ingest", "partitions": self.partitions})
 
 
-def serve_ingest(redis_url: str, partitions: int, *, host: str, port: int) -> int:
+def serve_ingest(redis_url: str, partitions: int, *, host: str, port: int,
+                 options: ServerOptions | None = None) -> int:
     """Run the scale-out ingest API until interrupted."""
-    web.run_app(StreamIngest(redis_url, partitions).app(), host=host, port=port,
+    web.run_app(StreamIngest(redis_url, partitions, options=options).app(), host=host, port=port,
                 print=lambda msg: print(f"pushlang serve (stream ingest): {msg}", flush=True),
                 loop=aio.new_event_loop())
     return 0

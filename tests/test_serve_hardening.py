@@ -1,0 +1,317 @@
+"""`pushlang serve` against what an attacker or a bad day does: bad endpoints, clocks from the future,
+slow or throttling push services, timeouts, rejected credentials, late records, hostile bodies.
+
+Each test is one finding of the hardening review; each failed on the service as it was before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import TOKEN
+from peers.webpush_service import Reply, Subscription, WebPushService
+
+from pushlang.cli import main
+from pushlang.dispatch.keys import load_public
+from pushlang.dispatch.webpush import endpoint_problem, topic_for
+from pushlang.runtime.instants import US, iso
+from pushlang.runtime.records import Subscribe
+from pushlang.service.app import LiveService
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+WELCOME = '''campaign welcome {
+  platforms chrome
+  on "Signed Up"
+  message {
+    title "Welcome, @{user.first_name | default: 'friend'}"
+    body "Thanks for joining"
+  }
+}
+'''
+CART = '''campaign cart {
+  platforms chrome
+  on "Added To Cart"
+  unless "Charged" within 3s
+  message {
+    title "Your cart"
+    body "It is waiting"
+  }
+}
+'''
+NOW = 1_796_000_000.0  # 2026-11-29T...: the service's wall clock in these tests
+
+
+def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]], *,
+           paths: list[str] | None = None, clock: Callable[[], float] = time.time) -> None:
+    async def main_() -> None:
+        service = LiveService(paths or [str(folder / "campaigns")], store_path=str(folder / "state.db"), tick=0.05,
+                              clock=clock)
+        async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
+            await body(client, service)
+    asyncio.run(main_())
+
+
+@pytest.fixture
+def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushService]:
+    folder = push_project[0]
+    (folder / "campaigns").mkdir()
+    (folder / "campaigns" / "welcome.push").write_text(WELCOME, encoding="utf-8")
+    return push_project
+
+
+def config(folder: Path, extra: str) -> None:
+    path = folder / "pushlang.toml"
+    path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := check()):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return result
+
+
+def subscribe(user: str, sub: Subscription, ts: str | float | None = None) -> dict[str, Any]:
+    return {"type": "subscribe", "user": user, "ts": ts if ts is not None else time.time(), "platform": "chrome",
+            "endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}}
+
+
+def signed_up(user: str, ts: float | None = None) -> dict[str, Any]:
+    return {"user": user, "ts": ts if ts is not None else time.time(), "name": "Signed Up"}
+
+
+def outcomes(service: LiveService, outcome: str) -> list[dict[str, object]]:
+    return [r for r in service.activity.rows() if r["outcome"] == outcome]
+
+
+# ---- 1. a bad endpoint never stops delivery ------------------------------------------------------
+
+def test_endpoints_that_are_not_https_urls_are_refused_at_ingest() -> None:
+    for endpoint in ("http://[::1", "ftp://x/y", "https://h:99999/x", "https://h:0/x", "http://push.example.com/x",
+                     "https:///x", "https://user:pw@push.example.com/x", "https://a b/x", "x" * 3000):
+        assert endpoint_problem(endpoint) is not None, endpoint
+    assert endpoint_problem("https://fcm.googleapis.com/fcm/send/abc:def") is None
+    assert endpoint_problem("http://127.0.0.1:8000/push/1") is not None  # only with allow_http (a test service)
+    assert endpoint_problem("http://127.0.0.1:8000/push/1", allow_http=True) is None
+
+
+def test_a_bad_endpoint_fails_alone_and_delivery_goes_on(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    good = push.new_subscription("chrome")
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        bad = [{**subscribe("mallory", good), "endpoint": e} for e in ("http://[::1", "ftp://x/y", "https://h:99999/x")]
+        r = await client.post("/v1/records", json=bad, headers=AUTH)
+        result = await r.json()
+        assert r.status == 400 and [x["index"] for x in result["rejected"]] == [0, 1, 2]
+        assert "https://" in result["rejected"][0]["reason"] or "valid URL" in result["rejected"][0]["reason"]
+        # A subscription stored before the rule existed: its send fails alone, the next one goes out.
+        async with service._lock:
+            service.engine.feed(Subscribe("old", int(time.time() * US), "chrome", "https://h:99999/x",
+                                          {"p256dh": good.p256dh, "auth": good.auth}))
+        r = await client.post("/v1/records", json=[signed_up("old"), subscribe("u1", good), signed_up("u1")],
+                              headers=AUTH)
+        assert (await r.json())["accepted"] == 3
+        await eventually(lambda: push.payloads(good.id))
+        failed = await eventually(lambda: outcomes(service, "failed"))
+        assert [(f["user"], f["reason"]) for f in failed] == [("old", "invalid_endpoint")]
+        health = await client.get("/healthz")
+        assert health.status == 200 and (await health.json())["deliveries"]["state"] == "running"
+
+    served(folder, body)
+
+
+# ---- 2. nobody moves the clock -------------------------------------------------------------------
+
+def test_a_record_from_the_future_is_refused_and_the_clock_never_passes_the_wall_clock(
+        project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    sub = push.new_subscription("chrome")
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        r = await client.post("/v1/records", json=[signed_up("u1", NOW + 72 * 365 * 86400)], headers=AUTH)
+        result = await r.json()
+        assert r.status == 400 and "ahead of the service's clock" in result["rejected"][0]["reason"]
+        r = await client.post("/v1/records", json=[subscribe("u1", sub, NOW), signed_up("u1", NOW + 120)], headers=AUTH)
+        assert (await r.json())["accepted"] == 2  # two minutes ahead: a fast clock, taken as now
+        await eventually(lambda: push.payloads(sub.id))
+        assert service.engine.clock <= NOW * US
+        (send,) = outcomes(service, "send")
+        assert send["at"] == iso(int(NOW * US))  # decided at the wall clock, not two minutes ahead
+        health = await (await client.get("/healthz")).json()
+        assert health["clock"] == iso(int(NOW * US))
+
+    served(folder, body, clock=lambda: NOW)
+
+
+# ---- 5. one slow push service never stalls the others --------------------------------------------
+
+def test_a_throttling_push_service_delays_nobody_else(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    public = load_public(folder / "vapid.pem")
+    with WebPushService(application_server_key=public) as other:
+        slow, same_origin, elsewhere = (push.new_subscription("chrome"), push.new_subscription("chrome"),
+                                        other.new_subscription("chrome"))
+        push.script(slow.id, [Reply(429, retry_after=15)])
+
+        async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+            r = await client.post("/v1/records", json=[subscribe("slow", slow), signed_up("slow")], headers=AUTH)
+            assert r.status == 200
+            await eventually(lambda: push.requests_for(slow.id))  # answered 429, Retry-After: 15
+            started = time.monotonic()
+            records = [subscribe("same", same_origin), signed_up("same"), subscribe("else", elsewhere),
+                       signed_up("else")]
+            assert (await client.post("/v1/records", json=records, headers=AUTH)).status == 200
+            await eventually(lambda: push.payloads(same_origin.id) and other.payloads(elsewhere.id), timeout=5.0)
+            assert time.monotonic() - started < 5.0  # not 15 s behind the Retry-After
+            assert not push.payloads(slow.id)  # still waiting, as it was told to
+
+        served(folder, body)
+
+
+# ---- 6. a timeout is retried once, under a Topic ------------------------------------------------
+
+def test_a_timed_out_request_is_retried_once_with_a_topic(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    config(folder, "[dispatch]\ntimeout = 0.3\n")
+    sub = push.new_subscription("chrome")
+    push.script(sub.id, [Reply(201, delay=1.0)] * 5)
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert (await client.post("/v1/records", json=[subscribe("u1", sub), signed_up("u1")], headers=AUTH)).status == 200
+        (failed,) = await eventually(lambda: outcomes(service, "failed"), timeout=10)
+        assert failed["reason"] == "timeout" and failed["attempts"] == 2
+        await asyncio.sleep(1.2)  # the late answers arrive
+        requests = push.requests_for(sub.id)
+        assert len(requests) == 2
+        assert {r.topic for r in requests} == {topic_for(str(failed["send_id"]))}
+        assert len(topic_for(str(failed["send_id"]))) == 32
+
+    served(folder, body)
+
+
+# ---- 7. a 401/403 halts the channel at once; the sends are kept and go out on resume ---------------
+
+def test_a_rejected_key_halts_the_channel_keeps_the_sends_and_resume_delivers_them(
+        project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    config(folder, "[dispatch]\nconcurrency = 4\n")
+    first = push.new_subscription("chrome")
+    subs = [push.new_subscription("chrome") for _ in range(30)]
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        await client.post("/v1/records", json=[subscribe("first", first), signed_up("first")], headers=AUTH)
+        await eventually(lambda: push.payloads(first.id))  # the push service has answered once
+        push.set_default(Reply(403, delay=0.3))  # the key was revoked
+        records = [subscribe(f"u{i}", s) for i, s in enumerate(subs)] + [signed_up(f"u{i}") for i in range(30)]
+        assert (await client.post("/v1/records", json=records, headers=AUTH)).status == 200
+        await eventually(lambda: service.deliveries and service.deliveries.health()["halted"] and
+                         service.deliveries.health()["parked"].get("webpush") == 30)
+        rejected = [r for r in push.requests if r.status == 403]
+        assert 1 <= len(rejected) <= 4  # only what was on the wire when the first 403 came back
+        r = await client.get("/healthz")
+        assert r.status == 503 and "VAPID" in (await r.json())["halted"][0]
+        assert not outcomes(service, "failed")  # kept, not failed
+        push.set_default(201)  # the operator fixed the key
+        r = await client.post("/v1/channels/webpush/resume", headers=AUTH)
+        assert await r.json() == {"channel": "webpush", "resumed": True}
+        await eventually(lambda: all(push.payloads(s.id) for s in subs))
+        assert all(len(push.payloads(s.id)) == 1 for s in subs)
+        await eventually(lambda: len(outcomes(service, "delivered")) == 31)
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.post("/v1/channels/webpush/resume")).status == 401
+        assert (await client.post("/v1/channels/nope/resume", headers=AUTH)).status == 404
+
+    served(folder, body)
+
+
+# ---- 8. late records decide as replay does -------------------------------------------------------
+
+def test_timers_due_before_a_late_record_fire_before_it_as_in_replay(
+        project: tuple[Path, WebPushService], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = project
+    (folder / "campaigns" / "cart.push").write_text(CART, encoding="utf-8")
+    records = [{"user": "u1", "ts": NOW - 60, "name": "Added To Cart"},
+               {"user": "u1", "ts": NOW - 51, "name": "Added To Cart"}]
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        await asyncio.sleep(0.2)  # the service has ticked: its clock is NOW
+        assert (await client.post("/v1/records", json=records, headers=AUTH)).status == 200
+        await asyncio.sleep(0.2)
+        served_decisions.extend((r["at"], r["outcome"], r["reason"]) for r in service.activity.rows()
+                                if r["campaign"] == "cart")
+
+    served_decisions: list[tuple[object, ...]] = []
+    served(folder, body, clock=lambda: NOW)
+    (folder / "records.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    assert main(["replay", str(folder / "campaigns" / "cart.push"), "--events", str(folder / "records.jsonl"),
+                 "--until", iso(int(NOW * US))]) == 0
+    replayed = [(d["at"], d["outcome"], d["reason"]) for d in map(json.loads, capsys.readouterr().out.splitlines())]
+    assert len(replayed) == 2
+    assert served_decisions == replayed
+
+
+# ---- 10. hostile bodies, reloads and files ------------------------------------------------------
+
+def test_hostile_bodies_get_4xx_and_lose_no_good_record(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    sub = push.new_subscription("chrome")
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        deep = "[" * 1000 + "]" * 1000
+        text = f'[{json.dumps(subscribe("u1", sub))}, {deep}, {json.dumps(signed_up("u1"))}]'
+        r = await client.post("/v1/records", data=text, headers=AUTH)
+        result = await r.json()
+        assert r.status == 200 and result["accepted"] == 2 and [x["index"] for x in result["rejected"]] == [1]
+        lines = f'{json.dumps(signed_up("u2"))}\n{{"user": "u2", "ts": 1, "props": {{"a": {deep}}}}}'
+        r = await client.post("/v1/records", data=lines, headers=AUTH)
+        assert r.status == 200 and (await r.json())["rejected"][0]["reason"].startswith("nested too deeply")
+        r = await client.post("/v1/records", json=[{"user": "u3", "ts": "0001-01-01T00:00:00Z", "name": "x"}],
+                              headers=AUTH)
+        assert r.status == 400 and "between 1970 and 9999" in (await r.json())["rejected"][0]["reason"]
+        await eventually(lambda: push.payloads(sub.id))
+        for name in ("sw.js", "subscribe.js"):
+            r = await client.get(f"/sdk/{name}")
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Cache-Control"] == "no-cache"
+
+    served(folder, body)
+
+
+def test_a_big_batch_never_blocks_the_service(project: tuple[Path, WebPushService]) -> None:
+    folder, _ = project
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        records = "\n".join(json.dumps({"user": f"u{i}", "ts": int(NOW) - 1, "name": "V"}, separators=(",", ":"))
+                            for i in range(70_000))
+        posting = asyncio.create_task(client.post("/v1/records", data=records, headers=AUTH))
+        answered_meanwhile = 0
+        while not posting.done():
+            r = await client.get("/healthz")
+            if not posting.done():
+                answered_meanwhile += r.status == 200
+            await asyncio.sleep(0.01)
+        assert (await (await posting).json())["accepted"] == 70_000
+        # health checks went on while the batch was fed (a loop blocked for the whole batch answers
+        # one before and one after it)
+        assert answered_meanwhile >= 5, answered_meanwhile
+
+    served(folder, body, clock=lambda: NOW)
+
+
+def test_a_reload_that_finds_no_campaigns_keeps_the_running_ones(project: tuple[Path, WebPushService]) -> None:
+    folder, _ = project
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        (folder / "campaigns" / "welcome.push").unlink()
+        r = await client.post("/v1/reload", headers=AUTH)
+        assert r.status == 422 and "no campaigns found" in (await r.json())["error"]
+        assert [c["id"] for c in await (await client.get("/v1/campaigns", headers=AUTH)).json()] == ["welcome"]
+
+    served(folder, body)
