@@ -21,6 +21,11 @@ class Delivery:
     deactivate: bool = False
 
 
+class Withheld(Exception):
+    """Raised by an ``on_wire`` callback: this request must not go out now (the service is
+    stopping); the send stays pending."""
+
+
 def backoff(attempt: int, retry_after: float | None, *, base: float, ceiling: float, jitter: float) -> float:
     """Seconds to wait before attempt ``attempt + 1``: the server's Retry-After when it gave one,
     else exponential from ``base`` with "equal jitter" (``jitter`` in [0, 1))."""

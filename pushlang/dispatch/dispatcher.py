@@ -20,7 +20,7 @@ import msgspec
 
 from pushlang import aio
 from pushlang.config import Config
-from pushlang.dispatch.base import Delivery
+from pushlang.dispatch.base import Delivery, Withheld
 from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, topic_for, webpush_session
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
@@ -187,7 +187,7 @@ class Dispatcher:
         ``on_wire`` is called once, just before the first request goes out (not when none does)."""
         try:
             return await self._one(job, sub, on_wire)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Withheld):
             raise
         except Exception:
             log.exception("delivery of %s to a %s subscription failed unexpectedly", job.send_id, sub.platform)

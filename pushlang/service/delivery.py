@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from pushlang import plan
-from pushlang.dispatch.base import Delivery
+from pushlang.dispatch.base import Delivery, Withheld
 from pushlang.dispatch.dispatcher import Dispatcher, channel_of, delivery_record
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import Output, SendJob
@@ -182,10 +182,15 @@ class Deliveries:
 
         def on_wire() -> None:
             nonlocal marked
+            if self.stopping:  # its turn came after SIGTERM: it stays pending for the next start
+                raise Withheld
             self.store.put_meta_now(mark, {"at": round(time.time())})
             marked = True
 
-        result = await self.dispatcher.deliver_one(job, current, on_wire=on_wire)
+        try:
+            result = await self.dispatcher.deliver_one(job, current, on_wire=on_wire)
+        except Withheld:
+            return
         if result.reason in HALTED:  # kept: it goes out when the channel is resumed
             if marked:
                 self.store.put_meta_now(mark, None)
