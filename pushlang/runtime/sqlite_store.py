@@ -381,7 +381,8 @@ class SqliteStore(PersistentStore):
                 timers.append(
                     (key, timer.due, timer.campaign, timer.user, timer.kind, _encode_props(timer.payload))
                 )
-        meta = [(key, _encode(self._meta[key])) for key in self._dirty_meta]
+        meta = [(key, _encode(self._meta[key])) for key in self._dirty_meta if self._meta[key] is not None]
+        drop_meta = [(key,) for key in self._dirty_meta if self._meta[key] is None]
 
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -432,6 +433,8 @@ class SqliteStore(PersistentStore):
                 )
             if meta:
                 db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            if drop_meta:  # an entry set to null is gone (a delivered send leaves the outbox)
+                db.executemany("DELETE FROM meta WHERE key = ?", drop_meta)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
