@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 from pushlang.commands import common
 from pushlang.scaleout.keys import DEFAULT_PARTITIONS
@@ -33,6 +35,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     common.check_paths(args.paths)
+    _log_to_stderr()
     if args.redis is not None:
         from pushlang.scaleout.ingest import serve_ingest
 
@@ -41,3 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     return serve(args.paths, host=args.host, port=args.port, config_path=args.config,
                  store_path=args.store.removeprefix("sqlite:///"))
+
+
+def _log_to_stderr() -> None:
+    """What the service logs at INFO and above (erasures, halted channels), on stderr."""
+    logger = logging.getLogger("pushlang")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("pushlang serve: %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
