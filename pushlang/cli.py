@@ -14,6 +14,7 @@ from pushlang.commands import (
     dispatch,
     explain,
     fmt,
+    forget,
     ingest,
     keys,
     lint,
@@ -30,7 +31,7 @@ from pushlang.commands.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, Finding
 
 # The commands, in the order `pushlang --help` lists them.
 COMMANDS = (lint, fmt, compile, replay, preview, stats, diff, reach, keys, send_test, repl, serve, worker, ingest,
-            dispatch, explain)
+            dispatch, explain, forget)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -45,3 +45,4 @@ def run(args: argparse.Namespace) -> int:
 
     return serve(args.paths, host=args.host, port=args.port, config_path=args.config,
                  store_path=args.store.removeprefix("sqlite:///"))
+

@@ -12,13 +12,16 @@ way). Values must be JSON-shaped: tuples come back as lists, non-string keys as 
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from pushlang.runtime.activity import Anonymized, anonymize
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
 
 SCHEMA_VERSION = 1
@@ -121,6 +124,27 @@ class _Dirty:
         self.counters: set[str] = set()
         self.sends: list[str] = []
         self.windows = False
+
+
+# What an erasure counts, in the order it reports them.
+ERASED = ("users", "profiles", "subscriptions", "events", "counters", "sends", "windows", "timers", "outbox",
+          "activity")
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What :meth:`SqliteStore.forget` did. ``counts``: rows deleted per kind, and ``activity``: the
+    activity rows unlinked from the user (kept for the figures). ``anonymized`` and ``outbox`` (the
+    send_ids and states of the outbox entries removed) are for the host, never to be shown: next to
+    the user id they would link the anonymous rows back."""
+
+    counts: dict[str, int]
+    anonymized: Anonymized
+    outbox: dict[str, str]
+
+    @property
+    def found(self) -> bool:
+        return any(self.counts.values())
 
 
 class SqliteStore(PersistentStore):
@@ -302,6 +326,55 @@ class SqliteStore(PersistentStore):
         else:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _encode(value)))
 
+    # ---- erasure -------------------------------------------------------------------------------
+
+    def forget(self, user: str) -> Erasure:
+        """Erase a user, in one transaction: the profile, subscriptions, history, counters, sends,
+        conversion windows, the user's timers and bookkeeping entries (a JSON object whose ``user``
+        is the id, or a key ending in one of the user's send_ids: the service's outbox), and unlink
+        the user's activity rows (:func:`pushlang.runtime.activity.anonymize`). Pending changes are
+        committed first, so no later commit writes the user again; the user leaves memory too.
+
+        Deleted content is overwritten (``secure_delete``) and the write-ahead log checkpointed and
+        truncated, so the id is not left in free pages or old log frames either. A host must have
+        written its own pending activity records before (they would name the user).
+        """
+        self.commit()
+        db = self._db
+        timers = [t.key for t in self._timers.values() if t.user == user and t.kind != "occurrence"]
+        send_ids = {row[0] for row in db.execute("SELECT send_id FROM sends WHERE user_id = ?", (user,))}
+        meta = {key: value for key, value in self._meta.items()
+                if (isinstance(value, dict) and value.get("user") == user) or key.rpartition(":")[2] in send_ids}
+        counts = dict.fromkeys(ERASED, 0)
+        db.execute("PRAGMA secure_delete = ON")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ERASED[:7]:
+                counts[table] = db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user,)).rowcount
+            counts["timers"] = sum(db.execute("DELETE FROM timers WHERE key = ?", (key,)).rowcount for key in timers)
+            counts["outbox"] = sum(db.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount for key in meta)
+            anonymized = anonymize(db, user)
+            counts["activity"] = anonymized.rows
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.execute("PRAGMA secure_delete = OFF")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._users.pop(user, None)
+        self._dirty.pop(user, None)
+        for key in timers:
+            del self._timers[key]
+        self._heap = [entry for entry in self._heap if entry[3] in self._timers]
+        heapq.heapify(self._heap)
+        for key in meta:
+            del self._meta[key]
+        outbox = {key.rpartition(":")[2]: str(value.get("state", "")) for key, value in meta.items()
+                  if isinstance(value, dict)}
+        return Erasure(counts, anonymized, outbox)
+
     # ---- bookkeeping ---------------------------------------------------------------------------
 
     def maybe_commit(self, records_seen: int = 1) -> bool:
@@ -391,7 +464,8 @@ class SqliteStore(PersistentStore):
                 timers.append(
                     (key, timer.due, timer.campaign, timer.user, timer.kind, _encode_props(timer.payload))
                 )
-        meta = [(key, _encode(self._meta[key])) for key in self._dirty_meta]
+        meta = [(key, _encode(self._meta[key])) for key in self._dirty_meta if self._meta[key] is not None]
+        drop_meta = [(key,) for key in self._dirty_meta if self._meta[key] is None]
 
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -442,6 +516,8 @@ class SqliteStore(PersistentStore):
                 )
             if meta:
                 db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            if drop_meta:  # an entry set to null is gone (a delivered send leaves the outbox)
+                db.executemany("DELETE FROM meta WHERE key = ?", drop_meta)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

@@ -21,6 +21,8 @@
   channel keeps its sends until ``POST /v1/channels/NAME/resume`` or a reload.
 - `Push Viewed` / `Push Clicked` go through the engine like any event; it writes the `viewed` /
   `clicked` records that the stats count.
+- ``DELETE /v1/users/{id}`` (bearer token): erase a user (``SqliteStore.forget``) and its sends
+  waiting for delivery; the answer and one INFO line of ``pushlang.service`` say what was erased.
 
 The scale-out's ingest API (``serve --redis``) is :class:`pushlang.scaleout.ingest.StreamIngest`.
 """
@@ -176,6 +178,7 @@ class LiveService:
         app.router.add_get("/v1/campaigns", self.get_campaigns)
         app.router.add_post("/v1/reload", self.post_reload)
         app.router.add_post("/v1/channels/{name}/resume", self.post_resume)
+        app.router.add_delete("/v1/users/{id:.+}", self.delete_user)
         app.router.add_get("/healthz", self.get_health)
         app.router.add_get("/sdk/demo", self.get_demo)
         app.router.add_get("/sdk/{name}", self.get_sdk)
@@ -272,6 +275,22 @@ class LiveService:
         if campaign is None:
             return record
         return msgspec.structs.replace(record, props={**record.props, "campaign": campaign})
+
+    async def delete_user(self, request: web.Request) -> web.Response:
+        """Erase a user: the store's state, the outbox entries and the sends queued for delivery; a
+        send already on its way is recorded under the erasure's anonymous ids when it returns. An
+        unknown user is erased too: zero counts."""
+        if not self._authorized(request):
+            return unauthorized()
+        user = request.match_info["id"]
+        async with self._lock:
+            self._commit()  # the user's pending records, before they are unlinked
+            erasure = self.store.forget(user)
+            self._uncommitted = [job for job in self._uncommitted if job.user != user]
+            on_the_wire = self.deliveries.forget(user) if self.deliveries is not None else set()
+            self.activity.rename(erasure.anonymized, on_the_wire)
+        log.info("erased user %r: %s", user, ", ".join(f"{kind} {n}" for kind, n in erasure.counts.items()))
+        return web.json_response({"user": user, "erased": erasure.counts})
 
     async def get_campaigns(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

@@ -72,6 +72,7 @@ class Deliveries:
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._chains: dict[str, asyncio.Lock] = {}
+        self._working: dict[tuple[str, str], str] = {}  # (send_id, key) of the pairs under way → user
         self.parked: dict[str, list[Pair]] = {}
         self.stopping = False
         self.restarts = 0
@@ -159,14 +160,20 @@ class Deliveries:
         try:
             async with chain:  # one request at a time to one subscription
                 if not self.stopping:
-                    await self._deliver(job, sub)
+                    self._working[(job.send_id, sub.key)] = job.user
+                    try:
+                        await self._deliver(job, sub)
+                    finally:
+                        self._working.pop((job.send_id, sub.key), None)
         finally:
             if not chain.locked() and self._chains.get(sub.key) is chain:
                 del self._chains[sub.key]
 
     async def _deliver(self, job: SendJob, sub: Subscription) -> None:
         state = self.store.get(job.user)
-        current = state.subscriptions.get(sub.key) if state is not None else None
+        if state is None:  # the user was erased meanwhile: nothing of them is sent or written
+            return
+        current = state.subscriptions.get(sub.key)
         if current is None or not current.active:  # gone since the decision (or by an earlier send)
             self._done(job, sub, Delivery(False, None, "subscription_inactive", 0))
             return
@@ -184,7 +191,7 @@ class Deliveries:
             nonlocal marked
             if self.stopping:  # its turn came after SIGTERM: it stays pending for the next start
                 raise Withheld
-            self.store.put_meta_now(mark, {"at": round(time.time())})
+            self.store.put_meta_now(mark, {"at": round(time.time()), "user": job.user})
             marked = True
 
         try:
@@ -236,6 +243,14 @@ class Deliveries:
                     self._queue.append((job, sub))
         self._wake.set()
         return resumed
+
+    def forget(self, user: str) -> set[str]:
+        """An erased user: their queued and parked pairs are dropped; the send_ids of those under way
+        (their records, when they come back, are written under the erasure's anonymous ids)."""
+        self._queue = collections.deque(pair for pair in self._queue if pair[0].user != user)
+        for name, pairs in self.parked.items():
+            self.parked[name] = [pair for pair in pairs if pair[0].user != user]
+        return {send_id for (send_id, _), who in self._working.items() if who == user}
 
     def health(self) -> dict[str, Any]:
         task = self._loop_task
