@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +25,16 @@ def test_the_token_format_is_what_a_site_backend_computes() -> None:
     assert sign(SECRET, "u-asha", 1_767_229_200) == expected
     assert UserTokens((SECRET,)).issue("u-asha", 3600, now=NOW) == (expected, 1_767_229_200)
     assert UserTokens((SECRET,)).problem(expected, "u-asha", now=NOW) is None
+
+
+def test_the_signing_code_of_docs_security_md_makes_valid_tokens() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", docs, re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # the page's own example, as a site would paste it
+    token = namespace["pushlang_user_token"](SECRET, "u-asha")
+    assert UserTokens((SECRET,)).problem(token, "u-asha") is None
+    assert UserTokens((SECRET,)).problem(token, "u-bo") == "the user token is not valid for user `u-bo`"
 
 
 def test_a_token_speaks_for_its_user_only_until_it_expires() -> None:

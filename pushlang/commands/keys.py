@@ -14,8 +14,9 @@ from pushlang.runtime.instants import US, iso
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
-    keys: argparse.ArgumentParser = commands.add_parser("keys", help="VAPID keys for Web Push",
-                               description="Create or inspect the VAPID key pair that signs Web Push requests.")
+    keys: argparse.ArgumentParser = commands.add_parser("keys", help="VAPID keys for Web Push, user tokens for browsers",
+                               description="Create or inspect the VAPID key pair that signs Web Push requests; "
+                                           "make the secret and the user tokens of the browser endpoint.")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     gen = sub.add_parser("generate", help="create a key pair",
                          description="Create a VAPID key pair: the private key is written to --out with mode "
