@@ -1,8 +1,9 @@
 """Fixtures the tests share: a real redis-server per test module, flushed for each test; a project
-folder with VAPID keys beside the loopback Web Push service."""
+folder with VAPID keys and a user token secret beside the loopback Web Push service."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,15 @@ from peers.webpush_service import WebPushService
 from redis_server import redis_server
 
 from pushlang.dispatch.keys import generate
+from pushlang.service.identity import TOKEN_HEADER, sign
 
 TOKEN = "s3cret-token"
+USER_TOKEN_SECRET = "test-user-token-secret-0123456789abcdef"
+
+
+def user_token(user: str, secret: str = USER_TOKEN_SECRET, ttl: int = 3600) -> dict[str, str]:
+    """The header a browser of ``user`` sends to /v1/browser/records (a token valid for ``ttl`` s)."""
+    return {TOKEN_HEADER: sign(secret, user, int(time.time()) + ttl)}
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +41,13 @@ def client(server: Any) -> Any:
 @pytest.fixture
 def push_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, WebPushService]]:
     """A project folder (the working directory) whose pushlang.toml has a VAPID key the loopback push
-    service pins, with PUSHLANG_API_TOKEN set to ``TOKEN``; the test writes its campaigns there."""
+    service pins and ``[server] user_token_secret`` (its last table, so a test may append to it), with
+    PUSHLANG_API_TOKEN set to ``TOKEN``; the test writes its campaigns there."""
     public = generate(tmp_path / "vapid.pem")
     (tmp_path / "pushlang.toml").write_text(
         '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
-        '[server]\nallow_loopback_http = true  # the loopback push service\n', encoding="utf-8")
+        '[server]\nallow_loopback_http = true  # the loopback push service\n'
+        f'user_token_secret = "{USER_TOKEN_SECRET}"\n', encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PUSHLANG_API_TOKEN", TOKEN)
     with WebPushService(application_server_key=public) as push:

@@ -15,9 +15,11 @@ from pathlib import Path
 from browser_env import BROWSER, CHROMIUM, free_port, needs_browser
 
 from pushlang.dispatch.keys import generate
+from pushlang.service.identity import sign
 
 pytestmark = needs_browser
 TOKEN = "browser-token"
+SECRET = "the-user-token-secret-of-this-test-0123"
 CAMPAIGN = '''campaign cart {
   platforms chrome
   on "Added To Cart"
@@ -42,7 +44,8 @@ def test_a_page_from_serve_shows_the_push_and_reports_it_viewed(tmp_path: Path) 
     generate(tmp_path / "vapid.pem")
     (tmp_path / "pushlang.toml").write_text(
         '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
-        '[server]\nallow_loopback_http = true  # the loopback push service\n', encoding="utf-8")
+        '[server]\nallow_loopback_http = true  # the loopback push service\n'
+        f'user_token_secret = "{SECRET}"\n', encoding="utf-8")
     (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -78,7 +81,9 @@ def test_a_page_from_serve_shows_the_push_and_reports_it_viewed(tmp_path: Path) 
         assert send_id is not None
         payload = {"title": "Still thinking, Asha?", "body": "Your Lamp is waiting",
                    "url": "https://shop.example.com/cart", "send_id": send_id, "campaign": "cart"}
-        run = subprocess.run(["node", str(BROWSER / "sw_push.mjs"), "--url", f"{base}/sdk/demo?user=u-asha",
+        user_token = sign(SECRET, "u-asha", int(time.time()) + 3600)
+        run = subprocess.run(["node", str(BROWSER / "sw_push.mjs"), "--url",
+                              f"{base}/sdk/demo?user=u-asha&token={user_token}",
                               "--payload", json.dumps(payload), "--wait-for", "document.body.dataset.registered"],
                              capture_output=True, text=True, timeout=120, env={**os.environ, "CHROMIUM": CHROMIUM})
         assert run.returncode == 0, run.stdout + run.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import TOKEN
+from conftest import TOKEN, user_token
 from peers.webpush_service import Subscription, WebPushService
 
 from pushlang.service.app import MAX_BODY, LiveService
@@ -77,9 +77,12 @@ def test_records_in_push_out_clicks_and_conversions_back(project: tuple[Path, We
                    {"user": "u1", "ts": "2026-12-01T08:03:00Z", "name": "Push Clicked", "props": {"send_id": send_id}}]
         await eventually(lambda: service.activity.campaign_of(send_id))
         someone_else = {"user": "u2", "ts": "2026-12-01T08:03:00Z", "name": "Push Clicked", "props": {"send_id": send_id}}
-        r = await client.post("/v1/browser/records", json=[*clicked, someone_else])
+        r = await client.post("/v1/browser/records", json=[*clicked, someone_else], headers=user_token("u1"))
         assert await r.json() == {"accepted": 2, "rejected": [
-            {"index": 2, "reason": "`Push Clicked` for a send to another user"}]}
+            {"index": 2, "reason": "the user token is not valid for user `u2`"}]}
+        r = await client.post("/v1/browser/records", json=[someone_else], headers=user_token("u2"))
+        assert await r.json() == {"accepted": 0, "rejected": [
+            {"index": 0, "reason": "`Push Clicked` for a send to another user"}]}
         r = await client.post("/v1/records", json=[{"user": "u1", "ts": "2026-12-01T09:00:00Z", "name": "Charged",
                                                    "props": {"amount": 42.5}}], headers=AUTH)
         assert r.status == 200
@@ -125,15 +128,19 @@ def test_bad_input_gets_clear_4xx_and_loses_nothing_valid(project: tuple[Path, W
         r = await client.post("/v1/records", data="{bad", headers=AUTH)
         assert r.status == 400
         r = await client.post("/v1/browser/records", json=[
-            {"user": "u1", "ts": "2026-12-01T08:02:00Z", "name": "Push Clicked", "props": {"send_id": "unknown"}}])
+            {"user": "u1", "ts": "2026-12-01T08:02:00Z", "name": "Push Clicked", "props": {"send_id": "unknown"}}],
+            headers=user_token("u1"))
         assert r.status == 400 and "unknown send_id" in (await r.json())["rejected"][0]["reason"]
-        r = await client.post("/v1/browser/records", json=[{"user": "u1", "ts": "2026-12-01T08:02:00Z",
-                                                           "name": "Charged"}])
-        assert r.status == 400  # a web page may not report purchases
+        for record in ({"user": "u1", "ts": "2026-12-01T08:02:00Z", "name": "Charged"},
+                       {"type": "profile", "user": "u1", "ts": "2026-12-01T08:02:00Z", "props": {"vip": True}}):
+            r = await client.post("/v1/browser/records", json=[record], headers=user_token("u1"))
+            assert r.status == 400  # a web page may not report purchases, nor write the profile
+            assert "may only send subscriptions" in (await r.json())["rejected"][0]["reason"]
         assert r.headers["Access-Control-Allow-Origin"] == "*"
         r = await client.options("/v1/browser/records", headers={"Origin": "https://shop.example.com",
                                                                  "Access-Control-Request-Method": "POST"})
-        assert r.status == 204 and "content-type" in r.headers["Access-Control-Allow-Headers"]
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Headers"] == "content-type, x-pushlang-user-token"
 
     served(folder, body)
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from pushlang.service.identity import TOKEN_HEADER, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK = ROOT / "pushlang" / "service" / "static" / "sdk"
@@ -45,6 +48,7 @@ def _missing() -> str | None:
 needs_chromium = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 USER = "u-asha"
+USER_TOKEN = sign("a-secret-of-the-test-page-0123456789", USER, int(time.time()) + 3600)
 
 # The page registers the worker for USER, then subscribes through subscribe.js. Headless Chromium
 # has no reachable push service (FCM), so PushManager.subscribe is replaced by a stand-in that
@@ -61,8 +65,8 @@ PushManager.prototype.subscribe = async function (options) {
   const endpoint = 'https://push.invalid/' + key + '?userVisibleOnly=' + options.userVisibleOnly;
   return {endpoint, toJSON: () => ({endpoint, keys: {p256dh: 'p256dh-test', auth: 'auth-test'}})};
 };
-pushlang.register({user: %(user)s, vapidPublicKey: %(key)s})
-  .then(() => pushlang.subscribe({user: %(user)s, vapidPublicKey: %(key)s}))
+pushlang.register({user: %(user)s, token: %(token)s, vapidPublicKey: %(key)s})
+  .then(() => pushlang.subscribe({user: %(user)s, token: %(token)s, vapidPublicKey: %(key)s}))
   .then(() => { document.body.dataset.subscribed = 'yes'; })
   .catch((err) => { console.error('subscribe failed: ' + err); document.body.dataset.subscribed = 'no'; });
 </script>
@@ -95,8 +99,10 @@ setTimeout(() => {
 """
 
 
-def _app(records: list[dict[str, Any]], vapid_key: str) -> web.Application:
-    page = PAGE % {"user": json.dumps(USER), "key": json.dumps(vapid_key)}
+def _app(records: list[dict[str, Any]], vapid_key: str, throttled: list[str] | None = None) -> web.Application:
+    """The stand-in; with ``throttled``, the first report of a push is answered 429 (Retry-After: 1)
+    and its text kept there, as `pushlang serve` answers a client over its rate limit."""
+    page = PAGE % {"user": json.dumps(USER), "token": json.dumps(USER_TOKEN), "key": json.dumps(vapid_key)}
 
     async def index(_: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
@@ -112,10 +118,14 @@ def _app(records: list[dict[str, Any]], vapid_key: str) -> web.Application:
                             headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"})
 
     async def browser_records(request: web.Request) -> web.Response:
+        """Keeps each record with the user token it came with (as `_token`)."""
         text = await request.text()
         body = text.strip()
         got = json.loads(body) if body.startswith("[") else [json.loads(x) for x in body.splitlines() if x]
-        records.extend(got)
+        if throttled is not None and not throttled and any(r.get("name") == "Push Viewed" for r in got):
+            throttled.append(text)
+            return web.json_response({"error": "too many requests"}, status=429, headers={"Retry-After": "1"})
+        records.extend({**r, "_token": request.headers.get(TOKEN_HEADER)} for r in got)
         return web.json_response({"accepted": len(got)}, status=202)
 
     async def pixel(_: web.Request) -> web.Response:
@@ -139,9 +149,10 @@ def _app(records: list[dict[str, Any]], vapid_key: str) -> web.Application:
 
 
 @asynccontextmanager
-async def _server(records: list[dict[str, Any]], vapid_key: str) -> AsyncIterator[str]:
+async def _server(records: list[dict[str, Any]], vapid_key: str,
+                  throttled: list[str] | None = None) -> AsyncIterator[str]:
     """Serve the test app on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(_app(records, vapid_key))
+    runner = web.AppRunner(_app(records, vapid_key, throttled))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -207,6 +218,7 @@ async def _service_worker_shows_push_and_reports_viewed() -> None:
         assert viewed["user"] == USER
         assert viewed["props"] == {"send_id": "s-1", "campaign": "cart"}
         assert viewed["ts"].endswith("Z")
+        assert viewed["_token"] == USER_TOKEN  # the page handed the worker its user token
 
         # subscribe.js, with the push service stood in for: the subscription record it posted.
         assert result["waited"] == "yes", err
@@ -216,6 +228,24 @@ async def _service_worker_shows_push_and_reports_viewed() -> None:
         assert sub["platform"] == "chrome"
         assert sub["endpoint"] == f"https://push.invalid/{vapid_key}?userVisibleOnly=true"
         assert sub["keys"] == {"p256dh": "p256dh-test", "auth": "auth-test"}
+        assert sub["_token"] == USER_TOKEN
+
+
+@needs_chromium
+def test_a_rate_limited_report_is_sent_again_after_retry_after() -> None:
+    asyncio.run(_a_rate_limited_report_is_sent_again())
+
+
+async def _a_rate_limited_report_is_sent_again() -> None:
+    records: list[dict[str, Any]] = []
+    throttled: list[str] = []
+    async with _server(records, _vapid_public_key(), throttled) as base:
+        payload = {"title": "Back in stock", "body": "The Lamp", "send_id": "s-9", "campaign": "restock"}
+        result, err = await _push(base, payload)
+        assert len(throttled) == 1 and "s-9" in throttled[0], err
+        assert result["viewed"] is not None and result["viewed"]["status"] == 202, err
+        viewed = _viewed(records, "s-9")
+        assert viewed is not None and viewed["_token"] == USER_TOKEN, f"{records}\nstderr: {err}"
 
 
 @needs_chromium
@@ -263,7 +293,7 @@ async def _a_click_is_reported(action: str, opens: str) -> None:
         clicks = [r for r in records if r.get("name") == "Push Clicked"]
         assert [c["props"] for c in clicks] == [{"send_id": "s-3", "campaign": "restock",
                                                  "action": action or "default", "url": f"{base}{opens}"}]
-        assert clicks[0]["user"] == USER and clicks[0]["ts"].endswith("Z")
+        assert clicks[0]["user"] == USER and clicks[0]["ts"].endswith("Z") and clicks[0]["_token"] == USER_TOKEN
         assert result["left"] == 0  # the handler closed the notification
 
 
@@ -319,3 +349,27 @@ console.log(JSON.stringify(out));
                           capture_output=True, text=True, timeout=60, check=True)
     got = json.loads(done.stdout)
     assert got == {ua: [want, want] for ua, want in PLATFORMS.items()}
+
+
+@pytest.mark.skipif(NODE is None, reason="node is missing")
+def test_subscribe_js_asks_for_the_user_token_before_anything_else() -> None:
+    script = """
+const vm = require('node:vm'), fs = require('node:fs');
+const page = {navigator: {userAgent: '', serviceWorker: {}}, location: {origin: 'http://x'}, atob};
+vm.runInNewContext(fs.readFileSync(process.argv[1] + '/subscribe.js', 'utf8'), {window: page, URLSearchParams});
+const calls = [];
+page.navigator.serviceWorker.register = (url, options) => { calls.push(url); return Promise.resolve('ok'); };
+(async () => {
+  const out = {};
+  for (const [name, options] of [['none', {user: 'u1'}], ['token', {user: 'u1', token: 'v1.1.sig'}]]) {
+    out[name] = await page.pushlang.register(options).then(() => 'registered', (err) => String(err));
+  }
+  out.calls = calls;
+  console.log(JSON.stringify(out));
+})();
+"""
+    done = subprocess.run([str(NODE), "-e", script, str(SDK)], capture_output=True, text=True, timeout=60, check=True)
+    got = json.loads(done.stdout)
+    assert got["none"].startswith("Error: pushlang: `token` is required: the user id signed by your site")
+    assert got["token"] == "registered"
+    assert got["calls"] == ["/sdk/sw.js?user=u1&token=v1.1.sig&api=http%3A%2F%2Fx"]  # the worker gets the token

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import TOKEN
+from conftest import TOKEN, user_token
 from peers.webpush_service import WebPushService
 
 from pushlang.cli import main
@@ -71,6 +71,8 @@ def log(push: WebPushService) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 @pytest.fixture
 def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushService]:
     (push_project[0] / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
+    with (push_project[0] / "pushlang.toml").open("a", encoding="utf-8") as config:
+        config.write("browser_burst = 100\n")  # [server]: every user's browser reports from 127.0.0.1 here
     return push_project
 
 
@@ -97,10 +99,15 @@ def test_replay_and_stats_give_the_figures_of_serve_and_v1_stats(
                               clock=lambda: start)
         async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
             assert (await client.post("/v1/records", data=lines(shop), headers=AUTH)).status == 200
-            r = await client.post("/v1/browser/records", data=lines(browser))
+            rejected = []
+            for user in USERS:  # each browser posts its own user's reports, with its token
+                mine = [(i, b) for i, b in enumerate(browser) if b["user"] == user]
+                r = await client.post("/v1/browser/records", data=lines([b for _, b in mine]),
+                                      headers=user_token(user))
+                rejected += [mine[x["index"]][0] for x in (await r.json())["rejected"]]
             # the browser endpoint takes reports of real sends only: a control user got no push
             unknown = [i for i, b in enumerate(browser) if b["user"] in control or i == len(browser) - 1]
-            assert [x["index"] for x in (await r.json())["rejected"]] == unknown
+            assert sorted(rejected) == unknown
             assert (await client.post("/v1/records", data=lines(charges), headers=AUTH)).status == 200
             for _ in range(200):  # deliveries go out in the background
                 figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"][0]

@@ -3,8 +3,9 @@
 - ``POST /v1/records`` (bearer token): JSON Lines or a JSON array of SPEC §9.1 records; each bad
   record is reported with its index and reason, the valid ones are accepted — and committed to the
   store before the answer, so an accepted record survives a crash.
-- ``POST /v1/browser/records`` (no token, for the service worker and subscribe.js): only
-  subscriptions and ``Push Viewed`` / ``Push Clicked`` of a known send.
+- ``POST /v1/browser/records`` (no API token, for the service worker and subscribe.js): only
+  subscriptions and ``Push Viewed`` / ``Push Clicked`` of a known send, each for the user its user
+  token was signed for, within a rate limit per client (``pushlang.service.identity``).
 - ``GET /v1/campaigns``, ``POST /v1/reload`` (bearer token; and SIGHUP), ``GET /healthz`` (no token):
   a reload takes effect only when the files compile without errors; otherwise the diagnostics are
   returned and the running campaigns go on.
@@ -56,15 +57,18 @@ from pushlang.runtime.records import Event, Record, Subscribe, Unsubscribe, deco
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.service.delivery import OUTBOX, Deliveries, outbox_entry
 from pushlang.service.http import MAX_BODY, bearer_ok, error, json_errors, unauthorized
+from pushlang.service.identity import TOKEN_HEADER, BrowserGuard
 from pushlang.service.options import ServerOptions
 
 log = logging.getLogger("pushlang.service")
 
 STATIC = Path(__file__).resolve().parent / "static"
 FEED_CHUNK = 2000  # records fed between two yields to the event loop (a big batch never blocks it)
-# The browser endpoint takes no token and only subscriptions, views and clicks: any origin may post.
+# The browser endpoint takes no API token (a user token instead) and only subscriptions, views and
+# clicks: any origin may post.
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
-         "Access-Control-Allow-Headers": "content-type", "Access-Control-Max-Age": "86400"}
+         "Access-Control-Allow-Headers": f"content-type, {TOKEN_HEADER.lower()}", "Access-Control-Max-Age": "86400",
+         "Access-Control-Expose-Headers": "Retry-After"}
 
 
 def plan_hash(campaign: plan.Campaign) -> str:
@@ -88,6 +92,7 @@ class LiveService:
         self.settings = DeliverySettings.from_config(self.config)
         if not self.settings.problems():
             self.settings.check_keys()  # a key file that is not a key: said now, in words
+        self.browser = BrowserGuard.from_server(_server_table(self.config))
         self.store = SqliteStore(store_path)
         self.activity = ActivityLog(store_path)
         self.tick, self.clock = tick, clock
@@ -244,10 +249,15 @@ class LiveService:
         return response
 
     async def _browser_records(self, request: web.Request) -> web.Response:
+        if (refusal := self.browser.refusal(request)) is not None:
+            return refusal
         indexed, rejected = decode_body(await request.read())
+        token = request.headers.get(TOKEN_HEADER)
         allowed: list[tuple[int, Record]] = []
         for index, record in indexed:
-            if isinstance(record, (Subscribe, Unsubscribe)):
+            if (problem := self.browser.tokens.problem(token, record.user)) is not None:
+                rejected.append({"index": index, "reason": problem})
+            elif isinstance(record, (Subscribe, Unsubscribe)):
                 allowed.append((index, record))
             elif isinstance(record, Event) and record.name in INTERACTIONS:
                 send_id = record.props.get("send_id")
@@ -339,6 +349,10 @@ class LiveService:
                        "go on; to stop them all, stop the service)")
             log.error("reload refused: %s", message)
             return web.json_response({"reloaded": False, "error": message}, status=422)
+        try:  # a rotated user token secret takes effect with the campaigns
+            self.browser = BrowserGuard.from_server(_server_table(result.config), self.browser.limiter)
+        except ValueError as exc:
+            return web.json_response({"reloaded": False, "error": str(exc)}, status=422)
         async with self._lock:
             self.plan = result.plan
             self.engine = self._engine(result.plan)
@@ -349,7 +363,7 @@ class LiveService:
         return web.json_response({"reloaded": True, "campaigns": ids})
 
     async def get_demo(self, request: web.Request) -> web.Response:
-        """A page to try the SDK with: registers the worker for ?user= and subscribes on a click."""
+        """A page to try the SDK with: registers the worker for ?user=&token= and subscribes on a click."""
         key = ""
         if self.settings.vapid_key_file and Path(self.settings.vapid_key_file).is_file():
             from pushlang.dispatch.keys import load_public
@@ -370,12 +384,22 @@ class LiveService:
         return web.FileResponse(path, headers=headers)
 
 
+def _server_table(config: Config) -> dict[str, object]:
+    server = config.raw.get("server", {})
+    if not isinstance(server, dict):
+        raise ValueError("[server] in pushlang.toml must be a table")
+    return server
+
+
 def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str) -> int:
     """Run the live service until interrupted."""
     logging.basicConfig(level=logging.INFO, format="pushlang serve: %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(quiet_bad_requests)
     service = LiveService(paths, config_path=config_path, store_path=store_path)
+    if not service.browser.tokens.configured:
+        log.warning("no [server] user_token_secret in pushlang.toml, so POST /v1/browser/records refuses every "
+                    "record (browsers cannot subscribe); `pushlang keys user-secret` prints one")
     app = service.app()
 
     async def on_startup(_: web.Application) -> None:

@@ -16,7 +16,8 @@
 //
 // Settling: pushlang's worker posts `Push Viewed` to /v1/browser/records once showNotification has
 // resolved, so the harness waits (up to --settle-ms, default 10000; 1000 for a payload without a
-// send_id) for that request from the worker to finish, and prints it as "viewed". Only then does
+// send_id) for that request from the worker to finish, and prints it as "viewed" (a 429 is retried
+// by the worker after its Retry-After: then the retry is waited for). Only then does
 // it read the notifications: a getNotifications() that runs while Chromium is still displaying a
 // notification can drop that notification from the list for good (seen here: 1 run in 2 when
 // polling straight after the push).
@@ -149,7 +150,7 @@ async function main() {
     await cdp.send('ServiceWorker.deliverPushMessage', {origin, registrationId, data: args.payload});
 
     const settleBy = Math.min(deadline, Date.now() + args.settleMs);
-    await waitFor('the push to settle', settleBy, () => viewed).catch(() => null);
+    await waitFor('the push to settle', settleBy, () => viewed && viewed.status !== 429).catch(() => null);
 
     const title = JSON.parse(args.payload).title;
     const notifications = await waitFor('the notification', deadline, async () => {

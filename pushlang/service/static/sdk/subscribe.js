@@ -6,6 +6,7 @@
  *     button.onclick = async () => {            // ask from a click: Firefox and Safari insist
  *       const subscription = await pushlang.subscribe({
  *         user: 'u1',                           // your user id (SPEC §9.1 `user`)
+ *         token: 'v1.1767225600.Xq3…',          // that id signed by your site (docs/security.md)
  *         vapidPublicKey: 'BP...',              // base64url, the [webpush] VAPID public key
  *         // endpoint: 'https://push.example.com',  where pushlang serve listens (default: this origin)
  *         // serviceWorker: '/sdk/sw.js',           the worker's path on *this* origin
@@ -14,15 +15,21 @@
  *     };
  *   </script>
  *
- * pushlang.subscribe registers the service worker as `{serviceWorker}?user=…&api=…&key=…`,
+ * `token` is the user id signed by your site's backend with [server] user_token_secret (HMAC; see
+ * docs/security.md; `pushlang keys user-token USER` prints one for a test). It is sent with every
+ * record (header X-Pushlang-User-Token): without a valid one the service takes no record for `user`.
+ * A token expires: call pushlang.register (or subscribe) on each visit with a fresh one, which
+ * also hands it to the service worker.
+ *
+ * pushlang.subscribe registers the service worker as `{serviceWorker}?user=…&token=…&api=…&key=…`,
  * asks for notification permission, subscribes with `userVisibleOnly: true` and the VAPID key,
  * detects the platform (chrome, firefox, edge, safari) from the user agent and posts a
  * `subscribe` record (endpoint, keys.p256dh, keys.auth) to POST {endpoint}/v1/browser/records —
  * no API token ever reaches the page. It resolves to the PushSubscription; it rejects when push is
  * not supported or permission is not granted.
  *
- * pushlang.register({user, endpoint, vapidPublicKey, serviceWorker, scope}) only registers the
- * worker (resolves to the ServiceWorkerRegistration). pushlang.unsubscribe({user, endpoint})
+ * pushlang.register({user, token, endpoint, vapidPublicKey, serviceWorker, scope}) only registers the
+ * worker (resolves to the ServiceWorkerRegistration). pushlang.unsubscribe({user, token, endpoint})
  * drops the subscription and posts an `unsubscribe` record. pushlang.platform() tells the platform.
  *
  * A service worker must come from the page's own origin and run in a secure context (https, or
@@ -55,10 +62,10 @@
     return String(endpoint || global.location.origin).replace(/\/+$/, '');
   }
 
-  function post(endpoint, records) {
+  function post(endpoint, token, records) {
     return global.fetch(apiOrigin(endpoint) + '/v1/browser/records', {
       method: 'POST',
-      headers: {'Content-Type': 'application/json'},
+      headers: {'Content-Type': 'application/json', 'X-Pushlang-User-Token': String(token)},
       body: JSON.stringify(records),
       credentials: 'omit',
       mode: 'cors',
@@ -75,10 +82,15 @@
   function register(options) {
     options = options || {};
     if (!options.user) return Promise.reject(new Error('pushlang: `user` is required'));
+    if (!options.token) {
+      return Promise.reject(new Error('pushlang: `token` is required: the user id signed by your site ' +
+                                      '(`pushlang keys user-token USER` prints one for a test)'));
+    }
     if (!('serviceWorker' in global.navigator)) {
       return Promise.reject(new Error('pushlang: service workers are not supported here'));
     }
-    var query = new URLSearchParams({user: String(options.user), api: apiOrigin(options.endpoint)});
+    var query = new URLSearchParams({user: String(options.user), token: String(options.token),
+                                     api: apiOrigin(options.endpoint)});
     if (options.vapidPublicKey) query.set('key', options.vapidPublicKey);
     var script = (options.serviceWorker || '/sdk/sw.js') + '?' + query.toString();
     return global.navigator.serviceWorker.register(script, {scope: options.scope || '/'});
@@ -114,7 +126,7 @@
         platform: platform(), endpoint: json.endpoint,
         keys: {p256dh: json.keys.p256dh, auth: json.keys.auth},
       };
-      return post(options.endpoint, [record]).then(function () { return subscription; });
+      return post(options.endpoint, options.token, [record]).then(function () { return subscription; });
     });
   }
 
@@ -127,9 +139,9 @@
       if (!subscription) return false;
       var endpoint = subscription.endpoint;
       return subscription.unsubscribe().then(function () {
-        if (!options.user) return true;
-        return post(options.endpoint, [{type: 'unsubscribe', user: String(options.user),
-                                        ts: new Date().toISOString(), endpoint: endpoint}])
+        if (!options.user || !options.token) return true;
+        return post(options.endpoint, options.token, [{type: 'unsubscribe', user: String(options.user),
+                                                       ts: new Date().toISOString(), endpoint: endpoint}])
           .then(function () { return true; });
       });
     });

@@ -5,6 +5,7 @@
  * the query parameters this worker reads from its own URL:
  *
  *   user  the user id that the page subscribed (SPEC §9.1 `user`)         required
+ *   token the user id signed by the site (docs/security.md)               required
  *   api   the origin of the pushlang service that receives the records    default: this origin
  *   key   the VAPID public key (base64url), to re-subscribe on change     optional
  *
@@ -18,8 +19,10 @@
  *                            the new subscription (`subscribe` record) and the old endpoint's
  *                            `unsubscribe` record.
  *
- * Records go to POST {api}/v1/browser/records as a JSON array, without any API token: that
- * endpoint only takes `Push Viewed`/`Push Clicked` events and subscribe/unsubscribe records.
+ * Records go to POST {api}/v1/browser/records as a JSON array with the user token (header
+ * X-Pushlang-User-Token), never an API token: that endpoint only takes `Push Viewed`/`Push Clicked`
+ * events and subscribe/unsubscribe records of the token's user. A 429 is retried once after its
+ * Retry-After (up to 30 s).
  * Every piece of work is kept alive with event.waitUntil. No dependencies.
  */
 /* eslint-env serviceworker */
@@ -27,6 +30,7 @@
 
 var PUSHLANG_PARAMS = new URL(self.location.href).searchParams;
 var PUSHLANG_USER = PUSHLANG_PARAMS.get('user') || '';
+var PUSHLANG_TOKEN = PUSHLANG_PARAMS.get('token') || '';
 var PUSHLANG_API = (PUSHLANG_PARAMS.get('api') || self.location.origin).replace(/\/+$/, '');
 var PUSHLANG_KEY = PUSHLANG_PARAMS.get('key') || '';
 
@@ -53,21 +57,31 @@ function pushlangUrlBase64ToUint8Array(text) {
   return out;
 }
 
-// POST records to the service; one retry on a network error. Never rejects: a lost report
-// must not turn into an unhandled rejection inside waitUntil.
+function pushlangSleep(ms) {
+  return new Promise(function (resolve) { setTimeout(resolve, ms); });
+}
+
+// POST records to the service; one retry on a network error, and one after the Retry-After of a
+// 429 (rate limited: many pushes reached browsers behind one address at once). Never rejects: a
+// lost report must not turn into an unhandled rejection inside waitUntil.
 function pushlangReport(records) {
   var body = JSON.stringify(records);
   var send = function () {
     return fetch(PUSHLANG_API + '/v1/browser/records', {
       method: 'POST',
-      headers: {'Content-Type': 'application/json'},
+      headers: {'Content-Type': 'application/json', 'X-Pushlang-User-Token': PUSHLANG_TOKEN},
       body: body,
       credentials: 'omit',
       mode: 'cors',
     });
   };
   return send()
-    .catch(function () { return new Promise(function (r) { setTimeout(r, 1000); }).then(send); })
+    .catch(function () { return pushlangSleep(1000).then(send); })
+    .then(function (response) {
+      if (response.status !== 429) return response;
+      var wait = Math.min(Number(response.headers.get('Retry-After')) || 1, 30);
+      return pushlangSleep(wait * 1000 + Math.random() * 1000).then(send);
+    })
     .then(function (response) {
       if (!response.ok) console.warn('pushlang: /v1/browser/records answered', response.status);
       return response;
