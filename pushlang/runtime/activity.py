@@ -1,8 +1,9 @@
 """The activity log: output records (decisions, conversions, views, clicks, deliveries) in an SQLite table.
 
-The live service keeps it in its store's database file; `pushlang stats` loads a replay's decisions
-into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over it with the
-same SQL.
+The live service keeps it in its store's database file, written in the store's transactions (a
+decision and its record are durable together or not at all); `pushlang stats` loads a replay's
+decisions into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over
+it with the same SQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from pushlang.runtime.engine import Output
+from pushlang.runtime.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity (
@@ -32,14 +34,29 @@ CREATE INDEX IF NOT EXISTS activity_send ON activity (send_id);
 
 
 class ActivityLog:
-    """Append-only; writes are committed with the store's batch (``commit``)."""
+    """Append-only: ``record`` keeps a row pending until a commit writes it.
 
-    def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+    Given a file (or ``":memory:"``), the log has a connection of its own and ``commit`` writes the
+    pending rows in a transaction of its own. Given a :class:`SqliteStore`, it lives in the store's
+    file and rides the store (a :class:`~pushlang.runtime.sqlite_store.Rider`): the store's
+    ``commit`` writes the pending rows in the same transaction as the state changes they record,
+    ``commit`` here is the store's, and the store closes the connection.
+    """
+
+    def __init__(self, where: str | SqliteStore) -> None:
+        self._store: SqliteStore | None = None
+        if isinstance(where, SqliteStore):
+            self._store = where
+            self.db = where.connection
+        else:
+            self.db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self._pending: list[tuple[object, ...]] = []
+        self._writing = 0  # how many of the pending rows the open transaction has written
+        if self._store is not None:
+            self._store.add_rider(self)
 
     def record(self, out: Output) -> None:
         platform = out.platforms[0] if out.platforms and len(out.platforms) == 1 else None
@@ -60,14 +77,31 @@ class ActivityLog:
         return None if found is None else found[0]
 
     def commit(self) -> None:
+        """Write the pending rows; on failure nothing is written and they stay pending."""
+        if self._store is not None:
+            self._store.commit()
+            return
         if not self._pending:
             return
-        rows, self._pending = self._pending, []
-        with self.db:
+        with self.db:  # commits, or rolls back on an exception
             self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT INTO activity (at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts,"
-                " platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.write_pending(self.db)
+        self.pending_written()
+
+    # ---- as a rider of the store's transaction ----------------------------------------------------
+
+    def pending_rows(self) -> int:
+        return len(self._pending)
+
+    def write_pending(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "INSERT INTO activity (at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts,"
+            " platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        self._writing = len(self._pending)
+
+    def pending_written(self) -> None:
+        del self._pending[: self._writing]
+        self._writing = 0
 
     def rows(self, campaigns: Iterable[str] | None = None) -> list[dict[str, object]]:
         query = "SELECT at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts, platform" \
@@ -82,5 +116,7 @@ class ActivityLog:
         return [dict(zip(names, row, strict=True)) for row in self.db.execute(query + " ORDER BY id", params)]
 
     def close(self) -> None:
-        self.commit()
-        self.db.close()
+        """Commit and close; riding a store, nothing: the store's ``close`` does both."""
+        if self._store is None:
+            self.commit()
+            self.db.close()

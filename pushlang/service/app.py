@@ -60,6 +60,22 @@ def plan_hash(campaign: plan.Campaign) -> str:
     return hashlib.sha256(msgspec.json.encode(campaign)).hexdigest()[:16]
 
 
+CACHE_USERS = 50_000  # the users kept in memory unless `[store] cache_users` says otherwise
+
+
+def cache_users(config: Config) -> int | None:
+    """`[store] cache_users` of pushlang.toml: how many users the store keeps in memory (None: all
+    of them, written ``0``); ValueError in words for anything but a whole number."""
+    section = config.raw.get("store", {})
+    if not isinstance(section, dict):
+        raise ValueError(f"`store` in {config.path} must be a table: [store] with cache_users = N")
+    value = section.get("cache_users", CACHE_USERS)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"[store] cache_users = {value!r} in {config.path}: expected a whole number of users "
+                         f"(e.g. {CACHE_USERS}), or 0 to keep every user in memory")
+    return value or None
+
+
 class LiveService:
     def __init__(self, paths: list[str], *, config_path: str | None = None, store_path: str = "pushlang.db",
                  token: str | None = None, tick: float = 1.0, clock: Callable[[], float] = time.time) -> None:
@@ -73,8 +89,8 @@ class LiveService:
         self.token = token or os.environ.get("PUSHLANG_API_TOKEN") or self.config.raw.get("server", {}).get("token")
         if not self.token:
             raise ValueError("no API token: set PUSHLANG_API_TOKEN (or [server] token in pushlang.toml)")
-        self.store = SqliteStore(store_path)
-        self.activity = ActivityLog(store_path)
+        self.store = SqliteStore(store_path, cache_size=cache_users(self.config))
+        self.activity = ActivityLog(self.store)  # written in the store's transactions
         self.settings = DeliverySettings.from_config(self.config)
         self.tick, self.clock = tick, clock
         self.halts: list[str] = []
@@ -146,8 +162,7 @@ class LiveService:
             await self._deliver()
 
     def _commit(self) -> None:
-        self.store.commit()
-        self.activity.commit()
+        self.store.commit()  # with the activity log's pending rows, in one transaction
 
     async def _deliver(self) -> None:
         """The outbox's sends: marked `sending` (committed), delivered without holding the engine,
