@@ -479,3 +479,15 @@ def test_meta_set_to_none_is_deleted(db: Path) -> None:
         assert "outbox:old" not in store._meta
     assert con.execute("SELECT key FROM meta").fetchall() == [("outbox:s2",)]
     con.close()
+
+
+def test_re_armed_timers_do_not_pile_up_in_the_heap() -> None:
+    store = MemoryStore()
+    for n in range(20_000):  # an inaction timer re-armed by each event of ten users
+        user = f"u{n % 10}"
+        store.add_timer(Timer(1_000 + n, "cart", user, f"inaction:cart:{user}", "inaction"))
+    store.cancel_timer("inaction:cart:u0")
+    assert len(store._heap) <= 2 * 10 + 4096
+    assert store.next_due() == 1_000 + 19_991  # u1's last arming; u0's was cancelled
+    assert [t.user for t in store.pop_due(1_000 + 19_991)] == ["u1"]
+    assert [t.user for t in store.pending_timers()] == [f"u{i}" for i in range(2, 10)]
