@@ -212,7 +212,7 @@ def test_delete_over_http_leaves_nothing_of_the_user_and_the_same_stats(tmp_path
             wait_for(lambda: read(db, "SELECT 1 FROM activity WHERE outcome = 'delivered' AND user_id = ?", BOB))
             assert call(port, "POST", "/v1/records", records(ALICE, "Alicia"))[1]["accepted"] == 5
             alice_send = json.loads(wait_for(lambda: push.payloads(subs[ALICE].id))[0] or b"{}")["send_id"]
-            status, answer = call(port, "POST", "/v1/browser/records", [
+            status, answer = call(port, "POST", "/v1/records", [  # as a site relays it
                 {"user": ALICE, "ts": now_iso(), "name": "Push Clicked", "props": {"send_id": alice_send}}])
             assert answer["accepted"] == 1
             wait_for(lambda: read(db, "SELECT 1 FROM meta WHERE key LIKE ?", f"sending:{alice_send}|%"))

@@ -162,3 +162,55 @@ def test_reload_keeps_running_campaigns_when_the_new_files_are_broken(project: t
         assert (await client.post("/v1/reload")).status == 401
 
     served(folder, body)
+
+
+def test_a_bounded_cache_and_an_outbox_that_leaves_no_rows(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    with (folder / "pushlang.toml").open("a", encoding="utf-8") as f:
+        f.write("\n[store]\ncache_users = 3\n")
+    subs = {f"u{i}": push.new_subscription("chrome") for i in range(8)}
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert service.store.cache_size == 3
+        for user, sub in subs.items():
+            response = await client.post("/v1/records", headers=AUTH, data=json.dumps(
+                [subscribe(user, sub), {"user": user, "ts": "2026-12-01T08:01:00Z", "name": "Signed Up"}]))
+            assert (await response.json())["accepted"] == 2
+            assert len(service.store._users) <= 3
+        await eventually(lambda: all(push.payloads(s.id) for s in subs.values()))
+        await eventually(lambda: not service.store.meta_items("outbox:"))
+        rows = service.store.connection.execute("SELECT count(*) FROM meta WHERE key LIKE 'outbox:%'").fetchone()
+        assert rows == (0,)  # delivered sends leave nothing in the table to reload at the next start
+        delivered = service.store.connection.execute(
+            "SELECT count(*) FROM activity WHERE outcome = 'delivered'").fetchone()
+        assert delivered == (8,)
+        u0 = service.store.get("u0")  # dropped from memory long ago, reloaded whole
+        assert u0 is not None and list(u0.subscriptions) == [subs["u0"].endpoint] and len(u0.sends) == 1
+
+    served(folder, body)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", 50_000), ("cache_users = 0", None),
+                                                    ("cache_users = 1200", 1200)])
+def test_store_cache_users_setting(project: tuple[Path, WebPushService], setting: str, expected: int | None) -> None:
+    folder, _ = project
+    with (folder / "pushlang.toml").open("a", encoding="utf-8") as f:
+        f.write(f"\n[store]\n{setting}\n")
+    (folder / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
+    service = LiveService([str(folder / "welcome.push")], store_path=str(folder / "state.db"))
+    assert service.store.cache_size == expected
+    service.store.close()
+
+
+@pytest.mark.parametrize("setting", ['cache_users = "lots"', "cache_users = -1", "cache_users = true",
+                                     "cache_users = 1.5"])
+def test_a_bad_cache_users_is_a_clear_error(project: tuple[Path, WebPushService], setting: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = project
+    with (folder / "pushlang.toml").open("a", encoding="utf-8") as f:
+        f.write(f"\n[store]\n{setting}\n")
+    from pushlang.cli import main
+
+    assert main(["serve", "welcome.push", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "[store] cache_users" in err and "whole number of users" in err and "Traceback" not in err

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -161,6 +163,15 @@ def test_sighup_reloads_only_files_that_compile_and_stats_read_the_store(
     assert stats["cart"]["sends"] == 0 and stats["cart"]["suppressed"] == 1  # u1 has no subscription
 
 
+HELLO = '''campaign welcome {
+  platforms chrome
+  on "Signed Up"
+  message {
+    title "Welcome"
+    body "Hello @user.name"
+  }
+}
+'''
 WELCOME = '''campaign welcome {
   platforms chrome
   on "Signed Up"
@@ -195,6 +206,31 @@ def _delivery_rows(folder: Path) -> list[tuple[str, str, str]]:
     try:
         return [(r[0], r[1], r[2] or "") for r in db.execute(
             "SELECT send_id, outcome, reason FROM activity WHERE outcome IN ('delivered', 'failed')")]
+    finally:
+        db.close()
+
+
+def user_records(first: int, count: int) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = []
+    for n in range(first, first + count):
+        user = f"k{n:06d}"
+        records += [
+            {"type": "profile", "user": user, "ts": now_iso(), "props": {"name": f"User {n}"}},
+            {"type": "subscribe", "user": user, "ts": now_iso(), "platform": "chrome",
+             "endpoint": f"https://push.example.test/send/{user}", "keys": {"p256dh": "P", "auth": "A"}},
+            {"user": user, "ts": now_iso(), "name": "Signed Up"},
+        ]
+    return records
+
+
+def committed_sends(path: Path) -> tuple[set[str], set[str], int]:
+    """The send decisions in the store, the `send` rows of the activity log, and the users stored."""
+    db = sqlite3.connect(path)
+    try:
+        decided = {row[0] for row in db.execute("SELECT send_id FROM sends")}
+        logged = {row[0] for row in db.execute("SELECT send_id FROM activity WHERE outcome = 'send'")}
+        users = int(db.execute("SELECT count(*) FROM users").fetchone()[0])
+        return decided, logged, users
     finally:
         db.close()
 
@@ -308,3 +344,51 @@ def test_a_key_file_that_is_not_a_key_is_an_error_in_words(tmp_path: Path) -> No
     assert run.returncode == 2
     assert "is not a VAPID private key" in run.stderr and "pushlang keys generate" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
+def test_kill_9_under_load_never_splits_a_decision_from_its_activity_row(tmp_path: Path) -> None:
+    """Decisions and their activity rows commit together: a kill at any moment leaves both or neither."""
+    (tmp_path / "cart.push").write_text(HELLO, encoding="utf-8")  # start() serves cart.push
+    port = free_port()
+    rng = random.Random(9)
+    accepted = 0  # users whose records were all accepted, over every round
+    for _ in range(6):  # each round: posts under way, kill -9 at a random moment, then compare
+        proc = start(tmp_path, port)
+        stop = threading.Event()
+        cut: list[BaseException] = []
+
+        def load(first: int, stop: threading.Event, cut: list[BaseException]) -> None:
+            nonlocal accepted
+            try:
+                while not stop.is_set():
+                    result = post(port, user_records(first, 300))
+                    assert result["accepted"] == 900, result
+                    first += 300
+                    accepted = first
+            except OSError as exc:  # the kill cuts the connection
+                cut.append(exc)
+
+        thread = threading.Thread(target=load, args=(accepted, stop, cut))
+        thread.start()
+        target, deadline = accepted + 900, time.time() + 30
+        while time.time() < deadline and accepted < target:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        stop.set()
+        thread.join(timeout=30)
+        assert cut, "the load did not see the kill"
+        decided, logged, users = committed_sends(tmp_path / "state.db")
+        assert users >= accepted  # every accepted record survived
+        assert decided and decided == logged, (len(decided - logged), len(logged - decided))
+
+    restarted = start(tmp_path, port)  # recovery writes the failed deliveries, again in one transaction
+    try:
+        post(port, user_records(10**5, 10))
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=10)
+    decided_after, logged_after, _ = committed_sends(tmp_path / "state.db")
+    assert decided_after == logged_after and len(decided_after) == len(decided) + 10

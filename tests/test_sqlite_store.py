@@ -410,3 +410,84 @@ def test_newer_schema_is_refused(db: Path) -> None:
     con.close()
     with pytest.raises(ValueError, match="newer"):
         SqliteStore(db)
+
+
+def test_the_bounded_cache_keeps_the_users_last_used(db: Path) -> None:
+    store = SqliteStore(db, cache_size=3)
+    for i in range(3):
+        store.add_event(store.user(f"u{i}", i), "Viewed", i, {})
+    store.commit()
+    assert store.get("u0") is not None  # u0 is used again: u1 is now the least recently used
+    store.user("u3", 3)
+    store.commit()
+    assert sorted(store._users) == ["u0", "u2", "u3"]
+    assert store.get("u1") is not None and len(store._users) == 4  # reloaded from SQL when touched
+    state = store.user("u4", 4)
+    store.add_event(state, "Viewed", 4, {"late": True})
+    store.commit()
+    assert sorted(store._users) == ["u1", "u3", "u4"]
+    store.close()
+    with SqliteStore(db) as reopened:
+        u4 = reopened.get("u4")
+        assert u4 is not None and u4.history == {"Viewed": [(4, {"late": True})]}
+
+
+def test_reads_alone_do_not_grow_the_cache_past_its_bound(db: Path) -> None:
+    with SqliteStore(db) as store:
+        for i in range(50):
+            store.user(f"u{i}", i)
+    store = SqliteStore(db, cache_size=10)
+    for i in range(50):
+        assert store.get(f"u{i}") is not None
+        store.commit()  # nothing to write, but the bound holds
+        assert len(store._users) <= 10
+    store.close()
+
+
+def test_an_uncommitted_user_is_never_dropped(db: Path) -> None:
+    store = SqliteStore(db, cache_size=1)
+    states = [store.user(f"u{i}", i) for i in range(5)]
+    for state in states:
+        store.bump_counter(state, "c|all")
+    assert len(store._users) == 5  # over the bound until the commit has written them
+    store.commit()
+    assert list(store._users) == ["u4"]
+    store.close()
+    with SqliteStore(db) as reopened:
+        assert [s.counters for s in map(reopened.get, ("u0", "u4")) if s] == [{"c|all": 1}, {"c|all": 1}]
+
+
+def test_a_cache_of_no_users_is_refused(db: Path) -> None:
+    with pytest.raises(ValueError, match="at least one user"):
+        SqliteStore(db, cache_size=0)
+
+
+def test_meta_set_to_none_is_deleted(db: Path) -> None:
+    with SqliteStore(db) as store:
+        store.set_meta("outbox:s1", {"state": "pending"})
+        store.set_meta("outbox:s2", {"state": "pending"})
+        store.commit()
+        store.set_meta("outbox:s1", None)
+        assert store.meta("outbox:s1", "gone") == "gone"
+        assert store.meta_items("outbox:") == [("outbox:s2", {"state": "pending"})]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT key FROM meta").fetchall() == [("outbox:s2",)]
+    # an earlier version wrote removed entries as null: they are not loaded, and deleted at the next commit
+    con.execute("INSERT INTO meta (key, value) VALUES ('outbox:old', 'null')")
+    con.commit()
+    with SqliteStore(db) as store:
+        assert "outbox:old" not in store._meta
+    assert con.execute("SELECT key FROM meta").fetchall() == [("outbox:s2",)]
+    con.close()
+
+
+def test_re_armed_timers_do_not_pile_up_in_the_heap() -> None:
+    store = MemoryStore()
+    for n in range(20_000):  # an inaction timer re-armed by each event of ten users
+        user = f"u{n % 10}"
+        store.add_timer(Timer(1_000 + n, "cart", user, f"inaction:cart:{user}", "inaction"))
+    store.cancel_timer("inaction:cart:u0")
+    assert len(store._heap) <= 2 * 10 + 4096
+    assert store.next_due() == 1_000 + 19_991  # u1's last arming; u0's was cancelled
+    assert [t.user for t in store.pop_due(1_000 + 19_991)] == ["u1"]
+    assert [t.user for t in store.pending_timers()] == [f"u{i}" for i in range(2, 10)]

@@ -1,8 +1,9 @@
 """The activity log: output records (decisions, conversions, views, clicks, deliveries) in an SQLite table.
 
-The live service keeps it in its store's database file; `pushlang stats` loads a replay's decisions
-into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over it with the
-same SQL.
+The live service keeps it in its store's database file, written in the store's transactions (a
+decision and its record are durable together or not at all); `pushlang stats` loads a replay's
+decisions into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over
+it with the same SQL.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pushlang.runtime.engine import Output
+from pushlang.runtime.erasure import Anonymized
+
+if TYPE_CHECKING:
+    from pushlang.runtime.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity (
@@ -33,60 +38,33 @@ CREATE INDEX IF NOT EXISTS activity_send ON activity (send_id);
 """
 
 
-@dataclass(frozen=True)
-class Anonymized:
-    """What :func:`anonymize` did: how many rows, under which anonymous id, which send_ids it replaced."""
-
-    rows: int
-    user: str
-    send_ids: dict[str, str] = field(default_factory=dict)  # old → new
-
-
-def anonymize(db: sqlite3.Connection, user: str) -> Anonymized:
-    """Unlink a user's activity rows from the user, inside the caller's transaction (an erasure).
-
-    The rows stay, so every figure over them stays the same; what could point back to the user
-    is replaced:
-
-    - ``user_id`` becomes one anonymous id, random and new for each erasure (not derived from the
-      user id, so it cannot be recomputed), the same on all the user's rows: a count of distinct
-      users is unchanged, and nothing joins the rows to anybody.
-    - ``send_id`` becomes a random id per distinct send_id. A send_id is a hash of the campaign,
-      the user id and the trigger instant, so whoever knows the user id could recompute it and find
-      the rows again; fresh random ids keep what the figures rely on (which rows share a send: a
-      view and a click count their send once, a conversion of a control decision is found by its
-      send_id) and drop the link.
-    - ``at``, ``campaign``, ``outcome``, ``reason``, ``revenue``, ``status``, ``attempts`` and
-      ``platform`` are kept: the figures and their series read them, and none names the user
-      (reasons are fixed codes such as ``subscription_gone``; titles, bodies and urls are not
-      logged here).
-
-    Does nothing when the file has no activity table (a store a replay wrote). The anonymous id and
-    the new send_ids are for :meth:`ActivityLog.rename` only (a record still to come of a send that
-    was being delivered): shown or logged next to the user id, they would link the rows back.
-    """
-    anonymous = "erased-" + secrets.token_hex(8)
-    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'activity'").fetchone() is None:
-        return Anonymized(0, anonymous)
-    send_ids = [row[0] for row in db.execute(
-        "SELECT DISTINCT send_id FROM activity WHERE user_id = ? AND send_id IS NOT NULL", (user,))]
-    renamed = {send_id: secrets.token_hex(12) for send_id in send_ids}
-    db.executemany("UPDATE activity SET send_id = ? WHERE send_id = ? AND user_id = ?",
-                   [(new, old, user) for old, new in renamed.items()])
-    rows = db.execute("UPDATE activity SET user_id = ? WHERE user_id = ?", (anonymous, user)).rowcount
-    return Anonymized(rows, anonymous, renamed)
 
 
 class ActivityLog:
-    """Append-only; writes are committed with the store's batch (``commit``)."""
+    """Append-only: ``record`` keeps a row pending until a commit writes it.
 
-    def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+    Given a file (or ``":memory:"``), the log has a connection of its own and ``commit`` writes the
+    pending rows in a transaction of its own. Given a :class:`SqliteStore`, it lives in the store's
+    file and rides the store (a :class:`~pushlang.runtime.sqlite_store.Rider`): the store's
+    ``commit`` writes the pending rows in the same transaction as the state changes they record,
+    ``commit`` here is the store's, and the store closes the connection.
+    """
+
+    def __init__(self, where: str | SqliteStore) -> None:
+        self._store: SqliteStore | None = None
+        if not isinstance(where, str):  # a SqliteStore
+            self._store = where
+            self.db = where.connection
+        else:
+            self.db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self._pending: list[tuple[object, ...]] = []
         self._renamed: dict[str, tuple[str, str]] = {}  # send_id → (anonymous user, new send_id)
+        self._writing = 0  # how many of the pending rows the open transaction has written
+        if self._store is not None:
+            self._store.add_rider(self)
 
     def record(self, out: Output) -> None:
         platform = out.platforms[0] if out.platforms and len(out.platforms) == 1 else None
@@ -116,14 +94,31 @@ class ActivityLog:
         return None if found is None else found[0]
 
     def commit(self) -> None:
+        """Write the pending rows; on failure nothing is written and they stay pending."""
+        if self._store is not None:
+            self._store.commit()
+            return
         if not self._pending:
             return
-        rows, self._pending = self._pending, []
-        with self.db:
+        with self.db:  # commits, or rolls back on an exception
             self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT INTO activity (at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts,"
-                " platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.write_pending(self.db)
+        self.pending_written()
+
+    # ---- as a rider of the store's transaction ----------------------------------------------------
+
+    def pending_rows(self) -> int:
+        return len(self._pending)
+
+    def write_pending(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "INSERT INTO activity (at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts,"
+            " platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        self._writing = len(self._pending)
+
+    def pending_written(self) -> None:
+        del self._pending[: self._writing]
+        self._writing = 0
 
     def rows(self, campaigns: Iterable[str] | None = None) -> list[dict[str, object]]:
         query = "SELECT at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts, platform" \
@@ -138,5 +133,7 @@ class ActivityLog:
         return [dict(zip(names, row, strict=True)) for row in self.db.execute(query + " ORDER BY id", params)]
 
     def close(self) -> None:
-        self.commit()
-        self.db.close()
+        """Commit and close; riding a store, nothing: the store's ``close`` does both."""
+        if self._store is None:
+            self.commit()
+            self.db.close()

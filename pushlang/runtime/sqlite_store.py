@@ -16,12 +16,13 @@ import heapq
 import sqlite3
 import time
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from pushlang.runtime.activity import Anonymized, anonymize
+from pushlang.runtime.erasure import Anonymized, anonymize
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
 
 SCHEMA_VERSION = 1
@@ -147,12 +148,37 @@ class Erasure:
         return any(self.counts.values())
 
 
+class Rider(Protocol):
+    """Rows of another table that the store's ``commit()`` writes in its own transaction, so that
+    both are durable or neither is (the live service's activity log)."""
+
+    def pending_rows(self) -> int:
+        """How many rows wait to be written."""
+        ...
+
+    def write_pending(self, db: sqlite3.Connection) -> None:
+        """Insert them on ``db``, inside the store's open transaction (no BEGIN or COMMIT)."""
+        ...
+
+    def pending_written(self) -> None:
+        """The transaction committed: forget the rows ``write_pending`` wrote."""
+        ...
+
+
 class SqliteStore(PersistentStore):
     """A :class:`MemoryStore` whose state survives the process, in one SQLite file.
 
-    Not thread-safe: one writer, its caller serialises calls. With ``cache_size`` set, users
-    beyond the bound may be dropped from memory after a commit and reloaded when touched again,
-    so callers must not keep a :class:`UserState` across ``commit()``.
+    Not thread-safe: one writer, its caller serialises calls.
+
+    ``cache_size`` bounds how many users stay in memory: a least recently used cache (``get`` and
+    ``user`` count as a use). After each commit, when more users are cached than the bound, the
+    least recently used ones are dropped — never one with uncommitted changes, since a commit has
+    just written them all — and reloaded from SQL when touched again; so callers must not keep a
+    :class:`UserState` across ``commit()``. A user costs a few KiB of memory: its profile, its
+    subscriptions, the events its campaigns still read, counters, open windows and send ids. None
+    (the default, and what ``replay`` uses) keeps every user once loaded.
+
+    A meta value set to None is removed: from memory at once, from the table at the next commit.
     """
 
     def __init__(
@@ -167,7 +193,10 @@ class SqliteStore(PersistentStore):
         self.path = str(path)
         self.batch_size = batch_size
         self.commit_interval = commit_interval
+        if cache_size is not None and cache_size < 1:
+            raise ValueError(f"the store's cache must hold at least one user, not {cache_size}")
         self.cache_size = cache_size
+        self._riders: list[Rider] = []
         # isolation_level=None: no implicit transactions; commit() brackets its own.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -196,13 +225,36 @@ class SqliteStore(PersistentStore):
         ):
             MemoryStore.add_timer(self, Timer(due, campaign, user, key, kind, _decode_props(payload)))
         for key, value in self._db.execute("SELECT key, value FROM meta"):
-            self._meta[key] = _decode(value)
+            decoded = _decode(value)
+            if decoded is None:  # an entry removed by an earlier version, which wrote null
+                self._dirty_meta.add(key)  # deleted at the next commit
+            else:
+                self._meta[key] = decoded
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection, for a :class:`Rider` and for reading (never for writing)."""
+        return self._db
+
+    def add_rider(self, rider: Rider) -> None:
+        """Write ``rider``'s pending rows in each commit's transaction, after the store's own."""
+        self._riders.append(rider)
 
     # ---- users ---------------------------------------------------------------------------------
 
     def user_ids(self) -> list[str]:
         stored = {row[0] for row in self._db.execute("SELECT user_id FROM users")}
         return sorted(stored.union(self._users))
+
+    def get(self, user: str) -> UserState | None:
+        cached = self._users
+        state = cached.get(user)
+        if state is None:
+            return self._load(user) if self._maybe_stored else None  # loaded as the most recent
+        if self.cache_size is not None:  # dict order is the LRU order: the user moves to the end
+            del cached[user]
+            cached[user] = state
+        return state
 
     def _load(self, user: str) -> UserState | None:
         db = self._db
@@ -308,6 +360,13 @@ class SqliteStore(PersistentStore):
         if new:
             self._dirt(state).sends.append(send_id)
 
+    def set_meta(self, key: str, value: Any) -> None:
+        if value is None:
+            self._meta.pop(key, None)
+            self._dirty_meta.add(key)  # deleted from the table at the next commit
+        else:
+            super().set_meta(key, value)
+
     def open_window(self, state: UserState, window: Window) -> None:
         super().open_window(state, window)
         self._dirt(state).windows = True
@@ -332,7 +391,7 @@ class SqliteStore(PersistentStore):
         """Erase a user, in one transaction: the profile, subscriptions, history, counters, sends,
         conversion windows, the user's timers and bookkeeping entries (a JSON object whose ``user``
         is the id, or a key ending in one of the user's send_ids: the service's outbox), and unlink
-        the user's activity rows (:func:`pushlang.runtime.activity.anonymize`). Pending changes are
+        the user's activity rows (:func:`pushlang.runtime.erasure.anonymize`). Pending changes are
         committed first, so no later commit writes the user again; the user leaves memory too.
 
         Deleted content is overwritten (``secure_delete``) and the write-ahead log checkpointed and
@@ -392,15 +451,17 @@ class SqliteStore(PersistentStore):
         return False
 
     def commit(self) -> None:
-        """Write everything changed since the last commit, in one transaction."""
-        if self._dirty or self._dirty_timers or self._dirty_meta:
+        """Write everything changed since the last commit, and the riders' pending rows, in one
+        transaction; then drop the least recently used users beyond ``cache_size``."""
+        if self._dirty or self._dirty_timers or self._dirty_meta or any(r.pending_rows() for r in self._riders):
             self._write()
-            committed = self._dirty
             self._dirty = {}
             self._dirty_timers.clear()
             self._dirty_meta.clear()
-            if self.cache_size is not None and len(self._users) > self.cache_size:
-                self._evict(committed)
+            for rider in self._riders:
+                rider.pending_written()
+        if self.cache_size is not None and len(self._users) > self.cache_size:
+            self._evict(self.cache_size)
         self._since_commit = 0
         self._last_commit = time.monotonic()
 
@@ -464,8 +525,13 @@ class SqliteStore(PersistentStore):
                 timers.append(
                     (key, timer.due, timer.campaign, timer.user, timer.kind, _encode_props(timer.payload))
                 )
-        meta = [(key, _encode(self._meta[key])) for key in self._dirty_meta if self._meta[key] is not None]
-        drop_meta = [(key,) for key in self._dirty_meta if self._meta[key] is None]
+        meta: list[tuple[str, str]] = []
+        drop_meta: list[tuple[str]] = []
+        for key in self._dirty_meta:
+            if self._meta.get(key) is not None:
+                meta.append((key, _encode(self._meta[key])))
+            else:
+                drop_meta.append((key,))
 
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -516,25 +582,22 @@ class SqliteStore(PersistentStore):
                 )
             if meta:
                 db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
-            if drop_meta:  # an entry set to null is gone (a delivered send leaves the outbox)
+            if drop_meta:
                 db.executemany("DELETE FROM meta WHERE key = ?", drop_meta)
+            for rider in self._riders:
+                rider.write_pending(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")  # memory and the pending changes stay: a later commit retries
             raise
 
-    def _evict(self, recent: dict[str, _Dirty]) -> None:
-        """Drop the users changed least recently until the cache is within its bound."""
+    def _evict(self, bound: int) -> None:
+        """Drop the least recently used users until ``bound`` remain (none has uncommitted changes)."""
         cached = self._users
-        for user in recent:
-            state = cached.pop(user, None)
-            if state is not None:
-                cached[user] = state  # dict order: least recently changed first
-        assert self.cache_size is not None
-        excess = len(cached) - self.cache_size
-        for user in list(cached)[:excess]:
-            del cached[user]
+        for user in list(islice(cached, len(cached) - bound)):
+            if user not in self._dirty:
+                del cached[user]
         self._maybe_stored = True
 
 

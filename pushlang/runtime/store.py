@@ -97,7 +97,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._users: dict[str, UserState] = {}
         self._timers: dict[str, Timer] = {}
-        self._heap: list[tuple[int, str, str, str]] = []  # (due, campaign, user, key); stale entries skipped
+        # (due, campaign, user, key); stale entries (re-armed, cancelled) are skipped, and dropped
+        # when they outnumber the timers
+        self._heap: list[tuple[int, str, str, str]] = []
         self._meta: dict[str, Any] = {}
 
     # ---- users ---------------------------------------------------------------------------------
@@ -162,8 +164,12 @@ class MemoryStore:
     # ---- timers --------------------------------------------------------------------------------
 
     def add_timer(self, timer: Timer) -> None:
-        self._timers[timer.key] = timer
-        heapq.heappush(self._heap, (timer.due, timer.campaign, timer.user, timer.key))
+        timers, heap = self._timers, self._heap
+        timers[timer.key] = timer
+        heapq.heappush(heap, (timer.due, timer.campaign, timer.user, timer.key))
+        if len(heap) > 2 * len(timers) + 4096:  # mostly re-armed or cancelled entries: rebuild
+            self._heap = [(t.due, t.campaign, t.user, t.key) for t in timers.values()]
+            heapq.heapify(self._heap)
 
     def cancel_timer(self, key: str) -> None:
         self._timers.pop(key, None)

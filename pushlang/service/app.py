@@ -75,6 +75,22 @@ def plan_hash(campaign: plan.Campaign) -> str:
     return hashlib.sha256(msgspec.json.encode(campaign)).hexdigest()[:16]
 
 
+CACHE_USERS = 50_000  # the users kept in memory unless `[store] cache_users` says otherwise
+
+
+def cache_users(config: Config) -> int | None:
+    """`[store] cache_users` of pushlang.toml: how many users the store keeps in memory (None: all
+    of them, written ``0``); ValueError in words for anything but a whole number."""
+    section = config.raw.get("store", {})
+    if not isinstance(section, dict):
+        raise ValueError(f"`store` in {config.path} must be a table: [store] with cache_users = N")
+    value = section.get("cache_users", CACHE_USERS)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"[store] cache_users = {value!r} in {config.path}: expected a whole number of users "
+                         f"(e.g. {CACHE_USERS}), or 0 to keep every user in memory")
+    return value or None
+
+
 class LiveService:
     def __init__(self, paths: list[str], *, config_path: str | None = None, store_path: str = "pushlang.db",
                  token: str | None = None, tick: float = 1.0, clock: Callable[[], float] = time.time) -> None:
@@ -93,8 +109,8 @@ class LiveService:
         if not self.settings.problems():
             self.settings.check_keys()  # a key file that is not a key: said now, in words
         self.browser = BrowserGuard.from_server(_server_table(self.config))
-        self.store = SqliteStore(store_path)
-        self.activity = ActivityLog(store_path)
+        self.store = SqliteStore(store_path, cache_size=cache_users(self.config))
+        self.activity = ActivityLog(self.store)  # written in the store's transactions
         self.tick, self.clock = tick, clock
         self._uncommitted: list[SendJob] = []  # sends decided, not yet committed: not delivered yet
         self._lock = asyncio.Lock()  # the engine and the store: one request or tick at a time
