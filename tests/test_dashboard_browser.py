@@ -48,7 +48,7 @@ def test_dashboard_charts_draw_the_data(tmp_path: Path) -> None:
         for n in range(12):  # a day of sign-ups and a few purchases, hour by hour
             ts = f"2026-12-01T{8 + n:02d}:00:00Z"
             records.append({"type": "subscribe", "user": f"u{n}", "ts": ts, "platform": "chrome",
-                            "endpoint": f"http://127.0.0.1:9/push/{n}", "keys": {"p256dh": "BPk", "auth": "a1"}})
+                            "endpoint": f"https://push.example.test/push/{n}", "keys": {"p256dh": "BPk", "auth": "a1"}})
             records.append({"user": f"u{n}", "ts": ts, "name": "Signed Up"})
             if n % 3 == 0:
                 records.append({"user": f"u{n}", "ts": f"2026-12-01T{8 + n:02d}:30:00Z", "name": "Charged",
