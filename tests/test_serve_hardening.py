@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -216,8 +217,9 @@ def test_a_rejected_key_halts_the_channel_keeps_the_sends_and_resume_delivers_th
                          service.deliveries.health()["parked"].get("webpush") == 30)
         rejected = [r for r in push.requests if r.status == 403]
         assert 1 <= len(rejected) <= 4  # only what was on the wire when the first 403 came back
-        r = await client.get("/healthz")
-        assert r.status == 503 and "VAPID" in (await r.json())["halted"][0]
+        r = await client.get("/healthz")  # still taking records (200), but not ok: for monitoring
+        health = await r.json()
+        assert r.status == 200 and not health["ok"] and "VAPID" in health["halted"][0]
         assert not outcomes(service, "failed")  # kept, not failed
         push.set_default(201)  # the operator fixed the key
         r = await client.post("/v1/channels/webpush/resume", headers=AUTH)
@@ -225,7 +227,7 @@ def test_a_rejected_key_halts_the_channel_keeps_the_sends_and_resume_delivers_th
         await eventually(lambda: all(push.payloads(s.id) for s in subs))
         assert all(len(push.payloads(s.id)) == 1 for s in subs)
         await eventually(lambda: len(outcomes(service, "delivered")) == 31)
-        assert (await client.get("/healthz")).status == 200
+        assert (await (await client.get("/healthz")).json())["ok"]
         assert (await client.post("/v1/channels/webpush/resume")).status == 401
         assert (await client.post("/v1/channels/nope/resume", headers=AUTH)).status == 404
 
@@ -315,3 +317,30 @@ def test_a_reload_that_finds_no_campaigns_keeps_the_running_ones(project: tuple[
         assert [c["id"] for c in await (await client.get("/v1/campaigns", headers=AUTH)).json()] == ["welcome"]
 
     served(folder, body)
+
+
+# ---- 4. interrupted means on the wire --------------------------------------------------------------
+
+def test_a_send_waiting_to_retry_at_shutdown_stays_pending_not_interrupted(
+        project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    config(folder, 'shutdown_grace = "1s"\n')  # joins the [server] table, the config's last
+    sub = push.new_subscription("chrome")
+    push.script(sub.id, [Reply(429, retry_after=30)])
+
+    async def first(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert (await client.post("/v1/records", json=[subscribe("u1", sub), signed_up("u1")], headers=AUTH)).status == 200
+        await eventually(lambda: push.requests_for(sub.id))  # answered 429: it waits 30 s to try again
+
+    served(folder, first)  # stopped meanwhile (SIGTERM does the same)
+    db = sqlite3.connect(folder / "state.db")
+    assert db.execute("SELECT count(*) FROM meta WHERE key LIKE 'sending:%'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM meta WHERE key LIKE 'outbox:%'").fetchone()[0] == 1
+    db.close()
+
+    async def again(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert len(await eventually(lambda: outcomes(service, "delivered"))) == 1
+        assert not outcomes(service, "failed")  # not `interrupted`: nothing was on the wire at the stop
+        assert len(push.payloads(sub.id)) == 1
+
+    served(folder, again)

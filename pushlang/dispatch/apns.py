@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from h2.exceptions import H2Error
 
-from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
+from pushlang.dispatch.base import Delivery, Halt, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.apns")
 
@@ -155,13 +155,12 @@ class ApnsChannel:
         return self._halt.why
 
     async def deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int,
-                      on_wire: Callable[[], None] | None = None) -> Delivery:
+                      wire: Wire | None = None) -> Delivery:
         """Send ``payload`` (see :func:`safari_payload`) to one device token; ``ttl`` in seconds
-        becomes ``apns-expiration`` = now + ttl; ``on_wire`` is called just before the first
-        request goes out."""
+        becomes ``apns-expiration`` = now + ttl; ``wire`` is told when its requests are out."""
         probing = await self._probe.turn()
         try:
-            return await self._deliver(device_token, payload, ttl=ttl, probing=probing, on_wire=on_wire)
+            return await self._deliver(device_token, payload, ttl=ttl, probing=probing, wire=wire)
         finally:
             if probing:
                 self._probe.release()
@@ -194,7 +193,7 @@ class ApnsChannel:
         return self._client
 
     async def _deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int, probing: bool,
-                       on_wire: Callable[[], None] | None) -> Delivery:
+                       wire: Wire | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
         if len(json.dumps(payload, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
@@ -206,9 +205,8 @@ class ApnsChannel:
                 async with self._limit:
                     if self.halted is not None:  # halted while this request waited: it never goes out
                         return Delivery(False, None, "channel_halted", attempt - 1)
-                    if on_wire is not None:
-                        on_wire()
-                        on_wire = None
+                    if wire is not None:
+                        wire.on()
                     result = await self._send(device_token, payload, ttl)
                 status, reason = _status(result.status), result.description
             except NETWORK_ERRORS as error:
@@ -233,6 +231,8 @@ class ApnsChannel:
                     failure = {413: "payload_too_large"}.get(status, f"http_{status}")
                 return Delivery(False, status, failure, attempt)
             if attempt < self.max_attempts:
+                if wire is not None:
+                    wire.off()
                 await self._sleep(self._backoff(attempt))
         return Delivery(False, status, "retries_exhausted", self.max_attempts)
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 log = logging.getLogger("pushlang.dispatch")
 
@@ -22,8 +23,19 @@ class Delivery:
 
 
 class Withheld(Exception):
-    """Raised by an ``on_wire`` callback: this request must not go out now (the service is
-    stopping); the send stays pending."""
+    """Raised by :meth:`Wire.on`: this request must not go out now (the service is stopping); the
+    send stays pending."""
+
+
+class Wire(Protocol):
+    """Told when a delivery's requests are on the wire (the live service keeps a durable mark, so
+    that after a crash only a request that really was out is counted as interrupted)."""
+
+    def on(self) -> None:
+        """Just before a request goes out (may raise :class:`Withheld`)."""
+
+    def off(self) -> None:
+        """Its answer came and another attempt follows after a wait: nothing is out meanwhile."""
 
 
 def backoff(attempt: int, retry_after: float | None, *, base: float, ceiling: float, jitter: float) -> float:

@@ -20,7 +20,7 @@ import msgspec
 
 from pushlang import aio
 from pushlang.config import Config
-from pushlang.dispatch.base import Delivery, Withheld
+from pushlang.dispatch.base import Delivery, Wire, Withheld
 from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, topic_for, webpush_session
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
@@ -182,18 +182,18 @@ class Dispatcher:
         return resumed
 
     async def deliver_one(self, job: SendJob, sub: Subscription, *,
-                          on_wire: Callable[[], None] | None = None) -> Delivery:
+                          wire: Wire | None = None) -> Delivery:
         """One (send, subscription) pair; an unexpected error fails this pair alone, logged.
-        ``on_wire`` is called once, just before the first request goes out (not when none does)."""
+        ``wire`` is told when its requests are out."""
         try:
-            return await self._one(job, sub, on_wire)
+            return await self._one(job, sub, wire)
         except (asyncio.CancelledError, Withheld):
             raise
         except Exception:
             log.exception("delivery of %s to a %s subscription failed unexpectedly", job.send_id, sub.platform)
             return Delivery(False, None, "delivery_error", 0)
 
-    async def _one(self, job: SendJob, sub: Subscription, on_wire: Callable[[], None] | None = None) -> Delivery:
+    async def _one(self, job: SendJob, sub: Subscription, wire: Wire | None = None) -> Delivery:
         message = job.campaign.message
         ttl = message.ttl if message.ttl is not None else self.default_ttl
         if sub.device_token:  # legacy Safari: APNs
@@ -204,7 +204,7 @@ class Dispatcher:
             url = job.send.url
             assert url is not None  # Safari subscriptions are only targeted when the message has a url
             payload = safari_payload(job.send.title, job.send.body, url)
-            result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl, on_wire=on_wire)
+            result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl, wire=wire)
             return result
         if self._webpush is None:
             return Delivery(False, None, "vapid_not_configured", 0)
@@ -213,7 +213,7 @@ class Dispatcher:
                                 safari=sub.platform == "safari")
         target = WebPushTarget(sub.endpoint, sub.keys["p256dh"], sub.keys["auth"])
         return await self._webpush.deliver(target, msgspec.json.encode(body), ttl=ttl, urgency=message.urgency,
-                                           topic=message.tag or topic_for(job.send_id), on_wire=on_wire)
+                                           topic=message.tag or topic_for(job.send_id), wire=wire)
 
 
 def delivery_record(job: SendJob, sub: Subscription, result: Delivery) -> Output:

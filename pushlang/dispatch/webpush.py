@@ -32,7 +32,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
-from pushlang.dispatch.base import Delivery, Halt, Probe, backoff
+from pushlang.dispatch.base import Delivery, Halt, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.webpush")
 
@@ -117,8 +117,8 @@ class WebPushChannel:
         return self._halt.clear()
 
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
-                      topic: str | None = None, on_wire: Callable[[], None] | None = None) -> Delivery:
-        """Deliver one push; ``on_wire`` is called just before the first request goes out."""
+                      topic: str | None = None, wire: Wire | None = None) -> Delivery:
+        """Deliver one push; ``wire`` is told when its requests are out."""
         problem = endpoint_problem(target.endpoint, allow_http=True)
         if problem is not None:
             log.warning("Web Push: not delivering to an invalid endpoint: %s", problem)
@@ -130,14 +130,14 @@ class WebPushChannel:
         probing = await queue.probe.turn()
         try:
             return await self._deliver(target, origin, queue, payload, ttl=ttl, urgency=urgency, topic=topic,
-                                       probing=probing, on_wire=on_wire)
+                                       probing=probing, wire=wire)
         finally:
             if probing:
                 queue.probe.release()
 
     async def _deliver(self, target: WebPushTarget, origin: str, queue: _Origin, payload: bytes, *, ttl: int,
                        urgency: str | None, topic: str | None, probing: bool,
-                       on_wire: Callable[[], None] | None) -> Delivery:
+                       wire: Wire | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
         try:
@@ -164,9 +164,8 @@ class WebPushChannel:
                     body = _encrypt(target, payload)
                     if body is None:
                         return Delivery(False, None, "invalid_subscription_keys", 0)
-                if on_wire is not None:
-                    on_wire()
-                    on_wire = None
+                if wire is not None:
+                    wire.on()
                 try:
                     async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
                         status = response.status
@@ -196,6 +195,8 @@ class WebPushChannel:
                 if timeouts > 1:
                     return Delivery(False, None, "timeout", attempt)
             if attempt < self.max_attempts:
+                if wire is not None:
+                    wire.off()
                 await self._sleep(self._backoff(attempt, retry_after))
         return Delivery(False, status, "retries_exhausted", self.max_attempts)
 

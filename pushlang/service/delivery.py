@@ -53,6 +53,29 @@ MAX_IN_FLIGHT = 1024  # pairs being worked on at once; the rest wait in the queu
 Pair = tuple[SendJob, Subscription]
 
 
+class _Mark:
+    """A pair's ``sending`` mark: written (committed) just before each request goes out, removed
+    while it waits to try again, and removed with its record once it has an answer."""
+
+    __slots__ = ("deliveries", "key", "marked", "user")
+
+    def __init__(self, deliveries: Deliveries, key: str, user: str) -> None:
+        self.deliveries, self.key, self.user = deliveries, key, user
+        self.marked = False
+
+    def on(self) -> None:
+        if self.deliveries.stopping:
+            raise Withheld
+        if not self.marked:
+            self.deliveries.store.put_meta_now(self.key, {"at": round(time.time()), "user": self.user})
+            self.marked = True
+
+    def off(self) -> None:
+        if self.marked:
+            self.deliveries.store.put_meta_now(self.key, None)
+            self.marked = False
+
+
 def outbox_entry(job: SendJob) -> dict[str, Any]:
     """What the outbox keeps of a send when it is decided."""
     return {**msgspec.to_builtins(job.queued()), "state": "pending", "done": []}
@@ -184,27 +207,18 @@ class Deliveries:
         if channel in self.dispatcher.halted:
             self.parked.setdefault(channel, []).append((job, sub))
             return
-        mark = f"{SENDING}{job.send_id}|{sub.key}"
-        marked = False
-
-        def on_wire() -> None:
-            nonlocal marked
-            if self.stopping:  # its turn came after SIGTERM: it stays pending for the next start
-                raise Withheld
-            self.store.put_meta_now(mark, {"at": round(time.time()), "user": job.user})
-            marked = True
-
+        mark = _Mark(self, f"{SENDING}{job.send_id}|{sub.key}", job.user)
         try:
-            result = await self.dispatcher.deliver_one(job, current, on_wire=on_wire)
-        except Withheld:
+            result = await self.dispatcher.deliver_one(job, current, wire=mark)
+        except Withheld:  # its turn came after SIGTERM: pending for the next start
+            mark.off()
             return
         if result.reason in HALTED:  # kept: it goes out when the channel is resumed
-            if marked:
-                self.store.put_meta_now(mark, None)
+            mark.off()
             self.parked.setdefault(channel, []).append((job, sub))
             return
-        if marked:
-            self.store.set_meta(mark, None)  # removed with the record, in one transaction
+        if mark.marked:
+            self.store.set_meta(mark.key, None)  # removed with the record, in one transaction
         self._done(job, sub, result)
 
     def _done(self, job: SendJob, sub: Subscription, result: Delivery) -> None:
