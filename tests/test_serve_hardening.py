@@ -344,3 +344,32 @@ def test_a_send_waiting_to_retry_at_shutdown_stays_pending_not_interrupted(
         assert len(push.payloads(sub.id)) == 1
 
     served(folder, again)
+
+
+def test_the_delivery_loop_is_restarted_after_an_unexpected_error_and_healthz_says_so(
+        project: tuple[Path, WebPushService], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the loop (here: its first run raises) is logged and counted; the loop goes on."""
+    from pushlang.service.delivery import Deliveries
+
+    folder, push = project
+    sub = push.new_subscription("chrome")
+    original = Deliveries._run
+    failures = iter([RuntimeError("a bug in the delivery loop")])
+
+    async def failing_once(self: Deliveries) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        await original(self)
+
+    monkeypatch.setattr(Deliveries, "_run", failing_once)
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert (await client.post("/v1/records", json=[subscribe("u1", sub), signed_up("u1")], headers=AUTH)).status == 200
+        await eventually(lambda: push.payloads(sub.id))
+        health = await (await client.get("/healthz")).json()
+        assert health["ok"] and health["deliveries"]["state"] == "running"
+        assert health["deliveries"]["restarts"] == 1
+        assert health["deliveries"]["last_error"] == "RuntimeError: a bug in the delivery loop"
+
+    served(folder, body)
