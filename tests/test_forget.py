@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from peers.webpush_service import Reply, WebPushService
+from serve_env import free_port, start_serve
 
 from pushlang.dispatch.keys import generate
 from pushlang.runtime import stats
@@ -126,27 +126,8 @@ def figures(path: Path) -> tuple[Any, ...]:
 # ---- the live service ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "campaigns.push", "--port", str(port),
-                             "--store", "state.db"], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"the service did not start: {proc.stdout.read() if proc.stdout else b''!r}")
+    return start_serve(folder, port, "campaigns.push", TOKEN)
 
 
 def call(port: int, method: str, path: str, body: Any = None, token: str | None = TOKEN) -> tuple[int, Any]:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from conftest import TOKEN
 from peers.webpush_service import Reply, Subscription, WebPushService
+from serve_env import eventually, serve_in_process
 
 from pushlang.cli import main
 from pushlang.dispatch.keys import load_public
@@ -50,12 +51,7 @@ NOW = 1_796_000_000.0  # 2026-11-29T...: the service's wall clock in these tests
 
 def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]], *,
            paths: list[str] | None = None, clock: Callable[[], float] = time.time) -> None:
-    async def main_() -> None:
-        service = LiveService(paths or [str(folder / "campaigns")], store_path=str(folder / "state.db"), tick=0.05,
-                              clock=clock)
-        async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
-            await body(client, service)
-    asyncio.run(main_())
+    serve_in_process(paths or [str(folder / "campaigns")], folder / "state.db", body, clock=clock)
 
 
 @pytest.fixture
@@ -69,14 +65,6 @@ def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushSer
 def config(folder: Path, extra: str) -> None:
     path = folder / "pushlang.toml"
     path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return result
 
 
 def subscribe(user: str, sub: Subscription, ts: str | float | None = None) -> dict[str, Any]:

@@ -7,7 +7,6 @@ and once as real subprocesses (`pushlang keys user-token`, `pushlang serve`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from browser_env import free_port
+from aiohttp.test_utils import TestClient
 from conftest import TOKEN, USER_TOKEN_SECRET, user_token
 from peers.webpush_service import Subscription, WebPushService
+from serve_env import eventually, free_port, serve_in_process
 
 from pushlang.service.app import LiveService
 from pushlang.service.identity import TOKEN_HEADER, sign
@@ -49,20 +48,7 @@ def configure(folder: Path, server: str) -> None:
 
 def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]]) -> None:
     (folder / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
-
-    async def main() -> None:
-        service = LiveService([str(folder / "welcome.push")], store_path=str(folder / "state.db"), tick=0.05)
-        async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
-            await body(client, service)
-    asyncio.run(main())
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return result
+    serve_in_process([str(folder / "welcome.push")], folder / "state.db", body)
 
 
 def subscribe(user: str, sub: Subscription, ts: str = "2026-12-01T08:00:00Z") -> dict[str, Any]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from conftest import TOKEN, user_token
 from peers.webpush_service import Subscription, WebPushService
+from serve_env import eventually, serve_in_process
 
 from pushlang.service.app import MAX_BODY, LiveService
 
@@ -38,20 +38,7 @@ def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushSer
 
 
 def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]]) -> None:
-    async def main() -> None:
-        service = LiveService([str(folder / "welcome.push")], store_path=str(folder / "state.db"), tick=0.05)
-        async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
-            await body(client, service)
-    asyncio.run(main())
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Deliveries happen in the background: wait until ``check()`` is truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-    return result
+    serve_in_process([str(folder / "welcome.push")], folder / "state.db", body)
 
 
 def subscribe(user: str, sub: Subscription) -> dict[str, Any]:

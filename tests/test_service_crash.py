@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from peers.webpush_service import Reply, WebPushService
+from serve_env import free_port, start_serve
 
 from pushlang.dispatch.keys import generate
 
@@ -35,27 +35,8 @@ CAMPAIGN = '''campaign cart {
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "cart.push", "--port", str(port),
-                             "--store", "state.db"], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"the service did not start: {proc.stdout.read() if proc.stdout else b''!r}")
+    return start_serve(folder, port, "cart.push", TOKEN)
 
 
 def post(port: int, records: list[dict[str, object]]) -> dict[str, object]:
