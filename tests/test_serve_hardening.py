@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import TOKEN
+from conftest import TOKEN, user_token
 from peers.webpush_service import Reply, Subscription, WebPushService
 from serve_env import eventually, serve_in_process
 
@@ -361,3 +361,19 @@ def test_the_delivery_loop_is_restarted_after_an_unexpected_error_and_healthz_sa
         assert health["deliveries"]["last_error"] == "RuntimeError: a bug in the delivery loop"
 
     served(folder, body)
+
+
+def test_browser_records_are_stamped_with_the_services_clock(project: tuple[Path, WebPushService]) -> None:
+    """A browser's clock may be days off, or lie: what it reports happened when it arrived."""
+    folder, push = project
+    sub = push.new_subscription("chrome")
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        for ts in (NOW + 72 * 365 * 86400, 946_684_800):  # 2098, and 2000
+            r = await client.post("/v1/browser/records", json=[subscribe("u1", sub, ts)], headers=user_token("u1"))
+            assert (r.status, (await r.json())["accepted"]) == (200, 1)
+            state = service.store.get("u1")
+            assert state is not None and state.subscriptions[sub.endpoint].since == int(NOW * US)
+        assert service.engine.clock == int(NOW * US)
+
+    served(folder, body, clock=lambda: NOW)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from conftest import TOKEN, user_token
 from peers.webpush_service import Subscription, WebPushService
 from serve_env import eventually, serve_in_process
 
+from pushlang.runtime.instants import US, parse_instant
 from pushlang.service.app import MAX_BODY, LiveService
 
 CAMPAIGN = '''campaign welcome {
@@ -37,8 +39,9 @@ def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushSer
     return push_project
 
 
-def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]]) -> None:
-    serve_in_process([str(folder / "welcome.push")], folder / "state.db", body)
+def served(folder: Path, body: Callable[[TestClient[Any, Any], LiveService], Awaitable[None]],
+           clock: Callable[[], float] = time.time) -> None:
+    serve_in_process([str(folder / "welcome.push")], folder / "state.db", body, clock=clock)
 
 
 def subscribe(user: str, sub: Subscription) -> dict[str, Any]:
@@ -83,7 +86,7 @@ def test_records_in_push_out_clicks_and_conversions_back(project: tuple[Path, We
         health = await (await client.get("/healthz")).json()
         assert health["ok"] and health["delivery"] == "live"
 
-    served(folder, body)
+    served(folder, body, clock=lambda: parse_instant("2026-12-01T09:30:00Z") / US)  # the records are past
 
 
 def test_bad_input_gets_clear_4xx_and_loses_nothing_valid(project: tuple[Path, WebPushService]) -> None:

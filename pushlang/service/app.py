@@ -287,7 +287,11 @@ class LiveService:
             else:
                 rejected.append({"index": index, "reason": "browsers may only send subscriptions and "
                                                            "Push Viewed / Push Clicked events"})
-        records = self._admit(allowed, rejected)
+        # A browser's clock is often wrong (minutes, or days): what it reports happened when it
+        # reached the service, so its records are stamped with the service's clock.
+        now = self.now()
+        stamped = [(index, msgspec.structs.replace(record, ts=now)) for index, record in allowed]
+        records = self._admit(stamped, rejected)
         await self._feed(records)
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
