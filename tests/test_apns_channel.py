@@ -197,6 +197,23 @@ def test_a_timeout_is_retried_on_the_same_connection(svc: ApnsService, creds: Ap
     assert not [r for r in caplog.records if r.name == "asyncio"]  # the abandoned send was reaped
 
 
+def test_a_timeout_is_retried_once_only_under_the_sends_collapse_id(svc: ApnsService,
+                                                                   creds: ApnsCredentials) -> None:
+    """APNs may have taken a request that timed out: one more try, and the device shows a copy
+    that does arrive in place of the first (same apns-collapse-id)."""
+    token = make_device_token()
+    svc.script(token, [Reply(200, delay=1.0)] * 4)
+
+    async def body(channel: ApnsChannel) -> Delivery:
+        result = await channel.deliver(token, PAYLOAD, ttl=3600, collapse_id="9f2c1e0d4b3a29181716a5b4")
+        await asyncio.sleep(1.2)  # the connection stays open for the late answers
+        return result
+
+    result, slept = run(svc, creds, body, timeout=0.2)
+    assert outcome(result) == (False, None, "timeout", 2, False) and slept == [0.5]
+    assert [r.collapse_id for r in svc.requests] == ["9f2c1e0d4b3a29181716a5b4"] * 2
+
+
 def test_an_unreachable_service_is_a_retryable_network_error(svc: ApnsService,
                                                              creds: ApnsCredentials) -> None:
     with socket.socket() as probe:

@@ -358,7 +358,7 @@ def test_the_delivery_loop_is_restarted_after_an_unexpected_error_and_healthz_sa
         health = await (await client.get("/healthz")).json()
         assert health["ok"] and health["deliveries"]["state"] == "running"
         assert health["deliveries"]["restarts"] == 1
-        assert health["deliveries"]["last_error"] == "RuntimeError: a bug in the delivery loop"
+        assert health["deliveries"]["last_error"] == "RuntimeError"  # the type only: /healthz is public
 
     served(folder, body)
 

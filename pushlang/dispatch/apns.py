@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from h2.exceptions import H2Error
 
-from pushlang.dispatch.base import Delivery, Halt, Probe, Wire, backoff
+from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.apns")
 
@@ -155,18 +155,22 @@ class ApnsChannel:
         return self._halt.why
 
     async def deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int,
-                      wire: Wire | None = None) -> Delivery:
+                      wire: Wire | None = None, collapse_id: str | None = None) -> Delivery:
         """Send ``payload`` (see :func:`safari_payload`) to one device token; ``ttl`` in seconds
-        becomes ``apns-expiration`` = now + ttl; ``wire`` is told when its requests are out."""
-        probing = await self._probe.turn()
+        becomes ``apns-expiration`` = now + ttl; ``wire`` is told when its requests are out;
+        ``collapse_id`` (the send_id) makes a device show a duplicate in place of the first."""
+        hold = await self._probe.turn()
         try:
-            return await self._deliver(device_token, payload, ttl=ttl, probing=probing, wire=wire)
+            return await self._deliver(device_token, payload, ttl=ttl, hold=hold, wire=wire,
+                                       collapse_id=collapse_id)
         finally:
-            if probing:
-                self._probe.release()
+            if hold is not None:  # it ended without an answer: the next one probes
+                hold.release(answered=False)
 
     def resume(self) -> bool:
-        """Clear a halt (the operator fixed the key); whether the channel was halted."""
+        """Clear a halt (the operator fixed the key); whether the channel was halted. APNs is
+        probed again: if the key is still rejected, that costs one request."""
+        self._probe = Probe()
         return self._halt.clear()
 
     async def close(self) -> None:
@@ -192,29 +196,33 @@ class ApnsChannel:
             self._client = self._client_factory(self.credentials)
         return self._client
 
-    async def _deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int, probing: bool,
-                       wire: Wire | None) -> Delivery:
+    async def _deliver(self, device_token: str, payload: dict[str, Any], *, ttl: int, hold: Hold | None,
+                       wire: Wire | None, collapse_id: str | None = None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
         if len(json.dumps(payload, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
             return Delivery(False, None, "payload_too_large", 0)
         status: int | None = None
+        timeouts = 0
         for attempt in range(1, self.max_attempts + 1):
             reason: str | None = None
+            timed_out = False
             try:
                 async with self._limit:
                     if self.halted is not None:  # halted while this request waited: it never goes out
                         return Delivery(False, None, "channel_halted", attempt - 1)
                     if wire is not None:
                         wire.on()
-                    result = await self._send(device_token, payload, ttl)
+                    result = await self._send(device_token, payload, ttl, collapse_id)
                 status, reason = _status(result.status), result.description
+            except TimeoutError:
+                status, timed_out = None, True
             except NETWORK_ERRORS as error:
                 status = None  # the network failed: like a 503, worth another try
                 log.debug("APNs request failed (attempt %d): %s", attempt, type(error).__name__)
-            if probing:  # APNs has answered: the others need not wait for this one's retries
-                self._probe.release()
-                probing = False
+            if hold is not None:  # APNs has answered (or is unreachable): nobody waits for the retries
+                hold.release(answered=True)
+                hold = None
             if status == 200:
                 return Delivery(True, status, None, attempt)
             if status == 410:
@@ -230,15 +238,20 @@ class ApnsChannel:
                 else:
                     failure = {413: "payload_too_large"}.get(status, f"http_{status}")
                 return Delivery(False, status, failure, attempt)
+            if timed_out:  # APNs may have taken it: one more try at most, under the same collapse id
+                timeouts += 1
+                if timeouts > 1:
+                    return Delivery(False, None, "timeout", attempt)
             if attempt < self.max_attempts:
-                if wire is not None:
+                if wire is not None and not timeouts:  # after a timeout a copy may be out: it stays marked
                     wire.off()
                 await self._sleep(self._backoff(attempt))
         return Delivery(False, status, "retries_exhausted", self.max_attempts)
 
-    async def _send(self, device_token: str, payload: dict[str, Any], ttl: int) -> NotificationResult:
+    async def _send(self, device_token: str, payload: dict[str, Any], ttl: int,
+                    collapse_id: str | None = None) -> NotificationResult:
         request = NotificationRequest(device_token=device_token, message=payload, time_to_live=ttl,
-                                      priority=PRIORITY, push_type=PushType.ALERT,
+                                      priority=PRIORITY, push_type=PushType.ALERT, collapse_key=collapse_id,
                                       apns_topic=self.credentials.website_push_id)
         # Shielded: cancelling aioapns's wait would leave a cancelled future that the answer, when
         # it comes, cannot resolve (and that breaks the connection for every other stream).

@@ -74,30 +74,47 @@ class Halt:
 class Probe:
     """Until a service has answered one request, that request goes out alone: a rejection of our
     credentials then costs one attempt, not one per user. The probe's first *answer* (whatever it
-    is) opens the gate: its retries, backoff and Retry-After never hold the others.
+    is) opens the gate: its retries, backoff and Retry-After never hold the others. A probe that
+    ends without a request (bad subscription keys…) hands the turn to the next one.
 
-    ``first = await probe.turn()``; the one that gets True calls ``probe.release()`` once it has an
-    answer (and in any case when it is done)."""
+    ``hold = await probe.turn()``: None once the gate is open; else this request is the probe and
+    calls ``hold.release(answered=…)`` (again is harmless: only the first call counts)."""
 
     def __init__(self) -> None:
         self._probing = False
-        self._answered = asyncio.Event()
+        self._answered = False
+        self._round = asyncio.Event()
 
     @property
     def answered(self) -> bool:
         """The service has answered once: requests no longer wait for the probe."""
-        return self._answered.is_set()
+        return self._answered
 
-    async def turn(self) -> bool:
-        """True for the one request that probes; the others wait here until it has an answer."""
-        if self._answered.is_set():
-            return False
-        if not self._probing:
-            self._probing = True
-            return True
-        await self._answered.wait()
-        return False
+    async def turn(self) -> Hold | None:
+        while not self._answered:
+            if not self._probing:
+                self._probing = True
+                return Hold(self)
+            await self._round.wait()
+        return None
 
-    def release(self) -> None:
+    def _release(self, answered: bool) -> None:
         self._probing = False
-        self._answered.set()
+        self._answered = self._answered or answered
+        done, self._round = self._round, asyncio.Event()
+        done.set()
+
+
+class Hold:
+    """The probe's turn, held by one request."""
+
+    __slots__ = ("_done", "_probe")
+
+    def __init__(self, probe: Probe) -> None:
+        self._probe = probe
+        self._done = False
+
+    def release(self, *, answered: bool) -> None:
+        if not self._done:
+            self._done = True
+            self._probe._release(answered)

@@ -204,7 +204,8 @@ class Dispatcher:
             url = job.send.url
             assert url is not None  # Safari subscriptions are only targeted when the message has a url
             payload = safari_payload(job.send.title, job.send.body, url)
-            result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl, wire=wire)
+            result: Delivery = await self._apns.deliver(sub.device_token, payload, ttl=ttl, wire=wire,
+                                                      collapse_id=job.send_id)
             return result
         if self._webpush is None:
             return Delivery(False, None, "vapid_not_configured", 0)

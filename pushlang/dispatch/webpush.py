@@ -32,7 +32,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
-from pushlang.dispatch.base import Delivery, Halt, Probe, Wire, backoff
+from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.webpush")
 
@@ -72,7 +72,7 @@ class VapidAuth:
         return f"VapidAuth(subject={self.subject!r})"
 
     def authorization(self, endpoint: str) -> str:
-        origin = _origin(endpoint)
+        origin = endpoint_origin(endpoint)
         now = int(self._clock())
         cached = self._cache.get(origin)
         if cached is not None and cached[0] - JWT_RENEW_BEFORE > now:
@@ -113,7 +113,10 @@ class WebPushChannel:
         return self._halt.why
 
     def resume(self) -> bool:
-        """Clear a halt (the operator fixed the key); whether the channel was halted."""
+        """Clear a halt (the operator fixed the key); whether the channel was halted. Each push
+        service is probed again: if the key is still rejected, that costs one request."""
+        for queue in self._origins.values():
+            queue.probe = Probe()
         return self._halt.clear()
 
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
@@ -123,20 +126,20 @@ class WebPushChannel:
         if problem is not None:
             log.warning("Web Push: not delivering to an invalid endpoint: %s", problem)
             return Delivery(False, None, "invalid_endpoint", 0)
-        origin = _origin(target.endpoint)
+        origin = endpoint_origin(target.endpoint)
         queue = self._origins.get(origin)
         if queue is None:
             queue = self._origins[origin] = _Origin(self._concurrency)
-        probing = await queue.probe.turn()
+        hold = await queue.probe.turn()
         try:
             return await self._deliver(target, origin, queue, payload, ttl=ttl, urgency=urgency, topic=topic,
-                                       probing=probing, wire=wire)
+                                       hold=hold, wire=wire)
         finally:
-            if probing:
-                queue.probe.release()
+            if hold is not None:  # it ended without an answer: the next one probes
+                hold.release(answered=False)
 
     async def _deliver(self, target: WebPushTarget, origin: str, queue: _Origin, payload: bytes, *, ttl: int,
-                       urgency: str | None, topic: str | None, probing: bool,
+                       urgency: str | None, topic: str | None, hold: Hold | None,
                        wire: Wire | None) -> Delivery:
         if self.halted is not None:
             return Delivery(False, None, "channel_halted", 0)
@@ -174,9 +177,9 @@ class WebPushChannel:
                     status, timed_out = None, True
                 except (aiohttp.ClientError, OSError, ValueError):
                     status = None  # the network failed: like a 503, worth another try
-            if probing:  # the push service has answered (or failed): the others need not wait any more
-                queue.probe.release()
-                probing = False
+            if hold is not None:  # the push service has answered (or is unreachable): nobody waits any more
+                hold.release(answered=True)
+                hold = None
             if status is not None and 200 <= status < 300:
                 return Delivery(True, status, None, attempt)
             if status in (404, 410):
@@ -195,7 +198,7 @@ class WebPushChannel:
                 if timeouts > 1:
                     return Delivery(False, None, "timeout", attempt)
             if attempt < self.max_attempts:
-                if wire is not None:
+                if wire is not None and not timeouts:  # after a timeout a copy may be out: it stays marked
                     wire.off()
                 await self._sleep(self._backoff(attempt, retry_after))
         return Delivery(False, status, "retries_exhausted", self.max_attempts)
@@ -271,7 +274,7 @@ def _encrypt(target: WebPushTarget, payload: bytes) -> bytes | None:
     return body
 
 
-def _origin(endpoint: str) -> str:
+def endpoint_origin(endpoint: str) -> str:
     """``scheme://host[:port]`` of an endpoint URL: the VAPID ``aud`` and the key of the probe."""
     scheme, _, rest = endpoint.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0]}"

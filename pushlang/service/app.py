@@ -315,9 +315,11 @@ class LiveService:
         user = request.match_info["id"]
         async with self._lock:
             self._commit()  # the user's pending records, before they are unlinked
+            sends = [key[len(OUTBOX):] for key, entry in self.store.meta_items(OUTBOX)
+                     if isinstance(entry, dict) and entry.get("user") == user]
             erasure = self.store.forget(user)
             self._uncommitted = [job for job in self._uncommitted if job.user != user]
-            on_the_wire = self.deliveries.forget(user) if self.deliveries is not None else set()
+            on_the_wire = self.deliveries.forget(user, sends) if self.deliveries is not None else set()
             self.activity.rename(erasure.anonymized, on_the_wire)
         log.info("erased user %r: %s", user, ", ".join(f"{kind} {n}" for kind, n in erasure.counts.items()))
         return web.json_response({"user": user, "erased": erasure.counts})

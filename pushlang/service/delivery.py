@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -35,6 +36,7 @@ import msgspec
 from pushlang import plan
 from pushlang.dispatch.base import Delivery, Withheld
 from pushlang.dispatch.dispatcher import Dispatcher, channel_of, delivery_record
+from pushlang.dispatch.webpush import endpoint_origin
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso
@@ -48,26 +50,49 @@ OUTBOX = "outbox:"
 SENDING = "sending:"
 # What a halted channel answers: the send is kept, not failed.
 HALTED = frozenset({"channel_halted", "vapid_rejected", "apns_auth_rejected"})
-MAX_IN_FLIGHT = 1024  # pairs being worked on at once; the rest wait in the queue (cheaply)
+ORIGIN_IN_FLIGHT = 256  # pairs worked on at once per push service; the rest wait in its queue (cheaply)
+RETRY_LATER = 5.0  # seconds before a pair whose mark could not be written is tried again
 
 Pair = tuple[SendJob, Subscription]
+
+
+class _Chain:
+    """The lock that keeps one subscription's requests one after another, and how many pairs use it
+    (it is dropped when none does, never while one still waits for it)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+def origin_of(sub: Subscription) -> str:
+    """The push service a subscription's requests go to: its queue (APNs is one)."""
+    return "apns" if sub.device_token else endpoint_origin(sub.endpoint or "")
 
 
 class _Mark:
     """A pair's ``sending`` mark: written (committed) just before each request goes out, removed
     while it waits to try again, and removed with its record once it has an answer."""
 
-    __slots__ = ("deliveries", "key", "marked", "user")
+    __slots__ = ("deliveries", "key", "marked", "send_id", "user")
 
-    def __init__(self, deliveries: Deliveries, key: str, user: str) -> None:
-        self.deliveries, self.key, self.user = deliveries, key, user
+    def __init__(self, deliveries: Deliveries, job: SendJob, sub: Subscription) -> None:
+        self.deliveries, self.send_id, self.user = deliveries, job.send_id, job.user
+        self.key = f"{SENDING}{job.send_id}|{sub.key}"
         self.marked = False
 
     def on(self) -> None:
-        if self.deliveries.stopping:
-            raise Withheld
+        deliveries = self.deliveries
+        if deliveries.stopping or self.send_id in deliveries.withdrawn:
+            raise Withheld  # SIGTERM, or the user was erased: this request never goes out
         if not self.marked:
-            self.deliveries.store.put_meta_now(self.key, {"at": round(time.time()), "user": self.user})
+            try:
+                deliveries.store.put_meta_now(self.key, {"at": round(time.time()), "user": self.user})
+            except sqlite3.Error as error:  # the disk is full…: not sent without its mark, tried later
+                log.error("cannot mark a request as sending (%s): it is tried again later", error)
+                raise Withheld from None
             self.marked = True
 
     def off(self) -> None:
@@ -91,11 +116,13 @@ class Deliveries:
         self.dispatcher = dispatcher
         self.grace = grace
         self._commit = commit
-        self._queue: collections.deque[Pair] = collections.deque()
+        self._queues: dict[str, collections.deque[Pair]] = {}  # per push service (origin)
+        self._busy: collections.Counter[str] = collections.Counter()  # pairs under way per origin
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._chains: dict[str, asyncio.Lock] = {}
+        self._chains: dict[str, _Chain] = {}
         self._working: dict[tuple[str, str], str] = {}  # (send_id, key) of the pairs under way → user
+        self.withdrawn: set[str] = set()  # send_ids of erased users: never sent, never recorded
         self.parked: dict[str, list[Pair]] = {}
         self.stopping = False
         self.restarts = 0
@@ -108,8 +135,19 @@ class Deliveries:
     def submit(self, job: SendJob) -> None:
         """A committed send: each of its subscriptions is a request to make."""
         for sub in job.targets:
-            self._queue.append((job, sub))
+            self._enqueue((job, sub))
         self._wake.set()
+
+    def _enqueue(self, pair: Pair) -> None:
+        origin = origin_of(pair[1])
+        queue = self._queues.get(origin)
+        if queue is None:
+            queue = self._queues[origin] = collections.deque()
+        queue.append(pair)
+
+    @property
+    def queued(self) -> int:
+        return sum(len(q) for q in self._queues.values())
 
     def recover(self, campaigns: Callable[[str], plan.Campaign | None]) -> None:
         """What a crash left in the outbox: pairs that were on the wire are failed (``interrupted``),
@@ -126,8 +164,10 @@ class Deliveries:
             for target in queued.targets:
                 if target.key in done:
                     continue
-                if all_on_the_wire or f"{queued.send_id}|{target.key}" in marks or campaign is None or state is None:
-                    self.activity.record(Output(iso(queued.at), queued.campaign, queued.user, "failed", "interrupted",
+                on_the_wire = all_on_the_wire or f"{queued.send_id}|{target.key}" in marks
+                if on_the_wire or campaign is None or state is None:
+                    reason = "interrupted" if on_the_wire else "campaign_removed" if campaign is None else "user_removed"
+                    self.activity.record(Output(iso(queued.at), queued.campaign, queued.user, "failed", reason,
                                                 queued.send_id, platforms=[target.platform]))
                     done.append(target.key)
                 else:
@@ -154,7 +194,7 @@ class Deliveries:
                 raise
             except Exception as error:
                 self.restarts += 1
-                self.last_error = f"{type(error).__name__}: {error}"
+                self.last_error = type(error).__name__  # /healthz is public: the type, not the message
                 log.exception("the delivery loop failed (restart %d)", self.restarts)
                 await asyncio.sleep(min(5.0, 0.1 * 2 ** min(self.restarts, 6)))
 
@@ -162,34 +202,43 @@ class Deliveries:
         while not self.stopping:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and len(self._in_flight) < MAX_IN_FLIGHT and not self.stopping:
-                job, sub = self._queue.popleft()
-                task = asyncio.create_task(self._pair(job, sub))
-                self._in_flight.add(task)
-                task.add_done_callback(self._finished)
+            for origin, queue in list(self._queues.items()):  # each push service has its own room
+                while queue and self._busy[origin] < ORIGIN_IN_FLIGHT and not self.stopping:
+                    job, sub = queue.popleft()
+                    self._busy[origin] += 1
+                    task = asyncio.create_task(self._pair(job, sub, origin))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._finished)
+                if not queue:
+                    del self._queues[origin]
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
-            self.last_error = f"{type(error).__name__}: {error}"
+            self.last_error = type(error).__name__
             log.error("a delivery failed unexpectedly", exc_info=error)
-        if self._queue:
+        if self._queues:
             self._wake.set()
 
-    async def _pair(self, job: SendJob, sub: Subscription) -> None:
+    async def _pair(self, job: SendJob, sub: Subscription, origin: str) -> None:
         chain = self._chains.get(sub.key)
         if chain is None:
-            chain = self._chains[sub.key] = asyncio.Lock()
+            chain = self._chains[sub.key] = _Chain()
+        chain.users += 1
         try:
-            async with chain:  # one request at a time to one subscription
-                if not self.stopping:
+            async with chain.lock:  # one request at a time to one subscription
+                if not self.stopping and job.send_id not in self.withdrawn:
                     self._working[(job.send_id, sub.key)] = job.user
                     try:
                         await self._deliver(job, sub)
                     finally:
                         self._working.pop((job.send_id, sub.key), None)
         finally:
-            if not chain.locked() and self._chains.get(sub.key) is chain:
+            self._busy[origin] -= 1
+            if self._busy[origin] <= 0:
+                del self._busy[origin]
+            chain.users -= 1
+            if chain.users == 0:
                 del self._chains[sub.key]
 
     async def _deliver(self, job: SendJob, sub: Subscription) -> None:
@@ -207,11 +256,13 @@ class Deliveries:
         if channel in self.dispatcher.halted:
             self.parked.setdefault(channel, []).append((job, sub))
             return
-        mark = _Mark(self, f"{SENDING}{job.send_id}|{sub.key}", job.user)
+        mark = _Mark(self, job, sub)
         try:
             result = await self.dispatcher.deliver_one(job, current, wire=mark)
-        except Withheld:  # its turn came after SIGTERM: pending for the next start
+        except Withheld:  # SIGTERM (pending for the next start), an erasure, or no mark: not sent
             mark.off()
+            if not self.stopping and job.send_id not in self.withdrawn:
+                asyncio.get_running_loop().call_later(RETRY_LATER, self._again, job, sub)
             return
         if result.reason in HALTED:  # kept: it goes out when the channel is resumed
             mark.off()
@@ -220,6 +271,11 @@ class Deliveries:
         if mark.marked:
             self.store.set_meta(mark.key, None)  # removed with the record, in one transaction
         self._done(job, sub, result)
+
+    def _again(self, job: SendJob, sub: Subscription) -> None:
+        if not self.stopping:
+            self._enqueue((job, sub))
+            self._wake.set()
 
     def _done(self, job: SendJob, sub: Subscription, result: Delivery) -> None:
         """The pair's record, its subscription deactivated if the push service said it is gone, and
@@ -253,24 +309,32 @@ class Deliveries:
         resumed = self.dispatcher.resume(channel)
         for name in list(self.parked):
             if channel in (None, name):
-                for job, sub in self.parked.pop(name):
-                    self._queue.append((job, sub))
+                for pair in self.parked.pop(name):
+                    self._enqueue(pair)
         self._wake.set()
         return resumed
 
-    def forget(self, user: str) -> set[str]:
-        """An erased user: their queued and parked pairs are dropped; the send_ids of those under way
+    def forget(self, user: str, send_ids: Iterable[str]) -> set[str]:
+        """An erased user: their sends (``send_ids``, and any queued or parked) are withdrawn — no
+        request of them starts any more, not even a retry; the send_ids of those on the wire now
         (their records, when they come back, are written under the erasure's anonymous ids)."""
-        self._queue = collections.deque(pair for pair in self._queue if pair[0].user != user)
+        withdrawn = set(send_ids)
+        for queue in self._queues.values():
+            withdrawn.update(job.send_id for job, _ in queue if job.user == user)
         for name, pairs in self.parked.items():
+            withdrawn.update(job.send_id for job, _ in pairs if job.user == user)
             self.parked[name] = [pair for pair in pairs if pair[0].user != user]
-        return {send_id for (send_id, _), who in self._working.items() if who == user}
+        on_the_wire = {send_id for (send_id, _), who in self._working.items() if who == user}
+        self.withdrawn |= withdrawn | on_the_wire
+        for origin, queue in self._queues.items():
+            self._queues[origin] = collections.deque(pair for pair in queue if pair[0].user != user)
+        return on_the_wire
 
     def health(self) -> dict[str, Any]:
         task = self._loop_task
         running = task is not None and not task.done() and not self.stopping
         return {"state": "running" if running else "stopped", "restarts": self.restarts,
-                "last_error": self.last_error, "queued": len(self._queue), "in_flight": len(self._in_flight),
+                "last_error": self.last_error, "queued": self.queued, "in_flight": len(self._in_flight),
                 "parked": {name: len(pairs) for name, pairs in self.parked.items() if pairs},
                 "halted": self.dispatcher.halted if self.dispatcher is not None else {}}
 
