@@ -6,6 +6,7 @@ Each test is one finding of the hardening review; each failed on the service as 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import time
@@ -84,7 +85,9 @@ def outcomes(service: LiveService, outcome: str) -> list[dict[str, object]]:
 
 def test_endpoints_that_are_not_https_urls_are_refused_at_ingest() -> None:
     for endpoint in ("http://[::1", "ftp://x/y", "https://h:99999/x", "https://h:0/x", "http://push.example.com/x",
-                     "https:///x", "https://user:pw@push.example.com/x", "https://a b/x", "x" * 3000):
+                     "https:///x", "https://user:pw@push.example.com/x", "https://a b/x", "x" * 3000,
+                     "https://127.0.0.1:6379/x", "https://10.0.0.5/admin", "https://169.254.169.254/latest",
+                     "https://[::ffff:10.0.0.1]/x", "https://localhost/x", "https://db.internal/x"):
         assert endpoint_problem(endpoint) is not None, endpoint
     assert endpoint_problem("https://fcm.googleapis.com/fcm/send/abc:def") is None
     assert endpoint_problem("http://127.0.0.1:8000/push/1") is not None  # only with allow_http (a test service)
@@ -377,3 +380,112 @@ def test_browser_records_are_stamped_with_the_services_clock(project: tuple[Path
         assert service.engine.clock == int(NOW * US)
 
     served(folder, body, clock=lambda: NOW)
+
+
+# ---- review: no user stalls the others, an erasure stops mid-retry, one request per subscription ---
+
+def test_a_stuck_push_service_with_a_thousand_requests_delays_nobody_else(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    config(folder, 'shutdown_grace = "1s"\n[dispatch]\ntimeout = 60\n')
+    public = load_public(folder / "vapid.pem")
+    with WebPushService(application_server_key=public) as stuck:
+        stuck.set_default(Reply(201, delay=60))  # never answers while the test runs
+        subs = [stuck.new_subscription("chrome") for _ in range(1100)]
+        victim = push.new_subscription("chrome")
+
+        async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+            records = [subscribe(f"m{i}", s) for i, s in enumerate(subs)] + [signed_up(f"m{i}") for i in range(1100)]
+            assert (await client.post("/v1/records", json=records, headers=AUTH)).status == 200
+            await eventually(lambda: len(stuck.requests) >= 1 or service.deliveries.health()["in_flight"] >= 256)
+            assert (await client.post("/v1/records", json=[subscribe("victim", victim), signed_up("victim")],
+                                      headers=AUTH)).status == 200
+            await eventually(lambda: push.payloads(victim.id), timeout=5.0)  # not behind the stuck one
+            health = (await (await client.get("/healthz")).json())["deliveries"]
+            assert health["in_flight"] <= 256 + 1 and health["queued"] >= 1100 - 256  # the stuck one's own room
+
+        served(folder, body)
+
+
+def test_a_browser_cannot_make_one_user_a_thousand_subscriptions(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    subs = [push.new_subscription("chrome") for _ in range(12)]
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        many = [subscribe("mallory", subs[0])] * 21
+        r = await client.post("/v1/browser/records", json=many, headers=user_token("mallory"))
+        assert r.status == 413 and "at most 20" in (await r.json())["error"]
+        r = await client.post("/v1/browser/records", json=[subscribe("mallory", s) for s in subs],
+                              headers=user_token("mallory"))
+        result = await r.json()
+        assert result["accepted"] == 10 and [x["index"] for x in result["rejected"]] == [10, 11]
+        assert "max_subscriptions_per_user" in result["rejected"][0]["reason"]
+        r = await client.post("/v1/browser/records", json=[subscribe("mallory", subs[3])], headers=user_token("mallory"))
+        assert (await r.json())["accepted"] == 1  # one it already has: renewed, not one more
+        for endpoint in ("https://10.0.0.5/admin", "https://169.254.169.254/latest/meta-data", "https://[fd00::1]/x"):
+            r = await client.post("/v1/browser/records", json=[{**subscribe("eve", subs[0]), "endpoint": endpoint}],
+                                  headers=user_token("eve"))
+            answer = await r.json()
+            assert answer["rejected"] and "not a push service on the internet" in answer["rejected"][0]["reason"], (
+                endpoint, answer)
+
+    served(folder, body)
+
+
+def test_an_erased_users_send_waiting_to_retry_never_goes_out(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    sub = push.new_subscription("chrome")
+    push.script(sub.id, [Reply(503, retry_after=1)])  # then 201
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert (await client.post("/v1/records", json=[subscribe("vera", sub), signed_up("vera")],
+                                  headers=AUTH)).status == 200
+        await eventually(lambda: push.requests_for(sub.id))  # answered 503: it tries again in a second
+        r = await client.delete("/v1/users/vera", headers=AUTH)
+        assert r.status == 200
+        await asyncio.sleep(2.0)
+        assert [q.status for q in push.requests_for(sub.id)] == [503]  # the retry never went out
+        assert not [row for row in service.activity.rows() if row["user"] == "vera"]
+        assert service.store.meta_items("sending:") == [] and service.store.meta_items("outbox:") == []
+
+    served(folder, body)
+
+
+def test_requests_to_one_subscription_go_one_after_another(project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    sub = push.new_subscription("chrome")
+    push.set_default(Reply(201, delay=0.3))
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        now = time.time()
+        assert (await client.post("/v1/records", json=[subscribe("u1", sub, now - 3), signed_up("u1", now - 2),
+                                                       signed_up("u1", now - 1)], headers=AUTH)).status == 200
+        await asyncio.sleep(0.45)  # the first answered, the second on the wire
+        assert (await client.post("/v1/records", json=[signed_up("u1")], headers=AUTH)).status == 200
+        await eventually(lambda: len(push.requests_for(sub.id)) == 3)
+        arrivals = sorted(r.at for r in push.requests_for(sub.id))
+        assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(arrivals)), arrivals
+
+    served(folder, body)
+
+
+def test_resume_reads_the_fixed_key_and_probes_again(project: tuple[Path, WebPushService]) -> None:
+    from pushlang.dispatch.keys import generate
+
+    folder, push = project
+    (folder / "right.pem").write_bytes((folder / "vapid.pem").read_bytes())
+    generate(folder / "wrong.pem")
+    (folder / "vapid.pem").write_bytes((folder / "wrong.pem").read_bytes())  # the wrong key installed
+    subs = [push.new_subscription("chrome") for _ in range(5)]
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        records = [subscribe(f"u{i}", s) for i, s in enumerate(subs)] + [signed_up(f"u{i}") for i in range(5)]
+        assert (await client.post("/v1/records", json=records, headers=AUTH)).status == 200
+        await eventually(lambda: service.deliveries and service.deliveries.health()["parked"].get("webpush") == 5)
+        assert [r.status for r in push.requests] == [403]  # one probe, the others kept
+        (folder / "vapid.pem").write_bytes((folder / "right.pem").read_bytes())  # fixed
+        r = await client.post("/v1/channels/webpush/resume", headers=AUTH)
+        assert await r.json() == {"channel": "webpush", "resumed": True}
+        await eventually(lambda: all(push.payloads(s.id) for s in subs))
+        assert [r.status for r in push.requests].count(403) == 1
+
+    served(folder, body)

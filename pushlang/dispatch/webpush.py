@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import logging
 import random
 import time
@@ -245,12 +246,29 @@ def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
         return "the endpoint must not carry a user name or password"
     if port == 0:
         return "the endpoint's port must be between 1 and 65535"
+    if not (allow_http and host in LOOPBACK_HOSTS) and (internal := _internal(host)) is not None:
+        return f"the endpoint's host is {internal}, not a push service on the internet"
     try:
         URL(endpoint, encoded=True)
         host.encode("idna")
     except (ValueError, UnicodeError) as error:
         return f"the endpoint's host is not valid ({type(error).__name__})"
     return None
+
+
+def _internal(host: str) -> str | None:
+    """What a host is when it is no place for a push service (an address of this machine or its
+    network: the service must not be made to post there), else None. Names are not resolved here:
+    an egress firewall is the defence against a name that points inside (docs/security.md)."""
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return "a local name"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return None if address.is_global else "a private, loopback or reserved address"
 
 
 def topic_for(send_id: str) -> str:

@@ -33,12 +33,14 @@ _decode = msgspec.json.Decoder().decode
 
 def ingest(client: redis.Redis, lines: Iterable[bytes | str], partitions: int = DEFAULT_PARTITIONS, *,
            end_at_last: bool = False, chunk: int = 1000,
-           check: Callable[[Record], str | None] | None = None) -> tuple[int, list[Reject]]:
+           check: Callable[[Record], str | None] | None = None,
+           clamp: int | None = None) -> tuple[int, list[Reject]]:
     """Append each valid line (raw JSON, field ``r``) to ``ev:{partition_of(user)}``, in input order.
 
     Returns (records accepted, rejected lines with their 1-based line numbers). With ``end_at_last``,
     an end marker at the latest record instant follows (:func:`end_of_input`). ``check``: why a live
-    host refuses a valid record (None: take it)."""
+    host refuses a valid record (None: take it); ``clamp`` (µs): a record later than that is taken
+    at that instant (a live host's wall clock: a client's clock a little fast)."""
     accepted = 0
     rejects: list[Reject] = []
     last: int | None = None
@@ -56,7 +58,10 @@ def ingest(client: redis.Redis, lines: Iterable[bytes | str], partitions: int = 
             text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
             rejects.append(Reject(number, str(exc), text.rstrip("\r\n")))
             continue
-        raw = line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")
+        raw: bytes | str = line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")
+        if clamp is not None and record.ts > clamp:
+            raw = msgspec.json.encode({**_decode(raw), "ts": clamp / US})
+            record = msgspec.structs.replace(record, ts=clamp)
         pipe.xadd(stream_key(partition_of(record.user, partitions)), {"r": raw})
         accepted += 1
         last = record.ts if last is None else max(last, record.ts)
@@ -127,7 +132,7 @@ class StreamIngest:
             return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)
         now = int(time.time() * US)
         accepted, rejects = await asyncio.to_thread(ingest, self.client, items, self.partitions,
-                                                    check=lambda record: self.options.problem(record, now))
+                                                    check=lambda record: self.options.problem(record, now), clamp=now)
         rejected = [{"index": r.line - 1, "reason": r.reason} for r in rejects]
         return web.json_response({"accepted": accepted, "rejected": rejected},
                                  status=200 if accepted or not rejected else 400)

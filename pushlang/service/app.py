@@ -47,7 +47,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from pushlang import aio, plan
 from pushlang.compiler import compile_paths
-from pushlang.config import Config
+from pushlang.config import Config, load_config
+from pushlang.diagnostics import Sink
 from pushlang.diagnostics.render import render_json
 from pushlang.dispatch.dispatcher import APNS, WEBPUSH, DeliverySettings, Dispatcher
 from pushlang.runtime.activity import ActivityLog
@@ -116,6 +117,7 @@ class LiveService:
         self._lock = asyncio.Lock()  # the engine and the store: one request or tick at a time
         self.engine = self._engine(self.plan)
         self.dispatcher: Dispatcher | None = None
+        self._retired: list[Dispatcher] = []  # replaced by a reload or a resume: closed at the end
         self.deliveries: Deliveries | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -151,10 +153,36 @@ class LiveService:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
+    async def _channels(self, config: Config) -> Dispatcher | None:
+        """The delivery channels of ``config``, their key files read now (ValueError, in words, for
+        a file that is not a key); None without credentials."""
+        settings = DeliverySettings.from_config(config)
+        if settings.problems():
+            return None
+        settings.check_keys()
+        dispatcher = Dispatcher(settings, self.plan.settings.default_ttl)
+        await dispatcher.__aenter__()
+        self.settings = settings
+        return dispatcher
+
+    async def _replace_channels(self, config: Config) -> str | None:
+        """New channels from ``config`` (a key fixed, rotated or added), halts cleared, and the sends
+        a halt kept go out; the requests on the wire finish on the old ones. A problem in words,
+        or None."""
+        try:
+            dispatcher = await self._channels(config)
+        except ValueError as exc:
+            return str(exc)
+        if self.dispatcher is not None:
+            self._retired.append(self.dispatcher)
+        self.dispatcher = dispatcher
+        if self.deliveries is not None:
+            self.deliveries.dispatcher = dispatcher
+            self.deliveries.resume()
+        return None
+
     async def start(self) -> None:
-        if not self.settings.problems():
-            self.dispatcher = Dispatcher(self.settings, self.plan.settings.default_ttl)
-            await self.dispatcher.__aenter__()
+        self.dispatcher = await self._channels(self.config)
         self.deliveries = Deliveries(self.store, self.activity, self._commit_locked, self.dispatcher,
                                      grace=self.options.shutdown_grace)
         async with self._lock:
@@ -172,8 +200,9 @@ class LiveService:
             await self.deliveries.stop()
         async with self._lock:
             self._commit()
-        if self.dispatcher is not None:
-            await self.dispatcher.__aexit__(None, None, None)
+        for dispatcher in (*self._retired, self.dispatcher):
+            if dispatcher is not None:
+                await dispatcher.__aexit__(None, None, None)
         self.store.close()
         self.activity.close()
 
@@ -268,10 +297,15 @@ class LiveService:
         if (refusal := self.browser.refusal(request)) is not None:
             return refusal
         indexed, rejected = decode_body(await request.read())
+        if (refusal := self.browser.too_many(len(indexed) + len(rejected))) is not None:
+            return refusal
         token = request.headers.get(TOKEN_HEADER)
         allowed: list[tuple[int, Record]] = []
         for index, record in indexed:
-            if (problem := self.browser.tokens.problem(token, record.user)) is not None:
+            problem = self.browser.tokens.problem(token, record.user)
+            if problem is None and isinstance(record, Subscribe):
+                problem = self._one_too_many(record, allowed)
+            if problem is not None:
                 rejected.append({"index": index, "reason": problem})
             elif isinstance(record, (Subscribe, Unsubscribe)):
                 allowed.append((index, record))
@@ -295,6 +329,20 @@ class LiveService:
         await self._feed(records)
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
+
+    def _one_too_many(self, record: Subscribe, allowed: list[tuple[int, Record]]) -> str | None:
+        """Why a browser may not add this subscription: its user has as many active ones as
+        ``[server] max_subscriptions_per_user`` (each is a request per send: a page must not make
+        one user a thousand)."""
+        key = record.endpoint or record.device_token or ""
+        state = self.store.get(record.user)
+        active = {k for k, sub in state.subscriptions.items() if sub.active} if state is not None else set()
+        active |= {r.endpoint or r.device_token or "" for _, r in allowed
+                   if isinstance(r, Subscribe) and r.user == record.user}
+        if key in active or len(active) < self.browser.max_subscriptions:
+            return None
+        return (f"user `{record.user}` has {len(active)} active subscriptions, as many as a browser may give one "
+                "user ([server] max_subscriptions_per_user): unsubscribe one first")
 
     def _with_campaign(self, record: Record) -> Record:
         """A `Push Viewed` / `Push Clicked` without `props.campaign` gets the campaign of its send_id,
@@ -349,9 +397,15 @@ class LiveService:
         name = request.match_info["name"]
         if name not in (WEBPUSH, APNS):
             return error(404, f"no channel {name!r}: the channels are {WEBPUSH} and {APNS}")
-        resumed = self.deliveries.resume(name) if self.deliveries is not None else []
-        log.warning("channel %s resumed by an operator (it was %s)", name, "halted" if resumed else "not halted")
-        return web.json_response({"channel": name, "resumed": bool(resumed)})
+        halted = name in (self.dispatcher.halted if self.dispatcher is not None else {})
+        sink = Sink()
+        config = load_config(self.config.path, sink)  # the key files as they are now
+        problem = "; ".join(d.message for d in sink.sorted()) or await self._replace_channels(config)
+        if problem:
+            log.error("channel %s not resumed: %s", name, problem)
+            return web.json_response({"channel": name, "resumed": False, "error": problem}, status=422)
+        log.warning("channel %s resumed by an operator (it was %s)", name, "halted" if halted else "not halted")
+        return web.json_response({"channel": name, "resumed": halted})
 
     async def post_reload(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -379,8 +433,12 @@ class LiveService:
         async with self._lock:
             self.plan = result.plan
             self.engine = self._engine(result.plan)
-        resumed = self.deliveries.resume() if self.deliveries is not None else []
+        resumed = list(self.dispatcher.halted) if self.dispatcher is not None else []
+        problem = await self._replace_channels(result.config)
         ids = [c.id for c in result.plan.campaigns]
+        if problem:
+            log.error("reloaded %d campaigns: %s; delivery goes on as before: %s", len(ids), ", ".join(ids), problem)
+            return web.json_response({"reloaded": True, "campaigns": ids, "delivery_error": problem})
         log.warning("reloaded %d campaigns: %s%s", len(ids), ", ".join(ids),
                     f"; resumed {', '.join(resumed)}" if resumed else "")
         return web.json_response({"reloaded": True, "campaigns": ids})

@@ -34,6 +34,8 @@ TOKEN_HEADER = "X-Pushlang-User-Token"
 MIN_SECRET = 32  # characters; `pushlang keys user-secret` prints 43 (32 random bytes)
 DEFAULT_RATE, DEFAULT_BURST = 60, 20
 MAX_CLIENTS = 100_000  # buckets kept at most; the least recently seen go first
+MAX_RECORDS = 20  # records in one request from a browser (a subscribe, an unsubscribe, a few reports)
+DEFAULT_MAX_SUBSCRIPTIONS = 10  # active subscriptions a browser may give one user (devices, browsers)
 _TOKEN = re.compile(r"v1\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
 NOT_CONFIGURED = ("the browser endpoint is off: set [server] user_token_secret in pushlang.toml "
                   "(`pushlang keys user-secret` prints one) and have your site sign each user id with it "
@@ -210,6 +212,7 @@ class BrowserGuard:
     tokens: UserTokens
     limiter: RateLimiter
     trusted: tuple[Network, ...] = ()
+    max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
 
     @classmethod
     def from_server(cls, server: Mapping[str, Any], limiter: RateLimiter | None = None) -> BrowserGuard:
@@ -221,7 +224,8 @@ class BrowserGuard:
             limiter = RateLimiter(rate, burst)
         else:
             limiter.per_minute, limiter.burst = rate, burst
-        return cls(UserTokens.from_server(server), limiter, parse_networks(server.get("trusted_proxies")))
+        return cls(UserTokens.from_server(server), limiter, parse_networks(server.get("trusted_proxies")),
+                   _whole(server, "max_subscriptions_per_user", DEFAULT_MAX_SUBSCRIPTIONS, 1))
 
     def client(self, request: web.Request) -> str:
         return client_address(request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted)
@@ -235,4 +239,11 @@ class BrowserGuard:
                               f"(bursts of {self.limiter.burst})", headers={"Retry-After": str(math.ceil(wait))})
         if not self.tokens.configured:
             return error(403, NOT_CONFIGURED)
+        return None
+
+    def too_many(self, records: int) -> web.Response | None:
+        """A 413 for a body with more records than a browser ever sends at once (a rate limit counts
+        requests: without this, one request could carry thousands of subscriptions)."""
+        if records > MAX_RECORDS:
+            return error(413, f"{records} records in one request: a browser sends at most {MAX_RECORDS}")
         return None
