@@ -14,8 +14,11 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
         description="Run campaigns live: records in over HTTP (POST /v1/records with a bearer token from "
                     "PUSHLANG_API_TOKEN), timers on the wall clock, sends delivered with the credentials of "
                     "pushlang.toml, everything durable in one SQLite file. GET /healthz, /v1/campaigns, "
-                    "/v1/stats, /dashboard; the browser SDK at /sdk/sw.js and /sdk/subscribe.js. SIGHUP or "
-                    "POST /v1/reload reloads the campaign files when they compile.",
+                    "/v1/stats, /dashboard; the browser SDK at /sdk/sw.js and /sdk/subscribe.js (POST "
+                    "/v1/browser/records with a user token, see docs/security.md). SIGHUP or POST /v1/reload "
+                    "reloads the campaign files when they compile; POST /v1/channels/NAME/resume after a "
+                    "rejected key is fixed; DELETE /v1/users/ID erases a user. [server] in pushlang.toml: "
+                    "max_clock_skew, shutdown_grace, user_token_secret, trusted_proxies (README).",
     )
     common.add_paths(p)
     common.add_config(p)
