@@ -50,7 +50,7 @@ OUTBOX = "outbox:"
 SENDING = "sending:"
 # What a halted channel answers: the send is kept, not failed.
 HALTED = frozenset({"channel_halted", "vapid_rejected", "apns_auth_rejected"})
-ORIGIN_IN_FLIGHT = 256  # pairs worked on at once per push service; the rest wait in its queue (cheaply)
+ORIGIN_IN_FLIGHT = 1024  # pairs worked on at once per push service; the rest wait in its queue (cheaply)
 RETRY_LATER = 5.0  # seconds before a pair whose mark could not be written is tried again
 
 Pair = tuple[SendJob, Subscription]
