@@ -87,7 +87,9 @@ def test_endpoints_that_are_not_https_urls_are_refused_at_ingest() -> None:
     for endpoint in ("http://[::1", "ftp://x/y", "https://h:99999/x", "https://h:0/x", "http://push.example.com/x",
                      "https:///x", "https://user:pw@push.example.com/x", "https://a b/x", "x" * 3000,
                      "https://127.0.0.1:6379/x", "https://10.0.0.5/admin", "https://169.254.169.254/latest",
-                     "https://[::ffff:10.0.0.1]/x", "https://localhost/x", "https://db.internal/x"):
+                     "https://[::ffff:10.0.0.1]/x", "https://localhost/x", "https://db.internal/x",
+                     "https://2130706433/x", "https://0x7f.1/x", "https://127.1/x", "https://0.0.0.0/x",
+                     "https://localhost./x", "https://\u24dbocalhost/x", "https://[::]/x"):
         assert endpoint_problem(endpoint) is not None, endpoint
     assert endpoint_problem("https://fcm.googleapis.com/fcm/send/abc:def") is None
     assert endpoint_problem("http://127.0.0.1:8000/push/1") is not None  # only with allow_http (a test service)

@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import logging
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -258,14 +259,24 @@ def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
 
 def _internal(host: str) -> str | None:
     """What a host is when it is no place for a push service (an address of this machine or its
-    network: the service must not be made to post there), else None. Names are not resolved here:
-    an egress firewall is the defence against a name that points inside (docs/security.md)."""
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return "a local name"
+    network: the service must not be made to post there), else None. Every spelling a resolver
+    takes for an IPv4 address counts (``2130706433``, ``0x7f.1``, ``127.1``), and a name is compared
+    as a resolver sees it (IDNA, lower case, no trailing dot). Names are not resolved here: an
+    egress firewall is the defence against a name that points inside (docs/security.md)."""
     try:
-        address = ipaddress.ip_address(host)
+        name = host.encode("idna").decode("ascii").lower().rstrip(".")
+    except UnicodeError:
+        return "not a valid host name"
+    if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
+        return "a local name"
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    try:
+        address = ipaddress.ip_address(name)
     except ValueError:
-        return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(name))  # the forms inet_aton takes
+        except OSError:
+            return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return None if address.is_global else "a private, loopback or reserved address"
