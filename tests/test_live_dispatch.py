@@ -39,6 +39,7 @@ def service(tmp_path: Path) -> Iterator[tuple[WebPushService, Path]]:
     public = generate(key)
     (tmp_path / "pushlang.toml").write_text(
         '[vapid]\nprivate_key_file = "vapid_private.pem"\nsubject = "mailto:ops@shop.example.com"\n'
+        '[server]\nallow_loopback_http = true  # the loopback push service\n'
         "[dispatch]\nmax_attempts = 2\n", encoding="utf-8")
     (tmp_path / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
     with WebPushService(application_server_key=public) as svc:

@@ -133,7 +133,8 @@ def test_send_test_goes_through_the_delivery_layer(tmp_path: Path) -> None:
 
     public = generate(tmp_path / "vapid.pem")
     (tmp_path / "pushlang.toml").write_text(
-        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n', encoding="utf-8")
+        '[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
+        '[server]\nallow_loopback_http = true  # the loopback push service\n', encoding="utf-8")
     with WebPushService(application_server_key=public) as service:
         sub = service.new_subscription("chrome")
         said: list[str] = []

@@ -51,7 +51,7 @@ class Setup:
         self.svc = svc
         key = tmp / "vapid_private.pem"
         self.settings = DeliverySettings(vapid_key_file=str(key), vapid_subject="mailto:ops@shop.example.com",
-                                         max_attempts=2, timeout=5.0)
+                                         max_attempts=2, timeout=5.0, allow_loopback=True)
         (tmp / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
         result = compile_paths([str(tmp / "cart.push")])
         assert result.plan is not None, result.diagnostics

@@ -35,6 +35,7 @@ def peers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Web
     p8 = provider.write_p8(tmp_path)
     (tmp_path / "pushlang.toml").write_text(
         f'[vapid]\nprivate_key_file = "vapid.pem"\nsubject = "mailto:ops@shop.example.com"\n'
+        '[server]\nallow_loopback_http = true  # the loopback push service\n'
         f'[apns]\nkey_file = "{p8.name}"\nkey_id = "{provider.key_id}"\nteam_id = "{provider.team_id}"\n'
         'website_push_id = "web.com.example.shop"\n', encoding="utf-8")
     (tmp_path / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")

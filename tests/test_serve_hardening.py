@@ -491,3 +491,97 @@ def test_resume_reads_the_fixed_key_and_probes_again(project: tuple[Path, WebPus
         assert [r.status for r in push.requests].count(403) == 1
 
     served(folder, body)
+
+
+# ---- second review ---------------------------------------------------------------------------------
+
+def test_a_resume_while_the_key_file_is_missing_is_refused_and_keeps_the_sends(
+        project: tuple[Path, WebPushService]) -> None:
+    from pushlang.dispatch.keys import generate
+
+    folder, push = project
+    (folder / "right.pem").write_bytes((folder / "vapid.pem").read_bytes())
+    generate(folder / "wrong.pem")
+    (folder / "vapid.pem").write_bytes((folder / "wrong.pem").read_bytes())
+    subs = [push.new_subscription("chrome") for _ in range(3)]
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        records = [subscribe(f"u{i}", s) for i, s in enumerate(subs)] + [signed_up(f"u{i}") for i in range(3)]
+        assert (await client.post("/v1/records", json=records, headers=AUTH)).status == 200
+        await eventually(lambda: service.deliveries and service.deliveries.health()["parked"].get("webpush") == 3)
+        (folder / "vapid.pem").unlink()  # the operator is swapping the key file
+        r = await client.post("/v1/channels/webpush/resume", headers=AUTH)
+        answer = await r.json()
+        assert r.status == 422 and not answer["resumed"] and "private_key_file" in answer["error"]
+        assert service.dispatcher is not None and not outcomes(service, "failed")  # nothing lost
+        (folder / "vapid.pem").write_bytes((folder / "right.pem").read_bytes())
+        r = await client.post("/v1/channels/webpush/resume", headers=AUTH)
+        assert (await r.json())["resumed"]
+        await eventually(lambda: all(push.payloads(s.id) for s in subs))
+
+    served(folder, body)
+
+
+def test_a_send_out_on_the_old_channels_when_they_are_replaced_goes_again_on_the_new(
+        project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    a, b = push.new_subscription("chrome"), push.new_subscription("chrome")
+    push.script(a.id, [Reply(503, retry_after=2)])
+    push.script(b.id, [Reply(403)])
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert (await client.post("/v1/records", json=[subscribe("ua", a), signed_up("ua")], headers=AUTH)).status == 200
+        await eventually(lambda: push.requests_for(a.id))  # a waits 2 s to try again
+        assert (await client.post("/v1/records", json=[subscribe("ub", b), signed_up("ub")], headers=AUTH)).status == 200
+        await eventually(lambda: service.deliveries and service.deliveries.health()["parked"].get("webpush") == 1)
+        assert (await (await client.post("/v1/channels/webpush/resume", headers=AUTH)).json())["resumed"]
+        await eventually(lambda: push.payloads(b.id))
+        await eventually(lambda: push.payloads(a.id), timeout=8)  # its retry met the halt of the old channels
+        await eventually(lambda: not service.store.meta_items("outbox:"))
+        assert service.deliveries is not None and not service.deliveries.health()["parked"]
+
+    served(folder, body)
+
+
+def test_a_request_that_timed_out_stays_marked_through_a_stop_and_is_not_sent_again(
+        project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    config(folder, 'shutdown_grace = "1s"\n[dispatch]\ntimeout = 0.3\n')
+    sub = push.new_subscription("chrome")
+    push.script(sub.id, [Reply(201, delay=1.0)])  # taken, but answered after the client gave up
+
+    async def first(client: TestClient[Any, Any], service: LiveService) -> None:
+        assert (await client.post("/v1/records", json=[subscribe("u1", sub), signed_up("u1")], headers=AUTH)).status == 200
+        await eventually(lambda: push.requests_for(sub.id))
+        await asyncio.sleep(0.4)  # timed out: waiting to try once more; then the service stops
+
+    served(folder, first)
+    time.sleep(1.0)  # the late answer
+
+    async def again(client: TestClient[Any, Any], service: LiveService) -> None:
+        (failed,) = await eventually(lambda: outcomes(service, "failed"))
+        assert failed["reason"] == "interrupted"  # a copy may be out: not sent a second time
+        await asyncio.sleep(0.5)
+        assert len(push.requests_for(sub.id)) == 1
+
+    served(folder, again)
+
+
+def test_parallel_browser_requests_cannot_pass_the_subscription_cap_together(
+        project: tuple[Path, WebPushService]) -> None:
+    folder, push = project
+    subs = [push.new_subscription("chrome") for _ in range(30)]
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        await service._lock.acquire()  # a big batch or a tick holds the engine for a moment
+        posts = [asyncio.ensure_future(client.post("/v1/browser/records", json=[subscribe("mallory", s)
+                                                                                for s in subs[i * 10:(i + 1) * 10]],
+                                                   headers=user_token("mallory"))) for i in range(3)]
+        await asyncio.sleep(0.3)
+        service._lock.release()
+        accepted = [(await (await post).json())["accepted"] for post in posts]
+        assert sum(accepted) == 10
+        state = service.store.get("mallory")
+        assert state is not None and sum(1 for s in state.subscriptions.values() if s.active) == 10
+
+    served(folder, body)

@@ -238,6 +238,8 @@ class ApnsChannel:
                 else:
                     failure = {413: "payload_too_large"}.get(status, f"http_{status}")
                 return Delivery(False, status, failure, attempt)
+            if timed_out and wire is not None:
+                wire.doubt()
             if timed_out:  # APNs may have taken it: one more try at most, under the same collapse id
                 timeouts += 1
                 if timeouts > 1:

@@ -37,6 +37,9 @@ class Wire(Protocol):
     def off(self) -> None:
         """Its answer came and another attempt follows after a wait: nothing is out meanwhile."""
 
+    def doubt(self) -> None:
+        """A request timed out: the push service may have taken it, whatever happens next."""
+
 
 def backoff(attempt: int, retry_after: float | None, *, base: float, ceiling: float, jitter: float) -> float:
     """Seconds to wait before attempt ``attempt + 1``: the server's Retry-After when it gave one,

@@ -48,6 +48,7 @@ class DeliverySettings:
     concurrency: int = 64
     timeout: float = 10.0
     max_attempts: int = 5
+    allow_loopback: bool = False  # [server] allow_loopback_http: a local test push service
 
     @classmethod
     def from_config(cls, config: Config) -> DeliverySettings:
@@ -68,6 +69,7 @@ class DeliverySettings:
             concurrency=int(dispatch.get("concurrency", 64)),
             timeout=float(dispatch.get("timeout", 10.0)),
             max_attempts=int(dispatch.get("max_attempts", 5)),
+            allow_loopback=raw.get("server", {}).get("allow_loopback_http") is True,
         )
 
     def problems(self) -> list[str]:
@@ -123,7 +125,8 @@ class Dispatcher:
             self._session = webpush_session(s.concurrency)
             auth = VapidAuth.from_file(s.vapid_key_file, s.vapid_subject)
             self._webpush = WebPushChannel(auth, self._session, concurrency=s.concurrency, timeout=s.timeout,
-                                           max_attempts=s.max_attempts, on_halt=self._on_halt)
+                                           max_attempts=s.max_attempts, on_halt=self._on_halt,
+                                           allow_loopback=s.allow_loopback)
         if self._apns_factory is not None:
             self._apns = self._apns_factory()
         elif s.has_apns:

@@ -87,9 +87,10 @@ class VapidAuth:
 
 def webpush_session(concurrency: int = 64) -> aiohttp.ClientSession:
     """The one aiohttp session every Web Push request shares: keep-alive connections, room for
-    ``concurrency`` of them to each push service (no shared pool that a slow one could fill), and
-    no cookie jar (push services set none that matter)."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=concurrency)
+    ``concurrency`` of them to each push service and 16 times that in all (file descriptors are
+    finite; a few slow services cannot fill it), and no cookie jar (push services set none that
+    matter)."""
+    connector = aiohttp.TCPConnector(limit=max(1024, 16 * concurrency), limit_per_host=concurrency)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
@@ -98,7 +99,10 @@ class WebPushChannel:
                  timeout: float = 10.0, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 60.0,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  jitter: Callable[[], float] = random.random,
-                 on_halt: Callable[[str], None] | None = None) -> None:
+                 on_halt: Callable[[str], None] | None = None, allow_loopback: bool = False) -> None:
+        """``allow_loopback``: also deliver to ``http``/``https`` endpoints on a loopback address (a
+        local test push service); other endpoints must be a push service's (:func:`endpoint_problem`)."""
+        self.allow_loopback = allow_loopback
         self.auth = auth
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -124,7 +128,7 @@ class WebPushChannel:
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None, wire: Wire | None = None) -> Delivery:
         """Deliver one push; ``wire`` is told when its requests are out."""
-        problem = endpoint_problem(target.endpoint, allow_http=True)
+        problem = endpoint_problem(target.endpoint, allow_http=self.allow_loopback)
         if problem is not None:
             log.warning("Web Push: not delivering to an invalid endpoint: %s", problem)
             return Delivery(False, None, "invalid_endpoint", 0)
@@ -175,6 +179,8 @@ class WebPushChannel:
                     async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
                         status = response.status
                         retry_after = _retry_after(response.headers.get("Retry-After"))
+                except aiohttp.ConnectionTimeoutError:
+                    status = None  # it never reached the push service: a network error
                 except TimeoutError:
                     status, timed_out = None, True
                 except (aiohttp.ClientError, OSError, ValueError):
@@ -193,6 +199,8 @@ class WebPushChannel:
             if status is not None and status not in RETRY_STATUSES:
                 reason = {400: "bad_request", 413: "payload_too_large"}.get(status, f"http_{status}")
                 return Delivery(False, status, reason, attempt)
+            if timed_out and wire is not None:
+                wire.doubt()
             if timed_out:
                 # The push service may have taken it and answered late: one more try at most (the
                 # Topic header makes the push service replace an undelivered first copy).
@@ -277,9 +285,24 @@ def _internal(host: str) -> str | None:
             address = ipaddress.IPv4Address(socket.inet_aton(name))  # the forms inet_aton takes
         except OSError:
             return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
     return None if address.is_global else "a private, loopback or reserved address"
+
+
+_LOW32 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0/96"),
+          ipaddress.ip_network("::ffff:0:0:0/96"), ipaddress.ip_network("64:ff9b::/96"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, compatible, SIIT, NAT64, 6to4), if any."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _LOW32):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def topic_for(send_id: str) -> str:

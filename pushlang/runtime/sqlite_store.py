@@ -379,12 +379,12 @@ class SqliteStore(PersistentStore):
         """Write one meta value (None: remove it) at once, in its own transaction, and leave every
         other pending change for ``commit()``: the live service marks a request ``sending`` this
         way just before it goes out, whatever else is half done."""
-        if value is None:
-            self._meta.pop(key, None)
+        if value is None:  # the file first: memory says what the file holds, also when it fails
             self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            self._meta.pop(key, None)
         else:
-            MemoryStore.set_meta(self, key, value)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _encode(value)))
+            MemoryStore.set_meta(self, key, value)
 
     # ---- erasure -------------------------------------------------------------------------------
 

@@ -169,12 +169,18 @@ class LiveService:
         """New channels from ``config`` (a key fixed, rotated or added), halts cleared, and the sends
         a halt kept go out; the requests on the wire finish on the old ones. A problem in words,
         or None."""
+        problems = DeliverySettings.from_config(config).problems()
+        if problems and self.dispatcher is not None:  # a key file being swapped: keep what works
+            return "; ".join(problems)
         try:
             dispatcher = await self._channels(config)
         except ValueError as exc:
             return str(exc)
         if self.dispatcher is not None:
-            self._retired.append(self.dispatcher)
+            if self.deliveries is not None:
+                self.deliveries.retire(self.dispatcher)
+            else:
+                self._retired.append(self.dispatcher)
         self.dispatcher = dispatcher
         if self.deliveries is not None:
             self.deliveries.dispatcher = dispatcher
@@ -253,36 +259,42 @@ class LiveService:
         if not self._authorized(request):
             return unauthorized()
         indexed, rejected = decode_body(await request.read())
-        records = self._admit(indexed, rejected)
-        await self._feed(records)
+        records = await self._feed([record for _, record in self._admit(indexed, rejected)])
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
 
-    def _admit(self, indexed: list[tuple[int, Record]], rejected: list[dict[str, object]]) -> list[Record]:
+    def _admit(self, indexed: list[tuple[int, Record]],
+               rejected: list[dict[str, object]]) -> list[tuple[int, Record]]:
         """The records a live service takes (:meth:`ServerOptions.problem`), each at most at the wall
         clock: a record a little ahead (a fast client clock) counts as now, so the engine never runs
         ahead of the wall clock. The refused ones join ``rejected``, in index order."""
         now = self.now()
-        admitted: list[Record] = []
+        admitted: list[tuple[int, Record]] = []
         for index, record in indexed:
             problem = self.options.problem(record, now)
             if problem is not None:
                 rejected.append({"index": index, "reason": problem})
             else:
-                admitted.append(record if record.ts <= now else msgspec.structs.replace(record, ts=now))
+                admitted.append((index, record if record.ts <= now else msgspec.structs.replace(record, ts=now)))
         rejected.sort(key=lambda r: -1 if r["index"] is None else int(str(r["index"])))
         return admitted
 
-    async def _feed(self, records: list[Record]) -> None:
-        """Into the engine and committed before the answer (accepted means durable). A big batch
-        yields to the event loop between chunks, so health checks and deliveries go on."""
+    async def _feed(self, records: list[Record],
+                    admit: Callable[[list[Record]], list[Record]] | None = None) -> list[Record]:
+        """Into the engine and committed before the answer (accepted means durable); ``admit``
+        (under the engine's lock, so no other request changes the state it reads) may refuse some.
+        A big batch yields to the event loop between chunks, so health checks and deliveries go on.
+        The records fed."""
         async with self._lock:
+            if admit is not None:
+                records = admit(records)
             for start in range(0, len(records), FEED_CHUNK):
                 if start:
                     await asyncio.sleep(0)
                 for record in records[start:start + FEED_CHUNK]:
                     self.engine.feed(self._with_campaign(record))
             self._commit()
+        return records
 
     async def browser_preflight(self, request: web.Request) -> web.Response:
         """CORS: a shop's pages (another origin than the service) may post browser records."""
@@ -303,8 +315,6 @@ class LiveService:
         allowed: list[tuple[int, Record]] = []
         for index, record in indexed:
             problem = self.browser.tokens.problem(token, record.user)
-            if problem is None and isinstance(record, Subscribe):
-                problem = self._one_too_many(record, allowed)
             if problem is not None:
                 rejected.append({"index": index, "reason": problem})
             elif isinstance(record, (Subscribe, Unsubscribe)):
@@ -325,19 +335,31 @@ class LiveService:
         # reached the service, so its records are stamped with the service's clock.
         now = self.now()
         stamped = [(index, msgspec.structs.replace(record, ts=now)) for index, record in allowed]
-        records = self._admit(stamped, rejected)
-        await self._feed(records)
+        admitted = self._admit(stamped, rejected)
+
+        def within_the_cap(records: list[Record]) -> list[Record]:
+            taken: list[Record] = []
+            for (index, _), record in zip(admitted, records, strict=True):
+                problem = self._one_too_many(record, taken) if isinstance(record, Subscribe) else None
+                if problem is None:
+                    taken.append(record)
+                else:
+                    rejected.append({"index": index, "reason": problem})
+            return taken
+
+        records = await self._feed([record for _, record in admitted], within_the_cap)
+        rejected.sort(key=lambda r: -1 if r["index"] is None else int(str(r["index"])))
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
 
-    def _one_too_many(self, record: Subscribe, allowed: list[tuple[int, Record]]) -> str | None:
+    def _one_too_many(self, record: Subscribe, taken: list[Record]) -> str | None:
         """Why a browser may not add this subscription: its user has as many active ones as
         ``[server] max_subscriptions_per_user`` (each is a request per send: a page must not make
         one user a thousand)."""
         key = record.endpoint or record.device_token or ""
         state = self.store.get(record.user)
         active = {k for k, sub in state.subscriptions.items() if sub.active} if state is not None else set()
-        active |= {r.endpoint or r.device_token or "" for _, r in allowed
+        active |= {r.endpoint or r.device_token or "" for r in taken
                    if isinstance(r, Subscribe) and r.user == record.user}
         if key in active or len(active) < self.browser.max_subscriptions:
             return None

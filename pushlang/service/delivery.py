@@ -51,7 +51,9 @@ SENDING = "sending:"
 # What a halted channel answers: the send is kept, not failed.
 HALTED = frozenset({"channel_halted", "vapid_rejected", "apns_auth_rejected"})
 ORIGIN_IN_FLIGHT = 1024  # pairs worked on at once per push service; the rest wait in its queue (cheaply)
+MAX_IN_FLIGHT = 16_384  # and in all (memory); the push services take turns for the free places
 RETRY_LATER = 5.0  # seconds before a pair whose mark could not be written is tried again
+WITHDRAWN_FOR = 3600.0  # seconds an erased user's send_ids are remembered (far longer than any retry)
 
 Pair = tuple[SendJob, Subscription]
 
@@ -76,12 +78,13 @@ class _Mark:
     """A pair's ``sending`` mark: written (committed) just before each request goes out, removed
     while it waits to try again, and removed with its record once it has an answer."""
 
-    __slots__ = ("deliveries", "key", "marked", "send_id", "user")
+    __slots__ = ("deliveries", "doubtful", "key", "marked", "send_id", "user")
 
     def __init__(self, deliveries: Deliveries, job: SendJob, sub: Subscription) -> None:
         self.deliveries, self.send_id, self.user = deliveries, job.send_id, job.user
         self.key = f"{SENDING}{job.send_id}|{sub.key}"
         self.marked = False
+        self.doubtful = False  # a request timed out: a copy may be at the push service
 
     def on(self) -> None:
         deliveries = self.deliveries
@@ -95,9 +98,16 @@ class _Mark:
                 raise Withheld from None
             self.marked = True
 
+    def doubt(self) -> None:
+        self.doubtful = True
+
     def off(self) -> None:
-        if self.marked:
-            self.deliveries.store.put_meta_now(self.key, None)
+        if self.marked and not self.doubtful:
+            try:
+                self.deliveries.store.put_meta_now(self.key, None)
+            except sqlite3.Error as error:  # it stays marked: after a crash it counts as on the wire
+                log.error("cannot lift a request's sending mark (%s)", error)
+                return
             self.marked = False
 
 
@@ -119,10 +129,14 @@ class Deliveries:
         self._queues: dict[str, collections.deque[Pair]] = {}  # per push service (origin)
         self._busy: collections.Counter[str] = collections.Counter()  # pairs under way per origin
         self._wake = asyncio.Event()
+        self._turn = 0  # which push service is served first in the next round
         self._in_flight: set[asyncio.Task[None]] = set()
         self._chains: dict[str, _Chain] = {}
         self._working: dict[tuple[str, str], str] = {}  # (send_id, key) of the pairs under way → user
-        self.withdrawn: set[str] = set()  # send_ids of erased users: never sent, never recorded
+        self.withdrawn: dict[str, float] = {}  # send_ids of erased users (→ when): never sent, never recorded
+        self._uses: collections.Counter[Dispatcher] = collections.Counter()  # requests under way per dispatcher
+        self._retired: set[Dispatcher] = set()
+        self._closing: set[asyncio.Future[None]] = set()
         self.parked: dict[str, list[Pair]] = {}
         self.stopping = False
         self.restarts = 0
@@ -202,8 +216,12 @@ class Deliveries:
         while not self.stopping:
             await self._wake.wait()
             self._wake.clear()
-            for origin, queue in list(self._queues.items()):  # each push service has its own room
-                while queue and self._busy[origin] < ORIGIN_IN_FLIGHT and not self.stopping:
+            origins = list(self._queues)
+            self._turn = (self._turn + 1) % max(1, len(origins))
+            for origin in origins[self._turn:] + origins[:self._turn]:  # each push service has its own room
+                queue = self._queues[origin]
+                while (queue and self._busy[origin] < ORIGIN_IN_FLIGHT and len(self._in_flight) < MAX_IN_FLIGHT
+                       and not self.stopping):
                     job, sub = queue.popleft()
                     self._busy[origin] += 1
                     task = asyncio.create_task(self._pair(job, sub, origin))
@@ -249,28 +267,53 @@ class Deliveries:
         if current is None or not current.active:  # gone since the decision (or by an earlier send)
             self._done(job, sub, Delivery(False, None, "subscription_inactive", 0))
             return
-        if self.dispatcher is None:
+        dispatcher = self.dispatcher
+        if dispatcher is None:
             self._done(job, sub, Delivery(False, None, "delivery_not_configured", 0))
             return
         channel = channel_of(sub)
-        if channel in self.dispatcher.halted:
+        if channel in dispatcher.halted:
             self.parked.setdefault(channel, []).append((job, sub))
             return
         mark = _Mark(self, job, sub)
+        self._uses[dispatcher] += 1
         try:
-            result = await self.dispatcher.deliver_one(job, current, wire=mark)
+            result = await dispatcher.deliver_one(job, current, wire=mark)
         except Withheld:  # SIGTERM (pending for the next start), an erasure, or no mark: not sent
-            mark.off()
-            if not self.stopping and job.send_id not in self.withdrawn:
+            if not mark.doubtful:  # after a timeout a copy may be out: the mark stays (interrupted)
+                mark.off()
+            if not self.stopping and job.send_id not in self.withdrawn and not mark.doubtful:
                 asyncio.get_running_loop().call_later(RETRY_LATER, self._again, job, sub)
             return
-        if result.reason in HALTED:  # kept: it goes out when the channel is resumed
+        finally:
+            self._release(dispatcher)
+        if result.reason in HALTED and not mark.doubtful:  # kept: it goes out when the channel is resumed
             mark.off()
-            self.parked.setdefault(channel, []).append((job, sub))
+            if dispatcher is self.dispatcher and channel in dispatcher.halted:
+                self.parked.setdefault(channel, []).append((job, sub))
+            else:  # resumed (or new channels) while it was out: it goes again now
+                self._again(job, sub)
             return
+        if result.reason in HALTED:  # a copy of an earlier attempt may have arrived: not sent again
+            result = Delivery(False, result.status, "timeout", result.attempts)
         if mark.marked:
             self.store.set_meta(mark.key, None)  # removed with the record, in one transaction
         self._done(job, sub, result)
+
+    def retire(self, dispatcher: Dispatcher) -> None:
+        """Channels replaced by new ones: closed once the requests still using them are done."""
+        self._retired.add(dispatcher)
+        self._release(dispatcher, 0)
+
+    def _release(self, dispatcher: Dispatcher, uses: int = 1) -> None:
+        self._uses[dispatcher] -= uses
+        if self._uses[dispatcher] <= 0:
+            del self._uses[dispatcher]
+            if dispatcher in self._retired:
+                self._retired.discard(dispatcher)
+                task = asyncio.ensure_future(dispatcher.__aexit__(None, None, None))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     def _again(self, job: SendJob, sub: Subscription) -> None:
         if not self.stopping:
@@ -304,9 +347,7 @@ class Deliveries:
 
     def resume(self, channel: str | None = None) -> list[str]:
         """Clear a halt (one channel, or all) and send what it kept; the channels resumed."""
-        if self.dispatcher is None:
-            return []
-        resumed = self.dispatcher.resume(channel)
+        resumed = self.dispatcher.resume(channel) if self.dispatcher is not None else []
         for name in list(self.parked):
             if channel in (None, name):
                 for pair in self.parked.pop(name):
@@ -325,7 +366,10 @@ class Deliveries:
             withdrawn.update(job.send_id for job, _ in pairs if job.user == user)
             self.parked[name] = [pair for pair in pairs if pair[0].user != user]
         on_the_wire = {send_id for (send_id, _), who in self._working.items() if who == user}
-        self.withdrawn |= withdrawn | on_the_wire
+        now = time.monotonic()
+        for send_id in [s for s, at in self.withdrawn.items() if at < now - WITHDRAWN_FOR]:
+            del self.withdrawn[send_id]  # long done: no pair of it can still be around
+        self.withdrawn.update(dict.fromkeys(withdrawn | on_the_wire, now))
         for origin, queue in self._queues.items():
             self._queues[origin] = collections.deque(pair for pair in queue if pair[0].user != user)
         return on_the_wire
@@ -356,3 +400,7 @@ class Deliveries:
                             "next start", len(late), self.grace)
         if self._commit_task is not None:
             await asyncio.gather(self._commit_task, return_exceptions=True)
+        for dispatcher in list(self._retired):  # still used by a request that was cancelled
+            await dispatcher.__aexit__(None, None, None)
+        self._retired.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
