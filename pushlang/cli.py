@@ -59,23 +59,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.print_help()
         return EXIT_USAGE
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the boundary
+        return code
     except Findings:  # the diagnostics are shown
         return EXIT_FINDINGS
-    except ValueError as exc:  # a UsageError, or bad input a library reported in words
-        print(f"pushlang: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ModuleNotFoundError as exc:
-        if exc.name != "redis":
-            raise
-        print("pushlang: error: this command needs Redis support: pip install 'pushlang[redis]'", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `pushlang … | head`: the reader has what it wanted
+        _quiet_stdout()
         return EXIT_OK
     except Exception as exc:
-        if not type(exc).__module__.startswith("redis"):
+        message = problem_of(exc)
+        if message is None:
             raise
-        print(f"pushlang: error: Redis: {exc} (is the server running and the URL right?)", file=sys.stderr)
+        print(f"pushlang: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def problem_of(exc: BaseException) -> str | None:
+    """What an error that bad input or the environment caused means, in words; None for a bug."""
+    import gzip
+    import sqlite3
+    import tomllib
+    import zlib
+
+    if isinstance(exc, (gzip.BadGzipFile, zlib.error, EOFError)):
+        return f"a compressed input is corrupt or truncated ({exc or type(exc).__name__}): check the .gz file"
+    if isinstance(exc, ModuleNotFoundError):
+        if exc.name == "redis":
+            return "this command needs Redis support: pip install 'pushlang[redis]'"
+        return None
+    if isinstance(exc, ValueError):  # a UsageError, or bad input a library reported in words
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"the store is not a pushlang SQLite file or is damaged ({exc})"
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return f"pushlang.toml is not valid TOML ({exc})"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to read"
+    if isinstance(exc, OverflowError):
+        return f"a date or number is out of range ({exc})"
+    if type(exc).__module__.startswith("redis"):
+        return f"Redis: {exc} (is the server running and the URL right?)"
+    return None
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: send what is still buffered nowhere, so the interpreter's own flush at
+    exit does not complain."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -67,8 +67,17 @@ def add_paths(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories")
 
 
+def existing_file(text: str) -> str:
+    """A file that must exist (argparse type): a usage error, exit 2, otherwise."""
+    import os
+
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no file {text}" if not os.path.exists(text) else f"{text} is not a file")
+    return text
+
+
 def add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE",
+    p.add_argument("--config", metavar="FILE", type=existing_file,
                    help="pushlang.toml to use (default: ./pushlang.toml, else one beside the given paths)")
 
 
@@ -94,6 +103,37 @@ def whole_number(least: int) -> Callable[[str], int]:
 
 
 positive, non_negative = whole_number(1), whole_number(0)
+
+
+def port(text: str) -> int:
+    """A TCP port (argparse type): 1 to 65535."""
+    number = positive(text)
+    if number > 65535:
+        raise argparse.ArgumentTypeError("a port is between 1 and 65535")
+    return number
+
+
+def check_listen(host: str, port: int) -> None:
+    """UsageError, before any work, when ``host`` is no address this machine can listen on."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"--host {host!r} is not an address to listen on ({exc}): e.g. 127.0.0.1 or 0.0.0.0") from None
+
+
+def check_writable(path: str, what: str) -> None:
+    """UsageError, before any work, when ``path`` cannot be written (its folder is missing…)."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{what} {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path} is a folder: give a file name")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{what} {path}: the folder {folder} is not writable")
 
 
 def add_scaleout_options(p: argparse.ArgumentParser, what: str) -> None:

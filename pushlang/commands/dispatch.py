@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pushlang.commands import common
 
@@ -28,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
 
     compiled, config = common.compile_checked(args.paths, config_path=args.config)
     settings = DeliverySettings.from_config(config)
-    for problem in settings.problems():
-        print(f"pushlang dispatch: missing {problem}", file=sys.stderr)
+    missing = settings.problems()
+    if missing:  # delivering without credentials would fail every send for good
+        where = config.path or "pushlang.toml (none found)"
+        raise common.UsageError(f"dispatch needs in {where}: " + "; ".join(missing) + " (nothing was delivered or "
+                                "marked: the outboxes wait)")
+    settings.check_keys()
     client = redis.Redis.from_url(args.redis)
     worker = DispatchWorker(client, compiled, settings, args.partitions, args.id, log=common.log_to_stderr)
     s = worker.stats

@@ -62,6 +62,9 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
         if missing:
             where = live.path or "pushlang.toml (none found)"
             raise ValueError(f"--dispatch live needs in {where}: " + "; ".join(missing))
+    for path, what in ((out, "--out"), (rejects, "--rejects")):
+        if path:
+            common.check_writable(path, what)  # before the replay, not after it
     store = open_store(store_url)
     encoder = msgspec.json.Encoder()
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
@@ -95,6 +98,11 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
     print(summary_table(summary), file=sys.stderr)
     for why in halts:
         print(f"pushlang: error: delivery halted: {why}", file=sys.stderr)
+    seen = summary.records + len(summary.rejects)
+    if seen and len(summary.rejects) * 2 > seen:
+        print(f"pushlang: error: {len(summary.rejects):,} of {seen:,} lines were rejected: is {events} a records "
+              "file (JSON Lines, SPEC §9.1)?", file=sys.stderr)
+        return common.EXIT_FINDINGS
     return common.EXIT_FINDINGS if halts else common.EXIT_OK
 
 

@@ -23,7 +23,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     common.add_paths(p)
     common.add_config(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=common.port, default=8080, help="port (default 8080)")
     p.add_argument("--store", default="pushlang.db", metavar="FILE",
                    help="the SQLite file (default pushlang.db; sqlite:///file.db works too)")
     p.add_argument("--redis", metavar="URL",
@@ -36,6 +36,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     common.check_paths(args.paths)
+    common.check_listen(args.host, args.port)
     if args.redis is not None:
         from pushlang.config import find_config, load_config
         from pushlang.diagnostics import Sink

@@ -191,6 +191,9 @@ class SqliteStore(PersistentStore):
     ) -> None:
         super().__init__()
         self.path = str(path)
+        folder = Path(self.path).resolve().parent
+        if not folder.is_dir():
+            raise ValueError(f"the store {self.path}: the folder {folder} does not exist")
         self.batch_size = batch_size
         self.commit_interval = commit_interval
         if cache_size is not None and cache_size < 1:
