@@ -93,7 +93,7 @@ def cases(bad: Path) -> list[list[str]]:
         # forget
         ["forget", "u1", "--store", missing], ["forget", "u1", "--store", f"{b}/not_a_db.db"],
         # serve, repl, scale-out: refused before any work
-        ["serve", CART, "--port", "99999"], ["serve", CART, "--port", "0"], ["serve", CART, "--host", "999.1.1.1"],
+        ["serve", CART, "--port", "99999"], ["serve", CART, "--port", "-1"], ["serve", CART, "--host", "999.1.1.1"],
         ["serve", f"{b}/broken.push"], ["serve", CART, "--store", f"{b}/not_a_db.db"],
         ["repl", "--store", "sqlite:///no_such_dir/x.db"], ["repl", f"{b}/binary.push"],
         ["worker", CART, "--redis", "not-a-url"], ["dispatch", CART, "--redis", "not-a-url"],

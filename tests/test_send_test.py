@@ -64,7 +64,7 @@ def test_send_test_reaches_test_profiles_on_web_push_and_apns(
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     assert main(["send-test", "welcome.push", "--campaign", "welcome", "--events", "records.jsonl"]) == 0
     out = capsys.readouterr().out
-    assert "✓ qa chrome: delivered (status 201" in out and "✓ qa safari: delivered (status 200" in out
+    assert "✓ qa chrome: delivered (HTTP 201, 1 attempt)" in out and "✓ qa safari: delivered (HTTP 200, 1 attempt)" in out
     assert "someone" not in out  # not a test profile
     (push,) = [json.loads(p or b"{}") for p in webpush.payloads(chrome.id)]
     assert (push["title"], push["body"]) == ("Welcome, Quinn", "Thanks for signing up via email")

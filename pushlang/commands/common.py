@@ -106,10 +106,10 @@ positive, non_negative = whole_number(1), whole_number(0)
 
 
 def port(text: str) -> int:
-    """A TCP port (argparse type): 1 to 65535."""
-    number = positive(text)
+    """A TCP port (argparse type): 1 to 65535, or 0 for any free one."""
+    number = non_negative(text)
     if number > 65535:
-        raise argparse.ArgumentTypeError("a port is between 1 and 65535")
+        raise argparse.ArgumentTypeError("a port is between 1 and 65535 (0: any free port)")
     return number
 
 

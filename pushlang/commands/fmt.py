@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from pushlang.commands import common
-from pushlang.diagnostics import Sink
+from pushlang.diagnostics import Sink, codes
 from pushlang.diagnostics.render import render_text, use_color
-from pushlang.source import Source
+from pushlang.source import Source, Span
 from pushlang.syntax.formatter import fmt_diff, format_source
 
 
@@ -32,8 +32,15 @@ def run(args: argparse.Namespace) -> int:
     for path in files:
         try:
             source = Source.read(path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise common.UsageError(f"cannot read {path}: {exc}") from None
+        except OSError as exc:
+            raise common.UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:  # said as lint says it
+            before = exc.object[:exc.start].decode("utf-8")
+            line, column = Source(path, before).position(len(before))
+            sink.report(codes.UNREADABLE_FILE, path, Span(line, column, line, column + 1),
+                        f"`{path}` is not UTF-8 text (byte {exc.start})", help="save the file as UTF-8")
+            sources[path] = Source(path, before)
+            continue
         sources[path] = source
         formatted = format_source(source, sink)
         if formatted is None or formatted == source.text:

@@ -70,6 +70,15 @@ def run(args: argparse.Namespace) -> int:
     for job, sub, outcome in aio.run(deliver()):
         failed = failed or not outcome.delivered
         print(f"{'✓' if outcome.delivered else '✗'} {job.user} {sub.platform}: "
-              f"{'delivered' if outcome.delivered else 'failed'} (status {outcome.status}, {outcome.attempts} "
-              "attempt(s))" + (f": {outcome.reason}" if outcome.reason else "") + f' — "{job.send.title}"')
+              f"{'delivered' if outcome.delivered else 'failed'} ({_answer(outcome.status, outcome.attempts)})"
+              + (f": {outcome.reason}" if outcome.reason else "") + f' — "{job.send.title}"')
     return common.EXIT_FINDINGS if failed else common.EXIT_OK
+
+
+def _answer(status: int | None, attempts: int) -> str:
+    """How the push service answered, in words: "HTTP 201, 1 attempt", "no answer, 2 attempts",
+    "not sent"."""
+    if attempts == 0:
+        return "not sent"
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    return f"HTTP {status}, {tries}" if status is not None else f"no answer, {tries}"

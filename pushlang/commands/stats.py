@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -41,9 +42,8 @@ def run(args: argparse.Namespace) -> int:
             raise common.UsageError(f"no database {path}")
         db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
     else:
-        decoder = msgspec.json.Decoder(Output)
         with open_records(args.decisions) as lines:
-            db = stats.from_outputs(decoder.decode(line) for line in lines if line.strip())
+            db = stats.from_outputs(_decisions(args.decisions, lines))
     try:
         result = stats.campaign_stats(db, {})
     except sqlite3.DatabaseError as exc:
@@ -58,3 +58,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(stats.render_table(result))
     return common.EXIT_OK
+
+
+def _decisions(path: str, lines: Iterable[bytes]) -> Iterator[Output]:
+    """The output records of a decisions file; a line that is not one is an error that says where."""
+    decoder = msgspec.json.Decoder(Output)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            raise common.UsageError(
+                f"{path}:{number}: not a decision ({exc}): stats reads the output of `pushlang replay --out`, "
+                "not its input records") from None

@@ -99,7 +99,8 @@ class LiveService:
         self.config_path = config_path
         result = compile_paths(paths, config_path=config_path)
         if result.plan is None:
-            raise ValueError("the campaigns do not compile; run `pushlang lint` for the diagnostics")
+            result.report()  # the diagnostics, with file:line:col
+            raise ValueError("the campaigns do not compile (the diagnostics are above): nothing is served")
         self.plan: plan.Plan = result.plan
         self.config: Config = result.config
         self.token = token or os.environ.get("PUSHLANG_API_TOKEN") or self.config.raw.get("server", {}).get("token")
