@@ -9,50 +9,68 @@ reads a script from standard input for scripted use.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 
-from pushlang import aio, plan
+from pushlang import aio, ast, plan
 from pushlang.compiler import compile_program
 from pushlang.config import Config, find_config, load_config
 from pushlang.diagnostics import Diagnostic, Sink
 from pushlang.diagnostics.render import render_text
-from pushlang.loader import Loader, Program
-from pushlang.runtime.campaigns import UserHistory, compile_segments
+from pushlang.loader import LoadedFile, Loader, Program
+from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_segments
 from pushlang.runtime.engine import Engine, Output
 from pushlang.runtime.evaluate import MISSING, Compiler, Env
 from pushlang.runtime.instants import US, iso, parse_datetime
 from pushlang.runtime.preview import explain_now
-from pushlang.runtime.records import Event, InvalidRecord, Profile, Record, decode_record, read_records
+from pushlang.runtime.records import (
+    Event,
+    InvalidRecord,
+    Profile,
+    Record,
+    Reject,
+    decode_record,
+    open_records,
+    read_records,
+)
 from pushlang.runtime.render import format_value
 from pushlang.runtime.sqlite_store import open_store
-from pushlang.runtime.store import MemoryStore
+from pushlang.runtime.store import MemoryStore, UserState
 from pushlang.runtime.why import render_trace
+from pushlang.source import Source, Span
 from pushlang.syntax.keywords import KEYWORDS
 from pushlang.syntax.literals import DURATION_UNITS
 
-COMMANDS = {
-    ":load": "PATH            load a .push file or folder",
-    ":records": "FILE         feed a file of records (JSON Lines)",
-    ":record": "{json}         feed one record",
-    ":advance": "10m          move the clock forward; due timers fire",
-    ":time": "DATETIME         move the clock to an instant",
-    ":user": "ID               show a user (and make them the current user)",
-    ":why": "CAMPAIGN [USER]   the decision pipeline for a user now, step by step",
-    ":preview": "CAMPAIGN [USER]  the message the user would get now",
-    ":reach": "CAMPAIGN        audience, reachable, platforms, control",
-    ":plan": "CAMPAIGN         the campaign's checked plan",
-    ":decisions": "[N]        the last N decisions (default 10)",
-    ":lint": "                 every diagnostic of what is loaded",
-    ":send-test": "CAMPAIGN   really send to the current user (needs [vapid] in pushlang.toml)",
-    ":help": "                 this list",
-    ":quit": "                 leave (Ctrl-D too)",
+COMMANDS: dict[str, tuple[str, str]] = {  # name: (arguments, what it does)
+    ":load": ("PATH", "load a .push file or folder"),
+    ":records": ("FILE", "feed a file of records (JSON Lines, .gz too)"),
+    ":record": ("{json}", "feed one record"),
+    ":advance": ("10m", "move the clock forward; due timers fire"),
+    ":time": ("DATETIME", "move the clock to an instant"),
+    ":user": ("ID", "show a user (and make them the current user)"),
+    ":why": ("CAMPAIGN [USER]", "the decision pipeline for a user now, step by step"),
+    ":preview": ("CAMPAIGN [USER]", "the message the user would get now"),
+    ":reach": ("CAMPAIGN", "audience, reachable, platforms, control"),
+    ":plan": ("CAMPAIGN", "the campaign's checked plan"),
+    ":decisions": ("[N]", "the last N decisions (default 10)"),
+    ":lint": ("", "every diagnostic of what is loaded"),
+    ":send-test": ("CAMPAIGN [USER]", "really send to the user (needs [vapid] in pushlang.toml)"),
+    ":help": ("", "this list"),
+    ":quit": ("", "leave (Ctrl-D too)"),
 }
+CAMPAIGN_FIRST = {":why", ":preview", ":reach", ":plan", ":send-test"}  # what Tab offers after each command
+USER_SECOND = {":why", ":preview", ":send-test"}
+PATH_FIRST = {":load", ":records"}
+SHOWN_REJECTS = 3  # `:records` names this many rejected lines, then counts the rest
+SHOWN_DECISIONS = 20  # `:records` lists the decisions it led to up to this many, else counts them
+COMPLETED_USERS = 1000  # user ids Tab offers at most
 _DEFINITION = re.compile(r"^\s*(campaign|segment|template|import)\b")
 _EXPR_NAME = "__repl_expression"
+_EXPR_PATH = "<expression>"
 HISTORY_DAYS = 90  # how far back typed `did ...` expressions can look
 
 
@@ -99,6 +117,8 @@ class Session:
         self.event_names: set[str] = set()
         self.properties: set[str] = set()
         self._typed = 0
+        self.failed = 0  # inputs that ended in an error (a script with any exits 1)
+        self._held: list[Output] | None = None  # decisions held back while a file of records is fed
         if not self._recompile(show_from=None):  # records and the clock work before any campaign does
             self._use(plan.Plan(plan.FORMAT_VERSION, (), {}, self.config.settings))
 
@@ -109,8 +129,10 @@ class Session:
         loader = Loader(sink)
         if self.paths:
             loader.load_roots(self.paths)
-        for name, text in [*self.chunks, *([extra] if extra else [])]:
+        typed = [*self.chunks, *([extra] if extra else [])]
+        for name, text in typed:
             loader.load_text(name, text)
+        _replace_redefined(loader.program, [name for name, _ in typed])
         return loader.program, sink
 
     def _compile(self, extra: tuple[str, str] | None = None) -> tuple[plan.Plan | None, list[Diagnostic], Program]:
@@ -134,7 +156,10 @@ class Session:
 
     def _decided(self, out: Output) -> None:
         self.decisions.append(out)
-        self.out(_describe(out))
+        if self._held is not None:
+            self._held.append(out)
+        else:
+            self.out(_describe(out))
 
     # ---- input -----------------------------------------------------------------------------------
 
@@ -154,7 +179,11 @@ class Session:
         except Quit:
             raise
         except (ValueError, KeyError, OSError) as exc:
-            self.out(f"error: {exc}")
+            self._fail(f"error: {exc}")
+
+    def _fail(self, text: str) -> None:
+        self.failed += 1
+        self.out(text)
 
     def _define(self, text: str) -> None:
         self._typed += 1
@@ -164,22 +193,41 @@ class Session:
         if mine:
             self.out(render_text(mine, program.sources))
         if compiled is None:
-            self.out("not loaded: fix the errors above and type it again")
+            self._fail("not loaded: fix the errors above and type it again")
             return
+        before, _ = self._program()
+        known = {key for f in before.files.values() for key in _definitions(f)}
+        typed = _definitions(program.files[next(k for k, f in program.files.items() if f.source.path == name)])
         self.chunks.append((name, text))
+        # a typed definition that every later one replaced is dropped: the session does not grow with retyping
+        later: set[tuple[str, str]] = set()
+        kept: list[tuple[str, str]] = []
+        for chunk in reversed(self.chunks):
+            keys = set(re.findall(r"^\s*(campaign|segment|template)\s+(\w+)", chunk[1], re.MULTILINE))
+            if chunk[0] == name or not keys or not keys <= later:
+                kept.append(chunk)
+            later |= keys
+        self.chunks = kept[::-1]
         self._use(compiled)
-        defined = re.findall(r"^\s*(campaign|segment|template)\s+(\w+)", text, re.MULTILINE)
-        self.out("loaded " + ", ".join(f"{kind} {ident}" for kind, ident in defined) if defined else "loaded")
+        words = [f"{'replaced' if key in known else 'loaded'} {key[0]} {key[1]}" for key in typed]
+        self.out(", ".join(words) if words else "loaded")
 
     def _expression(self, text: str) -> None:
         if self.user is None:
             raise ValueError("no current user: `:user ID` first")
-        chunk = (f"<expression {self._typed + 1}>", f"segment {_EXPR_NAME} {{\n  {text}\n}}\n")
-        compiled, diagnostics, program = self._compile(chunk)
-        mine = [d for d in diagnostics if d.path == chunk[0]]
+        # compiled as a segment whose body is the expression alone on line 2; what is said about it
+        # is said about the expression (line 1 of `<expression>`), never about the wrapper around it
+        chunk = (_EXPR_PATH, f"segment {_EXPR_NAME} {{\n{text}\n}}\n")
+        compiled, diagnostics, _ = self._compile(chunk)
+        mine = [_about_expression(d, text) for d in diagnostics if d.path == _EXPR_PATH]
         if mine:
-            self.out(render_text(mine, program.sources))
+            shown = render_text(mine, {_EXPR_PATH: Source(_EXPR_PATH, text)})
+            if compiled is None:
+                self._fail(shown)
+                return
+            self.out(shown)
         if compiled is None:
+            self._fail("error: the expression does not compile")
             return
         state = self.store.get(self.user)
         if state is None:
@@ -210,7 +258,8 @@ class Session:
         handler(arg)
 
     def cmd_help(self, arg: str) -> None:
-        self.out("\n".join(f"{name} {usage}" for name, usage in COMMANDS.items())
+        width = max(len(f"{name} {args}") for name, (args, _) in COMMANDS.items()) + 2
+        self.out("\n".join(f"{name} {args}".ljust(width) + what for name, (args, what) in COMMANDS.items())
                  + "\nType a campaign, segment or template to load it (multi-line until the braces close), "
                    "or an expression to evaluate it for the current user.")
 
@@ -223,7 +272,7 @@ class Session:
         self.paths.append(arg)
         if not self._recompile(show_from=None):
             self.paths.pop()
-            self.out(f"not loaded: {arg} has errors")
+            self._fail(f"not loaded: {arg} has errors")
             return
         assert self.plan is not None
         self.out(f"loaded {arg}: {len(self.plan.campaigns)} campaigns, {len(self.plan.segments)} segments in all")
@@ -233,16 +282,40 @@ class Session:
         self.out(render_text(diagnostics, program.sources) if diagnostics else "no problems")
 
     def cmd_records(self, arg: str) -> None:
-        from pushlang.runtime.records import Reject
-
+        """Feed a file of records (``.gz`` read compressed): a summary line, the first rejected lines,
+        the decisions it led to (counted by outcome when there are many; `:decisions` lists them)."""
+        if not arg:
+            raise ValueError("`:records` takes a file of records (JSON Lines, or .gz)")
         rejects: list[Reject] = []
-        with open(arg, "rb") as handle:
-            count = 0
-            for record in read_records(handle, rejects):
-                self._feed(record)
-                count += 1
-        self.out(f"{count} records fed, clock {iso(self.clock)}"
-                 + "".join(f"\n  line {r.line} rejected: {r.reason}" for r in rejects))
+        count = 0
+        self._held = []
+        try:
+            with open_records(arg) as handle:
+                for record in read_records(handle, rejects):
+                    self._feed(record)
+                    count += 1
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz, a read error
+            broken = "truncated" if isinstance(exc, EOFError) else str(exc) or type(exc).__name__
+            self.failed += 1
+            self.out(f"error: {arg} could not be read to the end ({broken}); what came before was fed")
+        finally:
+            held, self._held = self._held, None
+        if len(held) <= SHOWN_DECISIONS:
+            for out in held:
+                self.out(_describe(out))
+        else:
+            outcomes: dict[str, int] = {}
+            for out in held:
+                outcomes[out.outcome] = outcomes.get(out.outcome, 0) + 1
+            self.out(f"{len(held):,} decisions (" + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items()))
+                     + "); `:decisions N` lists the last N")
+        line = f"{count:,} records fed, clock {iso(self.clock)}"
+        if rejects:
+            line += f"; {len(rejects):,} lines rejected"
+            line += "".join(f"\n  line {r.line}: {r.reason}" for r in rejects[:SHOWN_REJECTS])
+            if len(rejects) > SHOWN_REJECTS:
+                line += f"\n  … and {len(rejects) - SHOWN_REJECTS:,} more"
+        self.out(line)
 
     def cmd_record(self, arg: str) -> None:
         try:
@@ -298,8 +371,9 @@ class Session:
             lines.append(f"  events {name}: {len(events)}, latest {iso(events[-1][0])}" if events else "")
         for timer in self.store.pending_timers(arg):
             lines.append(f"  timer {timer.kind} {timer.campaign} due {iso(timer.due)}")
-        for key, count in sorted(state.counters.items()):
-            lines.append(f"  sent {count} ({key.replace('|', ' in ')})")
+        sent = [d for d in self.decisions if d.user == arg and d.outcome == "send"]
+        if sent:
+            lines.append(f"  pushes sent in this session: {len(sent)}, the last {sent[-1].at} ({sent[-1].campaign})")
         self.out("\n".join(line for line in lines if line))
 
     def _campaign(self, arg: str) -> plan.Campaign:
@@ -324,8 +398,10 @@ class Session:
         send of theirs decided again, or a new decision with their last triggering event."""
         campaign, user = self._campaign_and_user(arg)
         engine = self._engine()
-        c = engine.by_id[campaign].plan
-        event = self.last_events.get((user, getattr(c.trigger, "event", ""))) if c.is_live else None
+        compiled = engine.by_id[campaign]
+        c = compiled.plan
+        state = self.store.get(user)
+        event = _last_trigger(compiled, state) if c.is_live and state is not None else None
         found = explain_now(engine, campaign, user, event)
         if found is None:
             raise ValueError(f"no record of user {user} yet")
@@ -384,15 +460,115 @@ class Session:
     # ---- completion ------------------------------------------------------------------------------
 
     def words(self) -> list[str]:
-        """What Tab can complete: commands, keywords, names, events and properties seen so far."""
-        names: list[str] = list(COMMANDS)
-        names += list(KEYWORDS)
+        """What Tab completes in a definition or an expression: keywords, names, events and properties."""
+        names: list[str] = list(KEYWORDS)
         if self.plan is not None:
-            names += [c.id for c in self.plan.campaigns]
             names += [s for s in self.plan.segments if s != _EXPR_NAME]
         names += [f'"{e}"' for e in sorted(self.event_names)]
         names += sorted(self.properties)
         return list(dict.fromkeys(names))
+
+    def user_ids(self) -> list[str]:
+        ids = self.store.user_ids()
+        return sorted(ids)[:COMPLETED_USERS] if len(ids) > COMPLETED_USERS else sorted(ids)
+
+    def completions(self, before: str) -> tuple[str, list[str]]:
+        """Tab for the text before the cursor: the word being typed and what may complete it, by
+        context — commands at the start of a line, campaign ids and user ids where a command takes
+        them, files after `:load` and `:records`, else keywords, names, events and properties."""
+        parts = before.split(" ")
+        word, done = parts[-1], [p for p in parts[:-1] if p]
+        if done and done[0].startswith(":") and before.lstrip().startswith(":"):
+            command, position = done[0], len(done)
+            campaigns = [c.id for c in self.plan.campaigns] if self.plan is not None else []
+            if command in CAMPAIGN_FIRST and position == 1:
+                candidates = campaigns
+            elif (command in USER_SECOND and position == 2) or (command == ":user" and position == 1):
+                candidates = self.user_ids()
+            elif command in PATH_FIRST and position == 1:
+                candidates = _paths(word)
+            else:
+                candidates = []
+        elif not done and word.startswith(":"):
+            candidates = list(COMMANDS)
+        else:
+            candidates = self.words()
+        return word, [c for c in candidates if c.startswith(word) and c != word]
+
+
+def _paths(word: str) -> list[str]:
+    """Files and folders whose path starts with ``word`` (folders end in /)."""
+    folder, _, stem = word.rpartition("/")
+    base = Path(folder or ".")
+    try:
+        entries = sorted(base.iterdir()) if base.is_dir() else []
+    except OSError:
+        return []
+    return [(f"{folder}/" if folder else "") + e.name + ("/" if e.is_dir() else "")
+            for e in entries if e.name.startswith(stem) and not e.name.startswith(".")]
+
+
+def _last_trigger(c: CompiledCampaign, state: UserState) -> Event | None:
+    """The user's latest event that triggers the campaign, as the engine saw it (its `where` true, inside
+    the campaign's [start, end)): the same trigger `preview` tells the story of."""
+    name = getattr(c.plan.trigger, "event", "")
+    history = UserHistory(state)
+    for ts, props in reversed(state.history.get(name, [])):
+        if c.arm_from <= ts < c.arm_until and \
+                c.trigger_where(Env(state.user, state.profile, ts, history, c.segments, name, ts, props)):
+            return Event(state.user, ts, name, props)
+    return None
+
+
+def _definitions(f: LoadedFile) -> list[tuple[str, str]]:
+    """What a file defines, as (kind, name): campaigns, segments and templates each have their names."""
+    found: list[tuple[str, str]] = []
+    for item in f.module.items if f.module is not None else ():
+        if isinstance(item, ast.CampaignDef):
+            found.append(("campaign", item.id))
+        elif isinstance(item, ast.SegmentDef):
+            found.append(("segment", item.name))
+        elif isinstance(item, ast.TemplateDef):
+            found.append(("template", item.name))
+    return found
+
+
+def _replace_redefined(program: Program, typed: list[str]) -> None:
+    """A definition typed later replaces one of the same kind and name loaded or typed before it: the
+    earlier one is left out of the program (``typed``: the typed inputs' paths, in order)."""
+    order = {name: i for i, name in enumerate(typed)}
+    last: dict[tuple[str, str], int] = {}
+    for f in program.files.values():
+        if f.source.path in order:
+            for key in _definitions(f):
+                last[key] = max(last.get(key, -1), order[f.source.path])
+    if not last:
+        return
+    for f in program.files.values():
+        if f.module is None:
+            continue
+        mine = order.get(f.source.path, -1)
+        defs = iter(_definitions(f))
+        items = tuple(item for item in f.module.items
+                      if not isinstance(item, (ast.CampaignDef, ast.SegmentDef, ast.TemplateDef))
+                      or last.get(next(defs), -1) <= mine)
+        if len(items) != len(f.module.items):
+            f.module = msgspec.structs.replace(f.module, items=items)
+
+
+def _about_expression(d: Diagnostic, text: str) -> Diagnostic:
+    """A diagnostic of the wrapped expression told about the expression alone: line 2 of the wrapper is
+    line 1; anything past it (the wrapper's closing brace) is the end of the expression."""
+    span = d.span
+    if span.line == 2 and span.end_line == 2:
+        moved = Span(1, span.column, 1, span.end_column)
+    elif span.line == 2:
+        moved = Span(1, span.column, 1, len(text) + 1)
+    else:
+        end = len(text) + 1
+        moved = Span(1, end, 1, end + 1)
+    message = d.message.replace("unexpected `}`", "unexpected end of the expression") if span.line > 2 else d.message
+    return msgspec.structs.replace(d, span=moved, message=message.replace(_EXPR_NAME, "the expression"))
 
 
 def _describe(o: Output) -> str:
@@ -425,13 +601,14 @@ def inputs(lines: Iterable[str]) -> Iterator[str]:
 
 
 def run_script(session: Session, stream: TextIO) -> int:
-    """Non-interactive: every input of the script in turn; errors are printed and the script goes on."""
+    """Non-interactive: every input of the script in turn; errors are printed and the script goes on.
+    1 when any input ended in an error (so a script in CI fails), else 0."""
     try:
         for text in inputs(stream):
             session.handle(text)
     except Quit:
         pass
-    return 0
+    return 1 if session.failed else 0
 
 
 def run_interactive(session: Session) -> int:
@@ -443,10 +620,11 @@ def run_interactive(session: Session) -> int:
 
     class Words(Completer):
         def get_completions(self, document: Document, complete_event: Any) -> Iterator[Completion]:
-            word = document.get_word_before_cursor(WORD=True)
-            for candidate in session.words():
-                if word and candidate.startswith(word) and candidate != word:
-                    yield Completion(candidate, start_position=-len(word))
+            word, candidates = session.completions(document.current_line_before_cursor)
+            if not word and not document.current_line_before_cursor.lstrip().startswith(":"):
+                return  # Tab on nothing in a definition: every keyword is no help
+            for candidate in candidates:
+                yield Completion(candidate, start_position=-len(word))
 
     try:
         from pushlang.highlight import PushLexer

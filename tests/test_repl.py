@@ -117,7 +117,7 @@ def test_lint_plan_reach_and_load(tmp_path: Path) -> None:
     assert "audience" in said[-1] and "reachable" in said[-1]
     session.handle(":lint")
     assert said[-1] == "no problems"
-    assert {"campaign", ":why", "cart", "vip", '"Added To Cart"', "event.price", "user.country"} <= set(session.words())
+    assert {"campaign", "vip", '"Added To Cart"', "event.price", "user.country"} <= set(session.words())
 
 
 def test_definitions_are_complete_when_braces_balance() -> None:
@@ -180,3 +180,103 @@ def test_why_decides_a_waiting_delayed_send_again_with_the_engines_steps() -> No
     assert "✗ dnd: 20:00 in Europe/Berlin is inside DND 19:00–21:00: delayed until 2026-12-05T20:00:00Z" in why
     session.handle(":time 2026-12-05T20:00:00Z")
     assert "2026-12-05T20:00:00Z  evening  u1  suppress  cutoff" in said
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_records_reads_the_bundled_gz_log_with_a_summary(tmp_path: Path) -> None:
+    said: list[str] = []
+    session = Session([str(EXAMPLES / "abandoned_cart.push")], out=said.append)
+    session.handle(f":records {EXAMPLES / 'events.jsonl.gz'}")
+    assert said[-1] == "31,479 records fed, clock 2026-12-09T06:12:56Z"
+    assert said[-2].startswith("2,841 decisions (control 83, convert 267, delay 296, send 484, suppress 1,711)")
+    assert len(said) == 2 and session.failed == 0  # the counts, the summary: no line per decision
+    bad = tmp_path / "mixed.jsonl"
+    bad.write_text("\n".join([RECORDS[0], *["{nope"] * 5, RECORDS[2]]) + "\n", encoding="utf-8")
+    said.clear()
+    session.handle(f":records {bad}")
+    assert said[-1].splitlines() == [
+        "2 records fed, clock 2026-12-09T06:12:56Z; 5 lines rejected",
+        *[f"  line {n}: not valid JSON (JSON is malformed: object keys must be strings (byte 1))" for n in (2, 3, 4)],
+        "  … and 2 more"]
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes((EXAMPLES / "events.jsonl.gz").read_bytes()[:5000])
+    said.clear()
+    session.handle(f":records {truncated}")
+    assert said[0].startswith(f"error: {truncated} could not be read to the end (truncated)"), said
+    assert session.failed == 1
+
+
+def test_retyping_a_definition_replaces_it(tmp_path: Path) -> None:
+    said: list[str] = []
+    session = Session([str(EXAMPLES / "abandoned_cart.push")], out=said.append)
+    session.handle(CAMPAIGN)
+    assert said[-1] == "loaded campaign cart"
+    session.handle(CAMPAIGN.replace('title "Hi', 'title "Hello'))
+    assert said[-1] == "replaced campaign cart"
+    session.handle('campaign cart_abandoned_10m {\n  on "X"\n  message {\n    title "T"\n    body "B"\n  }\n}')
+    assert said[-1] == "replaced campaign cart_abandoned_10m"  # one from a loaded file too
+    assert session.plan is not None and len(session.plan.campaigns) == 2 and session.failed == 0
+    assert len(session.chunks) == 2  # the first `cart` is gone, not kept behind the second
+    for r in RECORDS:
+        session.handle(f":record {r}")
+    session.handle(":advance 10m")
+    assert '2026-12-01T08:15:00Z  cart  u1  send  "Hello Asha"' in said
+
+
+def test_a_script_with_errors_exits_1() -> None:
+    assert run_script(Session(out=lambda _: None), io.StringIO(":help\n:time 2026-12-01T00:00:00Z\n")) == 0
+    for bad in (":bogus", "campaign x {\n  on\n}", ":records missing.jsonl", "user.country ==", ":load nope.push"):
+        said: list[str] = []
+        assert run_script(Session(out=said.append), io.StringIO(f":user u1\n{bad}\n:help\n")) == 1, bad
+        assert any(":load PATH" in s for s in said)  # the script went on after the error
+
+
+def test_why_reads_the_users_last_trigger_like_preview(tmp_path: Path) -> None:
+    """The last event that triggers (its `where` true), also one fed before the campaign was typed."""
+    said: list[str] = []
+    session = Session(out=said.append)
+    for r in (RECORDS[0], RECORDS[1], RECORDS[3]):
+        session.handle(f":record {r}")
+    session.handle(':record {"user":"u1","ts":"2026-12-01T08:06:00Z","name":"Added To Cart",'
+                   '"props":{"price":5,"product_name":"Pen"}}')  # `where event.price > 20` is false
+    session.handle(CAMPAIGN)
+    session.handle(":preview cart u1")
+    why = said[-1]
+    assert why.startswith("campaign cart, user u1, now 2026-12-01T08:06:00Z "
+                          "(trigger: Added To Cart at 2026-12-01T08:05:00Z)"), why
+    assert "Your Lamp is waiting" in why
+
+
+def test_completion_follows_the_context() -> None:
+    session = Session(out=lambda _: None)
+    session.handle(CAMPAIGN)
+    session.handle("segment cart_abandoners {\n  user.country == \"DE\"\n}")
+    session.handle('campaign cart_ab {\n  on "X"\n  message {\n    title "T"\n    body "B"\n  }\n}')
+    for r in RECORDS:
+        session.handle(f":record {r}")
+    assert session.completions(":plan t") == ("t", [])  # no keywords where a campaign id goes
+    assert session.completions(":why cart_ab") == ("cart_ab", [])  # exactly a campaign: nothing to add
+    assert session.completions(":why car") == ("car", ["cart", "cart_ab"])  # never the segment
+    assert session.completions(":why cart u") == ("u", ["u1", "u2"])
+    assert session.completions(":user ") == ("", ["u1", "u2"])
+    assert session.completions(":re") == (":re", [":records", ":record", ":reach"])
+    assert session.completions("segment cart_abandoners") == ("cart_abandoners", [])
+    assert "cart_abandoners" in session.completions("not segment cart")[1]
+    assert session.completions(":advance 1") == ("1", [])
+
+
+def test_user_shows_no_internal_counters_and_help_is_aligned() -> None:
+    said: list[str] = []
+    session = Session(out=said.append)
+    session.handle(CAMPAIGN)
+    for r in RECORDS:
+        session.handle(f":record {r}")
+    session.handle(":advance 10m")
+    session.handle(":user u1")
+    assert "|" not in said[-1] and "  pushes sent in this session: 1, the last 2026-12-01T08:15:00Z (cart)" in said[-1]
+    session.handle(":help")
+    rows = said[-1].splitlines()[:-1]
+    columns = {len(row) - len(row.split("  ")[-1].lstrip()) for row in rows}
+    assert len(rows) == 15 and len(columns) == 1, rows
