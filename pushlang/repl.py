@@ -180,6 +180,8 @@ class Session:
             raise
         except (ValueError, KeyError, OSError) as exc:
             self._fail(f"error: {exc}")
+        except (OverflowError, RecursionError) as exc:  # a clock past year 9999, an input nested too deeply
+            self._fail(f"error: out of range ({exc or type(exc).__name__}): the session goes on")
 
     def _fail(self, text: str) -> None:
         self.failed += 1
