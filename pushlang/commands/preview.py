@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pushlang.commands import common
-from pushlang.runtime.instants import parse_datetime
+from pushlang.runtime.instants import command_line_instant
 from pushlang.runtime.preview import preview, render_preview
 from pushlang.runtime.records import open_records, read_records
 
@@ -26,7 +26,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, metavar="ID")
     p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines (.gz too), or -")
     p.add_argument("--at", metavar="DATETIME",
-                   help="replay up to this instant (without a zone: in the campaign's timezone)")
+                   help="replay up to this instant (without a zone: in the campaign's timezone, as reach --at)")
     common.add_config(p)
     return p
 
@@ -34,7 +34,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     compiled, _ = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
-    at = parse_datetime(args.at, campaign.timezone, "--at") if args.at is not None else None
+    at = command_line_instant(args.at, "--at", compiled, campaign) if args.at is not None else None
     with open_records(args.events) as lines:
         records = list(read_records(lines))
     print(render_preview(preview(compiled, records, args.campaign, args.user, at)))
