@@ -16,10 +16,12 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
         description="Replay the records and show what the campaign did for one user, step by step (SPEC "
                     "§9.3): the trigger, each decision with every step's verdict, a delay and the decision "
                     "made again when it ends, and the rendered message. These are the replay's own "
-                    "decisions, so preview and replay always agree. Without --at, every record is replayed "
-                    "and a pending delay or timer of this user is followed to its decision; with --at, the "
-                    "records up to that instant (a later timer is shown as pending). When a scheduled "
-                    "campaign has not reached the user yet, it shows what the steps would say now.",
+                    "decisions, so preview and replay always agree. Without --at, every record is replayed, a "
+                    "scheduled campaign is shown at its next occurrence at or after the last record (from "
+                    "`start`, before `end`, in the user's own zone with `deliver in user timezone`), and a "
+                    "pending delay or timer of this user is followed to its decision; with --at, the records "
+                    "up to that instant (a later timer or occurrence is shown as pending). When a scheduled "
+                    "campaign has not reached the user by --at, it shows what the steps would say then.",
     )
     common.add_paths(p)
     p.add_argument("--campaign", required=True, metavar="ID")
