@@ -10,7 +10,7 @@ import sys
 import msgspec
 
 from pushlang.commands import common
-from pushlang.runtime.instants import parse_datetime
+from pushlang.runtime.instants import command_line_instant
 from pushlang.runtime.reach import count_reach, notes_for, render_text
 from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import replay
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         path = args.store[len("sqlite:///"):]
         if path and not os.path.exists(path):
             raise common.UsageError(f"--store {args.store}: {path} does not exist (give --events to fill a new store)")
-    at = parse_datetime(args.at, campaign.timezone, "--at") if args.at is not None else None
+    at = command_line_instant(args.at, "--at", compiled, campaign) if args.at is not None else None
     try:
         store = open_store(args.store)
     except sqlite3.DatabaseError as exc:

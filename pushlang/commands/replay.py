@@ -16,7 +16,7 @@ from pushlang import plan
 from pushlang.commands import common
 from pushlang.config import Config
 from pushlang.runtime.engine import Output
-from pushlang.runtime.instants import parse_datetime
+from pushlang.runtime.instants import command_line_instant
 from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import Summary, replay
 from pushlang.runtime.sqlite_store import open_store
@@ -33,7 +33,8 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--events", required=True, metavar="FILE", help="records as JSON Lines, or - for stdin")
     p.add_argument("--out", metavar="FILE", help="write decisions here (JSON Lines) instead of stdout")
     p.add_argument("--until", metavar="DATETIME",
-                   help="fire timers due up to this instant at the end (default: the last record's time)")
+                   help="fire timers due up to this instant at the end (default: the last record's time); "
+                        "without a zone it is in the config's timezone, else UTC")
     p.add_argument("--rejects", metavar="FILE", help="write each rejected line here with its number and reason")
     p.add_argument("--store", metavar="URL",
                    help="state store: memory (default) or sqlite:///file.db (a later replay continues it)")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str | None, rejects: str | None,
                store_url: str | None, live: Config | None = None) -> int:
     """``live``: the config whose credentials deliver every send for real (else a dry run)."""
-    until_us = parse_datetime(until, compiled.settings.timezone, "--until") if until is not None else None
+    until_us = command_line_instant(until, "--until", compiled) if until is not None else None
     if live is not None:
         from pushlang.dispatch.dispatcher import DeliverySettings
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import pendulum
+
+if TYPE_CHECKING:
+    from pushlang import plan
 
 US = 1_000_000
 UTC = dt.UTC
@@ -56,6 +60,14 @@ def parse_datetime(text: str, tz: str, what: str = "the date-time") -> int:
     except ValueError:
         raise ValueError(f"{what} {text!r} is not a date-time: write 2026-12-10T10:00:00Z, or "
                          f"'2026-12-10 10:00' for a local time in {tz}") from None
+
+
+def command_line_instant(text: str, what: str, compiled: plan.Plan, campaign: plan.Campaign | None = None) -> int:
+    """A date-time given on the command line (``--at``, ``--until``), the one rule of SPEC §11: as written
+    when it has a zone; without one, in the timezone of ``campaign`` (the one ``--campaign`` names),
+    else the config's ``timezone``, else UTC. (A campaign's ``timezone`` is already its own, else the
+    config's, else UTC; ``settings.timezone`` the config's, else UTC.)"""
+    return parse_datetime(text, campaign.timezone if campaign is not None else compiled.settings.timezone, what)
 
 
 @lru_cache(maxsize=1024)

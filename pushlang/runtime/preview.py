@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pushlang import plan
+from pushlang.runtime.campaigns import CompiledCampaign
 from pushlang.runtime.engine import Engine, Observer
 from pushlang.runtime.instants import iso, wall
 from pushlang.runtime.pipeline import Attempt, Delay, Trace, pending_from, trace, user_zone
 from pushlang.runtime.records import Event, Record
-from pushlang.runtime.store import MemoryStore
+from pushlang.runtime.store import MemoryStore, Timer
 from pushlang.runtime.why import message_lines, verdict, verdict_line
 
 FOLLOW = 100  # at most this many pending timers are followed to their decision
@@ -42,6 +43,7 @@ class Preview:
     hypothetical: Trace | None = None  # nothing was decided: what the steps say at the horizon
     pending: list[str] = field(default_factory=list)  # timers of this user and campaign still due
     never: str | None = None  # why there is nothing to show at all
+    schedule: str | None = None  # a scheduled campaign without a next occurrence: why the last one is shown
 
     @property
     def final(self) -> Trace | None:
@@ -124,10 +126,11 @@ class _Collector(Observer):
 def preview(compiled: plan.Plan, records: Iterable[Record], campaign_id: str, user: str,
             at: int | None = None) -> Preview:
     """Replay ``records`` up to ``at`` and keep the story of the user's last trigger (a live campaign) or
-    occurrence (a scheduled one). Without ``at``: every record, then a scheduled campaign's coming
-    occurrences until one reaches the user (in their own zone with `deliver in user timezone`), then
-    every timer of this user and campaign still pending, so that a delay is followed to its end (as
-    a replay whose input ended there would); at most ``FOLLOW`` steps."""
+    occurrence (a scheduled one). Without ``at``: every record, then a scheduled campaign's next
+    occurrence at or after the last record (from `start`, before `end`, in the user's own zone with
+    `deliver in user timezone`), then every timer of this user and campaign still pending, so that a
+    delay is followed to its end (as a replay whose input ended there would); at most ``FOLLOW`` steps.
+    With ``at``: the records up to it; a later timer, the next occurrence too, is shown as pending."""
     collector = _Collector(campaign_id, user)
     store = MemoryStore()
     engine = Engine(compiled, store, lambda out: None, observer=collector)
@@ -140,30 +143,56 @@ def preview(compiled: plan.Plan, records: Iterable[Record], campaign_id: str, us
         if record.ts <= horizon:
             engine.feed(record)
     engine.finish(horizon)
-    if at is None and store.get(user) is not None:
-        for _ in range(FOLLOW):
-            if not c.is_live and not collector.stories:  # not reached yet: the occurrences to come
-                due = [t.due for t in store.pending_timers() if t.campaign == campaign_id and t.kind == "occurrence"]
-            else:  # a delay, or a trigger's timer, of this user
-                due = [t.due for t in store.pending_timers(user) if t.campaign == campaign_id]
+    state = store.get(user)
+    occurrence = key = None  # the user's next occurrence of a scheduled campaign, its timer's key
+    if not c.is_live and state is not None:
+        key = f"occurrence:{c.id}:{user_zone(c, state) if c.plan.deliver_in_user_timezone else ''}"
+        occurrence = store.timer(key)
+    schedule = None
+    if at is None and state is not None:
+        if key is not None and store.meta(key + ":next") != horizon + 1:  # none decided at the last record
+            if occurrence is None:
+                schedule = f"the schedule has no occurrence at or after the last record ({iso(horizon)})" + (
+                    f" before its end {iso(c.end)}" if c.end is not None else "")
+            else:
+                collector.stories.append(_Story([Note(occurrence.due, _next_occurrence(c, occurrence, horizon))],
+                                                occurrence.due))
+                horizon = occurrence.due
+                engine.advance(horizon, inclusive=True)
+        for _ in range(FOLLOW):  # a delay, or a trigger's timer, of this user
+            due = [t.due for t in store.pending_timers(user) if t.campaign == campaign_id]
             if not due:
                 break
             horizon = min(due)
             engine.advance(horizon, inclusive=True)
-    result = Preview(campaign_id, user, horizon, collector.last_story())
-    result.pending = [f"{t.kind} timer due {iso(t.due)}" for t in store.pending_timers(user)
-                      if t.campaign == campaign_id]
+    result = Preview(campaign_id, user, horizon, collector.last_story(), schedule=schedule)
+    waiting = [t for t in store.pending_timers(user) if t.campaign == campaign_id]
+    result.pending = [f"{t.kind} timer due {iso(t.due)}" for t in waiting]
+    if at is not None and occurrence is not None:
+        result.pending.append(f"next occurrence {_local(c, occurrence)}, {iso(occurrence.due)}")
     if result.observed:
         return result
-    state = store.get(user)
     trigger = c.plan.trigger
     if state is None:
         result.never = f"no record of user {user} at or before {iso(horizon)}"
     elif isinstance(trigger, (plan.SingleAction, plan.InactionWithin, plan.OnDate)):
         result.never = f'the user did not do "{trigger.event}" by {iso(horizon)}'
-    elif not result.pending:
+    elif c.start is not None and horizon < c.start:
+        result.never = f"no occurrence reached this user by {iso(horizon)}: the campaign starts at {iso(c.start)}"
+    elif not waiting:
         result.hypothetical = explain_now(engine, campaign_id, user)
     return result
+
+
+def _local(c: CompiledCampaign, occurrence: Timer) -> str:
+    """``2026-12-10 18:30 in America/New_York``: an occurrence as the schedule reads it."""
+    zone = occurrence.user or c.tz  # an occurrence timer's user is its zone ("": the campaign's)
+    return f"{occurrence.payload['date']} {wall(occurrence.due, zone):%H:%M} in {zone}"
+
+
+def _next_occurrence(c: CompiledCampaign, occurrence: Timer, last: int) -> str:
+    starts = f" (the campaign starts at {iso(c.start)})" if c.start is not None and c.start > last else ""
+    return f"the next occurrence at or after the last record ({iso(last)}){starts}: {_local(c, occurrence)}"
 
 
 def explain_now(engine: Engine, campaign_id: str, user: str, event: Event | None = None) -> Trace | None:
@@ -195,6 +224,8 @@ def render_preview(p: Preview) -> str:
     lines = [f"campaign {p.campaign}, user {p.user} (records replayed to {iso(p.horizon)})"]
     if p.never:
         lines.append(f"  {p.never}")
+    if p.schedule:
+        lines.append(f"  {p.schedule}")
     for o in p.observed:
         if isinstance(o, Note):
             lines.append(f"  {o.text}")
