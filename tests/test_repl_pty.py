@@ -37,3 +37,34 @@ def test_repl_in_a_terminal(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_the_readme_transcript_is_what_the_repl_says(tmp_path: Path) -> None:
+    """The README's REPL session, typed into the real REPL in a terminal: every line it shows comes out."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### The REPL\n\n```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block[0] == "$ pushlang repl examples/"
+    steps: list[tuple[str, list[str]]] = []
+    for line in block[1:]:
+        if line.startswith("push> "):
+            steps.append((line[len("push> "):], []))
+        else:
+            steps[-1][1].append(line)
+    assert len(steps) >= 5 and all(expected for _, expected in steps)
+    exe = shutil.which("pushlang", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    command, args = (exe, ["repl", "examples/"]) if exe else (sys.executable, ["-m", "pushlang", "repl", "examples/"])
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "NO_COLOR": "1"}
+    child = pexpect.spawn(command, args, cwd=str(root), env=env, encoding="utf-8", timeout=30, dimensions=(50, 200))
+    try:
+        child.expect("push>")
+        for typed, expected in steps:
+            child.sendline(typed)
+            for line in expected:
+                child.expect_exact(line.strip())
+            child.expect("push>")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
