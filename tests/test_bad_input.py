@@ -98,6 +98,7 @@ def cases(bad: Path) -> list[list[str]]:
         ["repl", "--store", "sqlite:///no_such_dir/x.db"], ["repl", f"{b}/binary.push"],
         ["worker", CART, "--redis", "not-a-url"], ["dispatch", CART, "--redis", "not-a-url"],
         ["dispatch", CART, "--redis", "redis://127.0.0.1:9/0"],  # no credentials: refused, the outboxes wait
+        ["worker", CART, "--redis", "redis://127.0.0.1:9/0", "--idle-exit", "1"],  # no Redis: gives up
         ["ingest", f"{b}/garbage.gz", "--to", "not-a-url"],
     ]
 

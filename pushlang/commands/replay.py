@@ -69,7 +69,7 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
     store = open_store(store_url)
     encoder = msgspec.json.Encoder()
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
-    size = os.path.getsize(events) if events != "-" and os.path.isfile(events) and not events.endswith(".gz") else None
+    size = os.path.getsize(events) if events != "-" and os.path.isfile(events) else None
 
     def emit(record: Output) -> None:
         sink.write(encoder.encode(record))
@@ -108,31 +108,42 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
 
 
 def _counting(lines: IO[bytes], progress: _Progress) -> Iterator[bytes]:
+    """The lines, telling ``progress`` how many records were read and how far into the file that
+    is (for a ``.gz``, into the compressed file: its size is the total)."""
+    compressed = getattr(lines, "fileobj", None)  # gzip.GzipFile's underlying file
+    read = records = 0
     for line in lines:
-        progress.advance(len(line))
+        read += len(line)
+        records += 1
+        if not records % 2000:
+            progress.advance(records, compressed.tell() if compressed is not None else read)
         yield line
+    progress.advance(records, compressed.tell() if compressed is not None else read)
 
 
 class _Progress:
-    def advance(self, n: int) -> None:
+    def advance(self, records: int, position: int) -> None:
         pass
 
 
 @contextlib.contextmanager
 def _progress(total_bytes: int | None) -> Iterator[_Progress]:
-    """A prompt-toolkit progress bar over the input's bytes when stderr is a terminal."""
+    """A prompt-toolkit progress bar when stderr is a terminal: records read, and how far into the
+    input file (compressed or not) that is."""
     if not sys.stderr.isatty() or total_bytes is None:
         yield _Progress()
         return
     from prompt_toolkit.output import create_output
     from prompt_toolkit.shortcuts import ProgressBar
 
+    total = total_bytes
     with ProgressBar(title="replaying", output=create_output(stdout=sys.stderr)) as bar:
-        counter = bar(range(total_bytes), label="bytes read", total=total_bytes)
+        counter = bar(range(total), label="0 records", total=total)
 
         class Bar(_Progress):
-            def advance(self, n: int) -> None:
-                counter.items_completed += n
+            def advance(self, records: int, position: int) -> None:
+                counter.items_completed = min(position, total)
+                counter.label = f"{records:,} records"
                 counter.progress_bar.invalidate()
 
         yield Bar()

@@ -125,6 +125,8 @@ class DispatchWorker:
                 try:
                     worked = self.step(loop, dispatcher)
                 except RedisError as exc:
+                    if idle_exit is not None and time.monotonic() - last_work >= idle_exit:
+                        raise  # no Redis for longer than the worker waits for work: said, not retried forever
                     self.log(f"{self.id}: redis error ({exc!r}); retrying")
                     time.sleep(0.5)
                     continue

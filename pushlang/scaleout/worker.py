@@ -169,6 +169,8 @@ class Worker:
                             self.owned.pop(p, None)
                         self._beat_if_due()
                 except RedisError as exc:
+                    if idle_exit is not None and time.monotonic() - last_work >= idle_exit:
+                        raise  # no Redis for longer than the worker waits for work: said, not retried forever
                     self.log(f"{self.id}: redis error ({exc!r}); retrying")
                     self.owned.clear()  # state is reloaded when the leases are taken again
                     self._next_beat = 0.0
