@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 
 from pushlang.commands import common
-from pushlang.runtime.instants import parse_datetime
-from pushlang.runtime.preview import preview, render_preview
-from pushlang.runtime.records import open_records, read_records
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -32,6 +29,10 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang.runtime.instants import parse_datetime
+    from pushlang.runtime.preview import preview, render_preview
+    from pushlang.runtime.records import open_records, read_records
+
     compiled, _ = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
     at = parse_datetime(args.at, campaign.timezone, "--at") if args.at is not None else None

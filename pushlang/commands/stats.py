@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 
-import msgspec
-
 from pushlang.commands import common
-from pushlang.runtime import stats
-from pushlang.runtime.engine import Output
-from pushlang.runtime.records import open_records
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -33,6 +27,14 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    import msgspec
+
+    from pushlang.runtime import stats
+    from pushlang.runtime.engine import Output
+    from pushlang.runtime.records import open_records
+
     if (args.decisions is None) == (args.store is None):
         raise common.UsageError("give a decisions file (`replay --out`) or --store FILE (`pushlang serve`'s database)")
     if args.store is not None:
