@@ -1,4 +1,8 @@
-"""What every command shares: exit codes, usage errors, paths, and compiling with the diagnostics shown."""
+"""What every command shares: exit codes, usage errors, paths, and compiling with the diagnostics shown.
+
+Every command module is imported to build the parser, so at their top they and this module import
+only the standard library and this module: the compiler, the runtime and the libraries they need are
+imported inside `run()` (`pushlang --version` and `--help` stay fast; tests/test_startup.py checks it)."""
 
 from __future__ import annotations
 
@@ -9,15 +13,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from pushlang import plan
-from pushlang.compiler import compile_paths
-from pushlang.config import Config
-from pushlang.loader import expand_paths
-
 # Exit codes are interface (STYLE.md): 0 clean, 1 findings, 2 usage or internal error.
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 if TYPE_CHECKING:  # the `add_subparsers()` object every command registers on (generic only to mypy)
+    from pushlang import plan
+    from pushlang.config import Config
+
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     Subparsers = argparse._SubParsersAction
@@ -29,6 +31,8 @@ class UsageError(ValueError):
 
 def check_paths(paths: list[str]) -> list[str]:
     """The .push files the paths name; a usage error when a path is missing or holds none."""
+    from pushlang.loader import expand_paths
+
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise UsageError(f"no such file or directory: {', '.join(missing)}")
@@ -46,6 +50,8 @@ def compile_checked(paths: list[str], *, config_path: str | None = None,
                     schema_path: str | None = None) -> tuple[plan.Plan, Config]:
     """Compile as every command does: paths checked, the diagnostics on stderr; the plan and the
     config, or :class:`Findings` when there are errors."""
+    from pushlang.compiler import compile_paths
+
     check_paths(paths)
     result = compile_paths(paths, config_path=config_path, schema_path=schema_path)
     result.report()

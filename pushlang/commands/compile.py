@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pushlang import plan
 from pushlang.commands import common
 
 
@@ -22,6 +21,8 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang import plan
+
     compiled, _ = common.compile_checked(args.paths, config_path=args.config, schema_path=args.schema)
     data = plan.to_json(compiled).decode()
     if args.output:

@@ -10,24 +10,17 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from pushlang.commands import common
-from pushlang.compiler import CompileResult, compile_paths
-from pushlang.diagnostics.render import render_json, render_summary, render_text, use_color
-from pushlang.loader import expand_paths
-from pushlang.runtime.diff import (
-    BLOCK_OF,
-    DEFAULT_USERS,
-    FEW_DAYS,
-    STATUSES,
-    CampaignDiff,
-    Report,
-    compare,
-    record_source,
-)
-from pushlang.runtime.instants import parse_datetime
+
+if TYPE_CHECKING:
+    from pushlang.compiler import CompileResult
+    from pushlang.runtime.diff import CampaignDiff, Report
+
+# runtime.diff.DEFAULT_USERS, written out so that building the parser imports no runtime (a test
+# checks that the two agree)
+DEFAULT_USERS = 5
 
 # ---- text ------------------------------------------------------------------------------------------
 
@@ -62,6 +55,8 @@ def _why_affected(c: CampaignDiff) -> str:
 
 
 def _table(c: CampaignDiff, all_days: bool) -> list[str]:
+    from pushlang.runtime.diff import FEW_DAYS
+
     rows: list[tuple[str, str, str, str]] = [("", "old", "new", "delta")]
     for outcome, d in c.outcomes.items():
         if outcome not in ("send", "suppress") and not d.old and not d.new:
@@ -92,6 +87,10 @@ def _table(c: CampaignDiff, all_days: bool) -> list[str]:
 
 
 def _block(c: CampaignDiff, report: Report, *, all_days: bool, paint: Callable[[str, str], str]) -> list[str]:
+    import msgspec
+
+    from pushlang.runtime.diff import BLOCK_OF
+
     head = f"{_MARKS[c.status]} {c.campaign}"
     if c.name != c.campaign:
         head += f" \"{c.name}\""
@@ -131,6 +130,9 @@ def _block(c: CampaignDiff, report: Report, *, all_days: bool, paint: Callable[[
 
 def render_report(report: Report, *, all_days: bool = False, color: bool = False) -> str:
     """The report as a reviewer reads it: a header, a block per difference, unchanged on one line."""
+    import msgspec
+
+    from pushlang.runtime.diff import STATUSES
 
     def paint(status: str, text: str) -> str:
         return f"\x1b[{_COLORS[status]}m{text}\x1b[0m" if color and status in _COLORS else text
@@ -194,6 +196,10 @@ def add_parser(subparsers: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def _compile(label: str, path: str, config: str | None) -> CompileResult:
+    from pushlang.compiler import compile_paths
+    from pushlang.diagnostics.render import render_summary, render_text, use_color
+    from pushlang.loader import expand_paths
+
     result = compile_paths([path], config_path=config)
     if result.has_errors:
         text = render_text(result.diagnostics, result.sources, color=use_color(sys.stderr))
@@ -204,6 +210,13 @@ def _compile(label: str, path: str, config: str | None) -> CompileResult:
 
 
 def run(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from pushlang.diagnostics.render import render_json, use_color
+    from pushlang.loader import expand_paths
+    from pushlang.runtime.diff import compare, record_source
+    from pushlang.runtime.instants import parse_datetime
+
     for path in (args.old, args.new):
         if not os.path.exists(path):
             raise common.UsageError(f"no such file or directory: {path}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from pushlang.commands import common
-from pushlang.diagnostics import CODES, lookup
-from pushlang.diagnostics.render import render_explain
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -19,6 +17,9 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang.diagnostics import CODES, lookup
+    from pushlang.diagnostics.render import render_explain
+
     if args.code is None:
         width = max(len(c.name) for c in CODES.values())
         for c in CODES.values():

@@ -7,10 +7,6 @@ import sys
 from pathlib import Path
 
 from pushlang.commands import common
-from pushlang.diagnostics import Sink, codes
-from pushlang.diagnostics.render import render_text, use_color
-from pushlang.source import Source, Span
-from pushlang.syntax.formatter import fmt_diff, format_source
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -25,6 +21,11 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang.diagnostics import Sink, codes
+    from pushlang.diagnostics.render import render_text, use_color
+    from pushlang.source import Source, Span
+    from pushlang.syntax.formatter import fmt_diff, format_source
+
     files = common.check_paths(args.paths)
     sink = Sink()
     sources: dict[str, Source] = {}

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 
 from pushlang.commands import common
-from pushlang.runtime.sqlite_store import SqliteStore
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -28,6 +26,10 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from pushlang.runtime.sqlite_store import SqliteStore
+
     path = args.store.removeprefix("sqlite:///")
     if not Path(path).is_file():  # never create an empty store to erase nothing from
         raise common.UsageError(f"no database {path}")

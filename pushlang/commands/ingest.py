@@ -6,8 +6,6 @@ import argparse
 import sys
 
 from pushlang.commands import common
-from pushlang.runtime.instants import parse_datetime
-from pushlang.runtime.records import open_records
 from pushlang.scaleout.keys import DEFAULT_PARTITIONS
 
 
@@ -33,6 +31,8 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import redis
 
+    from pushlang.runtime.instants import parse_datetime
+    from pushlang.runtime.records import open_records
     from pushlang.scaleout.ingest import end_of_input, ingest
 
     until = parse_datetime(args.until, "UTC", "--until") if args.until is not None else None

@@ -7,10 +7,6 @@ import sys
 from pathlib import Path
 
 from pushlang.commands import common
-from pushlang.config import find_config, load_config, parse_duration
-from pushlang.diagnostics import Sink
-from pushlang.dispatch.keys import generate, load_public
-from pushlang.runtime.instants import US, iso
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -42,6 +38,8 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang.dispatch.keys import generate, load_public
+
     if args.keys_command == "user-token":
         return _user_token(args)
     if args.keys_command == "user-secret":
@@ -66,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _user_token(args: argparse.Namespace) -> int:
+    from pushlang.config import find_config, load_config, parse_duration
+    from pushlang.diagnostics import Sink
+    from pushlang.runtime.instants import US, iso
     from pushlang.service.identity import UserTokens
 
     ttl = parse_duration(args.ttl)

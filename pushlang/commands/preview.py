@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 
 from pushlang.commands import common
-from pushlang.runtime.instants import command_line_instant
-from pushlang.runtime.preview import preview, render_preview
-from pushlang.runtime.records import open_records, read_records
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -34,6 +31,10 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang.runtime.instants import command_line_instant
+    from pushlang.runtime.preview import preview, render_preview
+    from pushlang.runtime.records import open_records, read_records
+
     compiled, _ = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
     at = command_line_instant(args.at, "--at", compiled, campaign) if args.at is not None else None

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 
-import msgspec
-
 from pushlang.commands import common
-from pushlang.runtime.instants import command_line_instant
-from pushlang.runtime.reach import count_reach, notes_for, render_text
-from pushlang.runtime.records import open_records
-from pushlang.runtime.replay import replay
-from pushlang.runtime.sqlite_store import open_store
 
 DESCRIPTION = """\
 Estimate a campaign's reach from a state store: how many known users its `who` holds for (the
@@ -59,6 +51,16 @@ def add_parser(subparsers: common.Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``pushlang reach``: 0 when counted, 1 when the campaigns do not compile, 2 for bad input."""
+    import sqlite3
+
+    import msgspec
+
+    from pushlang.runtime.instants import command_line_instant
+    from pushlang.runtime.reach import count_reach, notes_for, render_text
+    from pushlang.runtime.records import open_records
+    from pushlang.runtime.replay import replay
+    from pushlang.runtime.sqlite_store import open_store
+
     compiled, _ = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
     if not args.events and args.store in (None, "memory", "memory:"):

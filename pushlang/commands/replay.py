@@ -8,18 +8,15 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import msgspec
-
-from pushlang import plan
 from pushlang.commands import common
-from pushlang.config import Config
-from pushlang.runtime.engine import Output
-from pushlang.runtime.instants import command_line_instant
-from pushlang.runtime.records import open_records
-from pushlang.runtime.replay import Summary, replay
-from pushlang.runtime.sqlite_store import open_store
+
+if TYPE_CHECKING:
+    from pushlang import plan
+    from pushlang.config import Config
+    from pushlang.runtime.engine import Output
+    from pushlang.runtime.replay import Summary
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -54,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
 def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str | None, rejects: str | None,
                store_url: str | None, live: Config | None = None) -> int:
     """``live``: the config whose credentials deliver every send for real (else a dry run)."""
+    import msgspec
+
+    from pushlang.runtime.instants import command_line_instant
+    from pushlang.runtime.records import open_records
+    from pushlang.runtime.replay import replay
+    from pushlang.runtime.sqlite_store import open_store
+
     until_us = command_line_instant(until, "--until", compiled) if until is not None else None
     if live is not None:
         from pushlang.dispatch.dispatcher import DeliverySettings

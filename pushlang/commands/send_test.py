@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-from pushlang import aio
 from pushlang.commands import common
-from pushlang.dispatch.base import Delivery
-from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
-from pushlang.dispatch.send_test import test_jobs
-from pushlang.runtime.engine import Engine, SendJob
-from pushlang.runtime.instants import US
-from pushlang.runtime.records import Event, open_records, read_records
-from pushlang.runtime.sqlite_store import open_store
-from pushlang.runtime.store import Subscription
+
+if TYPE_CHECKING:
+    from pushlang.dispatch.base import Delivery
+    from pushlang.runtime.engine import SendJob
+    from pushlang.runtime.store import Subscription
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -35,6 +32,14 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushlang import aio
+    from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
+    from pushlang.dispatch.send_test import test_jobs
+    from pushlang.runtime.engine import Engine
+    from pushlang.runtime.instants import US
+    from pushlang.runtime.records import Event, open_records, read_records
+    from pushlang.runtime.sqlite_store import open_store
+
     compiled, config = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
     if not args.events and not args.store:

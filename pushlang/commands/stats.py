@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from pushlang.commands import common
-from pushlang.runtime import stats
-from pushlang.runtime.engine import Output
-from pushlang.runtime.records import open_records
+
+if TYPE_CHECKING:
+    from pushlang.runtime.engine import Output
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -34,6 +32,13 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    import msgspec
+
+    from pushlang.runtime import stats
+    from pushlang.runtime.records import open_records
+
     if (args.decisions is None) == (args.store is None):
         raise common.UsageError("give a decisions file (`replay --out`) or --store FILE (`pushlang serve`'s database)")
     if args.store is not None:
@@ -62,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _decisions(path: str, lines: Iterable[bytes]) -> Iterator[Output]:
     """The output records of a decisions file; a line that is not one is an error that says where."""
+    import msgspec
+
+    from pushlang.runtime.engine import Output
+
     decoder = msgspec.json.Decoder(Output)
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -18,8 +18,6 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 import zlib
 from collections.abc import Callable
 
@@ -43,6 +41,9 @@ def partition_count(partitions: int) -> int:
 
 def consumer_id(given: str | None) -> str:
     """The name a worker goes by in leases and consumer groups: ``given``, else host-pid-random."""
+    import socket  # here: the command line reads DEFAULT_PARTITIONS to build its parser
+    import uuid
+
     return given or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
