@@ -6,19 +6,24 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pexpect = pytest.importorskip("pexpect", reason="the terminal test drives the REPL with pexpect")
 
 
-def test_repl_in_a_terminal(tmp_path: Path) -> None:
+def repl_in_a_terminal(home: Path, cwd: Path, *paths: str) -> Any:
+    """`pushlang repl PATHS` in a pseudo-terminal (the installed command, else `python -m pushlang`)."""
     exe = shutil.which("pushlang", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    command, args = (exe, ["repl", *paths]) if exe else (sys.executable, ["-m", "pushlang", "repl", *paths])
+    env = {**os.environ, "HOME": str(home), "TERM": "xterm", "NO_COLOR": "1"}
+    return pexpect.spawn(command, args, cwd=str(cwd), env=env, encoding="utf-8", timeout=30, dimensions=(50, 200))
+
+
+def test_repl_in_a_terminal(tmp_path: Path) -> None:
     example = str(Path(__file__).resolve().parent.parent / "examples" / "abandoned_cart.push")
-    command, args = (exe, ["repl", example]) if exe else (sys.executable, ["-m", "pushlang", "repl", example])
-    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "NO_COLOR": "1"}
-    child = pexpect.spawn(command, args, cwd=str(tmp_path), env=env, encoding="utf-8", timeout=20,
-                          dimensions=(40, 120))
+    child = repl_in_a_terminal(tmp_path, tmp_path, example)
     try:
         child.expect("pushlang REPL")
         child.expect("push>")
@@ -52,10 +57,7 @@ def test_the_readme_transcript_is_what_the_repl_says(tmp_path: Path) -> None:
         else:
             steps[-1][1].append(line)
     assert len(steps) >= 5 and all(expected for _, expected in steps)
-    exe = shutil.which("pushlang", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    command, args = (exe, ["repl", "examples/"]) if exe else (sys.executable, ["-m", "pushlang", "repl", "examples/"])
-    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "NO_COLOR": "1"}
-    child = pexpect.spawn(command, args, cwd=str(root), env=env, encoding="utf-8", timeout=30, dimensions=(50, 200))
+    child = repl_in_a_terminal(tmp_path, root, "examples/")
     try:
         child.expect("push>")
         for typed, expected in steps:
