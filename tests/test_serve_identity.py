@@ -253,7 +253,7 @@ def test_keys_user_token_signs_what_serve_accepts(push_project: tuple[Path, WebP
 
 @pytest.mark.parametrize(("args", "error"), [
     (["u", "--ttl", "soon"], "--ttl 'soon' is not a duration"),
-    (["u", "--config", "missing.toml"], "cannot read the config"),
+    (["u", "--config", "missing.toml"], "no file missing.toml"),
 ])
 def test_keys_user_token_bad_input_is_a_usage_error(push_project: tuple[Path, WebPushService], args: list[str],
                                                     error: str) -> None:
