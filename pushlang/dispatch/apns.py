@@ -167,12 +167,6 @@ class ApnsChannel:
             if hold is not None:  # it ended without an answer: the next one probes
                 hold.release(answered=False)
 
-    def resume(self) -> bool:
-        """Clear a halt (the operator fixed the key); whether the channel was halted. APNs is
-        probed again: if the key is still rejected, that costs one request."""
-        self._probe = Probe()
-        return self._halt.clear()
-
     async def close(self) -> None:
         """Close the client's connections and wait until their transports are gone."""
         client, self._client = self._client, None

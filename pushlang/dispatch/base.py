@@ -51,8 +51,9 @@ def backoff(attempt: int, retry_after: float | None, *, base: float, ceiling: fl
 
 
 class Halt:
-    """A channel's credentials were rejected: stop it once, tell the operator once, until an
-    operator clears it (a reload, or ``POST /v1/channels/NAME/resume`` on `pushlang serve`)."""
+    """A channel's credentials were rejected: stop it once, tell the operator once. `pushlang serve`
+    builds new channels when the operator has fixed the key (a reload, or ``POST
+    /v1/channels/NAME/resume``)."""
 
     def __init__(self, channel: str, on_halt: Callable[[str], None] | None = None) -> None:
         self.channel = channel
@@ -65,13 +66,6 @@ class Halt:
             log.error("%s channel halted: %s", self.channel, why)
             if self._on_halt is not None:
                 self._on_halt(why)
-
-    def clear(self) -> bool:
-        """Resume the channel; whether it was halted."""
-        was, self.why = self.why, None
-        if was is not None:
-            log.warning("%s channel resumed (it was halted: %s)", self.channel, was)
-        return was is not None
 
 
 class Probe:

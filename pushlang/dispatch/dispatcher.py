@@ -173,17 +173,6 @@ class Dispatcher:
             found[APNS] = self._apns.halted
         return found
 
-    def resume(self, channel: str | None = None) -> list[str]:
-        """Clear the halt of one channel (``webpush`` or ``apns``), or of every channel; the ones
-        that were halted."""
-        resumed = []
-        if channel in (None, WEBPUSH) and self._webpush is not None and self._webpush.resume():
-            resumed.append(WEBPUSH)
-        if channel in (None, APNS) and self._apns is not None and hasattr(self._apns, "resume") \
-                and self._apns.resume():
-            resumed.append(APNS)
-        return resumed
-
     async def deliver_one(self, job: SendJob, sub: Subscription, *,
                           wire: Wire | None = None) -> Delivery:
         """One (send, subscription) pair; an unexpected error fails this pair alone, logged.

@@ -118,13 +118,6 @@ class WebPushChannel:
         """Why the channel is halted, or None."""
         return self._halt.why
 
-    def resume(self) -> bool:
-        """Clear a halt (the operator fixed the key); whether the channel was halted. Each push
-        service is probed again: if the key is still rejected, that costs one request."""
-        for queue in self._origins.values():
-            queue.probe = Probe()
-        return self._halt.clear()
-
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None, wire: Wire | None = None) -> Delivery:
         """Deliver one push; ``wire`` is told when its requests are out."""

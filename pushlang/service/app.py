@@ -117,8 +117,6 @@ class LiveService:
         self._uncommitted: list[SendJob] = []  # sends decided, not yet committed: not delivered yet
         self._lock = asyncio.Lock()  # the engine and the store: one request or tick at a time
         self.engine = self._engine(self.plan)
-        self.dispatcher: Dispatcher | None = None
-        self._retired: list[Dispatcher] = []  # replaced by a reload or a resume: closed at the end
         self.deliveries: Deliveries | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -167,9 +165,10 @@ class LiveService:
         return dispatcher
 
     async def _replace_channels(self, config: Config) -> str | None:
-        """New channels from ``config`` (a key fixed, rotated or added), halts cleared, and the sends
-        a halt kept go out; the requests on the wire finish on the old ones. A problem in words,
-        or None."""
+        """New channels from ``config`` (a key fixed, rotated or added): halts cleared, the sends a
+        halt kept go out, the requests on the wire finish on the old ones. A problem in words, or
+        None (then nothing changed)."""
+        assert self.deliveries is not None  # started
         problems = DeliverySettings.from_config(config).problems()
         if problems and self.dispatcher is not None:  # a key file being swapped: keep what works
             return "; ".join(problems)
@@ -177,20 +176,16 @@ class LiveService:
             dispatcher = await self._channels(config)
         except ValueError as exc:
             return str(exc)
-        if self.dispatcher is not None:
-            if self.deliveries is not None:
-                self.deliveries.retire(self.dispatcher)
-            else:
-                self._retired.append(self.dispatcher)
-        self.dispatcher = dispatcher
-        if self.deliveries is not None:
-            self.deliveries.dispatcher = dispatcher
-            self.deliveries.resume()
+        self.deliveries.use(dispatcher)
         return None
 
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The delivery channels in use (None before the start, or without credentials)."""
+        return self.deliveries.dispatcher if self.deliveries is not None else None
+
     async def start(self) -> None:
-        self.dispatcher = await self._channels(self.config)
-        self.deliveries = Deliveries(self.store, self.activity, self._commit_locked, self.dispatcher,
+        self.deliveries = Deliveries(self.store, self.activity, self._commit_locked, await self._channels(self.config),
                                      grace=self.options.shutdown_grace)
         async with self._lock:
             self.deliveries.recover(self.plan.campaign)
@@ -207,9 +202,6 @@ class LiveService:
             await self.deliveries.stop()
         async with self._lock:
             self._commit()
-        for dispatcher in (*self._retired, self.dispatcher):
-            if dispatcher is not None:
-                await dispatcher.__aexit__(None, None, None)
         self.store.close()
         self.activity.close()
 

@@ -300,7 +300,7 @@ class Deliveries:
             self.store.set_meta(mark.key, None)  # removed with the record, in one transaction
         self._done(job, sub, result)
 
-    def retire(self, dispatcher: Dispatcher) -> None:
+    def retire(self, dispatcher: Dispatcher) -> None:  # see use()
         """Channels replaced by new ones: closed once the requests still using them are done."""
         self._retired.add(dispatcher)
         self._release(dispatcher, 0)
@@ -345,15 +345,17 @@ class Deliveries:
 
     # ---- operators ------------------------------------------------------------------------------
 
-    def resume(self, channel: str | None = None) -> list[str]:
-        """Clear a halt (one channel, or all) and send what it kept; the channels resumed."""
-        resumed = self.dispatcher.resume(channel) if self.dispatcher is not None else []
-        for name in list(self.parked):
-            if channel in (None, name):
-                for pair in self.parked.pop(name):
-                    self._enqueue(pair)
+    def use(self, dispatcher: Dispatcher | None) -> None:
+        """New channels (a reload or a resume read the keys again): the old ones close once the
+        requests still on them are done, and what a halt kept goes out on the new ones."""
+        old, self.dispatcher = self.dispatcher, dispatcher
+        if old is not None:
+            self.retire(old)
+        for pairs in self.parked.values():
+            for pair in pairs:
+                self._enqueue(pair)
+        self.parked.clear()
         self._wake.set()
-        return resumed
 
     def forget(self, user: str, send_ids: Iterable[str]) -> set[str]:
         """An erased user: their sends (``send_ids``, and any queued or parked) are withdrawn — no
@@ -400,7 +402,8 @@ class Deliveries:
                             "next start", len(late), self.grace)
         if self._commit_task is not None:
             await asyncio.gather(self._commit_task, return_exceptions=True)
-        for dispatcher in list(self._retired):  # still used by a request that was cancelled
-            await dispatcher.__aexit__(None, None, None)
+        for dispatcher in [*self._retired, self.dispatcher]:  # the retired: used by a request cancelled
+            if dispatcher is not None:
+                await dispatcher.__aexit__(None, None, None)
         self._retired.clear()
         await asyncio.gather(*self._closing, return_exceptions=True)
