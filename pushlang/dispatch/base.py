@@ -35,7 +35,8 @@ class Wire(Protocol):
         """Just before a request goes out (may raise :class:`Withheld`)."""
 
     def off(self) -> None:
-        """Its answer came and another attempt follows after a wait: nothing is out meanwhile."""
+        """Its answer came (or it timed out, after :meth:`doubt`) and another attempt follows after
+        a wait."""
 
     def doubt(self) -> None:
         """A request timed out: the push service may have taken it, whatever happens next."""

@@ -201,7 +201,7 @@ class WebPushChannel:
                 if timeouts > 1:
                     return Delivery(False, None, "timeout", attempt)
             if attempt < self.max_attempts:
-                if wire is not None and not timeouts:  # after a timeout a copy may be out: it stays marked
+                if wire is not None:
                     wire.off()
                 await self._sleep(self._backoff(attempt, retry_after))
         return Delivery(False, status, "retries_exhausted", self.max_attempts)

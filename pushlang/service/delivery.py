@@ -102,6 +102,8 @@ class _Mark:
         self.doubtful = True
 
     def off(self) -> None:
+        """Lifted, unless a request timed out: a copy may be at the push service, so after a crash
+        or a stop the pair counts as on the wire (interrupted), never sent again."""
         if self.marked and not self.doubtful:
             try:
                 self.deliveries.store.put_meta_now(self.key, None)
@@ -280,8 +282,7 @@ class Deliveries:
         try:
             result = await dispatcher.deliver_one(job, current, wire=mark)
         except Withheld:  # SIGTERM (pending for the next start), an erasure, or no mark: not sent
-            if not mark.doubtful:  # after a timeout a copy may be out: the mark stays (interrupted)
-                mark.off()
+            mark.off()  # kept if a request timed out: then it counts as interrupted
             if not self.stopping and job.send_id not in self.withdrawn and not mark.doubtful:
                 asyncio.get_running_loop().call_later(RETRY_LATER, self._again, job, sub)
             return
