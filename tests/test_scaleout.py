@@ -79,7 +79,7 @@ def _start_worker(client: Any, w: Workload, name: str, *, idle_exit: float, leas
                   batch: int = 200) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "pushlang", "worker", str(w.campaigns), "--redis", _url(client),
            "--partitions", str(PARTITIONS), "--id", name, "--lease-ms", str(lease_ms), "--batch", str(batch),
-           "--idle-exit", str(idle_exit)]
+           "--idle-exit", str(idle_exit), "--clock", "records"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -199,7 +199,7 @@ def test_a_record_that_keeps_failing_is_dead_lettered(client: Any, workload_20k:
 
     monkeypatch.setattr(worker.Engine, "feed", feed)
     ingest(client, lines, PARTITIONS, end_at_last=True)
-    solo = worker.Worker(client, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100)
+    solo = worker.Worker(client, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100, clock="records")
     thread = threading.Thread(target=solo.run, kwargs={"idle_exit": 0.5})
     thread.start()
     thread.join(30)

@@ -30,7 +30,7 @@ def test_scenario_on_the_worker_host(scenario: Scenario, tmp_path: Path, server:
     until = parse_datetime(scenario.until, result.plan.settings.timezone) if scenario.until else last
     ingest(server, lines, partitions=1)
     end_of_input(server, 1, until)
-    Worker(server, result.plan, "scenario-worker", partitions=1, batch=7).run(idle_exit=0.3)
+    Worker(server, result.plan, "scenario-worker", partitions=1, batch=7, clock="records").run(idle_exit=0.3)
     outputs = collect_outputs(server, 1)
     problem = mismatch(outputs, expected(scenario))
     assert problem is None, f"{scenario.name} (worker host): {scenario.description}\n{problem}"

@@ -16,19 +16,39 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     )
     common.add_paths(p)
     common.add_scaleout_options(p, "worker")
-    p.add_argument("--lease-ms", type=int, default=3000, metavar="MS", help="lease time (default 3000)")
-    p.add_argument("--batch", type=int, default=500, metavar="N", help="records per transaction (default 500)")
+    p.add_argument("--clock", choices=("wall", "records"), default="wall",
+                   help="wall (default): timers fire on Redis server time, as `serve` does; records: a "
+                        "partition's time is its records' time, as `replay` (loading history)")
+    p.add_argument("--lease-ms", type=common.positive, default=3000, metavar="MS", help="lease time (default 3000)")
+    p.add_argument("--batch", type=common.positive, default=500, metavar="N",
+                   help="records per transaction (default 500)")
+    p.add_argument("--keep-outputs", type=common.positive, metavar="N",
+                   help="entries each out:{p} keeps, about (default 20000): a consumer further behind loses "
+                        "the oldest")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import redis
-
+    from pushlang.runtime.instants import US
+    from pushlang.scaleout.connection import LayoutMismatch, check_layout, connect
+    from pushlang.scaleout.streams import KEEP_OUTPUTS
     from pushlang.scaleout.worker import Worker
+    from pushlang.service.options import ServerOptions
 
-    compiled, _ = common.compile_checked(args.paths, config_path=args.config)
-    client = redis.Redis.from_url(args.redis)
-    worker = Worker(client, compiled, args.id, args.partitions, args.lease_ms, args.batch, log=common.log_to_stderr)
+    compiled, config = common.compile_checked(args.paths, config_path=args.config)
+    try:
+        options = ServerOptions.from_config(config)
+    except ValueError as exc:
+        raise common.UsageError(str(exc)) from None
+    client = connect(args.redis)
+    try:
+        check_layout(client, args.partitions, args.clock)
+    except LayoutMismatch as exc:
+        client.close()
+        raise common.UsageError(str(exc)) from None
+    worker = Worker(client, compiled, args.id, args.partitions, args.lease_ms, args.batch, log=common.log_to_stderr,
+                    clock=args.clock, max_skew_us=options.max_clock_skew * US,
+                    keep_outputs=args.keep_outputs or KEEP_OUTPUTS)
     s = worker.stats
     common.run_worker(worker, args.idle_exit, client, lambda: f"{s['records']} records, {s['batches']} batches, "
                f"{s['dead_letters']} dead letters, {s['taken']} partitions taken, {s['released']} released")

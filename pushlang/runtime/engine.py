@@ -8,6 +8,7 @@ that need one (triggers, timers, occurrences) and applies what was decided.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,21 +144,15 @@ def _week(period: str) -> tuple[int, int]:
     return int(year), int(week)
 
 
-class Engine:
-    def __init__(self, compiled: plan.Plan, store: Store, emit: Callable[[Output], None],
-                 on_send: Callable[[SendJob], None] | None = None, keep_history: int | None = None,
-                 observer: Observer | None = None) -> None:
-        """``keep_history`` (µs): keep every event that long, not only what the campaigns read
-        (the REPL, where the operator asks questions the campaigns do not). ``observer``: told of
-        every decision step by step (slower: each decision is traced as well as made)."""
+class CompiledPlan:
+    """A plan compiled for the engine: each campaign's closures (:class:`CompiledCampaign`), its
+    pipeline, the indexes from event names to campaigns, and how long each event stays readable.
+    Nothing here depends on a store: build it once and share it among every engine of one process
+    that runs the same plan (a worker's partitions)."""
+
+    def __init__(self, compiled: plan.Plan) -> None:
         self.plan = compiled
-        self.store = store
-        self.emit = emit
-        self.on_send = on_send  # the dispatcher, when pushes are really delivered
-        self.observer = observer
         self.settings = compiled.settings
-        self.clock: int = store.meta("clock", 0)
-        self._at_clock: int = store.meta("records_at_clock", 0)
         self._segments_by_tz: dict[str, dict[str, Fn]] = {}
         self.campaigns = [compile_campaign(c, self.segments(c.timezone))
                           for c in sorted(compiled.campaigns, key=lambda c: c.id)]
@@ -175,17 +170,8 @@ class Engine:
             if c.plan.conversion is not None:
                 self.by_conversion.setdefault(c.plan.conversion.event, []).append(c)
         self.retention = self._retention(compiled)
-        self.keep_history = keep_history
-        self._by_user_zone = [c for c in self.campaigns if not c.is_live and c.plan.deliver_in_user_timezone]
-        for c in self.campaigns:
-            if not c.plan.is_live:
-                self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
-
-    def _observing(self, campaign: str, user: str) -> Observer | None:
-        observer = self.observer
-        return observer if observer is not None and observer.watches(campaign, user) else None
-
-    # ---- compiling -----------------------------------------------------------------------------
+        self.by_user_zone = [c for c in self.campaigns if not c.is_live and c.plan.deliver_in_user_timezone]
+        self.scheduled = [c for c in self.campaigns if not c.plan.is_live]
 
     def segments(self, tz: str) -> dict[str, Fn]:
         """The plan's segments compiled in a zone (one set per zone, shared by its campaigns)."""
@@ -215,20 +201,106 @@ class Engine:
             visit(s)
         return windows
 
+
+class Engine:
+    def __init__(self, compiled: plan.Plan | CompiledPlan, store: Store, emit: Callable[[Output], None],
+                 on_send: Callable[[SendJob], None] | None = None, keep_history: int | None = None,
+                 observer: Observer | None = None) -> None:
+        """``compiled``: the plan, or a :class:`CompiledPlan` of it shared with other engines.
+        ``keep_history`` (µs): keep every event that long, not only what the campaigns read
+        (the REPL, where the operator asks questions the campaigns do not). ``observer``: told of
+        every decision step by step (slower: each decision is traced as well as made)."""
+        shared = compiled if isinstance(compiled, CompiledPlan) else CompiledPlan(compiled)
+        self.compiled = shared
+        self.plan = shared.plan
+        self.store = store
+        self.emit = emit
+        self.on_send = on_send  # the dispatcher, when pushes are really delivered
+        self.observer = observer
+        self.settings = shared.settings
+        self.clock: int = store.meta("clock", 0)
+        self._at_clock: int = store.meta("records_at_clock", 0)
+        self.campaigns = shared.campaigns
+        self.pipelines = shared.pipelines
+        self.by_trigger = shared.by_trigger
+        self.by_unless = shared.by_unless
+        self.by_conversion = shared.by_conversion
+        self.by_id = shared.by_id
+        self.retention = shared.retention
+        self.keep_history = keep_history
+        self._by_user_zone = shared.by_user_zone
+        # the work done (timers fired, users visited by occurrences): what advance's budget counts
+        self.work = 0
+        self._stop_at: int | None = None  # stop an advance when ``work`` reaches it
+        self.firing: list[str] = []  # the keys of the timers being fired (a host isolates a failing one)
+        for c in shared.scheduled:
+            self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
+
+    def _observing(self, campaign: str, user: str) -> Observer | None:
+        observer = self.observer
+        return observer if observer is not None and observer.watches(campaign, user) else None
+
+    def segments(self, tz: str) -> dict[str, Fn]:
+        """The plan's segments compiled in a zone (one set per zone, shared by its campaigns)."""
+        return self.compiled.segments(tz)
+
     # ---- time ----------------------------------------------------------------------------------
 
-    def advance(self, until: int, *, inclusive: bool = False) -> None:
-        """Fire the timers due before ``until`` (or at it, when ``inclusive``), in time order."""
+    def advance(self, until: int, *, inclusive: bool = False, budget: int | None = None) -> bool:
+        """Fire the timers due before ``until`` (or at it, when ``inclusive``), in time order.
+
+        ``budget``: stop once about that much work is done (timers fired, users an occurrence
+        visited; at least one), so that a host can commit a long occurrence in parts. What is left of
+        the instant it stopped at stays in the store as timers due then (an occurrence as its
+        continuation after the last user done), so the next call goes on where this one stopped and
+        every decision is the one an uninterrupted call makes. Returns whether it reached ``until``."""
         store = self.store
-        while (due := store.next_due()) is not None and (due < until or (inclusive and due == until)):
-            self.clock = max(self.clock, due)
-            for timer in _together(store.pop_due(due)):
-                if isinstance(timer, Timer):
-                    self._fire(timer)
-                elif (c := self.by_id.get(timer[0].campaign)) is not None:
-                    self._occurrence(c, timer)
+        self._stop_at = None if budget is None else self.work + max(1, budget)
+        try:
+            while (due := store.next_due()) is not None and (due < until or (inclusive and due == until)):
+                self.clock = max(self.clock, due)
+                batch = _together(store.pop_due(due))
+                for i, timer in enumerate(batch):
+                    if self._stop_at is not None and self.work >= self._stop_at:
+                        self._put_back(batch[i:])
+                        store.set_meta("clock", self.clock)
+                        return False
+                    if isinstance(timer, Timer):
+                        self.firing = [timer.key]
+                        self.work += 1
+                        self._fire(timer)
+                    elif (c := self.by_id.get(timer[0].campaign)) is not None:
+                        self.firing = [t.key for t in timer]
+                        if not self._occurrence(c, timer):
+                            self._put_back(batch[i + 1:])
+                            store.set_meta("clock", self.clock)
+                            return False
+                self.firing = []
+        finally:
+            self._stop_at = None
+        self.firing = []
         self.clock = max(self.clock, until)
         store.set_meta("clock", self.clock)
+        return True
+
+    def _put_back(self, timers: list[Timer | list[Timer]]) -> None:
+        """Timers popped and not fired (an advance out of budget): due again, in the same order."""
+        for item in timers:
+            for timer in item if isinstance(item, list) else [item]:
+                self.store.add_timer(timer)
+
+    def drop_timer(self, key: str) -> Timer | None:
+        """Forget a timer without firing it (a host isolates one whose firing keeps failing); for a
+        scheduled occurrence, the campaign's next one is armed. Returns the timer, if there was one."""
+        timer = self.store.timer(key)
+        if timer is None:
+            return None
+        self.store.cancel_timer(key)
+        c = self.by_id.get(timer.campaign)
+        if timer.kind == "occurrence" and c is not None:
+            self.store.set_meta(f"occurrence:{c.id}:{timer.user}:next", timer.due + 1)
+            self._ensure_occurrence(c, timer.user)
+        return timer
 
     def finish(self, until: int | None = None) -> None:
         """The end of the input: timers due at or before ``until`` (default: the clock) fire."""
@@ -422,24 +494,45 @@ class Engine:
         for c in self._by_user_zone:
             self._ensure_occurrence(c, zone, not_before=self.clock)
 
-    def _occurrence(self, c: CompiledCampaign, timers: list[Timer]) -> None:
-        """One instant of a scheduled campaign, for every zone due then: users in user-id order."""
+    def _occurrence(self, c: CompiledCampaign, timers: list[Timer]) -> bool:
+        """One instant of a scheduled campaign, for every zone due then: users in user-id order.
+
+        False when the advance's budget ran out first: the users after the last one done wait in
+        continuation timers (key ``<occurrence key>@<instant>``, payload ``after``: that user)."""
         at = timers[0].due
         dates = {timer.user: timer.payload["date"] for timer in timers}  # zone → the scheduled local date
+        after: dict[str, str] = {}  # zone → the last user done before (a continuation)
         for timer in timers:
+            if "after" in timer.payload:
+                after[timer.user] = timer.payload["after"]
+                continue
             self.store.set_meta(timer.key + ":next", at + 1)
             self._ensure_occurrence(c, timer.user)
         by_user_zone = c.plan.deliver_in_user_timezone
-        for uid in self.store.user_ids():
+        uids = self.store.user_ids()
+        if after and len(after) == len(timers):
+            uids = uids[bisect.bisect_right(uids, min(after.values())):]
+        stop = self._stop_at
+        last: str | None = None
+        for uid in uids:
+            if stop is not None and self.work >= stop and last is not None:
+                for timer in timers:
+                    key = timer.key if "after" in timer.payload else f"{timer.key}@{at}"
+                    self.store.add_timer(Timer(at, c.id, timer.user, key, "occurrence",
+                                               {"date": timer.payload["date"], "after": last}))
+                return False
+            self.work += 1
+            last = uid
             state = self.store.get(uid)
             if state is None or state.first_seen > at:
                 continue  # not a known user at the occurrence (SPEC §3)
             zone = user_zone(c, state) if by_user_zone else ""
             date = dates.get(zone)
-            if date is None:
+            if date is None or (zone in after and uid <= after[zone]):
                 continue
             self._decide(c, state, at, c.env(state, at), trigger_at=at, date=date,
                          schedule_zone=zone if by_user_zone else c.tz)
+        return True
 
     # ---- decisions (SPEC §9.3): the pipeline decides, the engine applies -----------------------
 

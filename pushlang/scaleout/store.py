@@ -44,6 +44,9 @@ _decode_user = msgspec.json.Decoder(UserState).decode
 _decode_timer = msgspec.json.Decoder(Timer).decode
 
 
+FENCE_ATTEMPTS = 5  # fenced commits aborted by a change of the lease before it is called lost
+
+
 class LeaseLost(Exception):
     """The partition's lease is someone else's (or nobody's): drop the partition, commit nothing."""
 
@@ -177,21 +180,25 @@ class RedisStore(PersistentStore):
 
     def commit_fenced(self, lease: str, owner: str, extra: Callable[[Pipeline], None]) -> None:
         """Commit with ``extra`` (the batch's XADDs and XACK) only while ``lease`` names ``owner``:
-        WATCH the lease, check it, MULTI/EXEC. Raises :class:`LeaseLost` (nothing written) otherwise."""
-        pipe = self.client.pipeline(transaction=True)
-        try:
-            pipe.watch(lease)  # type: ignore[no-untyped-call]
-            if text_of(pipe.get(lease)) != owner:
-                raise LeaseLost(lease)
-            pipe.multi()
-            self._queue(pipe)
-            extra(pipe)
-            pipe.execute()
-        except WatchError:
-            raise LeaseLost(lease) from None
-        finally:
-            pipe.reset()
-        self._written()
+        WATCH the lease, check it, MULTI/EXEC. Raises :class:`LeaseLost` (nothing written) otherwise.
+        The owner's own renewals touch the lease too: a transaction they abort is tried again."""
+        for _attempt in range(FENCE_ATTEMPTS):
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                pipe.watch(lease)  # type: ignore[no-untyped-call]
+                if text_of(pipe.get(lease)) != owner:
+                    raise LeaseLost(lease)
+                pipe.multi()
+                self._queue(pipe)
+                extra(pipe)
+                pipe.execute()
+            except WatchError:
+                continue  # the lease changed between WATCH and EXEC: renewed (ours still) or taken
+            finally:
+                pipe.reset()
+            self._written()
+            return
+        raise LeaseLost(lease)
 
     def _written(self) -> None:
         self._dirty_users.clear()

@@ -1,9 +1,10 @@
-"""Redis Streams helpers: the fields of an entry, and trimming what a consumer group is done with.
+"""Redis Streams helpers: the fields of an entry, and the bounds of what the streams keep.
 
 Consumed entries of ``ev:{p}`` (by the partition workers) and of ``ob:{p}`` (by the dispatch workers)
-are trimmed once a second while busy and when the stream goes idle. ``out:{p}`` is the output: it is
-read by whatever the operator attaches, so trimming it is theirs to decide (``XTRIM out:{p} MINID …``
-once read).
+are trimmed once a second while busy and when the stream goes idle. ``out:{p}`` is the output, read by
+whatever the operator attaches: every XADD to it trims it to about ``KEEP_OUTPUTS`` entries
+(``MAXLEN ~``; a worker's ``--keep-outputs``), so a consumer that falls further behind than that loses
+the oldest. ``dl:{p}`` keeps about the last ``DEAD_LETTERS_KEPT`` dead letters.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     import redis
 
 TRIM_EVERY = 1.0  # seconds: how often a busy stream's consumed entries are trimmed
+KEEP_OUTPUTS = 20_000  # entries of out:{p} kept (about: MAXLEN ~): 5M decisions over 256 partitions
+DEAD_LETTERS_KEPT = 1_000  # entries of dl:{p} kept (about)
 
 
 def text_of(value: bytes | str | None) -> str | None:
@@ -81,3 +84,8 @@ class Trimmer:
 def _stream_id(text: str) -> tuple[int, int]:
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+def stream_id(value: bytes | str) -> tuple[int, int]:
+    """An entry id as a pair that sorts as the stream does."""
+    return _stream_id(text_of(value) or "0-0")
