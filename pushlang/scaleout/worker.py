@@ -162,6 +162,7 @@ class _Partition:
         """State from Redis: only what committed batches wrote."""
         self.outputs: list[Output] = []
         self.jobs: list[SendJob] = []  # sends for the dispatch workers (ob:{p})
+        self.applied = 0  # records applied since the last commit
         self.store = RedisStore(worker.client, self.p, fenced=True)
         self.engine = Engine(worker.compiled, self.store, self.outputs.append, on_send=self.jobs.append)
 
@@ -254,7 +255,7 @@ class Worker:
         """One turn: leases, input, steps, the wall clock. Whether anything was done."""
         mono = time.monotonic()
         if mono >= self._next_balance:
-            self._next_balance = mono + self.lease_ms / 3000
+            self._next_balance = mono + self.lease_ms / 1000
             self.balance()
         self._drop_lost()
         worked = False
@@ -400,6 +401,7 @@ class Worker:
                 raise
         part = _Partition(self, p)
         self._claim(part)  # before its first read: what is pending under any name, this one's too
+        self._forget(keys=[stream], args=[WORKER_GROUP, self.id])
         self.owned[p] = part
         self.stats["taken"] += 1
         self._took = True
@@ -613,7 +615,7 @@ class Worker:
             if not self._advance(part, record.ts, False, budget_end):
                 return False
             engine.feed(record)
-            self.stats["records"] += 1
+            part.applied += 1
             return True
         end = field_of(fields, "end")
         if end is not None:  # as Engine.finish(until), whose commit is the batch's
@@ -697,6 +699,8 @@ class Worker:
             part.outputs.clear()
             part.jobs.clear()
             self.stats["batches"] += 1
+            self.stats["records"] += part.applied
+            part.applied = 0
         if ids:
             self._trimmer.consumed(part.stream)
             self._done(part, ids)
