@@ -50,11 +50,13 @@ def trim_consumed(client: redis.Redis, stream: str, group: str) -> int:
         if "NOGROUP" in str(exc):
             return 0  # no such stream or group (yet): nothing was consumed
         raise
+    groups = [_as_dict(g) for g in groups]
+    pending = _as_dict(pending)
     last = next((g["last-delivered-id"] for g in groups if text_of(g["name"]) == group), None)
     if last is None:
         return 0
     cut = _stream_id(text_of(last) or "0-0")
-    if pending["pending"]:
+    if pending["pending"] and pending["min"] is not None:
         cut = min(cut, _stream_id(text_of(pending["min"]) or "0-0"))
     if cut <= (0, 0):
         return 0
@@ -79,6 +81,16 @@ class Trimmer:
                 trim_consumed(self.client, stream, self.group)
             self.streams.clear()
             self._at = time.monotonic()
+
+
+def _as_dict(reply: Any) -> dict[str, Any]:
+    """A reply the client left raw (a cluster client's transaction): XINFO GROUPS' flat field/value list
+    of one group, or XPENDING's summary [count, min, max, consumers]."""
+    if isinstance(reply, dict):
+        return {text_of(k): v for k, v in reply.items()}
+    if len(reply) == 4 and not isinstance(reply[0], (bytes, str)):
+        return {"pending": reply[0], "min": reply[1], "max": reply[2], "consumers": reply[3]}
+    return {text_of(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
 
 
 def _stream_id(text: str) -> tuple[int, int]:

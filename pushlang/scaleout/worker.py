@@ -317,13 +317,22 @@ class Worker:
             held = sorted(self._leased)
         if not held:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for p in held:
-            self._renew(keys=[lease_key(p)], args=[self.id, self.lease_ms], client=pipe)
-        lost = [p for p, ok in zip(held, pipe.execute(), strict=True) if not ok]
+        renewed = self._each(self._renew, [lease_key(p) for p in held])
+        lost = [p for p, ok in zip(held, renewed, strict=True) if not ok]
         if lost:
             with self._lock:
                 self._lost.update(p for p in lost if p in self._leased)
+
+    def _each(self, script: Any, leases: list[str]) -> list[Any]:
+        """A lease script on each lease: pipelined, or one by one on a cluster (whose client runs no
+        script in a pipeline)."""
+        args = [self.id, self.lease_ms]
+        if self._cluster:
+            return [script(keys=[lease], args=args) for lease in leases]
+        pipe = self.client.pipeline(transaction=False)
+        for lease in leases:
+            script(keys=[lease], args=args, client=pipe)
+        return list(pipe.execute())
 
     def _drop_lost(self) -> None:
         if not self._lost:
@@ -376,10 +385,7 @@ class Worker:
                 if holder is None or text_of(holder) == self.id][:target - len(self.owned)]
         if not free:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for p in free:
-            self._take(keys=[lease_key(p)], args=[self.id, self.lease_ms], client=pipe)
-        taken = [p for p, ok in zip(free, pipe.execute(), strict=True) if ok]
+        taken = [p for p, ok in zip(free, self._each(self._take, [lease_key(p) for p in free]), strict=True) if ok]
         with self._lock:
             self._leased.update(taken)
         for p in taken:
