@@ -87,10 +87,10 @@ def _as_dict(reply: Any) -> dict[str, Any]:
     """A reply the client left raw (a cluster client's transaction): XINFO GROUPS' flat field/value list
     of one group, or XPENDING's summary [count, min, max, consumers]."""
     if isinstance(reply, dict):
-        return {text_of(k): v for k, v in reply.items()}
+        return {text_of(k) or "": v for k, v in reply.items()}
     if len(reply) == 4 and not isinstance(reply[0], (bytes, str)):
         return {"pending": reply[0], "min": reply[1], "max": reply[2], "consumers": reply[3]}
-    return {text_of(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+    return {text_of(reply[i]) or "": reply[i + 1] for i in range(0, len(reply), 2)}
 
 
 def _stream_id(text: str) -> tuple[int, int]:
