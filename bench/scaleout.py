@@ -6,8 +6,15 @@ on a free loopback port in a temporary directory, without persistence. Modes, ea
 - sqlite: `replay` with `SqliteStore` in a temporary file, in its own process (the baseline);
 - N workers (1 and 2 by default): fresh Redis data (FLUSHALL), `ingest` of every record plus the end
   markers at the last record's instant (timed alone, in this process), then N processes of
-  `python -m pushlang worker ... --idle-exit`, timed from their launch (import and compile
-  included) until every partition stream is acknowledged (no lag, nothing pending).
+  `python -m pushlang worker ... --idle-exit --clock records`, timed from their launch (import and
+  compile included) until every partition stream is acknowledged (no lag, nothing pending);
+- idle: FLUSHALL, one worker on the wall clock launched and timed until it holds every lease (start-up
+  with P partitions × 100 campaigns), two more launched, and once the shares settled the CPU of each
+  of the 3 (and of redis-server) over ``--idle-seconds`` with no input.
+
+The issue-14 figures close the output: idle CPU per worker (target < 5% of a core), start-up (< 2 s),
+and records per worker CPU-second with 1 and 2 workers (2 workers ≥ 90% of 1: each worker's CPU per
+record, which two workers sharing cores with redis-server does not distort as wall time would).
 
 End to end = ingest + processing. Printed: seconds, records/s and the ratio to the SQLite replay per
 mode, the 2-worker / 1-worker ratio, CPU seconds of redis-server (INFO cpu), of the workers (/proc or
@@ -155,7 +162,7 @@ def run_workers(client: Any, url: str, work: Path, lines: list[bytes], n: int, p
     t1 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "pushlang", "worker", str(work / "bench.push"),
                                "--redis", url, "--partitions", str(partitions), "--id", wid, "--batch", str(batch),
-                               "--idle-exit", "1"],
+                               "--idle-exit", "1", "--clock", "records"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for wid in ids]
     leased_at: float | None = None
@@ -209,6 +216,50 @@ def run_workers(client: Any, url: str, work: Path, lines: list[bytes], n: int, p
             "outputs": Counter(_canonical(o) for o in outputs), "decisions": len(outputs)}
 
 
+def run_idle(client: Any, url: str, work: Path, n: int, partitions: int, seconds: float) -> dict[str, Any]:
+    """``n`` workers on the wall clock over an empty Redis: the time until one of them took every lease
+    (started alone: import, compile, ``partitions`` engines), then the CPU each uses over ``seconds``
+    once all have their share, and redis-server's."""
+    from pushlang.scaleout import keys
+
+    client.flushall()
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def launch(i: int) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "pushlang", "worker", str(work / "bench.push"), "--redis", url,
+                                 "--partitions", str(partitions), "--id", f"idle-{i}", "--clock", "wall"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def leased() -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for p in range(partitions):
+            pipe.get(keys.lease_key(p))
+        return list(pipe.execute())
+
+    procs = [launch(0)]
+    started = time.perf_counter()
+    try:
+        while not all(leased()):
+            if procs[0].poll() is not None:
+                raise RuntimeError(f"the worker exited: {procs[0].stderr.read() if procs[0].stderr else ''}")
+            time.sleep(0.01)
+        startup = time.perf_counter() - started
+        procs += [launch(i) for i in range(1, n)]
+        deadline = time.monotonic() + 60
+        while len({h for h in leased() if h is not None}) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # the shares settle (leases released and taken)
+        c0, r0, t0 = [cpu_seconds(p.pid) for p in procs], redis_cpu(client), time.perf_counter()
+        time.sleep(seconds)
+        c1, r1, wall = [cpu_seconds(p.pid) for p in procs], redis_cpu(client), time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.terminate()
+            p.communicate(timeout=30)
+    share = [(b - a) / wall if a is not None and b is not None else float("nan") for a, b in zip(c0, c1, strict=True)]
+    return {"startup": startup, "worker_share": share, "redis_share": (r1 - r0) / wall, "seconds": wall}
+
+
 # ---- main --------------------------------------------------------------------------------------
 
 
@@ -219,6 +270,7 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2", help="worker counts to measure, comma-separated")
     ap.add_argument("--partitions", type=int, default=256)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--idle-seconds", type=float, default=10.0, help="how long the idle CPU is measured")
     ap.add_argument("--replay-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -255,6 +307,8 @@ def main() -> int:
             for n in counts:
                 print(f"running {n} worker(s) ...", file=sys.stderr)
                 runs[n] = run_workers(client, url, work, lines, n, args.partitions, args.batch)
+            print("measuring 3 idle workers ...", file=sys.stderr)
+            idle = run_idle(client, url, work, 3, args.partitions, args.idle_seconds)
 
     n_rec = args.records
     cores = os.cpu_count() or 1
@@ -322,6 +376,21 @@ def main() -> int:
               f"client {r['ingest_cpu'] / n_rec * 1e6:.0f} µs/record, redis {r['ingest_redis'] / n_rec * 1e6:.0f} µs/record.")
     else:
         print("\nwhat bounds it: workers' CPU time unavailable (no psutil, no /proc)")
+
+    print(f"\nIssue 14 figures ({args.partitions} partitions, 100 campaigns):")
+    print(f"{'measure':62} {'value':>12} {'target':>12}")
+    shares = ", ".join(f"{x:.1%}" for x in idle["worker_share"])
+    print(f"{'idle CPU of each of 3 wall-clock workers (' + format(idle['seconds'], '.0f') + ' s)':62} "
+          f"{max(idle['worker_share']):11.1%} {'< 5%':>12}   ({shares}; redis-server {idle['redis_share']:.1%})")
+    print(f"{'start-up: one worker launched until every lease is taken':62} {idle['startup']:11.2f}s {'< 2 s':>12}")
+    per_cpu: dict[int, float] = {}
+    for n, r in runs.items():
+        wc = r["steady_worker_cpu"]
+        if wc:
+            per_cpu[n] = max(1, r["steady_records"]) / sum(wc)
+            print(f"{f'records per worker CPU-second, {n} worker(s) (after start-up)':62} {per_cpu[n]:12,.0f}")
+    if 1 in per_cpu and 2 in per_cpu:
+        print(f"{'  2 workers / 1 worker':62} {per_cpu[2] / per_cpu[1]:11.0%} {'>= 90%':>12}")
 
     ok = True
     for n, r in runs.items():
