@@ -57,9 +57,10 @@ def cart_line(user: str, ts: str, product: str = "Kettle") -> str:
 
 
 class Setup:
-    def __init__(self, tmp: Path, svc: WebPushService, campaign: str = CAMPAIGN, **settings: Any) -> None:
+    def __init__(self, tmp: Path, svc: WebPushService, campaign: str = CAMPAIGN, key: Path | None = None,
+                 **settings: Any) -> None:
         self.svc = svc
-        key = tmp / "vapid_private.pem"
+        key = key or tmp / "vapid_private.pem"
         self.settings = DeliverySettings(vapid_key_file=str(key), vapid_subject="mailto:ops@shop.example.com",
                                          **{"max_attempts": 2, "timeout": 5.0, "allow_loopback": True, **settings})
         (tmp / "cart.push").write_text(campaign, encoding="utf-8")

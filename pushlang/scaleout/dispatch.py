@@ -332,51 +332,59 @@ class DispatchWorker:
             loop.close()
 
     async def _serve(self, stop: threading.Event | None, idle_exit: float | None) -> None:
-        from redis.exceptions import RedisError
-
         async with Dispatcher(self.settings, self.plan.settings.default_ttl, on_halt=self._halt) as dispatcher:
             self._dispatcher = dispatcher
-            groups = False
-            last_work = last_redis = time.monotonic()
-            while True:
-                self._stopping = stop is not None and stop.is_set()
-                if self._stopping and not self._running and self._gave_up():
-                    return
-                worked = False
-                try:
-                    if not groups:
-                        self._create_groups()
-                        groups = True
-                    self._housekeeping()
-                    if not self._stopping:
-                        worked = self._fill()
-                    last_redis = time.monotonic()
-                except RedisError as exc:
-                    now = time.monotonic()
-                    if idle_exit is not None and now - last_redis >= max(idle_exit, 1.0) and not self._running:
-                        if not self._held:
-                            raise  # no Redis for longer than the worker waits for work: said, not retried forever
-                        self._stopping = True
-                        if self._gave_up():
-                            raise
-                    self.log(f"{self.id}: redis error ({exc!r}); retrying")
-                    self._reread_own = True
-                    await asyncio.sleep(0.2)
-                    continue
-                self._start()
+            try:
+                await self._loop(stop, idle_exit)
+            finally:  # an error on the way out: what is under way stops (pending, taken over by another)
+                for task in self._running:
+                    task.cancel()
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _loop(self, stop: threading.Event | None, idle_exit: float | None) -> None:
+        from redis.exceptions import RedisError
+
+        groups = False
+        last_work = last_redis = time.monotonic()
+        while True:
+            self._stopping = stop is not None and stop.is_set()
+            if self._stopping and not self._running and self._gave_up():
+                return
+            worked = False
+            try:
+                if not groups:
+                    self._create_groups()
+                    groups = True
+                self._housekeeping()
+                if not self._stopping:
+                    worked = self._fill()
+                last_redis = time.monotonic()
+            except RedisError as exc:
                 now = time.monotonic()
-                if worked or self._held:
-                    last_work = now
-                if self._running:
-                    await asyncio.wait(self._running, timeout=min(0.2, self._refresh_every),
-                                       return_when=asyncio.FIRST_COMPLETED)
-                elif self._finished:
-                    await asyncio.sleep(max(0.0, min(self._next_commit - now, 0.2)))
-                elif not worked:
-                    if idle_exit is not None and now - last_work >= idle_exit:
-                        return
-                    if self.cluster:  # nothing blocked in Redis: wait here instead
-                        await asyncio.sleep(min(IDLE_POLL, self.block_ms / 1000))
+                if idle_exit is not None and now - last_redis >= max(idle_exit, 1.0) and not self._running:
+                    if not self._held:
+                        raise  # no Redis for longer than the worker waits for work: said, not retried forever
+                    self._stopping = True
+                    if self._gave_up():
+                        raise
+                self.log(f"{self.id}: redis error ({exc!r}); retrying")
+                self._reread_own = True
+                await asyncio.sleep(0.2)
+                continue
+            self._start()
+            now = time.monotonic()
+            if worked or self._held:
+                last_work = now
+            if self._running:
+                await asyncio.wait(self._running, timeout=min(0.2, self._refresh_every),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            elif self._finished:
+                await asyncio.sleep(max(0.0, min(self._next_commit - now, 0.2)))
+            elif not worked:
+                if idle_exit is not None and now - last_work >= idle_exit:
+                    return
+                if self.cluster:  # nothing blocked in Redis: wait here instead
+                    await asyncio.sleep(min(IDLE_POLL, self.block_ms / 1000))
 
     def _gave_up(self) -> bool:
         """Stopping: True once nothing is held, or the commits kept failing for ``STOP_GRACE`` seconds
@@ -406,11 +414,11 @@ class DispatchWorker:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if self._finished and now >= self._next_commit:
+            self._commit_finished()  # first: it keeps its results through a Redis error, the others raise
         if self._held and now >= self._next_refresh:
             self._refresh_held()
             self._next_refresh = now + self._refresh_every
-        if self._finished and now >= self._next_commit:
-            self._commit_finished()
         self._trimmer.maybe(idle=not self._held)
 
     # ---- reading -------------------------------------------------------------------------------
@@ -487,9 +495,10 @@ class DispatchWorker:
         """Consumers of earlier lives (each restart comes with a new id) that hold nothing."""
         for p in self._streams():
             for consumer in self.client.xinfo_consumers(outbox_key(p), DISPATCH_GROUP):
-                name = text_of(consumer["name"])
-                if (name != self.id and int(consumer["pending"]) == 0
-                        and int(consumer.get("inactive", consumer["idle"])) > STALE_CONSUMER_MS):
+                name = text_of(field_of(consumer, "name"))
+                inactive = field_of(consumer, "inactive")  # Redis 7.2: since its last successful read
+                idle = int(field_of(consumer, "idle") if inactive is None else inactive)
+                if name != self.id and int(field_of(consumer, "pending")) == 0 and idle > STALE_CONSUMER_MS:
                     self.client.xgroup_delconsumer(outbox_key(p), DISPATCH_GROUP, name)  # type: ignore[arg-type]
 
     def _take_entries(self, read: Iterable[tuple[int, str, Any]]) -> None:

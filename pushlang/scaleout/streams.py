@@ -47,12 +47,14 @@ def trim_consumed(client: redis.Redis, stream: str, group: str) -> int:
         if "NOGROUP" in str(exc):
             return 0  # no such stream or group (yet): nothing was consumed
         raise
-    last = next((g["last-delivered-id"] for g in groups if text_of(g["name"]) == group), None)
+    # a cluster's transactions answer unparsed: byte keys, XPENDING as [count, min, max, consumers]
+    last = next((field_of(g, "last-delivered-id") for g in groups if text_of(field_of(g, "name")) == group), None)
     if last is None:
         return 0
     cut = _stream_id(text_of(last) or "0-0")
-    if pending["pending"]:
-        cut = min(cut, _stream_id(text_of(pending["min"]) or "0-0"))
+    count, low = (pending["pending"], pending["min"]) if isinstance(pending, dict) else pending[:2]
+    if count:
+        cut = min(cut, _stream_id(text_of(low) or "0-0"))
     if cut <= (0, 0):
         return 0
     return int(client.xtrim(stream, minid=f"{cut[0]}-{cut[1]}", approximate=False))
