@@ -361,12 +361,9 @@ class DispatchWorker:
                 last_redis = time.monotonic()
             except RedisError as exc:
                 now = time.monotonic()
-                if idle_exit is not None and now - last_redis >= max(idle_exit, 1.0) and not self._running:
-                    if not self._held:
-                        raise  # no Redis for longer than the worker waits for work: said, not retried forever
-                    self._stopping = True
-                    if self._gave_up():
-                        raise
+                away = idle_exit is not None and now - last_redis >= max(idle_exit, 1.0)
+                if away and not self._running and (not self._held or self._gave_up()):
+                    raise  # no Redis for longer than the worker waits for work: said, not retried forever
                 self.log(f"{self.id}: redis error ({exc!r}); retrying")
                 self._reread_own = True
                 await asyncio.sleep(0.2)
