@@ -107,6 +107,13 @@ class Cluster:
                     proc.wait()
 
 
+def _cluster_port() -> int:
+    """A free port a cluster node can use: its bus listens 10000 higher, so at most 55535."""
+    while (port := _free_port()) > 55535:
+        pass
+    return port
+
+
 def _state_ok(client: Any) -> bool:
     info = client.cluster("INFO")  # parsed into a dict by redis-py
     state = info.get("cluster_state") if isinstance(info, dict) else None
@@ -119,7 +126,7 @@ def redis_cluster(tmp: Path, masters: int = 3) -> Iterator[Cluster]:
     cli = shutil.which("redis-cli")
     if cli is None:
         pytest.skip("redis-cli is not on PATH (it comes with Debian's redis-tools; .ci/run installs it)")
-    cluster = Cluster(tmp, binary, [_free_port() for _ in range(masters)])
+    cluster = Cluster(tmp, binary, [_cluster_port() for _ in range(masters)])
     try:
         for i in range(masters):
             cluster.start(i)

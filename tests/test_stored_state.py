@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,8 @@ def test_an_outbox_entry_of_scaleout_written_before_decodes_and_is_delivered(
     folder, push = project
     sub = push.new_subscription("chrome")
     entry = raw.replace(b"https://push.example/u2", sub.endpoint.encode()).replace(
-        b"BOLD-u2", sub.p256dh.encode()).replace(b"AUTH-u2", sub.auth.encode())
+        b"BOLD-u2", sub.p256dh.encode()).replace(b"AUTH-u2", sub.auth.encode()).replace(
+        b"1796126400000000", str(int(time.time() - 3600) * 1_000_000).encode())  # decided an hour ago: within its ttl
     compiled = compile_paths([str(folder / "night.push")]).plan
     assert compiled is not None
     settings = DeliverySettings(vapid_key_file=str(folder / "vapid.pem"), vapid_subject="mailto:ops@shop.example.com",

@@ -12,17 +12,19 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
         "dispatch", help="deliver the outboxes of a Redis scale-out (dispatch worker)",
         description="Consume the outbox streams ob:{p} of a Redis (consumer group `dispatch`) and deliver "
                     "the sends through the [vapid]/[apns] settings of pushlang.toml; delivery records go to "
-                    "out:{p}. Each send_id is delivered at most once, however many dispatch workers run.",
+                    "out:{p}. Each send_id is delivered at most once, however many dispatch workers run; a "
+                    "send older than its ttl is recorded failed (expired) instead.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help=".push files or directories (the workers' campaigns)")
     common.add_scaleout_options(p, "dispatch worker")
+    p.add_argument("--claim-idle", type=common.positive, default=30, metavar="SECONDS",
+                   help="take over the entries of a dispatcher silent for this long (default 30)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import redis
-
     from pushlang.dispatch.dispatcher import DeliverySettings
+    from pushlang.scaleout.connection import LayoutMismatch, check_layout, connect
     from pushlang.scaleout.dispatch import DispatchWorker
 
     compiled, config = common.compile_checked(args.paths, config_path=args.config)
@@ -33,10 +35,16 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError(f"dispatch needs in {where}: " + "; ".join(missing) + " (nothing was delivered or "
                                 "marked: the outboxes wait)")
     settings.check_keys()
-    client = redis.Redis.from_url(args.redis)
-    worker = DispatchWorker(client, compiled, settings, args.partitions, args.id, log=common.log_to_stderr)
+    client = connect(args.redis)
+    try:
+        check_layout(client, args.partitions, None)
+    except LayoutMismatch as exc:
+        client.close()
+        raise common.UsageError(str(exc)) from None
+    worker = DispatchWorker(client, compiled, settings, args.partitions, args.id, claim_idle_ms=args.claim_idle * 1000,
+                            log=common.log_to_stderr)
     s = worker.stats
     common.run_worker(worker, args.idle_exit, client, lambda: f"{s['sends']} sends, {s['delivered']} delivered, "
-               f"{s['failed']} failed, {s['duplicates']} duplicates, {s['interrupted']} interrupted, "
-               f"{s['claimed']} claimed")
+               f"{s['failed']} failed, {s['expired']} expired, {s['duplicates']} duplicates, "
+               f"{s['interrupted']} interrupted, {s['claimed']} claimed")
     return common.EXIT_FINDINGS if worker.halts else common.EXIT_OK

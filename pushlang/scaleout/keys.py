@@ -8,7 +8,8 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
 - ``dl:{p}``     dead letters: the entry as read, its ``id`` and the ``error``;
 - ``lease:{p}``  the id of the worker that owns the partition;
 - ``ob:{p}``     outbox stream: field ``j`` = one msgspec-JSON ``QueuedSend``;
-- ``sent:{p}:<send_id>``  a send's de-duplication marker (a dispatch worker's id, then ``done``);
+- ``sent:{p}:<send_id>``  a send's marker, a hash: the entry and dispatch worker that own it (then
+  ``done``) and the targets whose request is on the wire;
 - ``u:{p}``, ``tm:{p}``, ``tmd:{p}``, ``meta:{p}``  the partition's state (users, timers by due,
   timer data, bookkeeping);
 - ``workers``    sorted set: partition worker ids scored by their heartbeat's expiry (not in a slot

@@ -50,6 +50,7 @@ def trim_consumed(client: redis.Redis, stream: str, group: str) -> int:
         if "NOGROUP" in str(exc):
             return 0  # no such stream or group (yet): nothing was consumed
         raise
+    # a cluster's transactions answer unparsed: byte keys, flat pairs, XPENDING as [count, min, max, consumers]
     groups = [_as_dict(g) for g in groups]
     pending = _as_dict(pending)
     last = next((g["last-delivered-id"] for g in groups if text_of(g["name"]) == group), None)
