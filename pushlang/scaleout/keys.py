@@ -9,6 +9,8 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
 - ``lease:{p}``  the id of the worker that owns the partition;
 - ``ob:{p}``     outbox stream: field ``j`` = one msgspec-JSON ``QueuedSend``;
 - ``sent:{p}:<send_id>``  a send's de-duplication marker (a dispatch worker's id, then ``done``);
+- ``idem:{p}:<key>``  an ingest request's records of partition p are in ``ev:{p}`` (the request's
+  digest; expires after a day);
 - ``u:{p}``, ``tm:{p}``, ``tmd:{p}``, ``meta:{p}``  the partition's state (users, timers by due,
   timer data, bookkeeping);
 - ``workers``    sorted set: partition worker ids scored by their heartbeat's expiry (not in a slot
@@ -62,10 +64,15 @@ timers_key = _in_slot("tm")
 timer_data_key = _in_slot("tmd")
 meta_key = _in_slot("meta")
 _sent = _in_slot("sent")
+_idem = _in_slot("idem")
 
 
 def sent_key(p: int, send_id: str) -> str:
     return f"{_sent(p)}:{send_id}"
+
+
+def idempotency_key(p: int, key: str) -> str:
+    return f"{_idem(p)}:{key}"
 
 
 def partition_of_key(key: str) -> int:
