@@ -53,7 +53,7 @@ log = logging.getLogger("pushlang.scaleout")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_TTL = 24 * 3600  # seconds a request's markers are kept: a retry within a day is exactly once
 MAX_KEY = 200  # characters of an Idempotency-Key
-CHUNK = 1000  # input lines appended at a time by `pushlang ingest` (one idempotency key each)
+CHUNK = 5000  # input lines appended at a time by `pushlang ingest` (one idempotency key each)
 
 _decode = msgspec.json.Decoder().decode
 _decode_user = msgspec.json.Decoder(UserState).decode
@@ -147,7 +147,9 @@ def append(client: redis.Redis, entries: list[Entry], partitions: int, once: Onc
     if any(v is not None and text_of(v) != once.digest for v in pipe.execute()):
         raise KeyReused(once.key)
     for p, raws in by_partition.items():
-        pipe.eval(_APPEND_ONCE, 2, stream_key(p), markers[p], once.digest, IDEMPOTENCY_TTL, *raws)
+        # EVAL by name: a cluster pipeline's eval() is not the command (the keys route it to the slot)
+        pipe.execute_command("EVAL", _APPEND_ONCE, 2, stream_key(p), markers[p], once.digest,  # type: ignore[no-untyped-call]
+                             IDEMPOTENCY_TTL, *raws)
     if any(result == -2 for result in pipe.execute()):  # another request with this key, meanwhile
         raise KeyReused(once.key)
 
