@@ -152,7 +152,40 @@ def add_scaleout_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--id", metavar="NAME", help=f"{what} id (default: host-pid-random); unique per process")
     p.add_argument("--idle-exit", type=float, metavar="SECONDS",
                    help="exit when nothing came for this long (default: run until interrupted)")
+    add_clock(p)
     add_config(p)
+
+
+def add_clock(p: argparse.ArgumentParser) -> None:
+    """``--clock wall|records``: the clock of a scale-out deployment (the same for all its processes)."""
+    p.add_argument("--clock", choices=("wall", "records"), default="wall",
+                   help="wall (default): a live deployment, time is Redis server time, records too far ahead of "
+                        "it are refused; records: loading history, time is the records' own (as replay)")
+
+
+def scaleout_client(url: str, partitions: int, clock: str | None) -> Any:
+    """A client for the scale-out's Redis at ``url`` (a cluster client on a cluster node) whose layout
+    was checked (:func:`pushlang.scaleout.connection.check_layout`; ``clock`` None: a process the clock
+    does not concern): a usage error, in words, for a Redis that does not answer or is laid out
+    otherwise."""
+    import redis
+
+    from pushlang.scaleout.connection import SOCKET_TIMEOUT, LayoutMismatch, check_layout, connect
+
+    client = None
+    try:
+        client = connect(url)
+        check_layout(client, partitions, clock)
+    except BaseException as exc:
+        if client is not None:
+            client.close()
+        if isinstance(exc, LayoutMismatch):
+            raise UsageError(str(exc)) from None
+        if isinstance(exc, redis.TimeoutError):
+            raise UsageError(f"Redis: no answer from {url} within {SOCKET_TIMEOUT:g} s (is it a Redis, and is "
+                             "the server healthy?)") from None
+        raise
+    return client
 
 
 class Runs(Protocol):

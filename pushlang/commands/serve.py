@@ -27,10 +27,12 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--store", default="pushlang.db", metavar="FILE",
                    help="the SQLite file (default pushlang.db; sqlite:///file.db works too)")
     p.add_argument("--redis", metavar="URL",
-                   help="scale-out: only take records in and append them to the partition streams of this "
-                        "Redis, for `pushlang worker` processes")
+                   help="scale-out: only take records in (POST /v1/records and /v1/browser/records, with an "
+                        "Idempotency-Key for safe retries) and append them to the partition streams of this Redis "
+                        "or Redis Cluster, for `pushlang worker` processes (docs/scale-out.md)")
     p.add_argument("--partitions", type=common.positive, default=DEFAULT_PARTITIONS,
                    help=f"with --redis: the number of partitions (default {DEFAULT_PARTITIONS})")
+    common.add_clock(p)
     return p
 
 
@@ -40,11 +42,19 @@ def run(args: argparse.Namespace) -> int:
     if args.redis is not None:
         from pushlang.config import find_config, load_config
         from pushlang.diagnostics import Sink
+        from pushlang.scaleout.connection import LayoutMismatch
         from pushlang.scaleout.ingest import serve_ingest
-        from pushlang.service.options import ServerOptions
+        from pushlang.service.identity import BrowserGuard
+        from pushlang.service.options import ServerOptions, server_table
 
-        options = ServerOptions.from_config(load_config(find_config(args.config, args.paths), Sink()))
-        return serve_ingest(args.redis, args.partitions, host=args.host, port=args.port, options=options)
+        config = load_config(find_config(args.config, args.paths), Sink())
+        options, browser = ServerOptions.from_config(config), BrowserGuard.from_server(server_table(config))
+        common.scaleout_client(args.redis, args.partitions, args.clock).close()  # said in words, before listening
+        try:
+            return serve_ingest(args.redis, args.partitions, host=args.host, port=args.port, options=options,
+                                clock=args.clock, browser=browser)
+        except LayoutMismatch as exc:
+            raise common.UsageError(str(exc)) from None
     from pushlang.service.app import serve
 
     return serve(args.paths, host=args.host, port=args.port, config_path=args.config,

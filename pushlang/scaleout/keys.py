@@ -10,6 +10,8 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
 - ``ob:{p}``     outbox stream: field ``j`` = one msgspec-JSON ``QueuedSend``;
 - ``sent:{p}:<send_id>``  a send's marker, a hash: the entry and dispatch worker that own it (then
   ``done``) and the targets whose request is on the wire;
+- ``idem:{p}:<key>``  an ingest request's records of partition p are in ``ev:{p}`` (the request's
+  digest; expires after a day);
 - ``u:{p}``, ``tm:{p}``, ``tmd:{p}``, ``meta:{p}``  the partition's state (users, timers by due,
   timer data, bookkeeping);
 - ``workers``    sorted set: partition worker ids scored by their heartbeat's expiry (not in a slot
@@ -63,10 +65,15 @@ timers_key = _in_slot("tm")
 timer_data_key = _in_slot("tmd")
 meta_key = _in_slot("meta")
 _sent = _in_slot("sent")
+_idem = _in_slot("idem")
 
 
 def sent_key(p: int, send_id: str) -> str:
     return f"{_sent(p)}:{send_id}"
+
+
+def idempotency_key(p: int, key: str) -> str:
+    return f"{_idem(p)}:{key}"
 
 
 def partition_of_key(key: str) -> int:

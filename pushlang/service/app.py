@@ -54,22 +54,17 @@ from pushlang.dispatch.dispatcher import APNS, WEBPUSH, DeliverySettings, Dispat
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import INTERACTIONS, Engine, Output, SendJob
 from pushlang.runtime.instants import US, iso
-from pushlang.runtime.records import Event, Record, Subscribe, Unsubscribe, decode_body
+from pushlang.runtime.records import Event, Record, decode_body
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.service.delivery import OUTBOX, Deliveries, outbox_entry
-from pushlang.service.http import MAX_BODY, bearer_ok, error, json_errors, unauthorized
-from pushlang.service.identity import TOKEN_HEADER, BrowserGuard
-from pushlang.service.options import ServerOptions
+from pushlang.service.http import MAX_BODY, bearer_ok, error, get_sdk, json_errors, unauthorized
+from pushlang.service.identity import CORS, TOKEN_HEADER, BrowserGuard
+from pushlang.service.options import ServerOptions, server_table
 
 log = logging.getLogger("pushlang.service")
 
 STATIC = Path(__file__).resolve().parent / "static"
 FEED_CHUNK = 2000  # records fed between two yields to the event loop (a big batch never blocks it)
-# The browser endpoint takes no API token (a user token instead) and only subscriptions, views and
-# clicks: any origin may post.
-_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
-         "Access-Control-Allow-Headers": f"content-type, {TOKEN_HEADER.lower()}", "Access-Control-Max-Age": "86400",
-         "Access-Control-Expose-Headers": "Retry-After"}
 
 
 def plan_hash(campaign: plan.Campaign) -> str:
@@ -110,7 +105,7 @@ class LiveService:
         self.settings = DeliverySettings.from_config(self.config)
         if not self.settings.problems():
             self.settings.check_keys()  # a key file that is not a key: said now, in words
-        self.browser = BrowserGuard.from_server(_server_table(self.config))
+        self.browser = BrowserGuard.from_server(server_table(self.config))
         self.store = SqliteStore(store_path, cache_size=cache_users(self.config))
         self.activity = ActivityLog(self.store)  # written in the store's transactions
         self.tick, self.clock = tick, clock
@@ -230,7 +225,7 @@ class LiveService:
         app.router.add_delete("/v1/users/{id:.+}", self.delete_user)
         app.router.add_get("/healthz", self.get_health)
         app.router.add_get("/sdk/demo", self.get_demo)
-        app.router.add_get("/sdk/{name}", self.get_sdk)
+        app.router.add_get("/sdk/{name}", get_sdk)
         try:
             from pushlang.service.dashboard import add_routes
         except ImportError:  # the dashboard is optional in a minimal install
@@ -258,17 +253,17 @@ class LiveService:
 
     def _admit(self, indexed: list[tuple[int, Record]],
                rejected: list[dict[str, object]]) -> list[tuple[int, Record]]:
-        """The records a live service takes (:meth:`ServerOptions.problem`), each at most at the wall
+        """The records a live service takes (:meth:`ServerOptions.admit`), each at most at the wall
         clock: a record a little ahead (a fast client clock) counts as now, so the engine never runs
         ahead of the wall clock. The refused ones join ``rejected``, in index order."""
         now = self.now()
         admitted: list[tuple[int, Record]] = []
         for index, record in indexed:
-            problem = self.options.problem(record, now)
-            if problem is not None:
-                rejected.append({"index": index, "reason": problem})
+            taken = self.options.admit(record, now)
+            if isinstance(taken, str):
+                rejected.append({"index": index, "reason": taken})
             else:
-                admitted.append((index, record if record.ts <= now else msgspec.structs.replace(record, ts=now)))
+                admitted.append((index, taken))
         rejected.sort(key=lambda r: -1 if r["index"] is None else int(str(r["index"])))
         return admitted
 
@@ -291,11 +286,11 @@ class LiveService:
 
     async def browser_preflight(self, request: web.Request) -> web.Response:
         """CORS: a shop's pages (another origin than the service) may post browser records."""
-        return web.Response(status=204, headers=_CORS)
+        return web.Response(status=204, headers=CORS)
 
     async def post_browser_records(self, request: web.Request) -> web.Response:
         response = await self._browser_records(request)
-        response.headers.update(_CORS)
+        response.headers.update(CORS)
         return response
 
     async def _browser_records(self, request: web.Request) -> web.Response:
@@ -304,60 +299,28 @@ class LiveService:
         indexed, rejected = decode_body(await request.read())
         if (refusal := self.browser.too_many(len(indexed) + len(rejected))) is not None:
             return refusal
-        token = request.headers.get(TOKEN_HEADER)
-        allowed: list[tuple[int, Record]] = []
-        for index, record in indexed:
-            problem = self.browser.tokens.problem(token, record.user)
-            if problem is not None:
-                rejected.append({"index": index, "reason": problem})
-            elif isinstance(record, (Subscribe, Unsubscribe)):
-                allowed.append((index, record))
-            elif isinstance(record, Event) and record.name in INTERACTIONS:
-                send_id = record.props.get("send_id")
-                send = self.activity.send_of(send_id) if isinstance(send_id, str) else None
-                if send is None:
-                    rejected.append({"index": index, "reason": f"`{record.name}` for an unknown send_id"})
-                elif send[1] != record.user:
-                    rejected.append({"index": index, "reason": f"`{record.name}` for a send to another user"})
-                else:
-                    allowed.append((index, record))
-            else:
-                rejected.append({"index": index, "reason": "browsers may only send subscriptions and "
-                                                           "Push Viewed / Push Clicked events"})
-        # A browser's clock is often wrong (minutes, or days): what it reports happened when it
-        # reached the service, so its records are stamped with the service's clock.
-        now = self.now()
-        stamped = [(index, msgspec.structs.replace(record, ts=now)) for index, record in allowed]
-        admitted = self._admit(stamped, rejected)
+        allowed = self.browser.screen(indexed, rejected, request.headers.get(TOKEN_HEADER), self._send_to, self.now())
+        admitted = self._admit(allowed, rejected)
 
-        def within_the_cap(records: list[Record]) -> list[Record]:
-            taken: list[Record] = []
-            for (index, _), record in zip(admitted, records, strict=True):
-                problem = self._one_too_many(record, taken) if isinstance(record, Subscribe) else None
-                if problem is None:
-                    taken.append(record)
-                else:
-                    rejected.append({"index": index, "reason": problem})
-            return taken
+        indices = [index for index, _ in admitted]
+
+        def within_the_cap(records: list[Record]) -> list[Record]:  # under the lock: the store as it is
+            capped = self.browser.within_cap(list(zip(indices, records, strict=True)), rejected,
+                                             self._active_subscriptions)
+            return [record for _, record in capped]
 
         records = await self._feed([record for _, record in admitted], within_the_cap)
         rejected.sort(key=lambda r: -1 if r["index"] is None else int(str(r["index"])))
         status = 200 if records or not rejected else 400
         return web.json_response({"accepted": len(records), "rejected": rejected}, status=status)
 
-    def _one_too_many(self, record: Subscribe, taken: list[Record]) -> str | None:
-        """Why a browser may not add this subscription: its user has as many active ones as
-        ``[server] max_subscriptions_per_user`` (each is a request per send: a page must not make
-        one user a thousand)."""
-        key = record.endpoint or record.device_token or ""
-        state = self.store.get(record.user)
-        active = {k for k, sub in state.subscriptions.items() if sub.active} if state is not None else set()
-        active |= {r.endpoint or r.device_token or "" for r in taken
-                   if isinstance(r, Subscribe) and r.user == record.user}
-        if key in active or len(active) < self.browser.max_subscriptions:
-            return None
-        return (f"user `{record.user}` has {len(active)} active subscriptions, as many as a browser may give one "
-                "user ([server] max_subscriptions_per_user): unsubscribe one first")
+    def _send_to(self, send_id: str, user: str) -> bool | None:
+        send = self.activity.send_of(send_id)
+        return None if send is None else send[1] == user
+
+    def _active_subscriptions(self, user: str) -> set[str]:
+        state = self.store.get(user)
+        return {k for k, sub in state.subscriptions.items() if sub.active} if state is not None else set()
 
     def _with_campaign(self, record: Record) -> Record:
         """A `Push Viewed` / `Push Clicked` without `props.campaign` gets the campaign of its send_id,
@@ -442,7 +405,7 @@ class LiveService:
             log.error("reload refused: %s", message)
             return web.json_response({"reloaded": False, "error": message}, status=422)
         try:  # a rotated user token secret takes effect with the campaigns
-            self.browser = BrowserGuard.from_server(_server_table(result.config), self.browser.limiter)
+            self.browser = BrowserGuard.from_server(server_table(result.config), self.browser.limiter)
         except ValueError as exc:
             return web.json_response({"reloaded": False, "error": str(exc)}, status=422)
         async with self._lock:
@@ -469,22 +432,6 @@ class LiveService:
         html = html.replace('<html lang="en">', f'<html lang="en" data-vapid-key="{key}">', 1)
         return web.Response(text=html, content_type="text/html",
                             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
-
-    async def get_sdk(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        path = STATIC / "sdk" / name
-        if name not in ("sw.js", "subscribe.js") or not path.is_file():
-            return error(404, f"no SDK file {name}")
-        headers = {"Content-Type": "application/javascript", "Service-Worker-Allowed": "/",
-                   "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-        return web.FileResponse(path, headers=headers)
-
-
-def _server_table(config: Config) -> dict[str, object]:
-    server = config.raw.get("server", {})
-    if not isinstance(server, dict):
-        raise ValueError("[server] in pushlang.toml must be a table")
-    return server
 
 
 def serve(paths: list[str], *, host: str, port: int, config_path: str | None, store_path: str) -> int:

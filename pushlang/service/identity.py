@@ -25,9 +25,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import msgspec
 from aiohttp import web
 
+from pushlang.runtime.engine import INTERACTIONS
 from pushlang.runtime.instants import US, iso
+from pushlang.runtime.records import Event, Record, Subscribe, Unsubscribe
 from pushlang.service.http import error
 
 TOKEN_HEADER = "X-Pushlang-User-Token"
@@ -37,6 +40,11 @@ MAX_CLIENTS = 100_000  # buckets kept at most; the least recently seen go first
 MAX_RECORDS = 20  # records in one request from a browser (a subscribe, an unsubscribe, a few reports)
 DEFAULT_MAX_SUBSCRIPTIONS = 10  # active subscriptions a browser may give one user (devices, browsers)
 _TOKEN = re.compile(r"v1\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
+# The browser endpoint takes no API token (a user token instead) and only subscriptions, views and
+# clicks: any origin may post.
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": f"content-type, {TOKEN_HEADER.lower()}", "Access-Control-Max-Age": "86400",
+        "Access-Control-Expose-Headers": "Retry-After"}
 NOT_CONFIGURED = ("the browser endpoint is off: set [server] user_token_secret in pushlang.toml "
                   "(`pushlang keys user-secret` prints one) and have your site sign each user id with it "
                   "(see docs/security.md)")
@@ -247,3 +255,49 @@ class BrowserGuard:
         if records > MAX_RECORDS:
             return error(413, f"{records} records in one request: a browser sends at most {MAX_RECORDS}")
         return None
+
+    def screen(self, indexed: list[tuple[int, Record]], rejected: list[dict[str, Any]], token: str | None,
+               send_to: Callable[[str, str], bool | None], now: int) -> list[tuple[int, Record]]:
+        """The records of a browser request it may send: each for the user ``token`` was signed for,
+        and only a subscription, an unsubscription, or a `Push Viewed` / `Push Clicked` of a send to that
+        user (``send_to(send_id, user)``: True, False for a send to another user, None for no such
+        send). A browser's clock is often wrong (minutes, or days): what it reports happened when it
+        reached the service, so the records are stamped ``now``. The others join ``rejected``."""
+        allowed: list[tuple[int, Record]] = []
+        for index, record in indexed:
+            problem = self.tokens.problem(token, record.user)
+            if problem is None and isinstance(record, Event) and record.name in INTERACTIONS:
+                send_id = record.props.get("send_id")
+                to_user = send_to(send_id, record.user) if isinstance(send_id, str) else None
+                if to_user is None:
+                    problem = f"`{record.name}` for an unknown send_id"
+                elif not to_user:
+                    problem = f"`{record.name}` for a send to another user"
+            elif problem is None and not isinstance(record, (Subscribe, Unsubscribe)):
+                problem = "browsers may only send subscriptions and Push Viewed / Push Clicked events"
+            if problem is None:
+                allowed.append((index, msgspec.structs.replace(record, ts=now)))
+            else:
+                rejected.append({"index": index, "reason": problem})
+        return allowed
+
+    def within_cap(self, indexed: list[tuple[int, Record]], rejected: list[dict[str, Any]],
+                   active_of: Callable[[str], set[str]]) -> list[tuple[int, Record]]:
+        """The records, but no subscription that would give its user more active ones than ``[server]
+        max_subscriptions_per_user`` (each is a request per send: a page must not make one user a
+        thousand); ``active_of(user)``: the keys (endpoint or device token) of the user's active
+        subscriptions in the store. The others join ``rejected``."""
+        taken: list[tuple[int, Record]] = []
+        added: dict[str, set[str]] = {}
+        for index, record in indexed:
+            if isinstance(record, Subscribe):
+                key = record.endpoint or record.device_token or ""
+                active = active_of(record.user) | added.get(record.user, set())
+                if key not in active and len(active) >= self.max_subscriptions:
+                    rejected.append({"index": index, "reason": (
+                        f"user `{record.user}` has {len(active)} active subscriptions, as many as a browser may "
+                        "give one user ([server] max_subscriptions_per_user): unsubscribe one first")})
+                    continue
+                added.setdefault(record.user, set()).add(key)
+            taken.append((index, record))
+        return taken
