@@ -24,7 +24,6 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from pushlang.dispatch.dispatcher import DeliverySettings
-    from pushlang.scaleout.connection import LayoutMismatch, check_layout, connect
     from pushlang.scaleout.dispatch import DispatchWorker
 
     compiled, config = common.compile_checked(args.paths, config_path=args.config)
@@ -35,14 +34,9 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError(f"dispatch needs in {where}: " + "; ".join(missing) + " (nothing was delivered or "
                                 "marked: the outboxes wait)")
     settings.check_keys()
-    client = connect(args.redis)
-    try:
-        check_layout(client, args.partitions, None)
-    except LayoutMismatch as exc:
-        client.close()
-        raise common.UsageError(str(exc)) from None
+    client = common.scaleout_client(args.redis, args.partitions, args.clock)
     worker = DispatchWorker(client, compiled, settings, args.partitions, args.id, claim_idle_ms=args.claim_idle * 1000,
-                            log=common.log_to_stderr)
+                            expire_by_server_time=args.clock == "wall", log=common.log_to_stderr)
     s = worker.stats
     common.run_worker(worker, args.idle_exit, client, lambda: f"{s['sends']} sends, {s['delivered']} delivered, "
                f"{s['failed']} failed, {s['expired']} expired, {s['duplicates']} duplicates, "

@@ -16,9 +16,6 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     )
     common.add_paths(p)
     common.add_scaleout_options(p, "worker")
-    p.add_argument("--clock", choices=("wall", "records"), default="wall",
-                   help="wall (default): timers fire on Redis server time, as `serve` does; records: a "
-                        "partition's time is its records' time, as `replay` (loading history)")
     p.add_argument("--lease-ms", type=common.positive, default=3000, metavar="MS", help="lease time (default 3000)")
     p.add_argument("--batch", type=common.positive, default=500, metavar="N",
                    help="records per transaction (default 500)")
@@ -30,7 +27,6 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from pushlang.runtime.instants import US
-    from pushlang.scaleout.connection import LayoutMismatch, check_layout, connect
     from pushlang.scaleout.streams import KEEP_OUTPUTS
     from pushlang.scaleout.worker import Worker
     from pushlang.service.options import ServerOptions
@@ -40,12 +36,7 @@ def run(args: argparse.Namespace) -> int:
         options = ServerOptions.from_config(config)
     except ValueError as exc:
         raise common.UsageError(str(exc)) from None
-    client = connect(args.redis)
-    try:
-        check_layout(client, args.partitions, args.clock)
-    except LayoutMismatch as exc:
-        client.close()
-        raise common.UsageError(str(exc)) from None
+    client = common.scaleout_client(args.redis, args.partitions, args.clock)
     worker = Worker(client, compiled, args.id, args.partitions, args.lease_ms, args.batch, log=common.log_to_stderr,
                     clock=args.clock, max_skew_us=options.max_clock_skew * US,
                     keep_outputs=args.keep_outputs or KEEP_OUTPUTS)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -280,7 +281,8 @@ class DispatchWorker:
 
     def __init__(self, client: redis.Redis, compiled: plan.Plan, settings: DeliverySettings, partitions: int,
                  worker_id: str | None = None, *, chunk: int = CHUNK, claim_idle_ms: int = 30000,
-                 block_ms: int = 1000, log: Callable[[str], None] | None = None) -> None:
+                 block_ms: int = 1000, expire_by_server_time: bool = True,
+                 log: Callable[[str], None] | None = None) -> None:
         self.client = client
         self.plan = compiled
         self.settings = settings
@@ -289,6 +291,7 @@ class DispatchWorker:
         self.chunk = max(1, chunk)
         self.claim_idle_ms = claim_idle_ms
         self.block_ms = block_ms
+        self.expire_by_server_time = expire_by_server_time
         self.log = log or (lambda _message: None)
         self.cluster = is_cluster(client)
         self.halts: list[str] = []
@@ -326,6 +329,10 @@ class DispatchWorker:
         """Deliver until ``stop`` is set, or until nothing came for ``idle_exit`` seconds; what is
         under way is finished and committed first."""
         loop = aio.new_event_loop()
+        if threading.current_thread() is threading.main_thread():  # Ctrl-C, SIGTERM: finish, commit, stop
+            stop = stop or threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         try:
             loop.run_until_complete(self._serve(stop, idle_exit))
         finally:
@@ -536,10 +543,15 @@ class DispatchWorker:
         return _Entry(p, eid, queued, job, f"{eid} {self.id}")
 
     def _expiry(self, entry: _Entry) -> int:
-        """When the send is no longer worth pushing: its decision time plus its ttl (s)."""
+        """When the send is no longer worth pushing: its decision time plus its ttl (s). On the records
+        clock the decision time is the records' (loading history, tests), not the dispatcher's: the ttl
+        runs from when the dispatcher takes the send, so nothing expires for being replayed late."""
         job = entry.job
         ttl = job.campaign.message.ttl if job is not None else None
-        return entry.queued.at // 1_000_000 + (ttl if ttl is not None else self.plan.settings.default_ttl)
+        start = entry.queued.at // 1_000_000
+        if not self.expire_by_server_time:
+            start = max(start, int(time.time()))
+        return start + (ttl if ttl is not None else self.plan.settings.default_ttl)
 
     def _taken(self, entry: _Entry, answer: list[str]) -> None:
         entry.kind = answer[0]
