@@ -390,3 +390,22 @@ def test_256_partitions_of_100_campaigns_are_taken_in_well_under_2s(client: Any,
     elapsed = time.monotonic() - started
     print(f"\n256 partitions × 100 campaigns: all taken in {elapsed:.2f}s")
     assert elapsed < 2
+
+
+def test_an_outbox_nobody_reads_keeps_only_what_can_still_be_delivered(client: Any, tmp_path: Path) -> None:
+    """ob:{p} before any dispatcher exists: an entry written longer ago than the plan's longest ttl (and
+    a day) can only be expired, so each XADD drops it (MINID); what is younger stays."""
+    compiled = _plan(tmp_path, CART % "10m")
+    outbox = keys.outbox_key(0)
+    now_ms = int(time.time() * 1000)
+    horizon_ms = (compiled.settings.default_ttl + worker.OUTBOX_GRACE) * 1000
+    for n in range(150, 0, -1):
+        client.xadd(outbox, {"j": b"stale"}, id=f"{now_ms - horizon_ms - 3_600_000 - n}-0")
+    fresh = client.xadd(outbox, {"j": b"fresh"}, id=f"{now_ms - horizon_ms + 3_600_000}-0")
+    lines = [_subscribe("ann", T0), _line("ann", T0 + US, "Added To Cart")]
+    ingest(client, lines, partitions=1)
+    end_of_input(client, 1, T0 + DAY)
+    worker.Worker(client, compiled, "w", partitions=1, clock="records").run(idle_exit=0.5)
+    left = [eid for eid, _ in client.xrange(outbox)]
+    print(f"\n150 stale + 1 fresh outbox entries, then one send: {len(left)} left")
+    assert len(left) == 2 and left[0] == fresh  # the fresh one and the new send

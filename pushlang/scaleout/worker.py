@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
 
 MAX_ATTEMPTS = 3  # a record or timer whose processing raises: isolated at its third failure
+OUTBOX_GRACE = 86400  # s an outbox entry is kept beyond the longest ttl of the plan
 MAX_DELIVERIES = 4  # an entry read by that many workers that never committed it: dead-lettered unapplied
 CHUNK = 2000  # work per commit of a long advance: timers fired, users an occurrence visited
 TICK = 0.5  # seconds between two reads of the wall clock
@@ -186,6 +187,9 @@ class Worker:
         self.wall = clock == "wall"
         self.max_skew_us = max_skew_us
         self.keep_outputs = keep_outputs
+        # an outbox entry nobody took within the longest ttl (and a day) can only be expired: dropped
+        ttls = [c.message.ttl for c in compiled.campaigns if c.message.ttl is not None]
+        self.outbox_horizon_ms = (max([compiled.settings.default_ttl, *ttls]) + OUTBOX_GRACE) * 1000
         self.log = log or (lambda _message: None)
         self.owned: dict[int, _Partition] = {}
         self.live = 1
@@ -691,12 +695,13 @@ class Worker:
         outputs, jobs = list(part.outputs), list(part.jobs)
         target, outbox = out_key(part.p), outbox_key(part.p)
         keep = self.keep_outputs
+        oldest = f"{max(0, int(time.time() * 1000) - self.outbox_horizon_ms)}-0"
 
         def extra(pipe: Pipeline) -> None:
             for out in outputs:
                 pipe.xadd(target, {"o": _encode(out)}, maxlen=keep, approximate=True)
             for job in jobs:
-                pipe.xadd(outbox, {"j": encode_queued(job.queued())})
+                pipe.xadd(outbox, {"j": encode_queued(job.queued())}, minid=oldest, approximate=False)
             if ids:
                 pipe.xack(part.stream, WORKER_GROUP, *ids)
 
