@@ -42,7 +42,7 @@ from pushlang.scaleout.keys import (
 )
 from pushlang.scaleout.streams import field_of, text_of
 from pushlang.service.http import MAX_BODY, bearer_ok, error, get_sdk, json_errors, unauthorized
-from pushlang.service.identity import CORS, TOKEN_HEADER, BrowserGuard
+from pushlang.service.identity import TOKEN_HEADER, BrowserGuard, add_browser_route
 from pushlang.service.options import ServerOptions
 
 if TYPE_CHECKING:
@@ -275,8 +275,7 @@ class StreamIngest:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.router.add_post("/v1/records", self.post_records)
-        app.router.add_post("/v1/browser/records", self.post_browser_records)
-        app.router.add_route("OPTIONS", "/v1/browser/records", self.browser_preflight)
+        add_browser_route(app, self._browser_records)
         app.router.add_get("/healthz", self.get_health)
         app.router.add_get("/sdk/{name}", get_sdk)
         app.on_cleanup.append(lambda _: asyncio.to_thread(self.client.close))
@@ -325,15 +324,6 @@ class StreamIngest:
         rejected = [{"index": r.line - 1, "reason": r.reason} for r in rejects]
         return web.json_response({"accepted": accepted, "rejected": rejected},
                                  status=200 if accepted or not rejected else 400)
-
-    async def browser_preflight(self, request: web.Request) -> web.Response:
-        """CORS: a shop's pages (another origin than the service) may post browser records."""
-        return web.Response(status=204, headers=CORS)
-
-    async def post_browser_records(self, request: web.Request) -> web.Response:
-        response = await self._browser_records(request)
-        response.headers.update(CORS)
-        return response
 
     async def _browser_records(self, request: web.Request) -> web.Response:
         """The rules of `pushlang serve`'s browser endpoint (:class:`BrowserGuard`), against the users'

@@ -58,7 +58,7 @@ from pushlang.runtime.records import Event, Record, decode_body
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.service.delivery import OUTBOX, Deliveries, outbox_entry
 from pushlang.service.http import MAX_BODY, bearer_ok, error, get_sdk, json_errors, unauthorized
-from pushlang.service.identity import CORS, TOKEN_HEADER, BrowserGuard
+from pushlang.service.identity import TOKEN_HEADER, BrowserGuard, add_browser_route
 from pushlang.service.options import ServerOptions, server_table
 
 log = logging.getLogger("pushlang.service")
@@ -217,8 +217,7 @@ class LiveService:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.router.add_post("/v1/records", self.post_records)
-        app.router.add_post("/v1/browser/records", self.post_browser_records)
-        app.router.add_route("OPTIONS", "/v1/browser/records", self.browser_preflight)
+        add_browser_route(app, self._browser_records)
         app.router.add_get("/v1/campaigns", self.get_campaigns)
         app.router.add_post("/v1/reload", self.post_reload)
         app.router.add_post("/v1/channels/{name}/resume", self.post_resume)
@@ -283,15 +282,6 @@ class LiveService:
                     self.engine.feed(self._with_campaign(record))
             self._commit()
         return records
-
-    async def browser_preflight(self, request: web.Request) -> web.Response:
-        """CORS: a shop's pages (another origin than the service) may post browser records."""
-        return web.Response(status=204, headers=CORS)
-
-    async def post_browser_records(self, request: web.Request) -> web.Response:
-        response = await self._browser_records(request)
-        response.headers.update(CORS)
-        return response
 
     async def _browser_records(self, request: web.Request) -> web.Response:
         if (refusal := self.browser.refusal(request)) is not None:

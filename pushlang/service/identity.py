@@ -45,6 +45,23 @@ _TOKEN = re.compile(r"v1\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
         "Access-Control-Allow-Headers": f"content-type, {TOKEN_HEADER.lower()}", "Access-Control-Max-Age": "86400",
         "Access-Control-Expose-Headers": "Retry-After"}
+
+def add_browser_route(app: web.Application, handler: Callable[[web.Request], Any]) -> None:
+    """``POST /v1/browser/records`` with ``handler`` and its CORS preflight: any origin may post (the
+    one rule of both hosts, `serve` and `serve --redis`)."""
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        response.headers.update(CORS)
+        return response
+
+    async def preflight(request: web.Request) -> web.Response:
+        return web.Response(status=204, headers=CORS)
+
+    app.router.add_post("/v1/browser/records", post)
+    app.router.add_route("OPTIONS", "/v1/browser/records", preflight)
+
+
 NOT_CONFIGURED = ("the browser endpoint is off: set [server] user_token_secret in pushlang.toml "
                   "(`pushlang keys user-secret` prints one) and have your site sign each user id with it "
                   "(see docs/security.md)")
