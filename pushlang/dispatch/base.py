@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,3 +117,37 @@ class Hold:
         if not self._done:
             self._done = True
             self._probe._release(answered)
+
+
+class _Chain:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class Chains:
+    """One subscription's requests one after another: a lock per subscription key, dropped when no
+    request uses it (never while one still waits for it). The one rule of every delivery loop."""
+
+    def __init__(self) -> None:
+        self._chains: dict[str, _Chain] = {}
+
+    def __len__(self) -> int:
+        return len(self._chains)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        """Wait for the subscription's turn; hold it for the ``async with`` block."""
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = _Chain()
+        chain.users += 1
+        try:
+            async with chain.lock:
+                yield
+        finally:
+            chain.users -= 1
+            if chain.users == 0:
+                del self._chains[key]

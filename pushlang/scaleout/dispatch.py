@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pushlang import aio, plan
-from pushlang.dispatch.base import Delivery, Withheld
+from pushlang.dispatch.base import Chains, Delivery, Withheld
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
 from pushlang.runtime.engine import Output, SendJob
 from pushlang.runtime.instants import iso, to_datetime
@@ -225,16 +225,6 @@ class _Entry:
         return Output(iso(q.at), q.campaign, q.user, "failed", reason, q.send_id, platforms=[q.targets[i].platform])
 
 
-class _Chain:
-    """The lock that keeps one subscription's requests one after another, and how many pairs use it."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class _Wire:
     """A request's target field in the send's marker: set just before each request leaves (refused
     once the entry is no longer this dispatcher's), lifted while it waits to try again, kept when a
@@ -308,7 +298,7 @@ class DispatchWorker:
         self._ready: collections.deque[_Entry] = collections.deque()  # taken, waiting for a place
         self._running: set[asyncio.Task[None]] = set()
         self._finished: list[_Entry] = []  # delivered (or nothing to deliver), waiting for the commit
-        self._chains: dict[str, _Chain] = {}
+        self._chains = Chains()
         self._gone: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._reread_own = True  # this id's pending entries (an earlier life, a lost read answer)
         self._next_claim = 0.0
@@ -596,34 +586,25 @@ class DispatchWorker:
     async def _pair(self, entry: _Entry, job: SendJob, i: int, sub: Subscription) -> Delivery | None:
         if i in entry.on_wire:
             return None
-        chain = self._chains.get(sub.key)
-        if chain is None:
-            chain = self._chains[sub.key] = _Chain()
-        chain.users += 1
-        try:
-            async with chain.lock:  # one request at a time to one subscription
-                while not entry.refused:
-                    if sub.key in self._gone:
-                        return Delivery(False, None, "subscription_inactive", 0)
-                    assert self._dispatcher is not None
-                    wire = _Wire(self, entry, i)
-                    try:
-                        result = await self._dispatcher.deliver_one(job, sub, wire=wire)
-                    except Withheld:
-                        if entry.refused:
-                            break
-                        await asyncio.sleep(RETRY_LATER)  # its mark could not be written: not sent yet
-                        continue
-                    if result.deactivate:
-                        self._gone[sub.key] = None
-                        if len(self._gone) > GONE_REMEMBERED:
-                            self._gone.popitem(last=False)
-                    return result
-                return None
-        finally:
-            chain.users -= 1
-            if chain.users == 0:
-                del self._chains[sub.key]
+        async with self._chains.turn(sub.key):  # one request at a time to one subscription
+            while not entry.refused:
+                if sub.key in self._gone:
+                    return Delivery(False, None, "subscription_inactive", 0)
+                assert self._dispatcher is not None
+                wire = _Wire(self, entry, i)
+                try:
+                    result = await self._dispatcher.deliver_one(job, sub, wire=wire)
+                except Withheld:
+                    if entry.refused:
+                        break
+                    await asyncio.sleep(RETRY_LATER)  # its mark could not be written: not sent yet
+                    continue
+                if result.deactivate:
+                    self._gone[sub.key] = None
+                    if len(self._gone) > GONE_REMEMBERED:
+                        self._gone.popitem(last=False)
+                return result
+            return None
 
     # ---- committing ----------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from pushlang import plan
-from pushlang.dispatch.base import Delivery, Withheld
+from pushlang.dispatch.base import Chains, Delivery, Withheld
 from pushlang.dispatch.dispatcher import Dispatcher, channel_of, delivery_record
 from pushlang.dispatch.webpush import endpoint_origin
 from pushlang.runtime.activity import ActivityLog
@@ -56,17 +56,6 @@ RETRY_LATER = 5.0  # seconds before a pair whose mark could not be written is tr
 WITHDRAWN_FOR = 3600.0  # seconds an erased user's send_ids are remembered (far longer than any retry)
 
 Pair = tuple[SendJob, Subscription]
-
-
-class _Chain:
-    """The lock that keeps one subscription's requests one after another, and how many pairs use it
-    (it is dropped when none does, never while one still waits for it)."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
 
 
 def origin_of(sub: Subscription) -> str:
@@ -133,7 +122,7 @@ class Deliveries:
         self._wake = asyncio.Event()
         self._turn = 0  # which push service is served first in the next round
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._chains: dict[str, _Chain] = {}
+        self._chains = Chains()
         self._working: dict[tuple[str, str], str] = {}  # (send_id, key) of the pairs under way → user
         self.withdrawn: dict[str, float] = {}  # send_ids of erased users (→ when): never sent, never recorded
         self._uses: collections.Counter[Dispatcher] = collections.Counter()  # requests under way per dispatcher
@@ -241,12 +230,8 @@ class Deliveries:
             self._wake.set()
 
     async def _pair(self, job: SendJob, sub: Subscription, origin: str) -> None:
-        chain = self._chains.get(sub.key)
-        if chain is None:
-            chain = self._chains[sub.key] = _Chain()
-        chain.users += 1
         try:
-            async with chain.lock:  # one request at a time to one subscription
+            async with self._chains.turn(sub.key):  # one request at a time to one subscription
                 if not self.stopping and job.send_id not in self.withdrawn:
                     self._working[(job.send_id, sub.key)] = job.user
                     try:
@@ -257,9 +242,6 @@ class Deliveries:
             self._busy[origin] -= 1
             if self._busy[origin] <= 0:
                 del self._busy[origin]
-            chain.users -= 1
-            if chain.users == 0:
-                del self._chains[sub.key]
 
     async def _deliver(self, job: SendJob, sub: Subscription) -> None:
         state = self.store.get(job.user)
