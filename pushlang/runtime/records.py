@@ -228,6 +228,12 @@ def decode_body(body: bytes) -> tuple[list[tuple[int, Record]], list[dict[str, A
         items = body_items(body)
     except ValueError as exc:
         return [], [{"index": None, "reason": str(exc)}]
+    return decode_items(items)
+
+
+def decode_items(items: list[bytes]) -> tuple[list[tuple[int, Record]], list[dict[str, Any]]]:
+    """The valid records of a body's items (:func:`body_items`) with their 0-based index, and each
+    bad one as ``{"index", "reason"}``."""
     records: list[tuple[int, Record]] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):

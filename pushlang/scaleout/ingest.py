@@ -29,7 +29,7 @@ from aiohttp import web
 
 from pushlang import aio
 from pushlang.runtime.instants import US
-from pushlang.runtime.records import InvalidRecord, Record, Reject, body_items, decode_record
+from pushlang.runtime.records import InvalidRecord, Record, Reject, body_items, decode_items, decode_record
 from pushlang.runtime.store import UserState
 from pushlang.scaleout.connection import check_layout, connect, server_time_us
 from pushlang.scaleout.keys import (
@@ -289,12 +289,10 @@ class StreamIngest:
         assert self.token is not None
         if not bearer_ok(request, self.token):
             return unauthorized()
-        body = await request.read()
-        try:
-            once = idempotency(request, body)
-            items = body_items(body)
-        except ValueError as exc:
-            return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)
+        read = await _read(request)
+        if isinstance(read, web.Response):
+            return read
+        once, items = read
 
         def take() -> tuple[int, list[Reject]]:
             entries, rejects = admitted(enumerate(items, 1), self.options.admit, self.now())
@@ -331,34 +329,20 @@ class StreamIngest:
         the active subscriptions the workers have stored."""
         if (refusal := self.browser.refusal(request)) is not None:
             return refusal
-        body = await request.read()
-        try:
-            once = idempotency(request, body)
-            items = body_items(body)
-        except ValueError as exc:
-            return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)
+        read = await _read(request)
+        if isinstance(read, web.Response):
+            return read
+        once, items = read
         if (refusal := self.browser.too_many(len(items))) is not None:
             return refusal
         token = request.headers.get(TOKEN_HEADER)
 
         def take() -> tuple[int, list[Reject]]:
-            rejected: list[dict[str, Any]] = []
-            indexed: list[tuple[int, Record]] = []
-            for index, item in enumerate(items):
-                try:
-                    indexed.append((index, decode_record(item)))
-                except InvalidRecord as exc:
-                    rejected.append({"index": index, "reason": str(exc)})
+            indexed, rejected = decode_items(items)
             states = _States(self.client, self.partitions)
             now = self.now() or server_time_us(self.client)  # a browser's records happen when they arrive
             allowed = self.browser.screen(indexed, rejected, token, states.send_to, now)
-            kept: list[tuple[int, Record]] = []
-            for index, record in allowed:
-                taken = self.options.admit(record, now)
-                if isinstance(taken, str):
-                    rejected.append({"index": index, "reason": taken})
-                else:
-                    kept.append((index, taken))
+            kept = self.options.admit_all(allowed, rejected, now)
             kept = self.browser.within_cap(kept, rejected, states.active_subscriptions)
             append(self.client, [Entry(with_ts(items[i], r.ts), r) for i, r in kept], self.partitions, once)
             rejects = [Reject(int(r["index"]) + 1, str(r["reason"]), "") for r in rejected]
@@ -413,3 +397,12 @@ def serve_ingest(redis_url: str, partitions: int, *, host: str, port: int, optio
                 print=lambda msg: print(f"pushlang serve (stream ingest): {msg}", flush=True),
                 loop=aio.new_event_loop())
     return 0
+
+
+async def _read(request: web.Request) -> tuple[Once | None, list[bytes]] | web.Response:
+    """A records request's idempotency key and body items, or the 400 that says what is wrong."""
+    body = await request.read()
+    try:
+        return idempotency(request, body), body_items(body)
+    except ValueError as exc:
+        return web.json_response({"accepted": 0, "rejected": [{"index": None, "reason": str(exc)}]}, status=400)

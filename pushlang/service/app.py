@@ -255,14 +255,7 @@ class LiveService:
         """The records a live service takes (:meth:`ServerOptions.admit`), each at most at the wall
         clock: a record a little ahead (a fast client clock) counts as now, so the engine never runs
         ahead of the wall clock. The refused ones join ``rejected``, in index order."""
-        now = self.now()
-        admitted: list[tuple[int, Record]] = []
-        for index, record in indexed:
-            taken = self.options.admit(record, now)
-            if isinstance(taken, str):
-                rejected.append({"index": index, "reason": taken})
-            else:
-                admitted.append((index, taken))
+        admitted = self.options.admit_all(indexed, rejected, self.now())
         rejected.sort(key=lambda r: -1 if r["index"] is None else int(str(r["index"])))
         return admitted
 

@@ -62,6 +62,19 @@ class ServerOptions:
                 return problem
         return admitted
 
+    def admit_all(self, indexed: list[tuple[int, Record]], rejected: list[dict[str, Any]],
+                  now: int | None) -> list[tuple[int, Record]]:
+        """The indexed records :meth:`admit` takes; each refused one joins ``rejected`` with its
+        index and reason."""
+        taken: list[tuple[int, Record]] = []
+        for index, record in indexed:
+            admitted = self.admit(record, now)
+            if isinstance(admitted, str):
+                rejected.append({"index": index, "reason": admitted})
+            else:
+                taken.append((index, admitted))
+        return taken
+
 
 def server_table(config: Config) -> dict[str, Any]:
     """The ``[server]`` table of pushlang.toml (empty when absent); ValueError when it is no table."""
