@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import _free_port, require_redis
+from redis_server import _free_port, require_redis, stop_process
 
 START_TIMEOUT = 20.0
 
@@ -98,13 +98,8 @@ class Cluster:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            if proc is not None:
+                stop_process(proc)
 
 
 def _cluster_port() -> int:

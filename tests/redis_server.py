@@ -76,12 +76,7 @@ def redis_server(tmp: Path, *extra_args: str) -> Iterator[Any]:
                 yield client
             finally:
                 client.close()
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
             return
         client.close()
         if proc.poll() is None:
@@ -89,3 +84,15 @@ def redis_server(tmp: Path, *extra_args: str) -> Iterator[Any]:
         proc.wait()
         last_error = (log.read_text(errors="replace")[-2000:] if log.exists() else "") or last_error
     raise RuntimeError(f"redis-server did not start: {last_error}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server, and SIGKILL it if it has not exited within 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -89,6 +89,13 @@ class Fleet:
                                             stdout=log, stderr=subprocess.STDOUT, text=True)
         log.close()
 
+    def ingest(self) -> None:
+        """Every record, with end markers at the last record's instant (`pushlang ingest`)."""
+        done = subprocess.run([sys.executable, "-m", "pushlang", "ingest", str(self.w.records), "--to", self.url,
+                               "--partitions", str(PARTITIONS), "--clock", "records", "--end"],
+                              cwd=self.tmp, env=_env(), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
     def worker(self, name: str) -> None:
         self._start(name, "worker", str(self.w.campaigns), "--redis", self.url, "--partitions", str(PARTITIONS),
                     "--clock", "records", "--id", name, "--lease-ms", "1000", "--batch", "100")
@@ -170,10 +177,7 @@ def test_kill_9_of_a_worker_a_dispatcher_and_redis_loses_and_doubles_nothing(pus
     url = f"redis://127.0.0.1:{server.port}/0"
     fleet = Fleet(tmp, url, w)
     try:
-        ingested = subprocess.run([sys.executable, "-m", "pushlang", "ingest", str(w.records), "--to", url,
-                                   "--partitions", str(PARTITIONS), "--clock", "records", "--end"],
-                                  cwd=tmp, env=_env(), capture_output=True, text=True, timeout=120)
-        assert ingested.returncode == 0, ingested.stderr
+        fleet.ingest()
         for n in range(3):
             fleet.worker(f"w{n}")
         for n in range(2):
@@ -247,10 +251,7 @@ def test_a_redis_cluster_gives_the_replays_decisions_through_a_masters_kill_9(
         fleet = Fleet(tmp, cluster.url, w)
         client = connect(cluster.url)
         try:
-            ingested = subprocess.run([sys.executable, "-m", "pushlang", "ingest", str(w.records), "--to", cluster.url,
-                                       "--partitions", str(PARTITIONS), "--clock", "records", "--end"],
-                                      cwd=tmp, env=_env(), capture_output=True, text=True, timeout=120)
-            assert ingested.returncode == 0, ingested.stderr
+            fleet.ingest()
             for n in range(3):
                 fleet.worker(f"w{n}")
             for n in range(2):
