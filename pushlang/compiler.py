@@ -154,12 +154,13 @@ class Lowering:
             return plan.SendOnce(str(t.datetimes[0].value))
         if t.kind == "dates":
             return plan.SendDates(tuple(str(d.value) for d in t.datetimes))
+        times = (time,)
         if t.kind == "daily":
-            return plan.SendDaily(time)
+            return plan.SendDaily(times)
         if t.kind == "weekly":
             days = sorted({WEEKDAYS.index(d.value) + 1 for d in t.weekdays})
-            return plan.SendWeekly(tuple(days), time)
-        return plan.SendMonthly(t.day or 1, time)
+            return plan.SendWeekly(tuple(days), times)
+        return plan.SendMonthly(t.day or 1, times)
 
     def message(self, view: CampaignView) -> plan.Message:
         fields = self.ctx.effective_message(view)

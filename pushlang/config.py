@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,20 @@ def load_config(path: str | None, sink: Sink) -> Config:
     if not isinstance(timezone, str) or not is_timezone(timezone):
         bad("timezone", f"`timezone = {timezone!r}` is not an IANA timezone", 'use a name like "Europe/Berlin"')
         timezone = "UTC"
-    limit = data.get("limits", {}).get("global_per_user_per_day")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        bad("global_per_user_per_day", "`global_per_user_per_day` must be a whole number of 1 or more",
-            "remove it for no global limit")
-        limit = None
+    limits = data.get("limits", {})
+    per_day, per_week = (_whole(limits, key, bad) for key in ("global_per_user_per_day", "global_per_user_per_week"))
+    gap_text = limits.get("min_gap")
+    min_gap = parse_duration(gap_text) if isinstance(gap_text, str) else None
+    if gap_text is not None and not min_gap:
+        bad("min_gap", f"`min_gap = {gap_text!r}` must be a duration of 1s or more", 'e.g. "4h"; remove it for none')
+        min_gap = None
     ttl_text = data.get("message", {}).get("default_ttl", "4w")
     ttl = parse_duration(ttl_text) if isinstance(ttl_text, str) else None
     if ttl is None or not 0 < ttl <= MAX_TTL:
         bad("default_ttl", f"`default_ttl = {ttl_text!r}` must be a duration up to 28d", 'e.g. "4w" or "2d"')
         ttl = MAX_TTL
-    config.settings = Settings(timezone=timezone, global_per_user_per_day=limit, default_ttl=ttl)
+    config.settings = Settings(timezone=timezone, global_per_user_per_day=per_day, global_per_user_per_week=per_week,
+                               min_gap=min_gap, default_ttl=ttl)
     icons = data.get("icons", {})
     for name, url in icons.items():
         if not isinstance(url, str):
@@ -101,6 +105,15 @@ def load_config(path: str | None, sink: Sink) -> Config:
     if isinstance(schema, str):
         config.schema = str(Path(path).parent / schema)
     return config
+
+
+def _whole(section: dict[str, Any], key: str, bad: Callable[..., None]) -> int | None:
+    """A global limit of the `[limits]` section: a whole number of 1 or more, else reported and none."""
+    value = section.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        bad(key, f"`{key}` must be a whole number of 1 or more", "remove it for no such global limit")
+        return None
+    return value
 
 
 def is_timezone(name: str) -> bool:

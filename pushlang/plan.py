@@ -6,7 +6,7 @@ import msgspec
 
 from pushlang.settings import Settings as Settings  # part of the plan (Plan.settings)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: several times of day, every N days, last day, rolling limits, throttle, priority
 
 
 class _Node(msgspec.Struct, frozen=True, tag_field="node", tag=True, forbid_unknown_fields=True):
@@ -149,21 +149,33 @@ class SendDates(_Node, frozen=True):
 
 
 class SendDaily(_Node, frozen=True):
-    time: str
+    times: tuple[str, ...]  # HH:MM:SS local, ascending, no two equal (each is an occurrence)
 
 
 class SendWeekly(_Node, frozen=True):
     weekdays: tuple[int, ...]  # ISO: Monday 1 … Sunday 7
-    time: str
+    times: tuple[str, ...]
 
 
 class SendMonthly(_Node, frozen=True):
-    day: int
-    time: str
+    day: int  # 1–31 (months without it are skipped); LAST_DAY: the last day of every month
+    times: tuple[str, ...]
+
+
+LAST_DAY = 0  # SendMonthly.day of `send every month on last day`
+
+
+class SendEvery(_Node, frozen=True):
+    """`send every N days at …`: on ``since`` (the local date of `start` in the campaign's zone) and
+    every ``days`` days after it."""
+
+    days: int
+    since: str  # YYYY-MM-DD
+    times: tuple[str, ...]
 
 
 Trigger = SingleAction | InactionWithin | OnDate
-Schedule = SendOnce | SendDates | SendDaily | SendWeekly | SendMonthly
+Schedule = SendOnce | SendDates | SendDaily | SendWeekly | SendMonthly | SendEvery
 
 # ---- when, control, conversion -----------------------------------------------------------------
 
@@ -176,7 +188,15 @@ class Dnd(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Limit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     count: int
-    period: str  # day | week | campaign
+    period: str  # day | week | campaign (calendar, in the user's local time) | rolling
+    window: int = 0  # rolling: the window's length in seconds, (t − window, t]
+
+
+class Throttle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`throttle N per minute|hour` (SPEC §12.1): at most ``count`` sends in one UTC period."""
+
+    count: int
+    period: int  # seconds: 60 or 3600
 
 
 class Conversion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -201,6 +221,8 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dnd: Dnd | None = None
     ignore_global_limits: bool = False
     limits: tuple[Limit, ...] = ()
+    throttle: Throttle | None = None
+    priority: int = 0  # −100..100 (SPEC §12.2)
     deliver_in_user_timezone: bool = False
     cutoff: str | None = None
     control_percent: float = 0.0

@@ -8,4 +8,6 @@ import msgspec
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
     global_per_user_per_day: int | None = None
+    global_per_user_per_week: int | None = None  # in the user's local ISO week
+    min_gap: int | None = None  # seconds: no send within this after the user's previous send
     default_ttl: int = 28 * 86400

@@ -21,15 +21,16 @@ def next_occurrence(schedule: plan.Schedule, tz: str, not_before: int, end: int 
         dates = [schedule.at] if isinstance(schedule, plan.SendOnce) else list(schedule.at)
         candidates = sorted((from_local(d, tz), d[:10]) for d in dates)
         return next((c for c in candidates if c[0] >= not_before and (end is None or c[0] < end)), None)
-    hour, minute, second = (int(x) for x in schedule.time.split(":"))
+    times = [tuple(int(x) for x in t.split(":")) for t in schedule.times]
     day = local(not_before, tz).date() - dt.timedelta(days=1)  # a day early: DST can pull instants back
     for _ in range(_HORIZON_DAYS):
         if _matches(schedule, day):
-            instant = local_parts(day.year, day.month, day.day, hour, minute, second, tz)
-            if end is not None and instant >= end:
-                return None
-            if instant >= not_before:
-                return instant, day.isoformat()
+            for hour, minute, second in times:  # ascending: so are their instants on one day
+                instant = local_parts(day.year, day.month, day.day, hour, minute, second, tz)
+                if end is not None and instant >= end:
+                    return None
+                if instant >= not_before:
+                    return instant, day.isoformat()
         day += dt.timedelta(days=1)
     return None
 
@@ -39,5 +40,10 @@ def _matches(schedule: plan.Schedule, day: dt.date) -> bool:
         return True
     if isinstance(schedule, plan.SendWeekly):
         return day.isoweekday() in schedule.weekdays
+    if isinstance(schedule, plan.SendEvery):
+        since = dt.date.fromisoformat(schedule.since)
+        return day >= since and (day - since).days % schedule.days == 0
     assert isinstance(schedule, plan.SendMonthly)
+    if schedule.day == plan.LAST_DAY:
+        return (day + dt.timedelta(days=1)).month != day.month
     return day.day == schedule.day
