@@ -68,6 +68,7 @@ class CompiledCampaign:
     within: int = 0
     inaction_key: str = ""  # the inaction timer's key, less the user id
     counter_prefix: str = ""  # the per-user send counters' key, less the period (pipeline.limit_key)
+    rolling: int = 0  # seconds: the longest rolling `limit … per DURATION` window (0: none)
 
     def __post_init__(self) -> None:
         self.id, self.is_live = self.plan.id, self.plan.is_live
@@ -79,6 +80,7 @@ class CompiledCampaign:
             self.inaction, self.within = True, trigger.within * US
         self.inaction_key = f"inaction:{self.id}:"
         self.counter_prefix = f"{self.id}|"
+        self.rolling = max((limit.window for limit in self.plan.limits if limit.period == "rolling"), default=0)
 
     def env(self, state: UserState, now: int, event: Event | None = None) -> Env:
         """What the campaign's expressions read for this user at ``now`` (with ``event`` as ``event.*``)."""

@@ -21,6 +21,9 @@ from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_ca
 from pushlang.runtime.evaluate import MISSING, Env, Fn, as_datetime
 from pushlang.runtime.instants import US, from_datetime, iso
 from pushlang.runtime.pipeline import (
+    LAST_SEND,
+    ROLLING,
+    THROTTLE,
     Attempt,
     Control,
     Decision,
@@ -38,6 +41,7 @@ from pushlang.runtime.pipeline import (
     pending_from,
     pending_payload,
     targets,
+    throttle_period,
     trace,
     user_zone,
     valid_zone,
@@ -45,6 +49,8 @@ from pushlang.runtime.pipeline import (
 from pushlang.runtime.records import Event, Profile, Record, Subscribe, Unsubscribe
 from pushlang.runtime.schedule import next_occurrence
 from pushlang.runtime.store import Store, Subscription, Timer, UserState, Window
+
+_HOUR = 3600 * US
 
 
 class Output(msgspec.Struct, frozen=True):
@@ -133,7 +139,10 @@ def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
 
 
 def _stale(period: str, oldest_day: str, oldest_week: str) -> bool:
-    """Whether a counter's period (``2026-12-01``, ``2026-W49`` or ``all``) is before the oldest kept."""
+    """Whether a counter's period (``2026-12-01``, ``2026-W49`` or ``all``) is before the oldest kept
+    (an instant, ``@…``, is dropped when its window has passed, as the next send finds it)."""
+    if period.startswith(ROLLING):
+        return False
     if "-W" in period:
         return _week(period) < _week(oldest_week)
     return period != "all" and period < oldest_day
@@ -154,8 +163,11 @@ class CompiledPlan:
         self.plan = compiled
         self.settings = compiled.settings
         self._segments_by_tz: dict[str, dict[str, Fn]] = {}
+        # descending priority, then campaign id: the order of one record's decisions (SPEC §9.2, §12.2)
         self.campaigns = [compile_campaign(c, self.segments(c.timezone))
-                          for c in sorted(compiled.campaigns, key=lambda c: c.id)]
+                          for c in sorted(compiled.campaigns, key=lambda c: (-c.priority, c.id))]
+        self.priorities = {c.id: c.plan.priority for c in self.campaigns if c.plan.priority}
+        self.throttled = any(c.plan.throttle is not None for c in self.campaigns)
         self.pipelines = {c.id: Pipeline(c, self.settings) for c in self.campaigns}
         self.by_trigger: dict[str, list[CompiledCampaign]] = {}
         self.by_unless: dict[str, list[CompiledCampaign]] = {}
@@ -233,6 +245,10 @@ class Engine:
         self.work = 0
         self._stop_at: int | None = None  # stop an advance when ``work`` reaches it
         self.firing: list[str] = []  # the keys of the timers being fired (a host isolates a failing one)
+        # the decisions made at the current instant, per (campaign, user): the next one's ordinal (SPEC §9.4)
+        self._ordinals: dict[tuple[str, str], int] = {}
+        self._ordinals_at = -1
+        self._throttle_hour = -1  # the clock's hour when throttle periods were last forgotten
         for c in shared.scheduled:
             self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
 
@@ -259,7 +275,7 @@ class Engine:
         try:
             while (due := store.next_due()) is not None and (due < until or (inclusive and due == until)):
                 self.clock = max(self.clock, due)
-                batch = _together(store.pop_due(due))
+                batch = _together(self._in_order(store.pop_due(due)))
                 for i, timer in enumerate(batch):
                     if self._stop_at is not None and self.work >= self._stop_at:
                         self._put_back(batch[i:])
@@ -281,7 +297,17 @@ class Engine:
         self.firing = []
         self.clock = max(self.clock, until)
         store.set_meta("clock", self.clock)
+        if self.compiled.throttled and self.clock // _HOUR > self._throttle_hour:
+            self._throttle_hour = self.clock // _HOUR
+            store.throttle_forget(self.clock)
         return True
+
+    def _in_order(self, timers: list[Timer]) -> list[Timer]:
+        """Timers due at one instant in descending priority, then campaign id, then user id (SPEC §9.2)."""
+        priorities = self.compiled.priorities
+        if priorities:
+            timers.sort(key=lambda t: (-priorities.get(t.campaign, 0), t.campaign, t.user))
+        return timers
 
     def _put_back(self, timers: list[Timer | list[Timer]]) -> None:
         """Timers popped and not fired (an advance out of budget): due again, in the same order."""
@@ -421,6 +447,10 @@ class Engine:
             observer.noted(c.id, state.user, event.ts, f'"{event.name}" at {iso(event.ts)} schedules a decision '
                                                        f"at {iso(due)}", trigger=True, due=due)
         key = f"at:{c.id}:{state.user}:{event.ts}"
+        n = 1
+        while self.store.timer(key if n == 1 else f"{key}#{n}") is not None:
+            n += 1  # a second trigger at the same instant schedules a decision of its own
+        key = key if n == 1 else f"{key}#{n}"
         self.store.add_timer(Timer(due, c.id, state.user, key, "at",
                                    {"event": event.name, "ts": event.ts, "props": event.props}))
 
@@ -539,21 +569,38 @@ class Engine:
     def _decide(self, c: CompiledCampaign, state: UserState, at: int, env: Env, *, trigger_at: int,
                 date: str | None = None, schedule_zone: str | None = None) -> None:
         pipeline = self.pipelines[c.id]
-        a = Attempt(c, state, at, self.settings, env, trigger_at, date, schedule_zone)
+        ordinal = self._ordinal(c.id, state.user, trigger_at)
+        a = Attempt(c, state, at, self.settings, env, trigger_at, date, schedule_zone, slots=self.store,
+                    ordinal=ordinal)
         if self.observer is not None and (observer := self._observing(c.id, state.user)) is not None:
             observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at,
-                                                          date=date, schedule_zone=schedule_zone)))
+                                                     date=date, schedule_zone=schedule_zone, slots=self.store,
+                                                     ordinal=ordinal)))
         self._apply(c, a, pipeline.decide(a))
+
+    def _ordinal(self, campaign: str, user: str, trigger_at: int) -> int:
+        """How many decisions of this campaign for this user were made at this trigger instant: two
+        triggers at one instant are two decisions, the second's send_id hashes ordinal 1 (SPEC §9.4)."""
+        if trigger_at != self._ordinals_at:
+            self._ordinals.clear()
+            self._ordinals_at = trigger_at
+        key = (campaign, user)
+        n = self._ordinals.get(key, 0)
+        self._ordinals[key] = n + 1
+        return n
 
     def _decide_again(self, c: CompiledCampaign, state: UserState, at: int, send: PendingSend) -> None:
         """A delayed decision at its `until`: the steps that run again (SPEC §9.3)."""
         pipeline = self.pipelines[c.id]
-        a = Attempt(c, state, at, self.settings, send=send)
+        a = Attempt(c, state, at, self.settings, send=send, slots=self.store)
         if self.observer is not None and (observer := self._observing(c.id, state.user)) is not None:
-            observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, send=send), again=True))
+            observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, send=send, slots=self.store),
+                                   again=True))
         self._apply(c, a, pipeline.decide(a, again=True))
 
     def _apply(self, c: CompiledCampaign, a: Attempt, decision: Decision) -> None:
+        if c.plan.throttle is not None and isinstance(decision, (Send, Delay)):
+            decision = self._reserve(c, a, decision)
         if isinstance(decision, Suppress):
             self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id)
         elif isinstance(decision, Send):
@@ -569,22 +616,49 @@ class Engine:
         else:
             assert isinstance(decision, Skip)
 
+    def _reserve(self, c: CompiledCampaign, a: Attempt, decision: Send | Delay) -> Decision:
+        """Take the throttle slot a send (in its period) or a throttle delay (at its `until`) needs. The
+        step found room there; another worker may have taken it since (scale-out): then the step,
+        asked again, finds the next period with room."""
+        throttle = c.plan.throttle
+        assert throttle is not None
+        while True:
+            if isinstance(decision, Send):
+                period = throttle_period(throttle, a.at)
+                if decision.send.slot == period or self.store.throttle_take(c.id, period, throttle.count):
+                    return decision
+            elif decision.reason != "throttle":
+                return decision  # a DND delay takes its slot when it is made again
+            elif self.store.throttle_take(c.id, decision.until, throttle.count):
+                return decision
+            decision = THROTTLE.taken(a)
+
     def _send(self, c: CompiledCampaign, a: Attempt, send: PendingSend) -> None:
         """Step 12: count it, open its conversion window, write the record, hand it to the dispatcher."""
         p, state, at, send_id = c.plan, a.state, a.at, send.send_id
         user = state.user
         if send_id in state.sends:
             return  # this decision was sent before (a replayed record or a restart): never twice
-        self.store.add_send(state, send_id)
+        store = self.store
+        store.add_send(state, send_id)
         periods = a.periods
         day = global_key(periods["day"])
         first_today = day not in state.counters
         prefix = c.counter_prefix
-        keys = {prefix + periods[limit.period] for limit in p.limits}
+        keys = {prefix + periods[limit.period] for limit in p.limits if limit.period != "rolling"}
         keys.add(prefix + "all")
         keys.add(day)
+        settings = self.settings
+        if settings.global_per_user_per_week is not None:
+            keys.add(global_key(periods["week"]))
+        if c.rolling:  # the instants of this campaign's sends within its longest rolling window
+            keys.add(f"{prefix}{ROLLING}{at}")
+            self._forget_before(state, prefix + ROLLING, at - c.rolling * US)
+        if settings.min_gap is not None:  # the user's last send only
+            self._forget_before(state, LAST_SEND, at)
+            keys.add(f"{LAST_SEND}{at}")
         for key in keys:
-            self.store.bump_counter(state, key)
+            store.bump_counter(state, key)
         if first_today:  # once per user and local day: forget the counters no limit reads any more
             self._prune_counters(state, periods["day"])
         self._open_window(c, state, send_id, at)
@@ -592,6 +666,12 @@ class Engine:
                          list(send.platforms)))
         if self.on_send is not None:
             self.on_send(SendJob(at, p, user, send, targets(c, state, send)))
+
+    def _forget_before(self, state: UserState, prefix: str, before: int) -> None:
+        """Drop the instants counted under ``prefix`` at or before ``before``: no window reaches them."""
+        n = len(prefix)
+        for key in [k for k in state.counters if k.startswith(prefix) and int(k[n:]) <= before]:
+            self.store.drop_counter(state, key)
 
     def _prune_counters(self, state: UserState, today: str) -> None:
         """Drop the per-day counters older than the day before yesterday and the per-week ones older

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 
@@ -25,7 +25,7 @@ from pushlang import plan
 from pushlang.config import is_timezone
 from pushlang.runtime.campaigns import CompiledCampaign
 from pushlang.runtime.evaluate import Env
-from pushlang.runtime.instants import from_local, iso, wall
+from pushlang.runtime.instants import US, from_local, iso, wall
 from pushlang.runtime.render import MAX_PLAINTEXT, MissingProperty, Rendered, payload_size, web_push_payload
 from pushlang.runtime.store import Subscription, UserState
 
@@ -46,6 +46,7 @@ class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
     platforms: tuple[str, ...] = ()  # the platforms it goes to, as the `send` record lists them
     date: str | None = None  # a scheduled occurrence's local date, for the cut-off
     zone: str | None = None  # the zone that date and the cut-off are read in
+    slot: int | None = None  # the throttle period (its start, µs) reserved for this send (SPEC §12.1)
 
     @property
     def rendered(self) -> Rendered:
@@ -157,9 +158,12 @@ Decision = Send | Control | Delay | Suppress | Skip
 # ---- the rules the steps (and only they) apply ---------------------------------------------------
 
 
-def send_id_for(campaign: str, user: str, trigger: int) -> str:
-    """Stable for the same campaign, user and trigger instant, so a restart never sends twice."""
-    return hashlib.sha256(f"{campaign}\x1f{user}\x1f{trigger}".encode()).hexdigest()[:24]
+def send_id_for(campaign: str, user: str, trigger: int, ordinal: int = 0) -> str:
+    """Stable for the same campaign, user and trigger instant, so a restart never sends twice; the
+    second, third… decision of one campaign for one user at one instant also hashes its ordinal
+    1, 2… (SPEC §9.4), so neither is lost."""
+    text = f"{campaign}\x1f{user}\x1f{trigger}" + (f"\x1f{ordinal}" if ordinal else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def in_control_group(campaign: str, user: str, percent: float) -> bool:
@@ -252,9 +256,39 @@ def limit_key(campaign: str, period: str) -> str:
     return f"{campaign}|{period}"
 
 
-def global_key(day: str) -> str:
-    """The per-user counter of sends of every campaign on a local day."""
-    return f"*|{day}"
+def global_key(period: str) -> str:
+    """The per-user counter of sends of every campaign in a local day or ISO week (``*|@…``: at an
+    instant, the user's last send, for `min_gap`)."""
+    return f"*|{period}"
+
+
+ROLLING = "@"  # a counter's period ``@<µs>``: sends at that instant, for rolling windows and min_gap
+LAST_SEND = global_key(ROLLING)  # the prefix of the user's last send of any campaign
+
+
+def sent_since(counters: dict[str, int], prefix: str, since: int) -> int:
+    """Sends counted under ``prefix`` (``campaign|@`` or ``*|@``) at instants after ``since``."""
+    n = len(prefix)
+    return sum(v for k, v in counters.items() if k.startswith(prefix) and int(k[n:]) > since)
+
+
+def last_send(counters: dict[str, int]) -> int | None:
+    """The instant of the user's last send of any campaign (min_gap), if one is remembered."""
+    n = len(LAST_SEND)
+    return max((int(k[n:]) for k in counters if k.startswith(LAST_SEND)), default=None)
+
+
+def throttle_period(throttle: plan.Throttle, at: int) -> int:
+    """The start (µs) of the UTC minute or hour ``at`` falls in."""
+    length = throttle.period * US
+    return at - at % length
+
+
+class Slots(Protocol):
+    """What the throttle step reads of a store: the sends and reserved slots of a campaign's periods."""
+
+    def throttle_count(self, campaign: str, period: int) -> int: ...
+    def throttle_room(self, campaign: str, period: int, length: int, cap: int) -> int: ...
 
 
 # ---- one decision being made ---------------------------------------------------------------------
@@ -268,12 +302,13 @@ class Attempt:
     ``env`` is what the campaign's expressions read (the steps of a new decision need it); ``send`` is
     set by the render step, or given when a delayed decision is made again (no expression is read)."""
 
-    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "date", "env", "schedule_zone", "send", "settings",
-                 "state", "subscriptions", "trigger_at")
+    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "date", "env", "ordinal", "schedule_zone", "send",
+                 "settings", "slots", "state", "subscriptions", "trigger_at")
 
     def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings,
                  env: Env = _NO_ENV, trigger_at: int | None = None, date: str | None = None,
-                 schedule_zone: str | None = None, send: PendingSend | None = None) -> None:
+                 schedule_zone: str | None = None, send: PendingSend | None = None, *,
+                 slots: Slots | None = None, ordinal: int = 0) -> None:
         self.c = c
         self.state = state
         self.at = at
@@ -283,6 +318,8 @@ class Attempt:
         self.date = date
         self.schedule_zone = schedule_zone
         self.send = send
+        self.slots = slots  # the store's throttle periods (None: a throttle is not checked)
+        self.ordinal = ordinal  # the n-th decision of this campaign for this user at this instant, from 0
         self.subscriptions: list[Subscription] = []
         self._send_id: str | None = None if send is None else send.send_id
         self._zone: str | None = None
@@ -292,7 +329,7 @@ class Attempt:
     def send_id(self) -> str:
         """The decision's send_id (SPEC §9.4), hashed when first asked for: a skipped user never is."""
         if self._send_id is None:
-            self._send_id = send_id_for(self.c.id, self.state.user, self.trigger_at)
+            self._send_id = send_id_for(self.c.id, self.state.user, self.trigger_at, self.ordinal)
         return self._send_id
 
     @property
@@ -499,44 +536,156 @@ class CampaignLimit(Step):
         return bool(c.plan.limits)
 
     def decide(self, a: Attempt) -> Decision | None:
-        counters, periods, prefix = a.state.counters, a.periods, a.c.counter_prefix
         for limit in a.c.plan.limits:
-            if counters.get(prefix + periods[limit.period], 0) >= limit.count:
+            if _sent(a, limit) >= limit.count:
                 return _CAMPAIGN_LIMIT
         return None
 
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
         words = []
         for limit in a.c.plan.limits:
-            sent = a.state.counters.get(limit_key(a.c.id, a.periods[limit.period]), 0)
-            words.append(f"{sent} of {limit.count} per {limit.period}")
+            sent = _sent(a, limit)
+            if limit.period == "rolling":
+                words.append(f"{sent} of {limit.count} in the last {duration_words(limit.window)}")
+            else:
+                words.append(f"{sent} of {limit.count} per {limit.period}")
             if sent >= limit.count:
                 return f"{words[-1]} already sent"
         return "; ".join(words)
 
 
+def _sent(a: Attempt, limit: plan.Limit) -> int:
+    """This campaign's sends to the user in the limit's period: a local calendar one, or the rolling
+    window (t − D, t]."""
+    prefix = a.c.counter_prefix
+    if limit.period == "rolling":
+        return sent_since(a.state.counters, prefix + ROLLING, a.at - limit.window * US)
+    return a.state.counters.get(prefix + a.periods[limit.period], 0)
+
+
+def duration_words(seconds: int) -> str:
+    """``90`` → ``1m 30s``; ``86400`` → ``1d``."""
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts) or "0s"
+
+
 class GlobalLimit(Step):
-    """9. ``global_limit``: the user's sends of every campaign on their local day (SPEC §10)."""
+    """9. ``global_limit``: the user's sends of every campaign on their local day and in their local ISO
+    week (SPEC §10); a campaign with `ignore global limits` is exempt."""
 
     name, again = "global_limit", True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
-        return settings.global_per_user_per_day is not None and not c.plan.ignore_global_limits
+        return (settings.global_per_user_per_day is not None or settings.global_per_user_per_week is not None) \
+            and not c.plan.ignore_global_limits
 
     def decide(self, a: Attempt) -> Decision | None:
-        cap = a.settings.global_per_user_per_day
-        assert cap is not None
-        return _GLOBAL_LIMIT if a.state.counters.get(global_key(a.periods["day"]), 0) >= cap else None
+        counters, settings = a.state.counters, a.settings
+        for period, cap in (("day", settings.global_per_user_per_day), ("week", settings.global_per_user_per_week)):
+            if cap is not None and counters.get(global_key(a.periods[period]), 0) >= cap:
+                return _GLOBAL_LIMIT
+        return None
 
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
-        sent = a.state.counters.get(global_key(a.periods["day"]), 0)
-        cap = a.settings.global_per_user_per_day
-        return f"{sent} of {cap} pushes on the user's day {a.periods['day']}" + (" already sent" if verdict else "")
+        words = []
+        settings = a.settings
+        for period, cap in (("day", settings.global_per_user_per_day), ("week", settings.global_per_user_per_week)):
+            if cap is None:
+                continue
+            sent = a.state.counters.get(global_key(a.periods[period]), 0)
+            words.append(f"{sent} of {cap} pushes in the user's {period} {a.periods[period]}")
+            if sent >= cap:
+                return f"{words[-1]} already sent"
+        return "; ".join(words)
 
 
+class MinGap(Step):
+    """10. ``min_gap``: the user's previous send of any campaign is later than t − gap (SPEC §10)."""
+
+    name, again = "min_gap", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return settings.min_gap is not None and not c.plan.ignore_global_limits
+
+    def decide(self, a: Attempt) -> Decision | None:
+        gap = a.settings.min_gap
+        assert gap is not None
+        last = last_send(a.state.counters)
+        return _MIN_GAP if last is not None and last > a.at - gap * US else None
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        gap = a.settings.min_gap
+        assert gap is not None
+        last = last_send(a.state.counters)
+        if last is None:
+            return f"no earlier push remembered within the minimum gap of {duration_words(gap)}"
+        since = duration_words((a.at - last) // US)
+        if verdict is None:
+            return f"the previous push, at {iso(last)}, was {since} ago: at least the gap of {duration_words(gap)}"
+        return f"the previous push, at {iso(last)}, was only {since} ago: less than the gap of {duration_words(gap)}"
+
+
+class Throttle(Step):
+    """11. the `delay` outcome with reason ``throttle``: this campaign's UTC minute (hour) already holds
+    N sends or reserved slots; delayed to the first later period with room, whose slot is reserved
+    (SPEC §12.1). A decision made again in the period it reserved uses that slot."""
+
+    name, again = "throttle", True
+
+    def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
+        return c.plan.throttle is not None
+
+    def decide(self, a: Attempt) -> Decision | None:
+        throttle, slots, send = a.c.plan.throttle, a.slots, a.send
+        assert throttle is not None and send is not None
+        period = throttle_period(throttle, a.at)
+        if slots is None or send.slot == period:
+            return None
+        room = slots.throttle_room(a.c.id, period, throttle.period * US, throttle.count)
+        if room == period:
+            return None
+        return Delay("throttle", room, msgspec.structs.replace(send, slot=room))
+
+    def taken(self, a: Attempt) -> Send | Delay:
+        """The step asked again when the slot it found was taken meanwhile (by another worker)."""
+        assert a.send is not None
+        verdict = self.decide(a)
+        assert verdict is None or isinstance(verdict, Delay)
+        return Send(a.send) if verdict is None else verdict
+
+    def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        throttle, slots, send = a.c.plan.throttle, a.slots, a.send
+        assert throttle is not None and send is not None
+        unit = "minute" if throttle.period == 60 else "hour"
+        period = throttle_period(throttle, a.at)
+        label = _period_label(period, throttle)
+        if slots is None:
+            return f"throttle {throttle.count} per {unit}: not checked here"
+        if send.slot == period:
+            return f"uses the slot it reserved in {label}"
+        held = slots.throttle_count(a.c.id, period)
+        if verdict is None:
+            return f"{label} holds {held} of {throttle.count} sends of this campaign: room"
+        assert isinstance(verdict, Delay)
+        return (f"throttled: {label} already holds {held} sends of this campaign; delayed to "
+                f"{_period_label(verdict.until, throttle)}")
+
+
+def _period_label(period: int, throttle: plan.Throttle) -> str:
+    """A throttle period as people read it: ``10:01 UTC`` (a minute) or ``10:00 UTC`` (an hour)."""
+    when = wall(period, "UTC")
+    return when.strftime("%H:%M") + " UTC" if throttle.period == 60 else when.strftime("%H:00") + " UTC"
+
+
+THROTTLE = Throttle()
 STEPS: tuple[Step, ...] = (CampaignEnded(), Audience(), Reachable(), ControlGroup(), Render(), DoNotDisturb(),
-                           Cutoff(), CampaignLimit(), GlobalLimit())
+                           Cutoff(), CampaignLimit(), GlobalLimit(), MinGap(), THROTTLE)
 """SPEC §9.3 in order; a decision that passes them all is a `send` (step 12)."""
+
 
 STEP_NAMES = tuple(step.name for step in STEPS)
 
@@ -552,6 +701,7 @@ _DND = Suppress("dnd")
 _CUTOFF = Suppress("cutoff")
 _CAMPAIGN_LIMIT = Suppress("campaign_limit")
 _GLOBAL_LIMIT = Suppress("global_limit")
+_MIN_GAP = Suppress("min_gap")
 
 
 class Pipeline:

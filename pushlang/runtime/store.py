@@ -58,6 +58,9 @@ class Timer:
     payload: dict[str, Any] = field(compare=False, default_factory=dict)
 
 
+THROTTLE = "throttle:"  # the meta entries of throttle periods
+
+
 class Store(Protocol):
     """What the engine, replay and reach need of a store: users, their state's changes, timers and
     bookkeeping. :class:`MemoryStore`, ``SqliteStore`` and ``RedisStore`` implement it."""
@@ -76,6 +79,11 @@ class Store(Protocol):
     def add_send(self, state: UserState, send_id: str) -> None: ...
     def open_window(self, state: UserState, window: Window) -> None: ...
     def close_window(self, state: UserState, window: Window) -> None: ...
+    # throttle periods (SPEC §12.1): per campaign, shared by every user (in scale-out, by every worker)
+    def throttle_count(self, campaign: str, period: int) -> int: ...
+    def throttle_room(self, campaign: str, period: int, length: int, cap: int) -> int: ...
+    def throttle_take(self, campaign: str, period: int, cap: int) -> bool: ...
+    def throttle_forget(self, before: int) -> None: ...
     # timers
     def add_timer(self, timer: Timer) -> None: ...
     def cancel_timer(self, key: str) -> None: ...
@@ -101,6 +109,7 @@ class MemoryStore:
         # when they outnumber the timers
         self._heap: list[tuple[int, str, str, str]] = []
         self._meta: dict[str, Any] = {}
+        self._full: dict[str, tuple[int, int]] = {}  # campaign → [from, to): throttle periods known full
 
     # ---- users ---------------------------------------------------------------------------------
 
@@ -160,6 +169,44 @@ class MemoryStore:
 
     def close_window(self, state: UserState, window: Window) -> None:
         state.windows.remove(window)
+
+    # ---- throttle periods ----------------------------------------------------------------------
+    # A campaign's sends and reserved slots in a period are the meta entry ``throttle:<campaign>:<start>``,
+    # so that SQLite keeps them with the rest of the bookkeeping. Counts only grow, so a period found
+    # full stays full: ``_full`` remembers, per campaign, a run of full periods [from, to) and a search
+    # for room starts after it.
+
+    def throttle_count(self, campaign: str, period: int) -> int:
+        count: int = self._meta.get(f"{THROTTLE}{campaign}:{period}") or 0
+        return count
+
+    def throttle_room(self, campaign: str, period: int, length: int, cap: int) -> int:
+        """The first period at or after ``period`` (each ``length`` µs) with fewer than ``cap`` taken."""
+        full = self._full.get(campaign)
+        start = full[1] if full is not None and full[0] <= period < full[1] else period
+        found = start
+        while self.throttle_count(campaign, found) >= cap:
+            found += length
+        if found > period:
+            self._full[campaign] = (full[0] if full is not None and full[0] <= period < full[1] else period, found)
+        return found
+
+    def throttle_take(self, campaign: str, period: int, cap: int) -> bool:
+        """Take a slot of the period if it has room (a send, or a reservation for a delayed decision)."""
+        key = f"{THROTTLE}{campaign}:{period}"
+        count = self._meta.get(key) or 0
+        if count >= cap:
+            return False
+        self.set_meta(key, count + 1)
+        return True
+
+    def throttle_forget(self, before: int) -> None:
+        """Drop the periods that end before ``before``: no decision can take a slot there any more."""
+        for key in [k for k in self._meta if k.startswith(THROTTLE)]:
+            if int(key.rpartition(":")[2]) < before - 3600 * 1_000_000:  # an hour's margin: the longest period
+                self.set_meta(key, None)
+                self._meta.pop(key, None)  # (a persistent store deletes it at the next commit)
+        self._full.clear()
 
     # ---- timers --------------------------------------------------------------------------------
 
