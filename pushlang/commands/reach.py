@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError(f"--store {args.store}: {exc}") from None
     finally:
         store.close()
-    counted.notes = notes_for(compiled, campaign, at, clock, from_store=not args.events)
+    counted.notes = notes_for(compiled, campaign, at, clock, from_store=not args.events) + counted.notes
     if args.format == "json":
         print(msgspec.json.format(msgspec.json.encode(counted.to_json()), indent=2).decode())
     else:

@@ -210,13 +210,13 @@ def explain_now(engine: Engine, campaign_id: str, user: str, event: Event | None
     delayed = [t for t in engine.store.pending_timers(user) if t.campaign == campaign_id and t.kind == "delay"]
     if delayed:
         send = pending_from(delayed[0].payload)
-        return trace(pipeline, Attempt(c, state, now, engine.settings, send=send), again=True)
+        return trace(pipeline, Attempt(c, state, now, engine.settings, send=send, slots=engine.store), again=True)
     date = zone = None
     if not c.is_live:  # the zone the schedule's date and cut-off are read in
         zone = user_zone(c, state) if c.plan.deliver_in_user_timezone else c.tz
         date = wall(now, zone).date().isoformat()
     return trace(pipeline, Attempt(c, state, now, engine.settings, env=c.env(state, now, event),
-                                   date=date, schedule_zone=zone))
+                                   date=date, schedule_zone=zone, slots=engine.store))
 
 
 def render_preview(p: Preview) -> str:

@@ -23,6 +23,7 @@ from pushlang.runtime.pipeline import (
     Pipeline,
     channels,
     deliverable,
+    duration_words,
     in_control_group,
     trace,
 )
@@ -86,7 +87,14 @@ def _share(part: int, whole: int) -> float | None:
 def count_reach(compiled: plan.Plan, campaign: plan.Campaign, store: Store, at: int, *,
                 per_user: bool = False) -> Reach:
     """Count ``campaign``'s reach at ``at`` over ``store`` (committed): in SQL when the store is SQLite
-    and the audience translates (unless ``per_user``), else user by user."""
+    and the audience translates (unless ``per_user``), else user by user; with notes on what the
+    campaign's delivery controls will do to those users."""
+    result = _count(compiled, campaign, store, at, per_user)
+    result.notes = delivery_notes(compiled.settings, campaign, result.reachable, result.control)
+    return result
+
+
+def _count(compiled: plan.Plan, campaign: plan.Campaign, store: Store, at: int, per_user: bool) -> Reach:
     from pushlang.runtime.sqlite_store import SqliteStore
 
     reason = "per_user was asked for" if per_user else "the in-memory store has no SQL (count a --store sqlite:///FILE in SQL)"
@@ -198,6 +206,37 @@ def notes_for(compiled: plan.Plan, campaign: plan.Campaign, at: int, clock: int 
     if from_store and uses(campaign.audience, compiled.segments, plan.DidEvent):
         notes.append("`did` conditions read the events the store kept: only the names that the campaigns "
                      "loaded when it was written needed, as far back as their windows")
+    return notes
+
+
+def delivery_notes(settings: plan.Settings, campaign: plan.Campaign, reachable: int, control: int) -> list[str]:
+    """What the delivery controls (SPEC §5, §10, §12.1–12.2) will do to these users, in words."""
+    notes = []
+    t = campaign.throttle
+    if t is not None:
+        unit = "minute" if t.period == 60 else "hour"
+        would = reachable - control
+        periods = -(-would // t.count) if would else 0
+        spread = (f"; an occurrence's {would:,} sends take at least {periods:,} {unit}{'s' if periods != 1 else ''},"
+                  " the later ones delayed (reason throttle) to the first later period with room"
+                  if not campaign.is_live and periods > 1 else
+                  "; a burst above that is delayed (reason throttle) to the first later period with room")
+        notes.append(f"throttle {t.count:,} per {unit}: at most {t.count:,} sends of this campaign in one UTC {unit}"
+                     + spread)
+    for limit in campaign.limits:
+        if limit.period == "rolling":
+            notes.append(f"limit {limit.count} per {duration_words(limit.window)}: at most {limit.count} of this "
+                         f"campaign's pushes to a user in any {duration_words(limit.window)} (rolling)")
+    if campaign.priority:
+        notes.append(f"priority {campaign.priority}: at one instant, its decisions are made before those of "
+                     "lower-priority campaigns, so it wins a collision on a limit")
+    exempt = " (this campaign ignores global limits: it is exempt, its sends still count)" \
+        if campaign.ignore_global_limits else ""
+    if settings.global_per_user_per_week is not None:
+        notes.append(f"global limit: {settings.global_per_user_per_week} pushes per user per local ISO week{exempt}")
+    if settings.min_gap is not None:
+        notes.append(f"min_gap {duration_words(settings.min_gap)}: no push within {duration_words(settings.min_gap)} "
+                     f"after the user's previous push of any campaign{exempt}")
     return notes
 
 

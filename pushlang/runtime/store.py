@@ -184,12 +184,15 @@ class MemoryStore:
         """The first period at or after ``period`` (each ``length`` µs) with fewer than ``cap`` taken."""
         full = self._full.get(campaign)
         start = full[1] if full is not None and full[0] <= period < full[1] else period
-        found = start
-        while self.throttle_count(campaign, found) >= cap:
-            found += length
+        found = self._first_room(campaign, start, length, cap)
         if found > period:
             self._full[campaign] = (full[0] if full is not None and full[0] <= period < full[1] else period, found)
         return found
+
+    def _first_room(self, campaign: str, period: int, length: int, cap: int) -> int:
+        while self.throttle_count(campaign, period) >= cap:
+            period += length
+        return period
 
     def throttle_take(self, campaign: str, period: int, cap: int) -> bool:
         """Take a slot of the period if it has room (a send, or a reservation for a delayed decision)."""

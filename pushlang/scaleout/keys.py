@@ -14,6 +14,8 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
   digest; expires after a day);
 - ``u:{p}``, ``tm:{p}``, ``tmd:{p}``, ``meta:{p}``  the partition's state (users, timers by due,
   timer data, bookkeeping);
+- ``thr:{c:<campaign>}:<period>``  a throttled campaign's sends and reserved slots in one period (µs start),
+  shared by every partition (SPEC §12.1); all of a campaign's periods in one slot; expire after a week;
 - ``workers``    sorted set: partition worker ids scored by their heartbeat's expiry (not in a slot
   of its own partition: it is the one key every worker shares).
 """
@@ -74,6 +76,11 @@ def sent_key(p: int, send_id: str) -> str:
 
 def idempotency_key(p: int, key: str) -> str:
     return f"{_idem(p)}:{key}"
+
+
+def throttle_key(campaign: str, period: int) -> str:
+    """The shared counter of a throttled campaign's period (every partition reads and takes it)."""
+    return f"thr:{{c:{campaign}}}:{period}"
 
 
 def partition_of_key(key: str) -> int:

@@ -35,7 +35,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
-from pushlang.scaleout.keys import meta_key, timer_data_key, timers_key, users_key
+from pushlang.scaleout.keys import meta_key, throttle_key, timer_data_key, timers_key, users_key
 from pushlang.scaleout.streams import text_of
 
 _encode = msgspec.json.Encoder().encode
@@ -43,6 +43,28 @@ _decode_any = msgspec.json.Decoder().decode
 _decode_user = msgspec.json.Decoder(UserState).decode
 _decode_timer = msgspec.json.Decoder(Timer).decode
 
+
+# A throttle period's counter is shared by every partition and taken at once, outside the batch's
+# transaction: a slot is never given twice, and a worker that crashes (or loses its lease) before its
+# batch commits leaves the slots it took taken, with nothing sent in them (SPEC §12.1: a period may
+# hold fewer than N sends, never more). KEYS[1]: the first period's key (its hash tag names the slot
+# of every period of the campaign); ARGV: the key's prefix, the first period, the period's length, N.
+_THROTTLE_ROOM = """
+local prefix, period, length, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for _ = 1, 100000 do
+  local taken = tonumber(redis.call('GET', prefix .. string.format('%d', period)) or '0')
+  if taken < cap then return tostring(period) end
+  period = period + length
+end
+return tostring(period)
+"""
+_THROTTLE_TAKE = """
+local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
+if taken >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], 604800000)
+return 1
+"""
 
 FENCE_ATTEMPTS = 5  # fenced commits aborted by a change of the lease before it is called lost
 
@@ -86,6 +108,24 @@ class RedisStore(PersistentStore):
         meta: dict[Any, Any] = client.hgetall(self.meta_key)  # type: ignore[assignment]
         for key, value in meta.items():
             self._meta[_text(key)] = _decode_any(value)
+        self._room = client.register_script(_THROTTLE_ROOM)
+        self._take = client.register_script(_THROTTLE_TAKE)
+
+    # ---- throttle periods: shared by every partition (keys.throttle_key) -------------------------
+
+    def throttle_count(self, campaign: str, period: int) -> int:
+        return int(text_of(self.client.get(throttle_key(campaign, period))) or 0)
+
+    def _first_room(self, campaign: str, period: int, length: int, cap: int) -> int:
+        prefix = throttle_key(campaign, 0)[:-1]
+        return int(text_of(self._room(keys=[throttle_key(campaign, period)], args=[prefix, period, length, cap])) or 0)
+
+    def throttle_take(self, campaign: str, period: int, cap: int) -> bool:
+        return bool(self._take(keys=[throttle_key(campaign, period)], args=[cap]))
+
+    def throttle_forget(self, before: int) -> None:
+        """Nothing to do: the shared periods expire by themselves."""
+        self._full.clear()
 
     # ---- users ---------------------------------------------------------------------------------
 
