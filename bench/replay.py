@@ -16,12 +16,18 @@ process so that its peak memory is its own:
 Targets: in-memory replay ≥ 25% of the floor's events/s; SQLite ≥ 20,000 events/s; peak memory
 < 1 GiB.
 
+With ``--controls`` it times the in-memory replay of the same records twice, ``--rounds`` times each,
+interleaved: as generated, and with the delivery controls on every campaign (`throttle 1 per minute`,
+and `min_gap = "10m"` in the config), and prints both rows, how often the controls acted, and the
+ratio (target: within 10%).
+
 With ``--against DIR`` (another checkout of pushlang, e.g. ``git worktree add /tmp/base main``) it
 instead times the in-memory replay of this tree and of that one, ``--rounds`` times each, interleaved,
 on the same records, and prints both medians with their spread, and whether the decisions are
 identical: the check that a change did not make replay slower.
 
     python bench/replay.py [--records 1000000] [--users 100000]
+    python bench/replay.py --controls [--rounds 5]
     python bench/replay.py --against /tmp/base [--rounds 5]
 """
 
@@ -39,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -48,7 +55,11 @@ COUNTRIES = ["IN", "US", "DE", "FR", "BR", "GB"]
 ZONES = ["Asia/Kolkata", "America/New_York", "Europe/Berlin", "Europe/Paris", "America/Sao_Paulo", "Europe/London"]
 
 
-def campaigns_text(seed: int = 1) -> str:
+CONTROLS = "    throttle 1 per minute\n"  # with --controls, on every campaign; and min_gap in the config
+CONTROLS_CONFIG = '[limits]\nmin_gap = "10m"\n'
+
+
+def campaigns_text(seed: int = 1, controls: bool = False) -> str:
     rng = random.Random(seed)
     out = []
     for i in range(80):
@@ -58,7 +69,7 @@ def campaigns_text(seed: int = 1) -> str:
         where = " and ".join(conditions[: rng.randint(1, 3)])
         who = '  who {\n    did "Viewed Product" at least 2 times in last 7d\n  }\n' if i % 16 == 0 else ""
         out.append(f'campaign single_{i:02d} {{\n  platforms chrome, firefox\n  on "{event}" where {where}\n{who}'
-                   f'  when {{\n    limit 3 per day\n  }}\n  message {{\n    title "Hi @{{user.name | default: \'there\'}}"\n'
+                   f'  when {{\n    limit 3 per day\n{CONTROLS if controls else ""}  }}\n  message {{\n    title "Hi @{{user.name | default: \'there\'}}"\n'
                    f'    body "Offer {i} for @{{event.category | default: \'you\'}}"\n  }}\n}}\n')
     for i in range(20):
         who = '  who {\n    did "Viewed Product" at least 1 times in last 7d\n  }\n' if i % 5 == 0 else ""
@@ -66,7 +77,7 @@ def campaigns_text(seed: int = 1) -> str:
         out.append(f'campaign inaction_{i:02d} {{\n  platforms chrome, firefox\n'
                    f'  on "{trigger}" where event.price > {40 + 2 * i}\n'
                    f'  unless "Charged" within {10 + i}m\n{who}'
-                   f'  when {{\n    dnd 22:00 to 07:00 delay\n    limit 1 per day\n  }}\n'
+                   f'  when {{\n    dnd 22:00 to 07:00 delay\n    limit 1 per day\n{CONTROLS if controls else ""}  }}\n'
                    f'  message {{\n    title "Your cart"\n    body "@{{event.product | default: \'Something\'}} is waiting"\n  }}\n}}\n')
     return "\n".join(out)
 
@@ -146,9 +157,12 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         decisions += len(outputs)
     else:
         from pushlang.compiler import compile_paths
+        from pushlang.runtime.engine import Output
         from pushlang.runtime.replay import replay
         from pushlang.runtime.store import MemoryStore
 
+        if mode == "controls":  # the same campaigns with the delivery controls, and their config beside them
+            campaigns = workdir / "controls" / "bench.push"
         result = compile_paths([str(campaigns)])
         assert result.plan is not None, result.diagnostics
         if mode == "sqlite":
@@ -161,11 +175,14 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         count = [0]
         digest = hashlib.sha256()
         encode = msgspec.json.Encoder().encode
+        reasons: dict[str, int] = {}
 
-        def emit(out: object) -> None:
+        def emit(out: Output) -> None:
             count[0] += 1
             if mode == "versus":
                 digest.update(encode(out))
+            elif out.reason is not None:
+                reasons[out.reason] = reasons.get(out.reason, 0) + 1
 
         with records.open("rb") as f:
             replay(result.plan, f, store, emit)
@@ -174,9 +191,43 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         if mode == "versus":
             elapsed = time.perf_counter() - start
             return {"seconds": elapsed, "decisions": decisions, "digest": digest.hexdigest()}
+        if mode in ("memory", "controls"):
+            elapsed = time.perf_counter() - start
+            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions, "reasons": reasons}
     elapsed = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions}
+
+
+def controls(work: Path, rounds: int, records: int) -> int:
+    """The in-memory replay with and without the delivery controls, interleaved, on the same records."""
+    runs: dict[str, list[dict[str, Any]]] = {"memory": [], "controls": []}
+    for n in range(rounds):
+        for mode in (("memory", "controls") if n % 2 == 0 else ("controls", "memory")):
+            print(f"round {n + 1}/{rounds}: {mode} ...", file=sys.stderr)
+            child = subprocess.run([sys.executable, __file__, "--mode", mode, "--workdir", str(work)],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:
+                print(child.stderr, file=sys.stderr)
+                return 1
+            runs[mode].append(json.loads(child.stdout))
+    labels = {"memory": "replay, in-memory store", "controls": "the same, throttle + min_gap on every campaign"}
+    print(f"{records:,} records, 100 campaigns, in-memory replay, {rounds} interleaved rounds each")
+    print(f"{'':48} {'median s':>9} {'min s':>7} {'max s':>7} {'events/s':>10} {'spread':>7} {'decisions':>10}")
+    medians = {}
+    for mode, found in runs.items():
+        seconds = [float(r["seconds"]) for r in found]
+        median = medians[mode] = statistics.median(seconds)
+        spread = (max(seconds) - min(seconds)) / median
+        print(f"{labels[mode]:48} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {records / median:10,.0f} "
+              f"{spread:7.1%} {int(found[0]['decisions']):10,}")
+    acted = runs["controls"][0]["reasons"]
+    print("with the controls: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(acted.items())))
+    ratio = medians["memory"] / medians["controls"]
+    print(f"throughput with the controls / without: {ratio:.1%} (target ≥ 90%) -> "
+          f"{'OK' if ratio >= 0.9 else 'BELOW TARGET'}")
+    return 0
 
 
 def versus(work: Path, other: Path, rounds: int, records: int) -> int:
@@ -219,7 +270,10 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--modes", default="floor,conditions,memory,sqlite")
     ap.add_argument("--against", metavar="DIR", help="another checkout: time its replay beside this tree's")
-    ap.add_argument("--rounds", type=int, default=5, help="with --against: runs of each, interleaved (default 5)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="with --against or --controls: runs of each, interleaved (default 5)")
+    ap.add_argument("--controls", action="store_true",
+                    help="time the replay with throttle and min_gap on every campaign beside the same without")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -234,6 +288,11 @@ def main() -> int:
         print(f"generating {args.records:,} records over {args.users:,} users ...", file=sys.stderr)
         generate(work / "records.jsonl", args.records, args.users)
         (work / "bench.push").write_text(campaigns_text(), encoding="utf-8")
+        (work / "controls").mkdir()
+        (work / "controls" / "bench.push").write_text(campaigns_text(controls=True), encoding="utf-8")
+        (work / "controls" / "pushlang.toml").write_text(CONTROLS_CONFIG, encoding="utf-8")
+        if args.controls:
+            return controls(work, args.rounds, args.records)
         if args.against:
             return versus(work, Path(args.against).resolve(), args.rounds, args.records)
         results = {}

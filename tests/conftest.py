@@ -60,7 +60,7 @@ SLOW_MODULES = frozenset({
     "test_dashboard_browser", "test_serve_browser", "test_service_worker", "test_repl_pty",
     "test_redis_store", "test_scaleout", "test_scaleout_aof", "test_scaleout_dispatch", "test_scaleout_dispatch_faults",
     "test_scaleout_worker", "test_scaleout_faults", "test_scaleout_ingest", "test_scenarios_worker",
-    "test_service_crash", "test_forget", "test_serve_fuzz", "test_fuzz", "test_properties",
+    "test_service_crash", "test_forget", "test_serve_fuzz", "test_fuzz", "test_properties", "test_properties_delivery",
     "test_bench_dispatch_smoke", "test_bench_serve_memory_smoke", "test_wheel", "test_serve_hardening",
     "test_serve_identity", "test_stored_state", "test_apns_service", "test_webpush_service",
 })

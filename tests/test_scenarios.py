@@ -30,7 +30,8 @@ def test_scenario_on_sqlite(scenario: Scenario, tmp_path: Path) -> None:
 
 def test_every_reason_of_the_pipeline_is_covered() -> None:
     reasons = {"campaign_ended", "not_in_audience", "unreachable", "missing_property", "safari_requires_url",
-               "payload_too_large", "dnd", "cutoff", "campaign_limit", "global_limit", "past_due"}
+               "payload_too_large", "dnd", "cutoff", "campaign_limit", "global_limit", "past_due", "min_gap",
+               "throttle"}
     outcomes = {"send", "control", "delay", "suppress", "convert"}
     seen_reasons = {e.get("reason") for s in SCENARIOS for e in expected(s)}
     seen_outcomes = {e.get("outcome") for s in SCENARIOS for e in expected(s)}
