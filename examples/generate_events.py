@@ -5,7 +5,9 @@
 The log is deterministic for a seed. It has profiles (with countries and timezones),
 subscriptions on every platform (legacy Safari device tokens too), and the events the example
 campaigns and segments react to: visits, sign-ups, product views, carts, charges (some within the
-abandoned-cart window, some after it), shipments and trip bookings.
+abandoned-cart window, some after it), shipments and trip bookings. After the busy first week, a
+quieter tail of product views runs to the evening of 31 December, so that the replay reaches the
+month's last day, Christmas Eve and every few days of the recurring campaigns.
 """
 
 from __future__ import annotations
@@ -105,11 +107,36 @@ def user_records(rng: random.Random, n: int) -> list[tuple[dt.datetime, int, dic
     return out
 
 
+TAIL_END = dt.datetime(2026, 12, 31, 22, 0, tzinfo=dt.UTC)
+
+
+def tail_records(rng: random.Random, n: int) -> list[tuple[dt.datetime, int, dict[str, Any]]]:
+    """The quieter rest of December for one user: a few product views, or none."""
+    if rng.random() >= 0.12:
+        return []
+    begin = START + dt.timedelta(days=DAYS)
+    span = int((TAIL_END - begin).total_seconds())
+    out = []
+    for seq in range(rng.randint(1, 3)):
+        t = begin + dt.timedelta(seconds=rng.randrange(span))
+        sku, product, price, category = rng.choice(PRODUCTS)
+        out.append((t, 1000 + seq, {"user": f"u{n:05d}", "ts": _iso(t), "name": "Viewed Product",
+                                    "props": {"product_id": sku, "product_name": product, "price": price,
+                                              "category": category}}))
+    return out
+
+
 def generate(users: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     rows: list[tuple[dt.datetime, int, int, dict[str, Any]]] = []
     for n in range(users):
         rows.extend((t, n, seq, record) for t, seq, record in user_records(rng, n))
+    tail = random.Random(seed + 1)  # apart, so the first week stays as it was for a seed
+    for n in range(users):
+        rows.extend((t, n, seq, record) for t, seq, record in tail_records(tail, n))
+    last = {"user": "u00000", "ts": _iso(TAIL_END), "name": "Viewed Product",
+            "props": {"product_id": "sku-mug", "product_name": "Coffee Mug", "price": 12.5, "category": "kitchen"}}
+    rows.append((TAIL_END, 0, 2000, last))  # the log ends on New Year's Eve
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     return [r[3] for r in rows]
 

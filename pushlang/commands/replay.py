@@ -182,13 +182,14 @@ def summary_table(summary: Summary) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("(conversions and revenue: of the sends; the control group's apart)" if control else
                  "(conversions and revenue: of the sends)")
-    reasons = [(cid, c.suppressed) for cid, c in summary.campaigns.items() if c.suppressed]
-    if reasons:
-        lines.append("")
-        lines.append("suppressed by reason:")
-        for cid, counts in reasons:
-            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            lines.append(f"  {cid.ljust(widths[0])}  " + ", ".join(f"{r} {n:,}" for r, n in ranked))
+    for title, of in (("suppressed by reason:", "suppressed"), ("delayed by reason:", "delayed")):
+        reasons = [(cid, getattr(c, of)) for cid, c in summary.campaigns.items() if getattr(c, of)]
+        if reasons:
+            lines.append("")
+            lines.append(title)
+            for cid, counts in reasons:
+                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                lines.append(f"  {cid.ljust(widths[0])}  " + ", ".join(f"{r} {n:,}" for r, n in ranked))
     lines.append("")
     lines.append(f"{summary.records:,} records, {len(summary.rejects):,} rejected, {summary.decisions:,} decisions"
                  + (f"; {summary.skipped:,} records older than the store's clock skipped (already replayed)"

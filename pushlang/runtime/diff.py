@@ -316,9 +316,10 @@ def compare(old_plan: plan.Plan, new_plan: plan.Plan, records: RecordSource, *, 
             affected_by = [f"segment {name}" for name in used]
             if settings:
                 affected_by.append("config")
-            if not affected_by and new_c is not None and not new_c.ignore_global_limits and (
-                    old_plan.settings.global_per_user_per_day or new_plan.settings.global_per_user_per_day):
-                affected_by.append("global limit")
+            if not affected_by and new_c is not None and not new_c.ignore_global_limits and any(
+                    s.global_per_user_per_day or s.global_per_user_per_week or s.min_gap
+                    for s in (old_plan.settings, new_plan.settings)):
+                affected_by.append("global limit")  # another campaign's sends changed what this one may send
         shown = new_c or old_c
         assert shown is not None
         campaigns.append(CampaignDiff(

@@ -17,6 +17,7 @@ from pushlang.runtime.store import Store
 class CampaignSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     suppressed: Counter[str] = field(default_factory=Counter)
+    delayed: Counter[str] = field(default_factory=Counter)  # delays by reason: dnd, throttle
     conversions: int = 0  # of `send` decisions (as `pushlang stats` counts them)
     revenue: float = 0.0
     control_conversions: int = 0  # of `control` decisions: the baseline of the lift
@@ -69,6 +70,8 @@ class Summary:
             summary.outcomes[outcome] += n
             if reason is not None and outcome == "suppress":
                 summary.suppressed[reason] += n
+            elif reason is not None and outcome == "delay":
+                summary.delayed[reason] += n
         for (cid, outcome), revenue in self._revenue.items():
             if outcome == "control_convert":
                 self.campaigns[cid].control_revenue += revenue
