@@ -205,15 +205,23 @@ class OnTrigger(msgspec.Struct, frozen=True):
 
 
 class Schedule(msgspec.Struct, frozen=True):
-    """``send ...``. ``kind``: once, dates, daily, weekly, monthly."""
+    """``send ...``. ``kind``: once, dates (``datetimes``); daily, weekly (``weekdays``), monthly
+    (``day``, or ``last_day``), every (``interval`` days) — the recurring kinds, at ``times``."""
 
     kind: str
     datetimes: tuple[Literal, ...]
-    time: Literal | None
+    times: tuple[Literal, ...]  # as written: in their order, a repeated one kept
     weekdays: tuple[Name, ...]
     day: int | None
     span: Span
     day_span: Span | None = None
+    last_day: bool = False  # `send every month on last day`
+    interval: int | None = None  # `send every N days`
+    interval_span: Span | None = None
+
+    @property
+    def recurring(self) -> bool:
+        return self.kind not in ("once", "dates")
 
 
 class Who(msgspec.Struct, frozen=True):
@@ -223,7 +231,9 @@ class Who(msgspec.Struct, frozen=True):
 
 class WhenItem(msgspec.Struct, frozen=True):
     """One line of ``when``. ``kind``: start, end, timezone, dnd, ignore_global_limits, limit,
-    user_timezone, cutoff; ``values`` holds its literals."""
+    throttle, priority, user_timezone, cutoff; ``values`` holds its literals. A ``limit`` is the
+    count and its period: a string (day, week, campaign) or a duration (rolling, in seconds); a
+    ``throttle`` the count and minute or hour; a ``priority`` the number (its span takes the sign)."""
 
     kind: str
     values: tuple[Literal, ...]

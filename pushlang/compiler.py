@@ -111,6 +111,7 @@ class Lowering:
         timezone = view.when_value("timezone")
         dnd = view.when_items("dnd")
         cutoff = view.when_value("cutoff")
+        priority = view.when_value("priority")
         control = view.controls[0].percent if view.controls else 0.0
         conversion = view.conversions[0] if view.conversions else None
         platforms = view.allowed_platforms()
@@ -130,8 +131,9 @@ class Lowering:
             dnd=plan.Dnd(str(dnd[0].values[0].value), str(dnd[0].values[1].value), str(dnd[0].values[2].value))
             if dnd else None,
             ignore_global_limits=bool(view.when_items("ignore_global_limits")),
-            limits=tuple(plan.Limit(int(i.values[0].value or 0), str(i.values[1].value))
-                         for i in view.when_items("limit")),
+            limits=tuple(_limit(i) for i in view.when_items("limit")),
+            throttle=_throttle(view.when_items("throttle")),
+            priority=int(priority.value or 0) if priority is not None else 0,
             deliver_in_user_timezone=bool(view.when_items("user_timezone")),
             cutoff=_text(cutoff),
             control_percent=control,
@@ -149,18 +151,23 @@ class Lowering:
                 return plan.OnDate(t.event, self.opt(t.where), self.expr(t.at))
             return plan.SingleAction(t.event, self.opt(t.where))
         assert isinstance(t, ast.Schedule)
-        time = _text(t.time) or "00:00:00"
         if t.kind == "once":
             return plan.SendOnce(str(t.datetimes[0].value))
         if t.kind == "dates":
             return plan.SendDates(tuple(str(d.value) for d in t.datetimes))
-        times = (time,)
+        # Each time of day is an occurrence; two equal times are one (SPEC §3).
+        times = tuple(sorted({str(time.value) for time in t.times if time.value is not None}))
         if t.kind == "daily":
             return plan.SendDaily(times)
         if t.kind == "weekly":
             days = sorted({WEEKDAYS.index(d.value) + 1 for d in t.weekdays})
             return plan.SendWeekly(tuple(days), times)
-        return plan.SendMonthly(t.day or 1, times)
+        if t.kind == "every":
+            # On start's date in the campaign's zone (start is a naive local date-time there) and
+            # every N days after it; a recurring schedule without a start never gets here.
+            start = _text(view.when_value("start")) or ""
+            return plan.SendEvery(t.interval or 1, start[:10], times)
+        return plan.SendMonthly(plan.LAST_DAY if t.last_day else t.day or 1, times)
 
     def message(self, view: CampaignView) -> plan.Message:
         fields = self.ctx.effective_message(view)
@@ -237,6 +244,23 @@ class Lowering:
         else:
             op, count = e.count_op or "at least", e.count if e.count is not None else 1
         return plan.DidEvent(e.event, self.opt(e.where), op, count, e.window)
+
+
+def _limit(item: ast.WhenItem) -> plan.Limit:
+    count, period = int(item.values[0].value or 0), item.values[1]
+    if period.kind == "duration":  # `limit N per DURATION`: a rolling window
+        return plan.Limit(count, "rolling", int(period.value or 0))
+    return plan.Limit(count, str(period.value))
+
+
+def _throttle(items: list[ast.WhenItem]) -> plan.Throttle | None:
+    if not items:
+        return None
+    count, period = items[0].values
+    return plan.Throttle(int(count.value or 0), THROTTLE_PERIODS[str(period.value)])
+
+
+THROTTLE_PERIODS = {"minute": 60, "hour": 3600}  # `throttle N per minute|hour`, in seconds
 
 
 def _text(literal: ast.Literal | None) -> str | None:

@@ -22,7 +22,7 @@ def window(ctx: CheckContext) -> None:
         schedule = view.trigger
         if not isinstance(schedule, ast.Schedule):
             continue
-        if schedule.kind in ("daily", "weekly", "monthly") and start is None:
+        if schedule.recurring and start is None:
             ctx.report(codes.RECURRING_WITHOUT_START, view.path, schedule.span,
                        "a recurring schedule needs a `start`",
                        help="add `when { start YYYY-MM-DD HH:MM }`: the first send is the first "

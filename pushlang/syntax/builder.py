@@ -147,9 +147,10 @@ class AstBuilder(Transformer[Token, Any]):
         return (c[0], c[1])
 
     def _schedule(self, kind: str, c: list[Any], **kw: Any) -> ast.Schedule:
-        fields: dict[str, Any] = {"datetimes": (), "time": None, "weekdays": (), "day": None}
+        fields: dict[str, Any] = {"datetimes": (), "weekdays": (), "day": None}
         fields.update(kw)
-        return ast.Schedule(kind, span=tspan(c[0]).to(tspan(c[-1])), **fields)
+        times = tuple(self._time(t) for t in c if t.type == "TIME")
+        return ast.Schedule(kind, times=times, span=tspan(c[0]).to(tspan(c[-1])), **fields)
 
     def send_once(self, c: list[Token]) -> ast.Schedule:
         return self._schedule("once", c, datetimes=(self._datetime(c[1]),))
@@ -158,14 +159,20 @@ class AstBuilder(Transformer[Token, Any]):
         return self._schedule("dates", c, datetimes=tuple(self._datetime(t) for t in c[1:]))
 
     def send_daily(self, c: list[Token]) -> ast.Schedule:
-        return self._schedule("daily", c, time=self._time(c[1]))
+        return self._schedule("daily", c)
 
     def send_weekly(self, c: list[Token]) -> ast.Schedule:
-        days = tuple(ast.Name(str(t), tspan(t)) for t in c[1:-1])
-        return self._schedule("weekly", c, weekdays=days, time=self._time(c[-1]))
+        days = tuple(ast.Name(str(t), tspan(t)) for t in c if t.type == "NAME")
+        return self._schedule("weekly", c, weekdays=days)
 
     def send_monthly(self, c: list[Token]) -> ast.Schedule:
-        return self._schedule("monthly", c, day=int(c[1]), day_span=tspan(c[1]), time=self._time(c[2]))
+        return self._schedule("monthly", c, day=int(c[1]), day_span=tspan(c[1]))
+
+    def send_monthly_last(self, c: list[Token]) -> ast.Schedule:
+        return self._schedule("monthly", c, last_day=True)
+
+    def send_every(self, c: list[Token]) -> ast.Schedule:
+        return self._schedule("every", c, interval=int(c[1]), interval_span=tspan(c[1]))
 
     def who(self, c: list[Any]) -> ast.Who:
         conds = tuple(x for x in c[1:] if x is not None)
@@ -196,7 +203,20 @@ class AstBuilder(Transformer[Token, Any]):
 
     def w_limit(self, c: list[Token]) -> ast.WhenItem:
         count = ast.Literal("number", int(c[1]), tspan(c[1]))
+        if c[2].type == "DURATION":  # rolling: `limit 2 per 36h`
+            return self._when_item("limit", c, count, ast.Literal("duration", duration_seconds(c[2]), tspan(c[2])))
         return self._when_item("limit", c, count, ast.Literal("string", str(c[2]), tspan(c[2])))
+
+    def w_throttle(self, c: list[Token]) -> ast.WhenItem:
+        count = ast.Literal("number", int(c[1]), tspan(c[1]))
+        return self._when_item("throttle", c, count, ast.Literal("string", str(c[2]), tspan(c[2])))
+
+    def w_priority(self, c: list[Token | None]) -> ast.WhenItem:
+        kw, minus, number = c
+        assert kw is not None and number is not None
+        value = -int(number) if minus is not None else int(number)
+        span = tspan(minus or number).to(tspan(number))
+        return ast.WhenItem("priority", (ast.Literal("number", value, span),), tspan(kw).to(span))
 
     def w_user_timezone(self, c: list[Token]) -> ast.WhenItem:
         return ast.WhenItem("user_timezone", (), tspan(c[0]))

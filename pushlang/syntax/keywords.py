@@ -10,9 +10,9 @@ CONSTANTS = ("true", "false", "null")
 # control and conversions, conditions.
 WORDS = (
     "labels", "platforms",
-    "on", "where", "unless", "within", "at", "send", "once", "every", "day", "month",
+    "on", "where", "unless", "within", "at", "send", "once", "every", "day", "month", "days",
     "start", "end", "timezone", "dnd", "to", "discard", "delay", "ignore", "global", "limits", "limit", "per",
-    "week", "deliver", "in", "user", "cutoff",
+    "week", "throttle", "minute", "hour", "priority", "deliver", "in", "user", "cutoff",
     "title", "body", "url", "image", "icon", "default", "ttl", "require", "interaction", "button", "tag",
     "urgency",
     "control", "group", "conversion", "revenue",
