@@ -27,7 +27,7 @@ def test_examples_cover_every_seed_scenario() -> None:
     result = compile_paths([str(ROOT / "examples")])
     assert result.plan is not None
     triggers = {type(c.trigger).__name__ for c in result.plan.campaigns}
-    assert triggers == {"SingleAction", "InactionWithin", "OnDate", "SendOnce", "SendDates", "SendDaily",
+    assert triggers == {"SingleAction", "InactionWithin", "OnDate", "SendOnce", "SendDates", "SendDaily", "SendEvery",
                         "SendWeekly", "SendMonthly"}
     campaigns = result.plan.campaigns
     assert any(c.dnd and c.dnd.mode == "discard" for c in campaigns)

@@ -197,7 +197,9 @@ def test_same_input_byte_identical_in_two_processes_with_different_hash_seeds(ca
                                                                               tmp_path: Path) -> None:
     (tmp_path / "campaigns.push").write_text(case.text, encoding="utf-8")
     (tmp_path / "pushlang.toml").write_text(case.config, encoding="utf-8")
-    (tmp_path / "records.jsonl").write_text("\n".join(case.lines) + "\n", encoding="utf-8")
+    # both events once more at the end, so that every campaign decides something
+    lines = case.lines + [json.dumps({"user": "u0", "ts": _ts(4 * 3600), "name": name}) for name in EVENTS]
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / f"out-{seed}.jsonl"

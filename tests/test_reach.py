@@ -569,4 +569,6 @@ def test_example_shop_advent_sale(capsys: pytest.CaptureFixture[str], monkeypatc
     assert 0 < in_sql["reachable"] < in_sql["audience"] <= in_sql["known_users"]
     assert set(in_sql["by_platform"]) == {"chrome", "firefox", "edge"}  # the campaign's platforms
     assert sum(in_sql["by_platform"].values()) >= in_sql["reachable"]
-    assert in_sql["control"] == 0 and in_sql["notes"] == []
+    assert in_sql["control"] == 0
+    # the only notes: the example config's global limits, what they will do to these users
+    assert [n.split(":")[0] for n in in_sql["notes"]] == ["global limit", "min_gap 2h"]

@@ -189,7 +189,7 @@ def test_records_reads_the_bundled_gz_log_with_a_summary(tmp_path: Path) -> None
     said: list[str] = []
     session = Session([str(EXAMPLES / "abandoned_cart.push")], out=said.append)
     session.handle(f":records {EXAMPLES / 'events.jsonl.gz'}")
-    assert said[-1] == "31,479 records fed, clock 2026-12-09T06:12:56Z"
+    assert said[-1] == "32,188 records fed, clock 2026-12-31T22:00:00Z"
     assert said[-2].startswith("2,841 decisions (control 83, convert 267, delay 296, send 484, suppress 1,711)")
     assert len(said) == 2 and session.failed == 0  # the counts, the summary: no line per decision
     bad = tmp_path / "mixed.jsonl"
@@ -197,7 +197,7 @@ def test_records_reads_the_bundled_gz_log_with_a_summary(tmp_path: Path) -> None
     said.clear()
     session.handle(f":records {bad}")
     assert said[-1].splitlines() == [
-        "2 records fed, clock 2026-12-09T06:12:56Z; 5 lines rejected",
+        "2 records fed, clock 2026-12-31T22:00:00Z; 5 lines rejected",
         *[f"  line {n}: not valid JSON (JSON is malformed: object keys must be strings (byte 1))" for n in (2, 3, 4)],
         "  … and 2 more"]
     truncated = tmp_path / "cut.jsonl.gz"

@@ -284,11 +284,18 @@ def test_a_throttle_holds_across_3_workers(client: Any, tmp_path: Path) -> None:
     assert len(expected) == 600
     assert sum(o.reason == "throttle" for o in single) > 400
 
+    w = type("W", (), {"campaigns": campaigns})()
+    # the workers first, so that they share the partitions before the records arrive
+    procs = [_start_worker(client, w, f"t{i}", idle_exit=6, batch=20) for i in range(3)]  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while sum(bool(client.exists(keys.lease_key(p))) for p in range(PARTITIONS)) < PARTITIONS \
+            or client.zcard(keys.WORKERS_KEY) < 3:
+        assert time.monotonic() < deadline, "the workers did not take the partitions"
+        time.sleep(0.1)
+    time.sleep(2)  # a rebalance: each takes its share
     accepted, rejected = ingest(client, encoded, PARTITIONS)
     end_of_input(client, PARTITIONS, until)
     assert (accepted, rejected) == (len(encoded), [])
-    w = type("W", (), {"campaigns": campaigns})()
-    procs = [_start_worker(client, w, f"t{i}", idle_exit=2.5, batch=50) for i in range(3)]  # type: ignore[arg-type]
     logs = _finish(procs, timeout=120)
     assert all(p.returncode == 0 for p in procs), logs
     assert len([log for log in logs if " 0 records" not in log]) >= 2, logs  # the partitions were shared

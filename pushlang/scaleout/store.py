@@ -53,10 +53,10 @@ _THROTTLE_ROOM = """
 local prefix, period, length, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 for _ = 1, 100000 do
   local taken = tonumber(redis.call('GET', prefix .. string.format('%d', period)) or '0')
-  if taken < cap then return tostring(period) end
+  if taken < cap then return string.format('%d', period) end
   period = period + length
 end
-return tostring(period)
+return string.format('%d', period)
 """
 _THROTTLE_TAKE = """
 local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
