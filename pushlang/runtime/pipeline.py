@@ -671,8 +671,11 @@ class Throttle(Step):
         if verdict is None:
             return f"{label} holds {held} of {throttle.count} sends of this campaign: room"
         assert isinstance(verdict, Delay)
-        return (f"throttled: {label} already holds {held} sends of this campaign; delayed to "
-                f"{_period_label(verdict.until, throttle)}")
+        full = (verdict.until - period) // (throttle.period * US) - 1
+        between = (f"; the next {unit} is full too" if full == 1 else
+                   f"; the next {full} {unit}s are full too" if full else "")
+        return (f"throttled: {label} already holds {held} sends of this campaign (throttle {throttle.count} per "
+                f"{unit}){between}; delayed to {_period_label(verdict.until, throttle)}, a slot reserved there")
 
 
 def _period_label(period: int, throttle: plan.Throttle) -> str:
