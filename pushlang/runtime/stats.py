@@ -291,20 +291,37 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def reasons_line(s: Mapping[str, Any]) -> str | None:
+    """A campaign's suppressions and delays by reason, largest first, e.g. ``flash_sale: suppressed 12
+    (min_gap 7, global_limit 5); delayed 40 (throttle 38, dnd 2)``; None when it has neither."""
+    parts = []
+    for word, total, by in (("suppressed", "suppressed", "suppressed_by"), ("delayed", "delayed", "delayed_by")):
+        if s[total]:
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in s[by].items())
+            parts.append(f"{word} {s[total]:,} ({reasons})")
+    return f"{s['id']}: {'; '.join(parts)}" if parts else None
+
+
 def render_table(stats: dict[str, Any]) -> str:
-    """``campaign_stats`` as a table, one campaign a row."""
-    header = ("campaign", "sends", "delivered", "failed", "viewed", "clicked", "click rate", "conversions",
-              "conv. rate", "revenue", "control", "control conv.", "control rate", "lift")
+    """``campaign_stats`` as a table, one campaign a row, then each campaign's suppressions and delays
+    by reason."""
+    header = ("campaign", "sends", "throttled", "delivered", "failed", "viewed", "clicked", "click rate",
+              "conversions", "conv. rate", "revenue", "control", "control conv.", "control rate", "lift")
     rows = [header]
     for s in stats["campaigns"]:
-        rows.append((s["id"], f"{s['sends']:,}", f"{s['delivered']:,}", f"{s['failed']:,}", f"{s['viewed']:,}",
-                     f"{s['clicked']:,}", _pct(s["click_rate"]), f"{s['conversions']:,}", _pct(s["conversion_rate"]),
-                     f"{s['revenue']:,.2f}", f"{s['control']:,}", f"{s['control_conversions']:,}",
-                     _pct(s["control_rate"]), "-" if s["lift"] is None else f"{s['lift']:+.1%}"))
+        rows.append((s["id"], f"{s['sends']:,}", f"{s['throttled']:,}", f"{s['delivered']:,}", f"{s['failed']:,}",
+                     f"{s['viewed']:,}", f"{s['clicked']:,}", _pct(s["click_rate"]), f"{s['conversions']:,}",
+                     _pct(s["conversion_rate"]), f"{s['revenue']:,.2f}", f"{s['control']:,}",
+                     f"{s['control_conversions']:,}", _pct(s["control_rate"]),
+                     "-" if s["lift"] is None else f"{s['lift']:+.1%}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("(viewed, clicked: sends with a view or a click; click rate = clicked / sends; conversions and "
-                 "revenue of the sends, the control group's apart; lift against the control group)")
+    lines.append("(throttled: delays by the campaign's throttle; viewed, clicked: sends with a view or a click; "
+                 "click rate = clicked / sends; conversions and revenue of the sends, the control group's apart; "
+                 "lift against the control group)")
+    reasons = [line for s in stats["campaigns"] if (line := reasons_line(s)) is not None]
+    if reasons:
+        lines += ["", "suppressed and delayed by reason:", *(f"  {line}" for line in reasons)]
     return "\n".join(lines)
