@@ -11,10 +11,10 @@ Per campaign:
   made again later: ``delayed`` counts the delays, not the decisions);
 - ``throttled``: the delays with reason `throttle` (the campaign's `throttle N per minute|hour`,
   SPEC §12.1), counted in ``delayed`` too;
-- ``suppressed_by``, ``delayed_by``: the `suppress` and `delay` records by their reason, largest
-  first (ties by name), e.g. ``{"min_gap": 7, "global_limit": 5}`` and ``{"throttle": 38, "dnd": 2}``
-  (SPEC §9.3); a reason's count sums to ``suppressed`` / ``delayed``, a record without a reason
-  counts under ``unknown``, and a campaign with none has ``{}``;
+- ``suppressed_by``, ``delayed_by``: the `suppress` and `delay` records by their reason (SPEC §9.3),
+  ``{reason: count}`` largest first (ties by name), e.g. min_gap 7, global_limit 5 and throttle 38,
+  dnd 2; the counts sum to ``suppressed`` / ``delayed``, a record without a reason counts under
+  ``unknown``, and a campaign with none has ``{}``;
 - ``delivered``, ``failed``: push service answers (one per subscription reached);
 - ``viewed``, ``clicked``: sends with at least one `viewed` / `clicked` record (a `Push Viewed` /
   `Push Clicked` of that send_id), each send counted once;
