@@ -52,6 +52,12 @@ def fill(log: ActivityLog) -> None:
     for user, sid in (("u5", "k1"), ("u6", "k2"), ("u7", "k3")):
         out(Output(day1("08:30:00"), "welcome", user, "control", None, sid))
     out(Output(day1("08:31:00"), "welcome", "u8", "suppress", "campaign_limit", "s8"))
+    # welcome's throttle (SPEC §12.1) delays two decisions, min_gap and the global limits suppress three
+    out(Output(day1("08:40:10"), "welcome", "u10", "delay", "throttle", "t10", until=day1("08:41:00")))
+    out(Output(day1("08:40:20"), "welcome", "u11", "delay", "throttle", "t11", until=day1("08:42:00")))
+    out(Output(day1("08:45:00"), "welcome", "u2", "suppress", "min_gap", "g2"))
+    out(Output(day1("08:46:00"), "welcome", "u3", "suppress", "min_gap", "g3"))
+    out(Output(day1("08:47:00"), "welcome", "u1", "suppress", "global_limit", "g1"))
     out(Output(day1("08:06:00"), "welcome", "u1", "viewed", send_id="s1"))
     out(Output(day1("08:07:00"), "welcome", "u1", "clicked", send_id="s1"))
     out(Output(day1("09:01:00"), "welcome", "u2", "viewed", send_id="s2"))
@@ -65,6 +71,7 @@ def fill(log: ActivityLog) -> None:
     out(Output("2026-12-02T10:02:00Z", "cart", "u1", "viewed", send_id="c1"))
     out(Output("2026-12-02T10:03:00Z", "cart", "u1", "clicked", send_id="c1"))
     out(Output("2026-12-02T11:00:00Z", "cart", "u1", "convert", None, "c1", revenue=25.5))
+    out(Output("2026-12-02T11:30:00Z", "cart", "u9", "suppress", "global_limit", "c3"))
     # old: removed from the campaign files, its history stays.
     out(Output("2026-11-30T12:00:00Z", "old", "u1", "send", None, "o1"))
     log.commit()
@@ -92,21 +99,24 @@ def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 WELCOME = {
     "id": "welcome", "name": "Welcome series", "labels": ["onboarding", "web"],
-    "sends": 4, "control": 3, "delayed": 1, "suppressed": 1, "delivered": 3, "failed": 1, "viewed": 2, "clicked": 1,
-    "conversions": 2, "control_conversions": 1, "revenue": 10.0, "control_revenue": 5.0,
+    "sends": 4, "control": 3, "delayed": 3, "throttled": 2, "suppressed": 4, "delivered": 3, "failed": 1, "viewed": 2,
+    "clicked": 1, "conversions": 2, "control_conversions": 1, "revenue": 10.0, "control_revenue": 5.0,
     "conversion_rate": 0.5, "control_rate": 1 / 3, "click_rate": 1 / 4, "lift": (0.5 - 1 / 3) / (1 / 3),
+    "suppressed_by": {"min_gap": 2, "campaign_limit": 1, "global_limit": 1}, "delayed_by": {"throttle": 2, "dnd": 1},
 }
 CART = {
     "id": "cart", "name": "Abandoned cart", "labels": ["retention"],
-    "sends": 2, "control": 0, "delayed": 0, "suppressed": 0, "delivered": 2, "failed": 0, "viewed": 1, "clicked": 1,
-    "conversions": 1, "control_conversions": 0, "revenue": 25.5, "control_revenue": 0.0,
+    "sends": 2, "control": 0, "delayed": 0, "throttled": 0, "suppressed": 1, "delivered": 2, "failed": 0, "viewed": 1,
+    "clicked": 1, "conversions": 1, "control_conversions": 0, "revenue": 25.5, "control_revenue": 0.0,
     "conversion_rate": 0.5, "control_rate": None, "click_rate": 0.5, "lift": None,
+    "suppressed_by": {"global_limit": 1}, "delayed_by": {},
 }
 IDLE = {
     "id": "idle", "name": "Idle campaign", "labels": ["web"],
-    "sends": 0, "control": 0, "delayed": 0, "suppressed": 0, "delivered": 0, "failed": 0, "viewed": 0, "clicked": 0,
-    "conversions": 0, "control_conversions": 0, "revenue": 0.0, "control_revenue": 0.0,
+    "sends": 0, "control": 0, "delayed": 0, "throttled": 0, "suppressed": 0, "delivered": 0, "failed": 0, "viewed": 0,
+    "clicked": 0, "conversions": 0, "control_conversions": 0, "revenue": 0.0, "control_revenue": 0.0,
     "conversion_rate": None, "control_rate": None, "click_rate": None, "lift": None,
+    "suppressed_by": {}, "delayed_by": {},
 }
 
 
@@ -131,6 +141,36 @@ def test_campaign_stats_counts_rates_and_lift(db: sqlite3.Connection) -> None:
     assert totals["conversion_rate"] == 3 / 7 and totals["control_rate"] == 1 / 3
     assert totals["lift"] == (3 / 7 - 1 / 3) / (1 / 3)
     assert totals["click_rate"] == 2 / 7  # clicked sends / sends (SPEC §12.7)
+
+
+def test_campaign_stats_break_suppressions_and_delays_down_by_reason(db: sqlite3.Connection) -> None:
+    result = campaign_stats(db, LABELS)
+    welcome = by_id(result)["welcome"]
+    # largest first, ties by name: the order every host and format shows
+    assert list(welcome["suppressed_by"]) == ["min_gap", "campaign_limit", "global_limit"]
+    assert list(welcome["delayed_by"]) == ["throttle", "dnd"]
+    assert welcome["throttled"] == welcome["delayed_by"]["throttle"] == 2
+    for c in result["campaigns"]:  # the reasons add up to their outcome's count
+        assert sum(c["suppressed_by"].values()) == c["suppressed"], c["id"]
+        assert sum(c["delayed_by"].values()) == c["delayed"], c["id"]
+    totals = result["totals"]
+    assert (totals["throttled"], totals["suppressed"], totals["delayed"]) == (2, 5, 3)
+    assert totals["suppressed_by"] == {"global_limit": 2, "min_gap": 2, "campaign_limit": 1}
+    assert list(totals["suppressed_by"]) == ["global_limit", "min_gap", "campaign_limit"]
+    assert totals["delayed_by"] == {"throttle": 2, "dnd": 1}
+    # a label filter reads only its campaigns' reasons
+    retention = campaign_stats(db, LABELS, label="retention")
+    assert retention["totals"]["suppressed_by"] == {"global_limit": 1} and retention["totals"]["delayed_by"] == {}
+
+
+def test_a_suppression_or_delay_without_a_reason_counts_as_unknown() -> None:
+    log = ActivityLog(":memory:")
+    log.record(Output(day1("08:00:00"), "odd", "u1", "suppress", None, "x1"))
+    log.record(Output(day1("08:00:00"), "odd", "u2", "delay", None, "x2", until=day1("09:00:00")))
+    log.commit()
+    (odd,) = campaign_stats(log.db, {})["campaigns"]
+    assert (odd["suppressed_by"], odd["delayed_by"], odd["throttled"]) == ({"unknown": 1}, {"unknown": 1}, 0)
+    log.close()
 
 
 def test_campaign_stats_filtered_by_label(db: sqlite3.Connection) -> None:

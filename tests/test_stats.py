@@ -2,7 +2,12 @@
 
 The log has sends and a control group, deliveries to the loopback push service, views and clicks
 (a send clicked twice, a click of a control user's send_id, a click of a send_id nobody got) and
-conversions of both groups. Both hosts deliver for real, so every figure is compared, deliveries too.
+conversions of both groups. Two more campaigns meet the limits of SPEC §9.3: `limit 1 per day`,
+`[limits] global_per_user_per_day` and `min_gap` suppress, DND delays. Both hosts deliver for real, so
+every figure is compared, deliveries and the reasons too.
+
+Delays by a campaign's `throttle` (SPEC §12.1) are written into both logs as records: the figures
+only read the activity log, whichever step wrote its rows.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TOKEN, user_token
 from peers.webpush_service import WebPushService
 
 from pushlang.cli import main
+from pushlang.runtime.activity import ActivityLog
+from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import parse_instant
 from pushlang.runtime.pipeline import in_control_group, send_id_for
 from pushlang.service.app import LiveService
@@ -36,7 +44,41 @@ CAMPAIGN = '''campaign cart {
   conversion "Charged" within 1d revenue event.amount
 }
 '''
+# The limits' campaigns: a sale page seen twice a day meets `limit 1 per day`, an article read
+# within the hour after a push meets min_gap, a third push of the day the global limit; a sale page
+# seen at night is delayed by DND.
+SALE = '''campaign sale {
+  labels "promo"
+  platforms chrome
+  on "Opened Sale"
+  when {
+    dnd 21:00 to 07:00 delay
+    limit 1 per day
+  }
+  message {
+    title "Sale"
+    body "Up to 50% off"
+    url "https://shop.example.com/sale"
+  }
+}
+'''
+NEWS = '''campaign news {
+  labels "promo"
+  platforms chrome
+  on "Read Article"
+  message {
+    title "More to read"
+    body "The next article is out"
+    url "https://shop.example.com/news"
+  }
+}
+'''
+LIMITS = '''[limits]
+global_per_user_per_day = 2
+min_gap = "1h"
+'''
 USERS = [f"u{n:02d}" for n in range(24)]
+READERS = ["w1", "w2", "w3"]
 
 
 def at(hour: int, minute: int) -> str:
@@ -68,11 +110,38 @@ def log(push: WebPushService) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     return shop, browser, charges
 
 
+def limited(push: WebPushService) -> list[dict[str, Any]]:
+    """The readers' records, after the others: per reader, `sale` sends and then meets its limit, `news`
+    meets min_gap, sends, and meets the global limit; w3 opens the sale at night."""
+    records: list[dict[str, Any]] = []
+    for n, user in enumerate(READERS):
+        sub = push.new_subscription("chrome")
+        records.append({"type": "subscribe", "user": user, "ts": at(13, n), "platform": "chrome",
+                        "endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}})
+    for n, user in enumerate(READERS):
+        records.append({"user": user, "ts": at(13, 10 + n), "name": "Opened Sale"})  # sale: send
+        records.append({"user": user, "ts": at(13, 40 + n), "name": "Read Article"})  # news: min_gap
+    for n, user in enumerate(READERS[:2]):
+        records.append({"user": user, "ts": at(14, n), "name": "Opened Sale"})  # sale: campaign_limit
+        records.append({"user": user, "ts": at(15, n), "name": "Read Article"})  # news: send, the second
+        records.append({"user": user, "ts": at(16, n), "name": "Read Article"})  # news: global_limit
+    records.append({"user": "w3", "ts": at(22, 0), "name": "Opened Sale"})  # sale: delay (dnd)
+    return records
+
+
+# `sale`'s throttle delays three decisions (SPEC §12.1); the same rows go into both logs.
+THROTTLED = [Output(at(13, 10), "sale", f"t{n}", "delay", "throttle", f"{n:024x}", until=at(13, 11 + n))
+             for n in range(3)]
+
+
 @pytest.fixture
 def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushService]:
     (push_project[0] / "cart.push").write_text(CAMPAIGN, encoding="utf-8")
+    (push_project[0] / "sale.push").write_text(SALE, encoding="utf-8")
+    (push_project[0] / "news.push").write_text(NEWS, encoding="utf-8")
     with (push_project[0] / "pushlang.toml").open("a", encoding="utf-8") as config:
         config.write("browser_burst = 100\n")  # [server]: every user's browser reports from 127.0.0.1 here
+        config.write(LIMITS)
     return push_project
 
 
@@ -84,21 +153,28 @@ def test_replay_and_stats_give_the_figures_of_serve_and_v1_stats(
         project: tuple[Path, WebPushService], capsys: pytest.CaptureFixture[str]) -> None:
     folder, push = project
     shop, browser, charges = log(push)
+    readers = limited(push)
     control = {u for u in USERS if in_control_group("cart", u, 40)}
     assert 0 < len(control) < len(USERS)
+    files = ["cart.push", "sale.push", "news.push"]
 
-    (folder / "log.jsonl").write_text(lines(shop + browser + charges), encoding="utf-8")
-    assert main(["replay", "cart.push", "--events", "log.jsonl", "--out", "decisions.jsonl", "--dispatch", "live"]) == 0
+    (folder / "log.jsonl").write_text(lines(shop + browser + charges + readers), encoding="utf-8")
+    assert main(["replay", *files, "--events", "log.jsonl", "--out", "decisions.jsonl", "--dispatch", "live"]) == 0
+    with (folder / "decisions.jsonl").open("ab") as decisions:
+        decisions.write(b"".join(msgspec.json.encode(out) + b"\n" for out in THROTTLED))
     capsys.readouterr()
     assert main(["stats", "decisions.jsonl", "--format", "json"]) == 0
-    offline = json.loads(capsys.readouterr().out)["cart"]
+    everything = json.loads(capsys.readouterr().out)
+    offline = everything["cart"]
+    assert main(["stats", "decisions.jsonl"]) == 0
+    table = capsys.readouterr().out
 
-    async def serve() -> dict[str, Any]:
+    async def serve() -> dict[str, dict[str, Any]]:
         # the wall clock stands at the log's last instant: every record is in the past, as a live
         # service that relays a log receives it (a record ahead of the wall clock counts as now)
-        start = max(parse_instant(str(r["ts"])) for r in shop + browser + charges) / 1e6
-        service = LiveService([str(folder / "cart.push")], store_path=str(folder / "state.db"), tick=0.05,
-                              clock=lambda: start)
+        start = max(parse_instant(str(r["ts"])) for r in shop + browser + charges + readers) / 1e6
+        service = LiveService([str(folder / name) for name in files], store_path=str(folder / "state.db"),
+                              tick=0.05, clock=lambda: start)
         async with TestClient(TestServer(service.app(), host="127.0.0.1")) as client:
             assert (await client.post("/v1/records", data=lines(shop), headers=AUTH)).status == 200
             rejected = []
@@ -111,15 +187,35 @@ def test_replay_and_stats_give_the_figures_of_serve_and_v1_stats(
             unknown = [i for i, b in enumerate(browser) if b["user"] in control or i == len(browser) - 1]
             assert sorted(rejected) == unknown
             assert (await client.post("/v1/records", data=lines(charges), headers=AUTH)).status == 200
+            assert (await client.post("/v1/records", data=lines(readers), headers=AUTH)).status == 200
+            log = ActivityLog(str(folder / "state.db"))  # the service's file, on a connection of its own
+            for out in THROTTLED:
+                log.record(out)
+            log.close()
             for _ in range(200):  # deliveries go out in the background
-                figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"][0]
-                if figures["delivered"] == figures["sends"] > 0:
-                    return dict(figures)
+                figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"]
+                if all(c["delivered"] == c["sends"] > 0 for c in figures):
+                    return {c["id"]: {k: v for k, v in c.items() if k not in ("id", "name", "labels")}
+                            for c in figures}
                 await asyncio.sleep(0.05)
         raise AssertionError("the sends were not all delivered")
 
     live = asyncio.run(serve())
-    assert {k: v for k, v in live.items() if k not in ("id", "name", "labels")} == offline
+    assert live == everything
+    assert list(live) == ["cart", "news", "sale"]
+    # the reasons, in the same order from both hosts (largest first)
+    assert [(c, list(f["suppressed_by"].items()), list(f["delayed_by"].items())) for c, f in live.items()] == \
+        [(c, list(f["suppressed_by"].items()), list(f["delayed_by"].items())) for c, f in everything.items()]
+    sale, news = everything["sale"], everything["news"]
+    assert (sale["sends"], sale["delivered"], sale["throttled"], sale["delayed"], sale["suppressed"]) == (3, 3, 3, 4, 2)
+    assert sale["suppressed_by"] == {"campaign_limit": 2} and list(sale["delayed_by"].items()) == [("throttle", 3),
+                                                                                                 ("dnd", 1)]
+    assert (news["sends"], news["delivered"], news["throttled"], news["delayed"], news["suppressed"]) == (2, 2, 0, 0, 5)
+    assert list(news["suppressed_by"].items()) == [("min_gap", 3), ("global_limit", 2)] and news["delayed_by"] == {}
+    assert (offline["throttled"], offline["suppressed_by"], offline["delayed_by"]) == (0, {}, {})
+    assert "  news: suppressed 5 (min_gap 3, global_limit 2)\n" in table
+    assert "  sale: suppressed 2 (campaign_limit 2); delayed 4 (throttle 3, dnd 1)\n" in table
+    assert "  cart:" not in table  # nothing suppressed or delayed
 
     sends = len(USERS) - len(control)
     got_push = [n for n, u in enumerate(USERS) if u not in control]

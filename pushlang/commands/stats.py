@@ -18,10 +18,12 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = commands.add_parser(
         "stats", help="sends, views, clicks, conversions, revenue and lift per campaign",
         description="Per-campaign figures over the decisions a replay wrote (JSON Lines) or over the activity "
-                    "log of `pushlang serve` (--store): sends, deliveries, sends viewed and clicked and the "
-                    "click rate (clicked / sends), conversions, their rate and revenue, and for campaigns "
-                    "with a control group its conversions, rate and the lift. The figures are the same "
-                    "ones /v1/stats and the dashboard show, computed the same way.",
+                    "log of `pushlang serve` (--store): sends, delays by the campaign's throttle, deliveries, "
+                    "sends viewed and clicked and the click rate (clicked / sends), conversions, their rate "
+                    "and revenue, and for campaigns with a control group its conversions, rate and the lift; "
+                    "under the table, each campaign's suppressed and delayed decisions by reason (JSON: "
+                    "throttled, suppressed_by, delayed_by). The figures are the same ones /v1/stats and the "
+                    "dashboard show, computed the same way.",
     )
     p.add_argument("decisions", metavar="DECISIONS", nargs="?",
                    help="decisions as JSON Lines (`replay --out`), or - for stdin")

@@ -9,6 +9,12 @@ Per campaign:
 
 - ``sends``, ``control``, ``delayed``, ``suppressed``: decisions by outcome (a delayed decision is
   made again later: ``delayed`` counts the delays, not the decisions);
+- ``throttled``: the delays with reason `throttle` (the campaign's `throttle N per minute|hour`,
+  SPEC §12.1), counted in ``delayed`` too;
+- ``suppressed_by``, ``delayed_by``: the `suppress` and `delay` records by their reason (SPEC §9.3),
+  ``{reason: count}`` largest first (ties by name), e.g. min_gap 7, global_limit 5 and throttle 38,
+  dnd 2; the counts sum to ``suppressed`` / ``delayed``, a record without a reason counts under
+  ``unknown``, and a campaign with none has ``{}``;
 - ``delivered``, ``failed``: push service answers (one per subscription reached);
 - ``viewed``, ``clicked``: sends with at least one `viewed` / `clicked` record (a `Push Viewed` /
   `Push Clicked` of that send_id), each send counted once;
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,8 +42,9 @@ from pushlang.runtime.engine import Output
 
 BUCKETS: dict[str, str] = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%dT00:00:00Z"}
 
-COUNTS = ("sends", "control", "delayed", "suppressed", "delivered", "failed", "viewed", "clicked", "conversions",
-          "control_conversions")
+COUNTS = ("sends", "control", "delayed", "throttled", "suppressed", "delivered", "failed", "viewed", "clicked",
+          "conversions", "control_conversions")
+REASONS = ("suppressed_by", "delayed_by")  # {reason: count}, largest first
 SERIES_COUNTS = ("sends", "delivered", "viewed", "clicked", "conversions")
 
 # The campaign filter of a query, when a label selects campaigns (their ids as a JSON array).
@@ -83,16 +91,29 @@ rates AS (
            CAST(control_conversions AS REAL) / NULLIF(control, 0) AS control_rate,
            CAST(clicked AS REAL) / NULLIF(sends, 0) AS click_rate
     FROM counts
+),
+reasons AS (
+    SELECT campaign, outcome, COALESCE(reason, 'unknown') AS reason, COUNT(*) AS n
+    FROM activity WHERE outcome IN ('suppress', 'delay') {filter}
+    GROUP BY 1, 2, 3
+),
+by_reason AS (
+    SELECT campaign,
+           SUM(CASE WHEN outcome = 'delay' AND reason = 'throttle' THEN n ELSE 0 END) AS throttled,
+           json_group_object(reason, n) FILTER (WHERE outcome = 'suppress') AS suppressed_by,
+           json_group_object(reason, n) FILTER (WHERE outcome = 'delay') AS delayed_by
+    FROM reasons GROUP BY campaign
 )
-SELECT campaign, sends, control, delayed, suppressed, delivered, failed, viewed, clicked, conversions,
-       control_conversions,
+SELECT campaign, sends, control, delayed, COALESCE(throttled, 0), suppressed, delivered, failed, viewed, clicked,
+       conversions, control_conversions,
        revenue, control_revenue, conversion_rate, control_rate, click_rate,
-       (conversion_rate - control_rate) / NULLIF(control_rate, 0) AS lift
-FROM rates ORDER BY campaign
+       (conversion_rate - control_rate) / NULLIF(control_rate, 0) AS lift,
+       COALESCE(suppressed_by, '{{}}'), COALESCE(delayed_by, '{{}}')
+FROM rates LEFT JOIN by_reason USING (campaign) ORDER BY campaign
 """
 
 _STATS_COLUMNS = ("campaign", *COUNTS, "revenue", "control_revenue", "conversion_rate", "control_rate",
-                  "click_rate", "lift")
+                  "click_rate", "lift", *REASONS)
 
 _SERIES_SQL = """
 WITH rows AS (
@@ -157,7 +178,12 @@ def _describe(cid: str, labels: Mapping[str, tuple[str, ...]], names: Mapping[st
 
 def _empty_stats() -> dict[str, Any]:
     return {**dict.fromkeys(COUNTS, 0), "revenue": 0.0, "control_revenue": 0.0, "conversion_rate": None,
-            "control_rate": None, "click_rate": None, "lift": None}
+            "control_rate": None, "click_rate": None, "lift": None, "suppressed_by": {}, "delayed_by": {}}
+
+
+def _largest_first(counts: Mapping[str, int]) -> dict[str, int]:
+    """Reasons by count, largest first, ties by name (one order for every host and format)."""
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *, label: str | None = None,
@@ -168,10 +194,11 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
     name. With ``label``, only the campaigns carrying it. Returns::
 
         {"label": label or None, "labels": [every label, sorted],
-         "campaigns": [{"id", "name", "labels", "sends", "control", "delivered", "failed", "viewed",
-                        "clicked", "conversions", "control_conversions", "revenue", "control_revenue",
-                        "conversion_rate", "control_rate", "click_rate", "lift"}, ...],   # by id
-         "totals": {the counts and revenues summed over those campaigns, with their rates}}
+         "campaigns": [{"id", "name", "labels", "sends", "control", "delayed", "throttled", "suppressed",
+                        "delivered", "failed", "viewed", "clicked", "conversions", "control_conversions",
+                        "revenue", "control_revenue", "conversion_rate", "control_rate", "click_rate",
+                        "lift", "suppressed_by", "delayed_by"}, ...],   # by id
+         "totals": {the counts, revenues and reasons summed over those campaigns, with their rates}}
 
     The figures are those of the module's docstring.
     """
@@ -182,6 +209,8 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
         params = {"campaigns": json.dumps(selected)} if selected is not None else {}
         for row in db.execute(_sql(_STATS_SQL, selected is not None), params):
             values = dict(zip(_STATS_COLUMNS, row, strict=True))
+            for key in REASONS:
+                values[key] = _largest_first(json.loads(values[key]))
             found[str(values.pop("campaign"))] = values
     rows = [{**_describe(cid, labels, campaigns), **found.get(cid, _empty_stats())} for cid in ids]
     return {"label": label or None, "labels": all_labels(labels), "campaigns": rows, "totals": _totals(rows)}
@@ -196,6 +225,11 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     total["conversion_rate"], total["control_rate"] = rate, base
     total["click_rate"] = total["clicked"] / total["sends"] if total["sends"] else None
     total["lift"] = (rate - base) / base if rate is not None and base else None
+    for key in REASONS:
+        summed: Counter[str] = Counter()
+        for r in rows:
+            summed.update(r[key])
+        total[key] = _largest_first(summed)
     return total
 
 
@@ -257,20 +291,37 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def reasons_line(s: Mapping[str, Any]) -> str | None:
+    """A campaign's suppressions and delays by reason, largest first, e.g. ``flash_sale: suppressed 12
+    (min_gap 7, global_limit 5); delayed 40 (throttle 38, dnd 2)``; None when it has neither."""
+    parts = []
+    for word, total, by in (("suppressed", "suppressed", "suppressed_by"), ("delayed", "delayed", "delayed_by")):
+        if s[total]:
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in s[by].items())
+            parts.append(f"{word} {s[total]:,} ({reasons})")
+    return f"{s['id']}: {'; '.join(parts)}" if parts else None
+
+
 def render_table(stats: dict[str, Any]) -> str:
-    """``campaign_stats`` as a table, one campaign a row."""
-    header = ("campaign", "sends", "delivered", "failed", "viewed", "clicked", "click rate", "conversions",
-              "conv. rate", "revenue", "control", "control conv.", "control rate", "lift")
+    """``campaign_stats`` as a table, one campaign a row, then each campaign's suppressions and delays
+    by reason."""
+    header = ("campaign", "sends", "throttled", "delivered", "failed", "viewed", "clicked", "click rate",
+              "conversions", "conv. rate", "revenue", "control", "control conv.", "control rate", "lift")
     rows = [header]
     for s in stats["campaigns"]:
-        rows.append((s["id"], f"{s['sends']:,}", f"{s['delivered']:,}", f"{s['failed']:,}", f"{s['viewed']:,}",
-                     f"{s['clicked']:,}", _pct(s["click_rate"]), f"{s['conversions']:,}", _pct(s["conversion_rate"]),
-                     f"{s['revenue']:,.2f}", f"{s['control']:,}", f"{s['control_conversions']:,}",
-                     _pct(s["control_rate"]), "-" if s["lift"] is None else f"{s['lift']:+.1%}"))
+        rows.append((s["id"], f"{s['sends']:,}", f"{s['throttled']:,}", f"{s['delivered']:,}", f"{s['failed']:,}",
+                     f"{s['viewed']:,}", f"{s['clicked']:,}", _pct(s["click_rate"]), f"{s['conversions']:,}",
+                     _pct(s["conversion_rate"]), f"{s['revenue']:,.2f}", f"{s['control']:,}",
+                     f"{s['control_conversions']:,}", _pct(s["control_rate"]),
+                     "-" if s["lift"] is None else f"{s['lift']:+.1%}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("(viewed, clicked: sends with a view or a click; click rate = clicked / sends; conversions and "
-                 "revenue of the sends, the control group's apart; lift against the control group)")
+    lines.append("(throttled: delays by the campaign's throttle; viewed, clicked: sends with a view or a click; "
+                 "click rate = clicked / sends; conversions and revenue of the sends, the control group's apart; "
+                 "lift against the control group)")
+    reasons = [line for s in stats["campaigns"] if (line := reasons_line(s)) is not None]
+    if reasons:
+        lines += ["", "suppressed and delayed by reason:", *(f"  {line}" for line in reasons)]
     return "\n".join(lines)

@@ -2,12 +2,14 @@
 // Open a page in headless Chromium, wait until it says its charts drew, and take a screenshot.
 //
 //   node screenshot.mjs --url http://127.0.0.1:PORT/dashboard --out /tmp/dashboard.png
-//        [--timeout-ms 30000] [--width 1280] [--height 800] [--viewport-only]
+//        [--timeout-ms 30000] [--width 1280] [--height 800] [--viewport-only] [--text SELECTOR]...
 //
 // Waits for `document.body.dataset.chartsReady` (the attribute data-charts-ready on <body>; the
 // dashboard puts the number of data points drawn there, so "0" counts as ready) to be set and
 // non-empty, then writes a PNG (the full page unless --viewport-only). Prints one JSON line:
 // {"ok":true,"chartsReady":"<the attribute's value>","width":W,"height":H,"path":...} (exit 0).
+// With --text SELECTOR (repeatable), "texts" maps each selector to what the page shows in the
+// elements it matches, in document order: [{"text": innerText, "title": the title attribute or null}].
 // When the page sets data-error instead, or on a timeout, it still writes the screenshot, for a
 // look, and prints {"ok":false,"error":...,"pageError":...,"chartsReady":null,...} (exit 1). Debian's /usr/bin/chromium (or $CHROMIUM), no browser download.
 import {mkdtempSync, rmSync} from 'node:fs';
@@ -21,7 +23,7 @@ const CHROMIUM_FLAGS = [
 ];
 
 function parseArgs(argv) {
-  const out = {timeoutMs: 30000, width: 1280, height: 800, fullPage: true};
+  const out = {timeoutMs: 30000, width: 1280, height: 800, fullPage: true, texts: []};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--viewport-only') { out.fullPage = false; continue; }
@@ -31,6 +33,7 @@ function parseArgs(argv) {
     else if (flag === '--timeout-ms') out.timeoutMs = Number(value);
     else if (flag === '--width') out.width = Number(value);
     else if (flag === '--height') out.height = Number(value);
+    else if (flag === '--text') out.texts.push(value);
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!out.url || !out.out) throw new Error('usage: screenshot.mjs --url URL --out FILE.png [--timeout-ms N]');
@@ -76,7 +79,13 @@ async function main() {
     }
     const png = await page.screenshot({path: args.out, fullPage: args.fullPage});
     const {width, height} = pngSize(png);
+    const texts = {};
+    for (const selector of args.texts) {
+      texts[selector] = await page.$$eval(selector, (elements) => elements.map(
+        (e) => ({text: e.innerText, title: e.getAttribute('title')})));
+    }
     process.stdout.write(JSON.stringify({ok: error === null, chartsReady, width, height, path: args.out,
+                                         ...(args.texts.length ? {texts} : {}),
                                          ...(error ? {error} : {}), ...(pageError ? {pageError} : {})}) + '\n');
     return error === null ? 0 : 1;
   } finally {

@@ -1,5 +1,7 @@
 // The pushlang stats dashboard: a table per campaign and charts over time, drawn with uPlot
 // (shipped in ./vendor). Data: GET /v1/stats?label=L and GET /v1/stats/series?label=L&bucket=B.
+// The table shows each campaign's throttled delays, and under its figures a line of its suppressed
+// and delayed decisions by reason.
 //
 // Once the charts have drawn, <body data-charts-ready="N"> holds the number of data points drawn
 // (N = 0 when there is no activity yet); on a failed load, <body data-error="..."> says why.
@@ -143,24 +145,76 @@
     return td;
   }
 
+  // "min_gap 7, global_limit 5": reasons and their counts, as the API orders them (largest first).
+  const reasonList = (by) => Object.entries(by).map(([reason, n]) => `${reason} ${count.format(n)}`).join(", ");
+
+  // A count whose tooltip gives it by reason ("delayed 6: throttle 5, dnd 1").
+  function countCell(key, n, what, total, by) {
+    const td = cell(count.format(n));
+    td.dataset.key = key;
+    if (total) td.title = `${what} ${count.format(total)}: ${reasonList(by)}`;
+    return td;
+  }
+
   function numbers(s) {
     const lift = s.lift == null ? cell("-") : cell(signed.format(s.lift), s.lift > 0 ? "up" : s.lift < 0 ? "down" : "");
     return [
-      cell(count.format(s.sends)), cell(count.format(s.delivered)), cell(count.format(s.failed)),
+      cell(count.format(s.sends)),
+      countCell("throttled", s.throttled, "delayed", s.delayed, s.delayed_by),
+      countCell("suppressed", s.suppressed, "suppressed", s.suppressed, s.suppressed_by),
+      cell(count.format(s.delivered)), cell(count.format(s.failed)),
       cell(count.format(s.viewed)), cell(count.format(s.clicked)), cell(rate(s.click_rate)),
       cell(count.format(s.conversions)), cell(rate(s.conversion_rate)), cell(money.format(s.revenue)),
       cell(count.format(s.control)), cell(rate(s.control_rate)), lift,
     ];
   }
 
+  // Under a campaign's figures, its suppressed and delayed decisions by reason, largest first, as
+  // chips: "Suppressed [min_gap 7] [global_limit 5]  Delayed [throttle 38] [dnd 2]"; neither: no line.
+  function reasonsRow(s, campaignId) {
+    const groups = [["suppress", "Suppressed", s.suppressed_by], ["delay", "Delayed", s.delayed_by]]
+      .filter(([, , by]) => Object.keys(by).length);
+    if (!groups.length) return null;
+    const tr = document.createElement("tr");
+    tr.className = "why";
+    if (campaignId !== undefined) tr.dataset.campaign = campaignId;
+    const td = cell("", "why");
+    td.dataset.key = "reasons";
+    td.colSpan = document.querySelectorAll("#stats thead th").length - 1;
+    for (const [outcome, title, by] of groups) {
+      const group = Object.assign(document.createElement("span"), { className: "group" });
+      group.dataset.outcome = outcome;
+      group.append(Object.assign(document.createElement("span"), { className: "what", textContent: title }));
+      for (const [reason, n] of Object.entries(by)) {
+        const chip = Object.assign(document.createElement("span"), { className: "reason " + outcome, textContent: reason + " " });
+        chip.dataset.reason = reason;
+        chip.append(Object.assign(document.createElement("b"), { textContent: count.format(n) }));
+        group.append(" ", chip); // the spaces keep the text readable when copied: "min_gap 7 global_limit 5"
+      }
+      td.append(...(td.childNodes.length ? [" ", group] : [group]));
+    }
+    tr.append(td);
+    return tr;
+  }
+
+  // A campaign's row, and the line of its reasons under it (the name cell spans both).
+  function campaignRows(name, s, campaignId) {
+    const tr = document.createElement("tr");
+    const why = reasonsRow(s, campaignId);
+    if (campaignId !== undefined) tr.dataset.campaign = campaignId;
+    if (why) {
+      name.rowSpan = 2;
+      tr.classList.add("has-why");
+    }
+    tr.append(name, ...numbers(s));
+    return why ? [tr, why] : [tr];
+  }
+
   function renderTable(stats) {
     const body = document.querySelector("#stats tbody");
     const foot = document.querySelector("#stats tfoot");
     const selected = controls.campaign.value;
-    const rows = stats.campaigns.map((c) => {
-      const tr = document.createElement("tr");
-      tr.dataset.campaign = c.id;
-      tr.classList.toggle("selected", c.id === selected);
+    const rows = stats.campaigns.flatMap((c) => {
       const name = cell("", "name");
       const button = document.createElement("button");
       button.type = "button";
@@ -173,20 +227,19 @@
       name.append(button);
       if (c.name !== c.id) name.append(Object.assign(document.createElement("span"), { className: "id", textContent: c.id }));
       for (const l of c.labels) name.append(Object.assign(document.createElement("span"), { className: "tag", textContent: l }));
-      tr.append(name, ...numbers(c));
-      return tr;
+      const trs = campaignRows(name, c, c.id);
+      for (const tr of trs) tr.classList.toggle("selected", c.id === selected);
+      return trs;
     });
     if (!rows.length) {
       const tr = document.createElement("tr");
       const td = cell("No campaigns" + (stats.label ? ` labelled “${stats.label}”` : "") + ".", "empty");
-      td.colSpan = 13;
+      td.colSpan = document.querySelectorAll("#stats thead th").length;
       tr.append(td);
       rows.push(tr);
     }
     body.replaceChildren(...rows);
-    const total = document.createElement("tr");
-    total.append(cell("All", "name"), ...numbers(stats.totals));
-    foot.replaceChildren(...(stats.campaigns.length > 1 ? [total] : []));
+    foot.replaceChildren(...(stats.campaigns.length > 1 ? campaignRows(cell("All", "name"), stats.totals) : []));
   }
 
   function onCampaignChange() {
