@@ -55,7 +55,7 @@ COUNTRIES = ["IN", "US", "DE", "FR", "BR", "GB"]
 ZONES = ["Asia/Kolkata", "America/New_York", "Europe/Berlin", "Europe/Paris", "America/Sao_Paulo", "Europe/London"]
 
 
-CONTROLS = "    throttle 1 per minute\n"  # with --controls, on every campaign; and min_gap in the config
+CONTROLS = "    throttle 10 per minute\n"  # with --controls, on every campaign; and min_gap in the config
 CONTROLS_CONFIG = '[limits]\nmin_gap = "10m"\n'
 
 

@@ -141,7 +141,7 @@ def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
 def _stale(period: str, oldest_day: str, oldest_week: str) -> bool:
     """Whether a counter's period (``2026-12-01``, ``2026-W49`` or ``all``) is before the oldest kept
     (an instant, ``@…``, is dropped when its window has passed, as the next send finds it)."""
-    if period.startswith(ROLLING):
+    if period.startswith(ROLLING) or period == "last":
         return False
     if "-W" in period:
         return _week(period) < _week(oldest_week)
@@ -654,11 +654,10 @@ class Engine:
         if c.rolling:  # the instants of this campaign's sends within its longest rolling window
             keys.add(f"{prefix}{ROLLING}{at}")
             self._forget_before(state, prefix + ROLLING, at - c.rolling * US)
-        if settings.min_gap is not None:  # the user's last send only
-            self._forget_before(state, LAST_SEND, at)
-            keys.add(f"{LAST_SEND}{at}")
         for key in keys:
             store.bump_counter(state, key)
+        if settings.min_gap is not None:  # the user's last send, for min_gap
+            store.set_counter(state, LAST_SEND, at)
         if first_today:  # once per user and local day: forget the counters no limit reads any more
             self._prune_counters(state, periods["day"])
         self._open_window(c, state, send_id, at)

@@ -262,20 +262,14 @@ def global_key(period: str) -> str:
     return f"*|{period}"
 
 
-ROLLING = "@"  # a counter's period ``@<µs>``: sends at that instant, for rolling windows and min_gap
-LAST_SEND = global_key(ROLLING)  # the prefix of the user's last send of any campaign
+ROLLING = "@"  # a counter's period ``@<µs>``: this campaign's sends at that instant, for rolling windows
+LAST_SEND = global_key("last")  # not a count: the instant (µs) of the user's last send of any campaign
 
 
 def sent_since(counters: dict[str, int], prefix: str, since: int) -> int:
-    """Sends counted under ``prefix`` (``campaign|@`` or ``*|@``) at instants after ``since``."""
+    """Sends counted under ``prefix`` (``campaign|@``) at instants after ``since``."""
     n = len(prefix)
     return sum(v for k, v in counters.items() if k.startswith(prefix) and int(k[n:]) > since)
-
-
-def last_send(counters: dict[str, int]) -> int | None:
-    """The instant of the user's last send of any campaign (min_gap), if one is remembered."""
-    n = len(LAST_SEND)
-    return max((int(k[n:]) for k in counters if k.startswith(LAST_SEND)), default=None)
 
 
 def throttle_period(throttle: plan.Throttle, at: int) -> int:
@@ -614,13 +608,13 @@ class MinGap(Step):
     def decide(self, a: Attempt) -> Decision | None:
         gap = a.settings.min_gap
         assert gap is not None
-        last = last_send(a.state.counters)
+        last = a.state.counters.get(LAST_SEND)
         return _MIN_GAP if last is not None and last > a.at - gap * US else None
 
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
         gap = a.settings.min_gap
         assert gap is not None
-        last = last_send(a.state.counters)
+        last = a.state.counters.get(LAST_SEND)
         if last is None:
             return f"no earlier push remembered within the minimum gap of {duration_words(gap)}"
         since = duration_words((a.at - last) // US)

@@ -352,6 +352,10 @@ class SqliteStore(PersistentStore):
         super().bump_counter(state, key)
         self._dirt(state).counters.add(key)
 
+    def set_counter(self, state: UserState, key: str, value: int) -> None:
+        super().set_counter(state, key, value)
+        self._dirt(state).counters.add(key)
+
     def drop_counter(self, state: UserState, key: str) -> None:
         if key in state.counters:
             super().drop_counter(state, key)

@@ -175,6 +175,10 @@ class RedisStore(PersistentStore):
         super().bump_counter(state, key)
         self._dirt(state)
 
+    def set_counter(self, state: UserState, key: str, value: int) -> None:
+        super().set_counter(state, key, value)
+        self._dirt(state)
+
     def drop_counter(self, state: UserState, key: str) -> None:
         if key in state.counters:
             super().drop_counter(state, key)
