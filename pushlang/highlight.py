@@ -105,7 +105,7 @@ class PushLexer(RegexLexer):  # type: ignore[misc]
             (r"^(:[A-Za-z][A-Za-z0-9_-]*)([^\n]*)", bygroups(Keyword.Pseudo, Text)),
             # Declarations.
             (r"(campaign)([ \t]+)(" + _ID + ")", bygroups(Keyword.Declaration, Whitespace, Name.Class)),
-            (r"(per)([ \t]+)(campaign|day|week)" + _END, bygroups(Keyword, Whitespace, Keyword)),
+            (r"(per)([ \t]+)(campaign|day|week|minute|hour)" + _END, bygroups(Keyword, Whitespace, Keyword)),
             (r"(template)([ \t]+)(" + _ID + ")", bygroups(Keyword.Declaration, Whitespace, Name.Entity)),
             (r"(segment)([ \t]+)(" + _ID + r")(?=[ \t]*\{)",
              bygroups(Keyword.Declaration, Whitespace, Name.Entity)),

@@ -42,7 +42,7 @@ from pushlang.runtime.sqlite_store import open_store
 from pushlang.runtime.store import MemoryStore, UserState
 from pushlang.runtime.why import render_trace
 from pushlang.source import Source, Span
-from pushlang.syntax.keywords import KEYWORDS
+from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS
 from pushlang.syntax.literals import DURATION_UNITS
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name: (arguments, what it does)
@@ -474,10 +474,13 @@ class Session:
         ids = self.store.user_ids()
         return sorted(ids)[:COMPLETED_USERS] if len(ids) > COMPLETED_USERS else sorted(ids)
 
-    def completions(self, before: str) -> tuple[str, list[str]]:
+    def completions(self, before: str, earlier: str = "") -> tuple[str, list[str]]:
         """Tab for the text before the cursor: the word being typed and what may complete it, by
         context — commands at the start of a line, campaign ids and user ids where a command takes
-        them, files after `:load` and `:records`, else keywords, names, events and properties."""
+        them, files after `:load` and `:records`, the items of a `when` block at the start of one of
+        its lines, periods after `per`, else keywords, names, events and properties (not on an empty
+        word: every keyword is no help). ``earlier``: the lines typed before this one in an unfinished
+        definition."""
         parts = before.split(" ")
         word, done = parts[-1], [p for p in parts[:-1] if p]
         if done and done[0].startswith(":") and before.lstrip().startswith(":"):
@@ -493,9 +496,43 @@ class Session:
                 candidates = []
         elif not done and word.startswith(":"):
             candidates = list(COMMANDS)
+        elif done and done[-1] == "per":
+            item = done[0] if done[0] != "{" else done[1] if len(done) > 1 else ""
+            candidates = list(THROTTLE_PERIODS if item == "throttle" else LIMIT_PERIODS if item == "limit"
+                              else LIMIT_PERIODS + THROTTLE_PERIODS)
+        elif (not done or done[-1] == "{") and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]:
+            candidates = list(WHEN_ITEMS)
+        elif not word:
+            candidates = []
         else:
             candidates = self.words()
         return word, [c for c in candidates if c.startswith(word) and c != word]
+
+
+def _open_blocks(text: str) -> list[str]:
+    """The blocks still open at the end of ``text``, outermost first, each named by the word before
+    its `{` (`when`, `who`, `message`, a campaign's id...); strings and comments are skipped."""
+    opened: list[str] = []
+    quote, i = "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote or ch == "\n":
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            while i < len(text) and text[i] != "\n":
+                i += 1
+        elif ch == "{":
+            words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text[max(0, text.rfind("\n", 0, i)):i])
+            opened.append(words[-1] if words else "")
+        elif ch == "}" and opened:
+            opened.pop()
+        i += 1
+    return opened
 
 
 def _paths(word: str) -> list[str]:
@@ -620,11 +657,11 @@ def run_interactive(session: Session) -> int:
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.lexers import PygmentsLexer
 
+    pending: list[str] = []  # the lines of an unfinished definition
+
     class Words(Completer):
         def get_completions(self, document: Document, complete_event: Any) -> Iterator[Completion]:
-            word, candidates = session.completions(document.current_line_before_cursor)
-            if not word and not document.current_line_before_cursor.lstrip().startswith(":"):
-                return  # Tab on nothing in a definition: every keyword is no help
+            word, candidates = session.completions(document.current_line_before_cursor, "\n".join(pending))
             for candidate in candidates:
                 yield Completion(candidate, start_position=-len(word))
 
@@ -638,12 +675,11 @@ def run_interactive(session: Session) -> int:
     prompt: PromptSession[str] = PromptSession(history=FileHistory(str(history_file)), lexer=lexer,
                                                completer=Words(), complete_while_typing=False)
     session.out("pushlang REPL — :help for commands, Ctrl-D to leave")
-    pending: list[str] = []
     while True:
         try:
             line = prompt.prompt("...> " if pending else "push> ")
         except KeyboardInterrupt:
-            pending = []  # Ctrl-C cancels the current input
+            pending.clear()  # Ctrl-C cancels the current input
             continue
         except EOFError:
             return 0
@@ -651,7 +687,7 @@ def run_interactive(session: Session) -> int:
         text = "\n".join(pending)
         if not braces_balanced(text):
             continue
-        pending = []
+        pending.clear()
         try:
             session.handle(text)
         except Quit:

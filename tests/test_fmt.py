@@ -183,6 +183,64 @@ def test_messy_input_gives_the_canonical_text() -> None:
     assert comments(out) == comments(MESSY)
 
 
+DELIVERY_MESSY = (
+    "campaign c {\n"
+    "  send every 2   days at 18:00 ,09:00,09:00   # twice is once\n"
+    "     , 21:00\n"
+    "  when { start 2026-12-01 10:00\n"
+    "    limit 2 per   36h\n"
+    "   limit 1 per day\n"
+    "    throttle   500 per minute  # per UTC minute\n"
+    "    priority - 5\n"
+    "  }\n"
+    "}\n"
+    "campaign d {\n"
+    "  send every month on last   day at 09:00,18:00\n"
+    "  when {\n"
+    "    priority   -100\n"
+    "  }\n"
+    "}\n"
+    "campaign e {\n"
+    "  send every monday ,thursday at 07:00 ,\n"
+    "  19:30\n"
+    "}\n"
+)
+
+DELIVERY_CANONICAL = """\
+campaign c {
+  send every 2 days at 18:00, 09:00, 09:00  # twice is once
+  , 21:00
+  when {
+    start 2026-12-01 10:00
+    limit 2 per 36h
+    limit 1 per day
+    throttle 500 per minute  # per UTC minute
+    priority -5
+  }
+}
+
+campaign d {
+  send every month on last day at 09:00, 18:00
+  when {
+    priority -100
+  }
+}
+
+campaign e {
+  send every monday, thursday at 07:00,
+  19:30
+}
+"""
+
+
+def test_delivery_controls_and_recurring_times_are_laid_out_canonically() -> None:
+    out = fmt(DELIVERY_MESSY)
+    assert out == DELIVERY_CANONICAL
+    assert fmt(out) == out
+    assert meaning(out) == meaning(DELIVERY_MESSY)
+    assert comments(out) == comments(DELIVERY_MESSY)
+
+
 def test_a_comment_line_before_a_closing_brace_stays_in_the_block() -> None:
     assert fmt("segment s {\n  a == 1\n# last word\n}\n") == "segment s {\n  a == 1\n  # last word\n}\n"
     assert fmt("segment s { # why\n}\n") == "segment s {  # why\n}\n"

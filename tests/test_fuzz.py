@@ -13,6 +13,33 @@ from pushlang.diagnostics.render import render_json, render_sarif, render_text
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_TEXTS = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples").glob("*.push"))]
 EXAMPLE_TEXTS += [p.read_text(encoding="utf-8") for p in sorted((ROOT / "stdlib").glob("*.push"))]
+EXAMPLE_TEXTS.append("""\
+campaign every_other_day {
+  send every 2 days at 18:00, 09:00
+  when {
+    start 2026-12-01 10:00
+    limit 1 per day
+    limit 2 per 36h
+    throttle 500 per minute
+    priority -5
+  }
+  message {
+    title "Deals"
+    body "Today's deals"
+  }
+}
+
+campaign month_end {
+  send every month on last day at 20:00
+  when {
+    start 2026-12-01 00:00
+  }
+  message {
+    title "Month end"
+    body "Last chance"
+  }
+}
+""")
 
 # Pieces of the language, so that mutations reach deep into the grammar, not only the lexer.
 VOCABULARY = [
@@ -23,6 +50,7 @@ VOCABULARY = [
     "start", "end", "dnd", "delay", "discard", "limit", "per", "cutoff", "timezone", "control group",
     "conversion", "revenue", "10m", "0d", "29", "31", "100%", "2026-02-30", "25:00", "09:00",
     "2026-12-01 09:00", "\\u{1F6D2}", "\\q", "🛒", "\t", "\r\n", "==", ">=", "and", "or", "-", "+",
+    "days", "last", "throttle", "priority", "minute", "hour", "0s", "24h", "-5", "101", "0",
 ]
 
 

@@ -210,6 +210,20 @@ def test_weekdays_after_every_are_constants_and_at_is_a_keyword() -> None:
     assert (Literal.Date, "18:30") in toks
 
 
+def test_delivery_controls_and_the_new_schedules() -> None:
+    text = ("send every 2 days at 09:00, 18:00\nsend every month on last day at 20:00\n"
+            "when {\n  limit 2 per 36h\n  limit 1 per day\n  throttle 500 per minute\n  throttle 9 per hour\n"
+            "  priority -5\n}\n")
+    toks = tokens(text)
+    assert [v for t, v in toks if t in Error] == []
+    for word in ("days", "last", "throttle", "priority", "minute", "hour", "per", "day"):
+        assert (Keyword, word) in toks, word
+    assert (Number.Integer, "2") in toks and (Number, "36h") in toks
+    assert (Operator, "-") in toks and (Number.Integer, "5") in toks
+    assert (Literal.Date, "18:00") in toks and (Punctuation, ",") in toks
+    assert not any(t is Name.Constant for t, _ in toks)  # `every 2 days` names no weekday
+
+
 def test_an_unclosed_string_or_personalisation_ends_at_the_end_of_its_line() -> None:
     text = 'body "Hi @{user.name | default: \'x\'\nwho {\n  user.vip == true\n}\n'
     toks = tokens(text)

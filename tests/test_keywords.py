@@ -6,10 +6,11 @@ import re
 
 from pygments.token import Keyword
 
+from pushlang.compiler import THROTTLE_PERIODS as THROTTLE_SECONDS
 from pushlang.highlight import lexer
 from pushlang.repl import Session
 from pushlang.resources import grammar_file
-from pushlang.syntax.keywords import KEYWORDS
+from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS
 
 
 def grammar_words() -> set[str]:
@@ -38,3 +39,22 @@ def test_the_lexer_highlights_every_keyword() -> None:
     for word in KEYWORDS:
         tokens = [(t, v) for t, v in lexer().get_tokens(f"{word} ") if v.strip()]
         assert tokens and tokens[0][0] in Keyword, (word, tokens)
+
+
+def _grammar() -> str:
+    return re.sub(r"//[^\n]*", "", grammar_file().read_text(encoding="utf-8"))
+
+
+def _terminal_words(name: str) -> tuple[str, ...]:
+    match = re.search(rf"^{name}(?:\.\d+)?:(.*)$", _grammar(), re.MULTILINE)
+    assert match, name
+    return tuple(re.findall(r'"([a-z]+)"', match.group(1)))
+
+
+def test_the_when_items_and_periods_for_completion_are_the_grammars() -> None:
+    rule = re.search(r"^\?when_item:(.*?)^\n", _grammar(), re.MULTILINE | re.DOTALL)
+    assert rule
+    first = [alternative.split()[0] for alternative in rule.group(1).split("|")]
+    assert sorted({_terminal_words(t)[0] for t in first}) == sorted(WHEN_ITEMS)
+    assert _terminal_words("LIMIT_PERIOD") == LIMIT_PERIODS
+    assert _terminal_words("THROTTLE_PERIOD") == THROTTLE_PERIODS == tuple(THROTTLE_SECONDS)

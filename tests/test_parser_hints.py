@@ -43,6 +43,12 @@ def test_the_catalogue_is_big_enough_to_cover_what_people_get_wrong() -> None:
     # the hints that hold in any state
     ('template t {\n  title "a" body "b"\n}\n', "start `body` on a new line: each item of a block goes on its own line"),
     ("template t {\n  icon Hello\n}\n", 'quote it: "Hello"'),
+    # a fixed word that took the start of a longer one
+    ('campaign c {\n  on "A"\n  when {\n    limit 1 per days\n  }\n}\n', "write `day`: `days` is not a word of the language"),
+    ('campaign c {\n  on "A"\n  when {\n    throttle 9 per minutes\n  }\n}\n',
+     "write `minute`: `minutes` is not a word of the language"),
+    ('campaign c {\n  on "A"\n  when {\n    dnd 21:00 to 09:00 delays\n  }\n}\n',
+     "write `delay`: `delays` is not a word of the language"),
 ])
 def test_hints_follow_the_mistake(text: str, help: str | None) -> None:
     assert syntax_error(text).help == help

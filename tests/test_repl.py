@@ -11,6 +11,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from pushlang.repl import Session, braces_balanced, inputs, run_interactive, run_script
+from pushlang.syntax.keywords import WHEN_ITEMS
 
 CAMPAIGN = '''campaign cart {
   platforms chrome
@@ -265,6 +266,25 @@ def test_completion_follows_the_context() -> None:
     assert session.completions("segment cart_abandoners") == ("cart_abandoners", [])
     assert "cart_abandoners" in session.completions("not segment cart")[1]
     assert session.completions(":advance 1") == ("1", [])
+
+
+def test_completion_knows_the_when_block_and_the_periods_after_per() -> None:
+    session = Session(out=lambda _: None)
+    earlier = 'campaign c {\n  on "X"  # a { in a comment\n  when {\n    start 2026-12-01 00:00'
+    assert session.completions("    ", earlier) == ("", list(WHEN_ITEMS))  # Tab on nothing: the items
+    assert session.completions("    t", earlier) == ("t", ["timezone", "throttle"])
+    assert session.completions("    pr", earlier) == ("pr", ["priority"])
+    assert session.completions("  when { thr", 'campaign c {\n  on "X"') == ("thr", ["throttle"])
+    assert session.completions("    throttle 10 per ", earlier) == ("", ["minute", "hour"])
+    assert session.completions("    throttle 10 per m", earlier) == ("m", ["minute"])
+    assert session.completions("    limit 1 per ", earlier) == ("", ["day", "week", "campaign"])
+    assert session.completions("  when { limit 1 per w", "") == ("w", ["week"])
+    assert session.completions("per ", "") == ("", ["day", "week", "campaign", "minute", "hour"])
+    # outside `when` (and after it is closed), every word: a message field too
+    assert "title" in session.completions("    t", 'campaign c {\n  message {')[1]
+    assert "title" in session.completions("  t", earlier + "\n  }")[1]
+    assert session.completions("  ", 'campaign c {\n  who {') == ("", [])  # Tab on nothing elsewhere
+    assert "throttle" in session.completions("thr")[1]  # a keyword like any other
 
 
 def test_user_shows_no_internal_counters_and_help_is_aligned() -> None:

@@ -8,6 +8,7 @@ from pushlang import ast
 from pushlang.check.context import CheckContext, Scope, field_texts, scoped_props, walk
 from pushlang.diagnostics import codes
 from pushlang.source import Span
+from pushlang.syntax.literals import DURATION_UNITS
 
 _ONCE_GROUPS = ("who", "when", "messages", "controls", "conversions", "labels", "platforms")
 _GROUP_WORD = {"who": "who", "when": "when", "messages": "message", "controls": "control group",
@@ -38,16 +39,29 @@ def items_once(ctx: CheckContext) -> None:
         for block in view.when:
             for item in block.items:
                 key = item.kind
+                what = f"`{key.replace('_', ' ')}`"
                 if key == "limit":
-                    key = f"limit per {item.values[1].value}"
+                    period = item.values[1]
+                    if period.kind == "duration":  # rolling windows of one length are one period
+                        key, what = f"limit per {period.value}s", f"a rolling `limit` over {_length(period.value)}"
+                    else:
+                        key = what = f"`limit per {period.value}`"
                 if key in seen:
-                    _duplicate(ctx, view.path, item.span, f"`{key.replace('_', ' ')}`", seen[key].span)
+                    _duplicate(ctx, view.path, item.span, what, seen[key].span)
                 else:
                     seen[key] = item
         for message in view.messages:
             _fields_once(ctx, message.fields, view.path)
     for tpl in ctx.all_templates:
         _fields_once(ctx, tpl.node.fields, tpl.path)
+
+
+def _length(seconds: object) -> str:
+    """A window's length in its largest whole unit: 86400 → `1d` (so `per 24h` and `per 1d` read alike)."""
+    if not isinstance(seconds, int) or seconds <= 0:
+        return f"`{seconds}s`"
+    unit, size = next((u, n) for u, n in sorted(DURATION_UNITS.items(), key=lambda x: -x[1]) if seconds % n == 0)
+    return f"`{seconds // size}{unit}`"
 
 
 def _fields_once(ctx: CheckContext, fields: Sequence[ast.MessageField], path: str) -> None:

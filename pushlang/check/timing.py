@@ -1,4 +1,4 @@
-"""Checks on time: the campaign window, timezones, schedules, TTL, limits and windows."""
+"""Checks on time: the campaign window, timezones, schedules, TTL, limits, throttle and priority, windows."""
 
 from __future__ import annotations
 
@@ -48,6 +48,32 @@ def window(ctx: CheckContext) -> None:
                            help="pick day 28 or earlier if every month should get a send")
 
 
+def recurrence(ctx: CheckContext) -> None:
+    """`send every 0 days`, and a time of day given twice in one recurring schedule."""
+    for view in ctx.campaigns:
+        for schedule in view.triggers:
+            if not isinstance(schedule, ast.Schedule):
+                continue
+            if schedule.interval == 0 and schedule.interval_span is not None:
+                ctx.report(codes.ZERO_INTERVAL, view.path, schedule.interval_span,
+                           "`send every 0 days` never comes round",
+                           help="use 1 or more days: `send every 1 day` is every day")
+            seen: dict[str, ast.Literal] = {}
+            for time in schedule.times:
+                if not isinstance(time.value, str):
+                    continue
+                first = seen.setdefault(time.value, time)
+                if first is not time:
+                    ctx.report(codes.DUPLICATE_TIME, view.path, time.span,
+                               f"{_shown_time(time.value)} is given twice: two equal times are one occurrence",
+                               notes=(f"the first is at line {first.span.line}, column {first.span.column}",),
+                               help="remove it, or write the time that was meant")
+
+
+def _shown_time(value: str) -> str:
+    return value.removesuffix(":00")
+
+
 _SKIPPED = {
     29: "February in common years",
     30: "February",
@@ -83,11 +109,34 @@ def message_ttl(ctx: CheckContext) -> None:
 
 
 def limits(ctx: CheckContext) -> None:
+    """`limit 0`, and a rolling limit over no time."""
     for view in ctx.campaigns:
         for item in view.when_items("limit"):
-            if item.values[0].value == 0:
+            count, period = item.values
+            if count.value == 0:
                 ctx.report(codes.ZERO_LIMIT, view.path, item.span, "`limit 0` would block every send",
                            help="use 1 or more; to stop a campaign, set `end`")
+            if period.kind == "duration" and period.value == 0:
+                _zero(ctx, view.path, period.span)
+
+
+def delivery_controls(ctx: CheckContext) -> None:
+    """`throttle 0` and a priority outside −100..100 (SPEC §12.1, §12.2)."""
+    for view in ctx.campaigns:
+        for item in view.when_items("throttle"):
+            count = item.values[0]
+            if count.value == 0:
+                ctx.report(codes.ZERO_THROTTLE, view.path, count.span, "throttle must be at least 1",
+                           help="`throttle 0` would delay every send for ever; remove the line for no throttle")
+        for item in view.when_items("priority"):
+            value = item.values[0].value
+            if isinstance(value, int) and not PRIORITY_MIN <= value <= PRIORITY_MAX:
+                ctx.report(codes.PRIORITY_OUT_OF_RANGE, view.path, item.values[0].span,
+                           f"priority {value} is outside {PRIORITY_MIN}..{PRIORITY_MAX}",
+                           help=f"use a number from {PRIORITY_MIN} to {PRIORITY_MAX} (default 0): the higher wins")
+
+
+PRIORITY_MIN, PRIORITY_MAX = -100, 100  # SPEC §12.2
 
 
 def durations(ctx: CheckContext) -> None:

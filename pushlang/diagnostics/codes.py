@@ -207,10 +207,12 @@ TRIGGER_OUTSIDE_UNLESS = _code(
 DUPLICATE_ITEM = _code(
     "PL304", "duplicate-item", E,
     "An item that may appear once is given twice (a second `who`, `when`, `message`, `start`, "
-    "`title`, ...).",
+    "`title`, `throttle`, ...), or two `limit` lines have the same period.",
     "The second one would silently win or be ignored; either way the file does not say what runs.",
     "when {\n  start 2026-12-01 00:00\n  start 2026-12-02 00:00\n}",
-    "Keep one; merge the conditions of two `who` blocks into one block.",
+    "Keep one; merge the conditions of two `who` blocks into one block. Limits over different "
+    "periods combine (`limit 1 per day` and `limit 3 per week`); rolling windows of the same length "
+    "are the same period (`per 1d` and `per 24h`), a calendar `per day` and a rolling `per 1d` are not.",
 )
 MISSING_MESSAGE_FIELD = _code(
     "PL305", "missing-message-field", E,
@@ -242,7 +244,7 @@ SAME_EVENT_UNLESS = _code(
     "Use a different cancelling event, or add a `where` to tell them apart.",
 )
 
-# ---- timing ------------------------------------------------------------------------------------
+# ---- timing and delivery controls --------------------------------------------------------------
 END_NOT_AFTER_START = _code(
     "PL400", "end-not-after-start", E,
     "`end` is not after `start`.",
@@ -303,10 +305,42 @@ SCHEDULE_OUTSIDE_WINDOW = _code(
 )
 ZERO_DURATION = _code(
     "PL408", "zero-duration", E,
-    "A duration of zero is used for a window (`within 0m`, `in last 0d`).",
+    "A duration of zero is used for a window (`within 0m`, `in last 0d`, `limit 1 per 0h`).",
     "An empty window matches nothing.",
     'unless "Charged" within 0m',
     "Use a positive duration.",
+)
+
+DUPLICATE_TIME = _code(
+    "PL409", "duplicate-time", W,
+    "A recurring schedule lists the same time of day twice.",
+    "Each time of day is one occurrence; two equal times are one occurrence, not two sends, so the "
+    "second is probably a typo for another time.",
+    "send every day at 09:00, 09:00",
+    "Remove the repeated time, or write the time that was meant (`at 09:00, 19:00`).",
+)
+ZERO_INTERVAL = _code(
+    "PL410", "zero-interval", E,
+    "`send every 0 days` has no interval.",
+    "`send every N days` sends on the start date and every N days after it; N must be 1 or more.",
+    "send every 0 days at 09:00",
+    "Use 1 or more days (`send every 1 day` is every day), or `send once at ...` for a single send.",
+)
+ZERO_THROTTLE = _code(
+    "PL411", "zero-throttle", E,
+    "`throttle 0 per ...` would delay every send for ever.",
+    "A throttle lets at most N sends of the campaign out per UTC minute or hour (SPEC §12.1); with "
+    "N = 0 no period ever has room.",
+    "throttle 0 per minute",
+    "Use a throttle of 1 or more, or remove the line for no throttle; to stop a campaign, set `end`.",
+)
+PRIORITY_OUT_OF_RANGE = _code(
+    "PL412", "priority-out-of-range", E,
+    "A `priority` is outside −100..100.",
+    "Priorities order the decisions of one record, and of one instant's timers, when they collide "
+    "on a limit (SPEC §12.2); the range is −100 to 100, default 0.",
+    "priority 500",
+    "Use a number from -100 to 100: higher wins.",
 )
 
 # ---- audience, control group -------------------------------------------------------------------

@@ -38,11 +38,12 @@ _PUNCT = frozenset("{}()[],.:")
 _BLANK = frozenset(" \t\f\r")
 
 # Words after which an expression (not an operand) follows: `in [..]` is a list, `not (..)` a
-# group, `where -1` a negative number. Any other word ends an operand: `user["x"]`, `date(x)`, `a - 1`.
+# group, `where -1` a negative number, `priority -5` too. Any other word ends an operand:
+# `user["x"]`, `date(x)`, `a - 1`.
 _OPERATOR_WORDS = frozenset(
     {"and", "or", "not", "in", "contains", "with", "starts", "ends", "where", "at", "revenue",
      "exists", "unless", "on", "did", "within", "least", "most", "exactly", "last", "segment",
-     "send", "every", "once", "to"}
+     "send", "every", "once", "to", "priority"}
 )
 _TOP_LEVEL = frozenset({"import", "segment", "template", "campaign"})
 _OPENERS = frozenset({"{", "(", "["})

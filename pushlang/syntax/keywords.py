@@ -20,3 +20,9 @@ WORDS = (
     "starts", "ends", "with",
 )
 KEYWORDS = DECLARATIONS + BLOCKS + CONSTANTS + WORDS
+
+# What may follow where, for completion: the first word of each `when` item, and the periods after
+# `per` (`limit N per day|week|campaign` or a duration, `throttle N per minute|hour`).
+WHEN_ITEMS = ("start", "end", "timezone", "dnd", "ignore", "limit", "throttle", "priority", "deliver", "cutoff")
+LIMIT_PERIODS = ("day", "week", "campaign")
+THROTTLE_PERIODS = ("minute", "hour")

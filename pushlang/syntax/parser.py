@@ -35,6 +35,7 @@ _WORDS = {
     "$END": "the end of the file",
     "DND_MODE": "`discard` or `delay`",
     "LIMIT_PERIOD": "`day`, `week` or `campaign`",
+    "THROTTLE_PERIOD": "`minute` or `hour`",
     "URGENCY_LEVEL": "`very-low`, `low`, `normal` or `high`",
     "COUNT_OP": "`at least`, `at most` or `exactly`",
     "IN_LAST": "`in last`",
@@ -76,6 +77,21 @@ _OPERANDS = ("user.x", "user", "1", "1.5", '"a"', "true", "null", "(1)", "[1]", 
 _WHERE_OPERANDS = ("event.x", "1", '"a"', "true", "(1)", "event.x == 1", 'event.x == "a"', "event.x == true")
 
 
+def _when(line: str) -> str:
+    return _campaign("when {", f"  {line}", "}")
+
+
+def _each(text: str, examples: dict[str, tuple[str, ...]]) -> tuple[Hint, ...]:
+    """One hint for a mistake that shows up as several kinds of token (``examples`` by kind)."""
+    return tuple(Hint(text, unexpected, found) for unexpected, found in examples.items())
+
+
+def _recurring(at: str) -> tuple[str, ...]:
+    """``at`` after the times of each recurring schedule."""
+    return tuple(_campaign(f"send every {form} at {at}")
+                 for form in ("day", "monday, thursday", "month on day 7", "month on last day", "2 days"))
+
+
 def _after_operands(rest: str) -> tuple[str, ...]:
     """The bad snippet after every kind of operand, in a condition line and in each kind of `where`."""
     where = [(_campaign(f'on "A" where {o} {rest}'), _campaign('on "A"', f'unless "B" where {o} {rest} within 1m'),
@@ -91,7 +107,8 @@ HINTS: tuple[Hint, ...] = (
         _campaign('on "A"', 'unless "B" within 10'),
         _campaign('on "A"', 'conversion "C" within 2'),
         _segment('did "A" in last 7'),
-        _template("ttl 2"))),
+        _template("ttl 2"),
+        _when("limit 1 per 5"))),
     Hint("a duration is a whole number and a unit, with no space: `10m`, `2h`, `7d`", "NAME", (
         _campaign('on "A"', 'unless "B" within soon'),
         _segment('did "A" in last week'),
@@ -115,9 +132,39 @@ HINTS: tuple[Hint, ...] = (
         _campaign("when {", "  dnd 21:00 - 09:00 delay", "}"),)),
     Hint("write `at` before the time, e.g. `send every day at 09:00`", "TIME", (
         _campaign("send every day 09:00"), _campaign("send every monday 09:00"),
-        _campaign("send every month on day 1 09:00"))),
+        _campaign("send every month on day 1 09:00"), _campaign("send every month on last day 09:00"),
+        _campaign("send every 2 days 09:00"), _campaign("send every 1 day 09:00"))),
     Hint("write `at` before the date, e.g. `send once at 2026-12-24 10:00`", "DATETIME", (
         _campaign("send once 2026-12-24 10:00"), _campaign("send 2026-12-24 10:00"))),
+    Hint("separate the times with commas: `at 09:00, 18:00`", "AND", _recurring("09:00 and 18:00")),
+    Hint("separate the times with commas: `at 09:00, 18:00`", "TIME", _recurring("09:00 18:00")),
+    *_each("the interval is a number of days: `send every 3 days at 09:00` (two weeks: `every 14 days`)", {
+        "AT": (_campaign("send every 3 at 09:00"),),
+        "NAME": (_campaign("send every 2 weeks at 09:00"), _campaign("send every 2 months at 09:00")),
+        "DURATION": (_campaign("send every 3d at 09:00"),),
+    }),
+    *_each("write `send every month on day 7 at 10:00`, or `on last day`", {
+        "NAME": (_campaign("send every month on the last day at 10:00"),),
+        "INT": (_campaign("send every month on 7 at 10:00"),),
+    }),
+    *_each("a throttle's period is `minute` or `hour`: `throttle 10 per minute`", {
+        "NAME": (_when("throttle 10 per second"), _when("throttle 10 per week")),
+        "DURATION": (_when("throttle 10 per 5m"),),
+        "INT": (_when("throttle 10 per 5"),),
+        "DAY": (_when("throttle 10 per day"),),
+        "CAMPAIGN": (_when("throttle 10 per campaign"),),
+    }),
+    Hint("a throttle is a number of sends, at least 1: `throttle 10 per minute`", "MINUS", (
+        _when("throttle -1 per minute"),)),
+    *_each("a limit is `per day`, `per week` or `per campaign`, or rolling over a duration: `per 1h`", {
+        "NAME": (_when("limit 1 per hour"), _when("limit 1 per minute")),
+        "MONTH": (_when("limit 1 per month"),),
+    }),
+    *_each("a priority is a whole number from -100 to 100, e.g. `priority 10` (the higher wins)", {
+        "NAME": (_when("priority high"),),
+        "NUMBER": (_when("priority 1.5"),),
+        "PLUS": (_when("priority +5"),),
+    }),
 )
 
 
@@ -215,7 +262,7 @@ class Parser:
             if expected:
                 message += f"; expected {expected}"
                 hint = None if inside else self._catalogue(exc, tok.type)
-                help = hint.text.format(tok=tok) if hint else _hint(tok, accepted)
+                help = hint.text.format(tok=tok) if hint else _hint(tok, accepted, text)
         else:
             message, span = str(exc), Span(line, col, line, col + 1)
             help = None
@@ -301,8 +348,15 @@ def _end_position(text: str) -> tuple[int, int]:
 _NOT_ITEM_STARTS = frozenset({"NAME", "_NL", "UNLESS", "WHERE", "WITHIN", "REVENUE", "AT", "AND", "OR"})
 
 
-def _hint(tok: Token, expected: set[str]) -> str | None:
+def _hint(tok: Token, expected: set[str], text: str) -> str | None:
     """The hints that hold in every parser state (the state-bound ones are in ``HINTS``)."""
+    start = tok.start_pos
+    if tok.type == "NAME" and isinstance(start, int) and start and text[start - 1].isalpha():
+        # A fixed word took the start of a longer one (`per days` is `per day` + `s`)
+        begin = start
+        while begin and (text[begin - 1].isalnum() or text[begin - 1] == "_"):
+            begin -= 1
+        return f"write `{text[begin:start]}`: `{text[begin:tok.end_pos]}` is not a word of the language"
     if tok.type == "NAME" and "STRING" in expected and "NAME" not in expected:
         return f'quote it: "{tok}"'
     if "_NL" in expected and tok.type not in _NOT_ITEM_STARTS and str(tok).isalpha():
