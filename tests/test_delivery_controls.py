@@ -98,3 +98,30 @@ def test_reach_explains_the_delivery_controls(tmp_path: Path, capsys: pytest.Cap
     assert "note: limit 1 per 1d 12h: at most 1 of this campaign's pushes to a user in any 1d 12h (rolling)" in text
     assert "note: priority 7: at one instant, its decisions are made before those of lower-priority campaigns" in text
     assert "note: min_gap 2h: no push within 2h after the user's previous push of any campaign" in text
+
+
+def test_two_triggers_at_one_instant_stay_two_decisions_across_a_resumed_replay(tmp_path: Path) -> None:
+    """SPEC §9.4: the second trigger's send_id hashes ordinal 1, also when the replay stops between the
+    two records of that instant and resumes on the SQLite store."""
+    from pushlang.compiler import compile_text
+    from pushlang.runtime.engine import Output
+    from pushlang.runtime.replay import replay
+    from pushlang.runtime.sqlite_store import SqliteStore
+    from pushlang.runtime.store import MemoryStore
+
+    result = compile_text("flash.push", THROTTLED.replace("throttle 2 per minute", "throttle 5 per minute")
+                          .replace("limit 1 per 36h", "limit 3 per 36h"))
+    assert result.plan is not None, result.diagnostics
+    lines = _records("u1") + [json.dumps({"user": "u1", "ts": "2026-12-01T10:00:20Z", "name": "Go"})]
+    whole: list[Output] = []
+    replay(result.plan, lines, MemoryStore(), whole.append)
+    sends = [o.send_id for o in whole if o.outcome == "send"]
+    assert len(sends) == 2 and len(set(sends)) == 2
+    resumed: list[Output] = []
+    for piece in (lines[:2], lines):  # stopped between the two triggers at 10:00:20, then the whole log again
+        store = SqliteStore(str(tmp_path / "state.db"))
+        try:
+            replay(result.plan, piece, store, resumed.append)
+        finally:
+            store.close()
+    assert resumed == whole

@@ -245,9 +245,11 @@ class Engine:
         self.work = 0
         self._stop_at: int | None = None  # stop an advance when ``work`` reaches it
         self.firing: list[str] = []  # the keys of the timers being fired (a host isolates a failing one)
-        # the decisions made at the current instant, per (campaign, user): the next one's ordinal (SPEC §9.4)
-        self._ordinals: dict[tuple[str, str], int] = {}
-        self._ordinals_at = -1
+        # the live decisions made at the current trigger instant, per campaign and user: the next one's
+        # ordinal (SPEC §9.4); kept in the store, so a replay resumed within an instant goes on counting
+        saved = store.meta("ordinals") or {}
+        self._ordinals: dict[str, int] = dict(saved.get("n", {}))
+        self._ordinals_at: int = saved.get("at", -1)
         self._throttle_hour = -1  # the clock's hour when throttle periods were last forgotten
         for c in shared.scheduled:
             self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
@@ -569,7 +571,7 @@ class Engine:
     def _decide(self, c: CompiledCampaign, state: UserState, at: int, env: Env, *, trigger_at: int,
                 date: str | None = None, schedule_zone: str | None = None) -> None:
         pipeline = self.pipelines[c.id]
-        ordinal = self._ordinal(c.id, state.user, trigger_at)
+        ordinal = self._ordinal(c, state.user, trigger_at)
         a = Attempt(c, state, at, self.settings, env, trigger_at, date, schedule_zone, slots=self.store,
                     ordinal=ordinal)
         if self.observer is not None and (observer := self._observing(c.id, state.user)) is not None:
@@ -578,15 +580,19 @@ class Engine:
                                                      ordinal=ordinal)))
         self._apply(c, a, pipeline.decide(a))
 
-    def _ordinal(self, campaign: str, user: str, trigger_at: int) -> int:
+    def _ordinal(self, c: CompiledCampaign, user: str, trigger_at: int) -> int:
         """How many decisions of this campaign for this user were made at this trigger instant: two
-        triggers at one instant are two decisions, the second's send_id hashes ordinal 1 (SPEC §9.4)."""
+        triggers at one instant are two decisions, the second's send_id hashes ordinal 1 (SPEC §9.4).
+        A scheduled campaign decides once per user and instant: always 0, nothing kept."""
+        if not c.is_live:
+            return 0
         if trigger_at != self._ordinals_at:
-            self._ordinals.clear()
+            self._ordinals = {}
             self._ordinals_at = trigger_at
-        key = (campaign, user)
+        key = f"{c.id}\x1f{user}"
         n = self._ordinals.get(key, 0)
         self._ordinals[key] = n + 1
+        self.store.set_meta("ordinals", {"at": trigger_at, "n": self._ordinals})
         return n
 
     def _decide_again(self, c: CompiledCampaign, state: UserState, at: int, send: PendingSend) -> None:
