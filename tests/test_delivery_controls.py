@@ -112,7 +112,7 @@ def test_two_triggers_at_one_instant_stay_two_decisions_across_a_resumed_replay(
     result = compile_text("flash.push", THROTTLED.replace("throttle 2 per minute", "throttle 5 per minute")
                           .replace("limit 1 per 36h", "limit 3 per 36h"))
     assert result.plan is not None, result.diagnostics
-    lines = _records("u1") + [json.dumps({"user": "u1", "ts": "2026-12-01T10:00:20Z", "name": "Go"})]
+    lines = [*_records("u1"), json.dumps({"user": "u1", "ts": "2026-12-01T10:00:20Z", "name": "Go"})]
     whole: list[Output] = []
     replay(result.plan, lines, MemoryStore(), whole.append)
     sends = [o.send_id for o in whole if o.outcome == "send"]
