@@ -200,31 +200,48 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
     return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions}
 
 
+def interleaved(work: Path, runs: dict[str, tuple[str, str | None]], rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Each run (label → its mode and the PYTHONPATH of its tree, None: this one) ``rounds`` times, in
+    turns whose order alternates, each in a process of its own."""
+    found: dict[str, list[dict[str, Any]]] = {label: [] for label in runs}
+    labels = list(runs)
+    for n in range(rounds):
+        for label in labels if n % 2 == 0 else labels[::-1]:
+            mode, path = runs[label]
+            env = dict(os.environ)
+            if path is not None:
+                env["PYTHONPATH"] = path
+            print(f"round {n + 1}/{rounds}: {label} ...", file=sys.stderr)
+            child = subprocess.run([sys.executable, __file__, "--mode", mode, "--workdir", str(work)],
+                                   capture_output=True, text=True, env=env, cwd=work)
+            if child.returncode != 0:
+                raise SystemExit(child.stderr)
+            found[label].append(json.loads(child.stdout))
+    return found
+
+
+def medians(found: dict[str, list[dict[str, Any]]], records: int, width: int) -> dict[str, float]:
+    """One row per run: the median, the fastest and the slowest time, the spread and the decisions."""
+    print(f"{'':{width}} {'median s':>9} {'min s':>7} {'max s':>7} {'events/s':>10} {'spread':>7} {'decisions':>10}")
+    out = {}
+    for label, runs in found.items():
+        seconds = [float(r["seconds"]) for r in runs]
+        median = out[label] = statistics.median(seconds)
+        spread = (max(seconds) - min(seconds)) / median
+        print(f"{label:{width}} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {records / median:10,.0f} "
+              f"{spread:7.1%} {int(float(runs[0]['decisions'])):10,}")
+    return out
+
+
 def controls(work: Path, rounds: int, records: int) -> int:
     """The in-memory replay with and without the delivery controls, interleaved, on the same records."""
-    runs: dict[str, list[dict[str, Any]]] = {"memory": [], "controls": []}
-    for n in range(rounds):
-        for mode in (("memory", "controls") if n % 2 == 0 else ("controls", "memory")):
-            print(f"round {n + 1}/{rounds}: {mode} ...", file=sys.stderr)
-            child = subprocess.run([sys.executable, __file__, "--mode", mode, "--workdir", str(work)],
-                                   capture_output=True, text=True)
-            if child.returncode != 0:
-                print(child.stderr, file=sys.stderr)
-                return 1
-            runs[mode].append(json.loads(child.stdout))
-    labels = {"memory": "replay, in-memory store", "controls": "the same, throttle + min_gap on every campaign"}
+    plain, paced = "replay, in-memory store", "the same, throttle + min_gap on every campaign"
+    found = interleaved(work, {plain: ("memory", None), paced: ("controls", None)}, rounds)
     print(f"{records:,} records, 100 campaigns, in-memory replay, {rounds} interleaved rounds each")
-    print(f"{'':48} {'median s':>9} {'min s':>7} {'max s':>7} {'events/s':>10} {'spread':>7} {'decisions':>10}")
-    medians = {}
-    for mode, found in runs.items():
-        seconds = [float(r["seconds"]) for r in found]
-        median = medians[mode] = statistics.median(seconds)
-        spread = (max(seconds) - min(seconds)) / median
-        print(f"{labels[mode]:48} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {records / median:10,.0f} "
-              f"{spread:7.1%} {int(found[0]['decisions']):10,}")
-    acted = runs["controls"][0]["reasons"]
+    times = medians(found, records, 48)
+    acted = found[paced][0]["reasons"]
     print("with the controls: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(acted.items())))
-    ratio = medians["memory"] / medians["controls"]
+    ratio = times[plain] / times[paced]
     print(f"throughput with the controls / without: {ratio:.1%} (target ≥ 90%) -> "
           f"{'OK' if ratio >= 0.9 else 'BELOW TARGET'}")
     return 0
@@ -235,31 +252,12 @@ def versus(work: Path, other: Path, rounds: int, records: int) -> int:
 
     Each run hashes every output record (in both trees alike, outside the timed replay's own work
     only by one encode and one hash update per record) so that the decisions can be compared."""
-    runs: dict[str, list[dict[str, float | str]]] = {"this tree": [], "baseline": []}
-    for n in range(rounds):
-        for label in (("this tree", "baseline") if n % 2 == 0 else ("baseline", "this tree")):
-            env = dict(os.environ)
-            if label == "baseline":
-                env["PYTHONPATH"] = str(other)
-            print(f"round {n + 1}/{rounds}: {label} ...", file=sys.stderr)
-            child = subprocess.run([sys.executable, __file__, "--mode", "versus", "--workdir", str(work)],
-                                   capture_output=True, text=True, env=env, cwd=work)
-            if child.returncode != 0:
-                print(child.stderr, file=sys.stderr)
-                return 1
-            runs[label].append(json.loads(child.stdout))
+    found = interleaved(work, {"this tree": ("versus", None), "baseline": ("versus", str(other))}, rounds)
     print(f"{records:,} records, in-memory replay, {rounds} interleaved rounds each (baseline: {other})")
-    print(f"{'':10} {'median s':>9} {'min s':>7} {'max s':>7} {'median events/s':>16} {'spread':>7}  decisions")
-    medians = {}
-    for label, found in runs.items():
-        seconds = [float(r["seconds"]) for r in found]
-        median = medians[label] = statistics.median(seconds)
-        spread = (max(seconds) - min(seconds)) / median
-        print(f"{label:10} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {records / median:16,.0f} "
-              f"{spread:7.1%}  {int(float(found[0]['decisions'])):,}")
-    digests = {str(r["digest"]) for found in runs.values() for r in found}
-    print(f"this tree / baseline throughput: {medians['baseline'] / medians['this tree']:.1%} "
-          f"(not lower than the baseline: {'yes' if medians['this tree'] <= medians['baseline'] else 'NO'}); "
+    times = medians(found, records, 10)
+    digests = {str(r["digest"]) for runs in found.values() for r in runs}
+    print(f"this tree / baseline throughput: {times['baseline'] / times['this tree']:.1%} "
+          f"(not lower than the baseline: {'yes' if times['this tree'] <= times['baseline'] else 'NO'}); "
           f"decisions identical: {'yes' if len(digests) == 1 else 'NO'}")
     return 0
 

@@ -78,9 +78,9 @@ class Quit(Exception):
     pass
 
 
-def braces_balanced(text: str) -> bool:
-    """Whether a typed definition is complete: every `{` closed, ignoring strings and comments."""
-    depth, quote, i = 0, "", 0
+def _braces(text: str) -> Iterator[tuple[int, str]]:
+    """The `{` and `}` of ``text`` with their offsets, outside strings and comments."""
+    quote, i = "", 0
     while i < len(text):
         ch = text[i]
         if quote:
@@ -93,11 +93,16 @@ def braces_balanced(text: str) -> bool:
         elif ch == "#":
             while i < len(text) and text[i] != "\n":
                 i += 1
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
+        elif ch in "{}":
+            yield i, ch
         i += 1
+
+
+def braces_balanced(text: str) -> bool:
+    """Whether a typed definition is complete: every `{` closed, ignoring strings and comments."""
+    depth = 0
+    for _, ch in _braces(text):
+        depth += 1 if ch == "{" else -1
     return depth <= 0
 
 
@@ -513,25 +518,12 @@ def _open_blocks(text: str) -> list[str]:
     """The blocks still open at the end of ``text``, outermost first, each named by the word before
     its `{` (`when`, `who`, `message`, a campaign's id...); strings and comments are skipped."""
     opened: list[str] = []
-    quote, i = "", 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote or ch == "\n":
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            while i < len(text) and text[i] != "\n":
-                i += 1
-        elif ch == "{":
+    for i, ch in _braces(text):
+        if ch == "{":
             words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text[max(0, text.rfind("\n", 0, i)):i])
             opened.append(words[-1] if words else "")
-        elif ch == "}" and opened:
+        elif opened:
             opened.pop()
-        i += 1
     return opened
 
 
