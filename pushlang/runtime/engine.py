@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -583,13 +584,15 @@ class Engine:
     def _ordinal(self, c: CompiledCampaign, user: str, trigger_at: int) -> int:
         """How many decisions of this campaign for this user were made at this trigger instant: two
         triggers at one instant are two decisions, the second's send_id hashes ordinal 1 (SPEC §9.4).
-        A scheduled campaign decides once per user and instant: always 0, nothing kept."""
+        A scheduled campaign decides once per user and instant: always 0, nothing kept. The counts are
+        kept under a hash of campaign and user: neither a user id nor a send_id is in the entry, so
+        erasing a user leaves nothing of theirs there."""
         if not c.is_live:
             return 0
         if trigger_at != self._ordinals_at:
             self._ordinals = {}
             self._ordinals_at = trigger_at
-        key = f"{c.id}\x1f{user}"
+        key = hashlib.blake2b(f"{c.id}\x1f{user}".encode(), digest_size=8).hexdigest()
         n = self._ordinals.get(key, 0)
         self._ordinals[key] = n + 1
         self.store.set_meta("ordinals", {"at": trigger_at, "n": self._ordinals})
