@@ -88,13 +88,18 @@ def load_config(path: str | None, sink: Sink) -> Config:
     if gap_text is not None and not min_gap:
         bad("min_gap", f"`min_gap = {gap_text!r}` must be a duration of 1s or more", 'e.g. "4h"; remove it for none')
         min_gap = None
+    holdout = data.get("experiments", {}).get("global_holdout", 0)
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 100:
+        bad("global_holdout", f"`global_holdout = {holdout!r}` must be a percent from 0 to under 100",
+            "e.g. 5 holds 5% of the users out of every campaign; remove it for none")
+        holdout = 0
     ttl_text = data.get("message", {}).get("default_ttl", "4w")
     ttl = parse_duration(ttl_text) if isinstance(ttl_text, str) else None
     if ttl is None or not 0 < ttl <= MAX_TTL:
         bad("default_ttl", f"`default_ttl = {ttl_text!r}` must be a duration up to 28d", 'e.g. "4w" or "2d"')
         ttl = MAX_TTL
     config.settings = Settings(timezone=timezone, global_per_user_per_day=per_day, global_per_user_per_week=per_week,
-                               min_gap=min_gap, default_ttl=ttl)
+                               min_gap=min_gap, global_holdout=float(holdout), default_ttl=ttl)
     icons = data.get("icons", {})
     for name, url in icons.items():
         if not isinstance(url, str):

@@ -6,7 +6,8 @@ import msgspec
 
 from pushlang.settings import Settings as Settings  # part of the plan (Plan.settings)
 
-FORMAT_VERSION = 2  # 2: several times of day, every N days, last day, rolling limits, throttle, priority
+FORMAT_VERSION = 3  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
+#                    3: variants and winner tests
 
 
 class _Node(msgspec.Struct, frozen=True, tag_field="node", tag=True, forbid_unknown_fields=True):
@@ -206,12 +207,28 @@ class Conversion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     revenue: Expr | None = None
 
 
+class Variant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One message of an A/B test (SPEC §12.3): `message ID P% { … }` or `message ID P% use TEMPLATE { … }`."""
+
+    id: str
+    weight: int  # basis points: round(P × 100); a campaign's weights sum to exactly 10000
+    message: Message  # the template, if any, already applied
+
+
+class WinnerTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`test P% then winner by clicks|conversions after D` (SPEC §12.4)."""
+
+    percent: float  # the test group: P percent of the users
+    by: str  # clicks | conversions
+    after: int  # seconds: D
+
+
 class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str
     name: str
     file: str
     trigger: Trigger | Schedule
-    message: Message
+    message: Message  # the one message; with variants, the first variant's
     timezone: str
     audience: Expr | None = None
     labels: tuple[str, ...] = ()
@@ -227,6 +244,8 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cutoff: str | None = None
     control_percent: float = 0.0
     conversion: Conversion | None = None
+    variants: tuple[Variant, ...] = ()  # 2–8 in the order written, or none (the one `message`)
+    test: WinnerTest | None = None
 
     @property
     def is_live(self) -> bool:

@@ -71,6 +71,9 @@ class Output(msgspec.Struct, frozen=True):
     revenue: float | None = None
     status: int | None = None  # delivered / failed: the push service's answer
     attempts: int | None = None  # delivered / failed: how many requests it took
+    variant: str | None = None  # a campaign with variants: the one chosen (SPEC §9.4); a winner: the winner
+    rates: dict[str, float] | None = None  # a winner record: each variant's rate, to 4 decimals
+    significant: bool | None = None  # a winner record: the winner differs from the runner-up, p < 0.05
 
 
 @dataclass(frozen=True)
