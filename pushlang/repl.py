@@ -603,7 +603,7 @@ def _about_expression(d: Diagnostic, text: str) -> Diagnostic:
 
 
 def _describe(o: Output) -> str:
-    parts = [o.at, o.campaign, o.user, o.outcome]
+    parts = [o.at, o.campaign, o.user or "-", o.outcome]
     if o.reason:
         parts.append(o.reason)
     if o.until:
@@ -612,6 +612,11 @@ def _describe(o: Output) -> str:
         parts.append(f'"{o.title}"')
     if o.revenue is not None:
         parts.append(f"revenue {o.revenue:g}")
+    if o.variant is not None:
+        parts.append(f"variant {o.variant}")
+    if o.rates is not None:
+        parts.append("rates " + ", ".join(f"{v} {r:g}" for v, r in o.rates.items())
+                     + ("; significant" if o.significant else "; not significant"))
     return "  ".join(parts)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushlang import plan
+from pushlang.plan import Message
 from pushlang.runtime.evaluate import Compiler, Env, Fn, History
 from pushlang.runtime.instants import US, from_local
 from pushlang.runtime.records import Event
@@ -69,6 +70,9 @@ class CompiledCampaign:
     inaction_key: str = ""  # the inaction timer's key, less the user id
     counter_prefix: str = ""  # the per-user send counters' key, less the period (pipeline.limit_key)
     rolling: int = 0  # seconds: the longest rolling `limit … per DURATION` window (0: none)
+    # variants (SPEC §12.3): each one's renderer and message, and the upper ends of their bucket ranges
+    variants: dict[str, tuple[MessageRenderer, Message]] = field(default_factory=dict)
+    variant_ranges: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         self.id, self.is_live = self.plan.id, self.plan.is_live
@@ -111,4 +115,11 @@ def compile_campaign(c: plan.Campaign, segments: dict[str, Fn]) -> CompiledCampa
     if c.conversion is not None:
         compiled.conversion_where = compiler.condition(c.conversion.where)
         compiled.revenue = compiler.compile(c.conversion.revenue) if c.conversion.revenue else None
+    upper = 0
+    ranges = []
+    for variant in c.variants:
+        compiled.variants[variant.id] = (MessageRenderer(variant.message, compiler), variant.message)
+        upper += variant.weight
+        ranges.append((upper, variant.id))
+    compiled.variant_ranges = tuple(ranges)
     return compiled

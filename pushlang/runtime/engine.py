@@ -39,6 +39,7 @@ from pushlang.runtime.pipeline import (
     Trace,
     Verdict,
     global_key,
+    in_test_group,
     pending_from,
     pending_payload,
     targets,
@@ -49,6 +50,7 @@ from pushlang.runtime.pipeline import (
 )
 from pushlang.runtime.records import Event, Profile, Record, Subscribe, Unsubscribe
 from pushlang.runtime.schedule import next_occurrence
+from pushlang.runtime.significance import best_two, compare
 from pushlang.runtime.store import Store, Subscription, Timer, UserState, Window
 
 _HOUR = 3600 * US
@@ -59,8 +61,8 @@ class Output(msgspec.Struct, frozen=True):
 
     at: str
     campaign: str
-    user: str
-    outcome: str  # send | control | delay | suppress | convert | viewed | clicked | delivered | failed
+    user: str | None  # null: a winner record (it is about the campaign)
+    outcome: str  # send | control | delay | suppress | convert | winner | viewed | clicked | delivered | failed
     reason: str | None = None
     send_id: str | None = None
     title: str | None = None
@@ -255,6 +257,11 @@ class Engine:
         self._ordinals: dict[str, int] = dict(saved.get("n", {}))
         self._ordinals_at: int = saved.get("at", -1)
         self._throttle_hour = -1  # the clock's hour when throttle periods were last forgotten
+        # winner tests under way: campaign → occurrence s → its test sends and their hits (kept in the store)
+        self._tests: dict[str, dict[int, dict[str, Any]]] = {}
+        for key, test in store.meta_items("test:"):
+            campaign, _, s = key[len("test:"):].rpartition(":")
+            self._tests.setdefault(campaign, {})[int(s)] = test
         for c in shared.scheduled:
             self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
 
@@ -421,6 +428,10 @@ class Engine:
         send_id, campaign = event.props.get("send_id"), event.props.get("campaign")
         if isinstance(send_id, str) and send_id in state.sends and isinstance(campaign, str) and campaign:
             self.emit(Output(iso(event.ts), campaign, state.user, INTERACTIONS[event.name], send_id=send_id))
+            if self._tests and event.name == "Push Clicked":
+                c = self.by_id.get(campaign)
+                if c is not None and c.plan.test is not None and c.plan.test.by == "clicks":
+                    self._hit(campaign, send_id, event.ts)
 
     def _maybe_cancel(self, c: CompiledCampaign, state: UserState, event: Event) -> None:
         timer = self.store.timer(c.inaction_key + state.user)
@@ -490,7 +501,10 @@ class Engine:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     revenue = float(value)
             self.store.close_window(state, window)
-            self.emit(Output(iso(event.ts), c.id, state.user, "convert", send_id=window.send_id, revenue=revenue))
+            self.emit(Output(iso(event.ts), c.id, state.user, "convert", send_id=window.send_id, revenue=revenue,
+                             variant=window.variant))
+            if self._tests and c.plan.test is not None and c.plan.test.by == "conversions":
+                self._hit(c.id, window.send_id, event.ts)
 
     # ---- timers --------------------------------------------------------------------------------
 
@@ -498,7 +512,7 @@ class Engine:
         c = self.by_id.get(timer.campaign)
         if c is None:
             return  # the campaign is no longer loaded
-        if timer.kind == "occurrence":
+        if timer.kind in ("occurrence", "winner"):
             self._occurrence(c, [timer])
             return
         state = self.store.user(timer.user, timer.due)
@@ -533,17 +547,32 @@ class Engine:
     def _occurrence(self, c: CompiledCampaign, timers: list[Timer]) -> bool:
         """One instant of a scheduled campaign, for every zone due then: users in user-id order.
 
+        With a winner test (SPEC §12.4) an occurrence at s decides the test group only and leaves a
+        ``winner`` timer at s + D, which picks the winner and then decides every other user known at s
+        with it (a campaign with a test has one zone: lint forbids `deliver in user timezone`).
+
         False when the advance's budget ran out first: the users after the last one done wait in
         continuation timers (key ``<occurrence key>@<instant>``, payload ``after``: that user)."""
         at = timers[0].due
         dates = {timer.user: timer.payload["date"] for timer in timers}  # zone → the scheduled local date
         after: dict[str, str] = {}  # zone → the last user done before (a continuation)
+        test = c.plan.test
+        winner_of: int | None = timers[0].payload.get("winner_of")  # the winner's phase: the occurrence s
+        variant: str | None = timers[0].payload.get("variant")
         for timer in timers:
             if "after" in timer.payload:
                 after[timer.user] = timer.payload["after"]
                 continue
+            if winner_of is not None:
+                variant = self._winner(c, winner_of, at)
+                continue
             self.store.set_meta(timer.key + ":next", at + 1)
             self._ensure_occurrence(c, timer.user)
+            if test is not None:  # the test group is decided now, the others when the winner is known
+                self._open_test(c, at)
+                self.store.add_timer(Timer(at + test.after * US, c.id, timer.user, f"winner:{c.id}:{at}", "winner",
+                                           {"date": timer.payload["date"], "winner_of": at}))
+        known_at = at if winner_of is None else winner_of
         by_user_zone = c.plan.deliver_in_user_timezone
         uids = self.store.user_ids()
         if after and len(after) == len(timers):
@@ -554,34 +583,80 @@ class Engine:
             if stop is not None and self.work >= stop and last is not None:
                 for timer in timers:
                     key = timer.key if "after" in timer.payload else f"{timer.key}@{at}"
-                    self.store.add_timer(Timer(at, c.id, timer.user, key, "occurrence",
-                                               {"date": timer.payload["date"], "after": last}))
+                    self.store.add_timer(Timer(at, c.id, timer.user, key, timer.kind,
+                                               {**timer.payload, "after": last, "variant": variant}))
                 return False
             self.work += 1
             last = uid
             state = self.store.get(uid)
-            if state is None or state.first_seen > at:
+            if state is None or state.first_seen > known_at:
                 continue  # not a known user at the occurrence (SPEC §3)
             zone = user_zone(c, state) if by_user_zone else ""
             date = dates.get(zone)
             if date is None or (zone in after and uid <= after[zone]):
                 continue
+            if test is not None and in_test_group(c.id, uid, test.percent) != (winner_of is None):
+                continue  # the test group at s, everybody else at s + D
             self._decide(c, state, at, c.env(state, at), trigger_at=at, date=date,
-                         schedule_zone=zone if by_user_zone else c.tz)
+                         schedule_zone=zone if by_user_zone else c.tz, variant=variant)
         return True
+
+    # ---- winner tests (SPEC §12.4): the test sends of an occurrence, their clicks or conversions ----
+
+    def _open_test(self, c: CompiledCampaign, s: int) -> None:
+        test: dict[str, Any] = {"sent": {}, "hit": []}
+        self._tests.setdefault(c.id, {})[s] = test
+        self.store.set_meta(f"test:{c.id}:{s}", test)
+
+    def _tested(self, c: CompiledCampaign, send_id: str, at: int, variant: str | None) -> None:
+        """A `send` of the test group at its occurrence s (a delayed one, sent later, does not count)."""
+        test = self._tests.get(c.id, {}).get(at)
+        if test is not None and variant is not None:
+            test["sent"][send_id] = variant
+            self.store.set_meta(f"test:{c.id}:{at}", test)
+
+    def _hit(self, campaign: str, send_id: str, ts: int) -> None:
+        """A click (or a conversion) of a test send, counted when it falls in (s, s + D]."""
+        c = self.by_id.get(campaign)
+        if c is None or c.plan.test is None:
+            return
+        window = c.plan.test.after * US
+        for s, test in self._tests.get(campaign, {}).items():
+            if send_id in test["sent"] and s < ts <= s + window and send_id not in test["hit"]:
+                test["hit"].append(send_id)
+                self.store.set_meta(f"test:{campaign}:{s}", test)
+
+    def _winner(self, c: CompiledCampaign, s: int, at: int) -> str:
+        """The winner of the test at occurrence s, chosen at ``at`` = s + D, with its `winner` record."""
+        test = self._tests.get(c.id, {}).pop(s, None) or {"sent": {}, "hit": []}
+        self.store.set_meta(f"test:{c.id}:{s}", None)
+        hit = set(test["hit"])
+        tally = {v.id: [0, 0] for v in c.plan.variants}  # variant → [hits, sends]
+        for send_id, variant in test["sent"].items():
+            if variant in tally:
+                tally[variant][1] += 1
+                tally[variant][0] += send_id in hit
+        winner, runner_up = best_two(tally)
+        rates = {v: round(x / n, 4) if n else 0.0 for v, (x, n) in tally.items()}
+        significant = compare(*tally[winner], *tally[runner_up]).significant
+        if (observer := self.observer) is not None:
+            observer.noted(c.id, "", at, f"the test of {iso(s)}: winner {winner} by {c.plan.test.by if c.plan.test else ''}, "
+                           f"rates {rates}", trigger=True)
+        self.emit(Output(iso(at), c.id, None, "winner", variant=winner, rates=rates, significant=significant))
+        return winner
 
     # ---- decisions (SPEC §9.3): the pipeline decides, the engine applies -----------------------
 
     def _decide(self, c: CompiledCampaign, state: UserState, at: int, env: Env, *, trigger_at: int,
-                date: str | None = None, schedule_zone: str | None = None) -> None:
+                date: str | None = None, schedule_zone: str | None = None, variant: str | None = None) -> None:
         pipeline = self.pipelines[c.id]
         ordinal = self._ordinal(c, state.user, trigger_at)
         a = Attempt(c, state, at, self.settings, env, trigger_at, date, schedule_zone, slots=self.store,
-                    ordinal=ordinal)
+                    ordinal=ordinal, variant=variant)
         if self.observer is not None and (observer := self._observing(c.id, state.user)) is not None:
             observer.decided(trace(pipeline, Attempt(c, state, at, self.settings, env=env, trigger_at=trigger_at,
                                                      date=date, schedule_zone=schedule_zone, slots=self.store,
-                                                     ordinal=ordinal)))
+                                                     ordinal=ordinal, variant=variant)))
         self._apply(c, a, pipeline.decide(a))
 
     def _ordinal(self, c: CompiledCampaign, user: str, trigger_at: int) -> int:
@@ -614,12 +689,13 @@ class Engine:
         if c.plan.throttle is not None and isinstance(decision, (Send, Delay)):
             decision = self._reserve(c, a, decision)
         if isinstance(decision, Suppress):
-            self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id)
+            self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id, variant=a.chosen_variant)
         elif isinstance(decision, Send):
             self._send(c, a, decision.send)
         elif isinstance(decision, Delay):
             user = a.state.user
-            self._output(c, user, a.at, "delay", decision.reason, a.send_id, until=iso(decision.until))
+            self._output(c, user, a.at, "delay", decision.reason, a.send_id, until=iso(decision.until),
+                         variant=decision.send.variant)
             self.store.add_timer(Timer(decision.until, c.id, user, f"delay:{c.id}:{user}:{a.send_id}", "delay",
                                        pending_payload(decision.send)))
         elif isinstance(decision, Control):
@@ -672,9 +748,11 @@ class Engine:
             store.set_counter(state, LAST_SEND, at)
         if first_today:  # once per user and local day: forget the counters no limit reads any more
             self._prune_counters(state, periods["day"])
-        self._open_window(c, state, send_id, at)
+        self._open_window(c, state, send_id, at, send.variant)
         self.emit(Output(iso(at), c.id, user, "send", None, send_id, send.title, send.body, send.url,
-                         list(send.platforms)))
+                         list(send.platforms), variant=send.variant))
+        if self._tests and c.plan.test is not None:
+            self._tested(c, send_id, at, send.variant)
         if self.on_send is not None:
             self.on_send(SendJob(at, p, user, send, targets(c, state, send)))
 
@@ -695,11 +773,12 @@ class Engine:
         for key in [k for k in state.counters if _stale(k.rpartition("|")[2], oldest_day, oldest_week)]:
             self.store.drop_counter(state, key)
 
-    def _open_window(self, c: CompiledCampaign, state: UserState, send_id: str, at: int) -> None:
+    def _open_window(self, c: CompiledCampaign, state: UserState, send_id: str, at: int,
+                     variant: str | None = None) -> None:
         conversion = c.plan.conversion
         if conversion is not None:
-            self.store.open_window(state, Window(c.id, send_id, at, at + conversion.within * US))
+            self.store.open_window(state, Window(c.id, send_id, at, at + conversion.within * US, variant))
 
     def _output(self, c: CompiledCampaign, user: str, at: int, outcome: str, reason: str | None,
-                send_id: str | None = None, *, until: str | None = None) -> None:
-        self.emit(Output(iso(at), c.id, user, outcome, reason, send_id, until=until))
+                send_id: str | None = None, *, until: str | None = None, variant: str | None = None) -> None:
+        self.emit(Output(iso(at), c.id, user, outcome, reason, send_id, until=until, variant=variant))

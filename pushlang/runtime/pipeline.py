@@ -26,7 +26,14 @@ from pushlang.config import is_timezone
 from pushlang.runtime.campaigns import CompiledCampaign
 from pushlang.runtime.evaluate import Env
 from pushlang.runtime.instants import US, from_local, iso, wall
-from pushlang.runtime.render import MAX_PLAINTEXT, MissingProperty, Rendered, payload_size, web_push_payload
+from pushlang.runtime.render import (
+    MAX_PLAINTEXT,
+    MessageRenderer,
+    MissingProperty,
+    Rendered,
+    payload_size,
+    web_push_payload,
+)
 from pushlang.runtime.store import Subscription, UserState
 
 # ---- what travels: a rendered send waiting for its moment ----------------------------------------
@@ -47,6 +54,7 @@ class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
     date: str | None = None  # a scheduled occurrence's local date, for the cut-off
     zone: str | None = None  # the zone that date and the cut-off are read in
     slot: int | None = None  # the throttle period (its start, µs) reserved for this send (SPEC §12.1)
+    variant: str | None = None  # the variant chosen at the first decision (SPEC §12.3)
 
     @property
     def rendered(self) -> Rendered:
@@ -166,10 +174,31 @@ def send_id_for(campaign: str, user: str, trigger: int, ordinal: int = 0) -> str
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def bucket(text: str) -> int:
+    """``int(sha256(text)[:8], 16) % 10000``: the basis point a user falls on (SPEC §8, §12.3, §12.4)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 10000
+
+
 def in_control_group(campaign: str, user: str, percent: float) -> bool:
     """SPEC §8: ``int(sha256(campaign + ":" + user)[:8], 16) % 10000 < P × 100``."""
-    digest = hashlib.sha256(f"{campaign}:{user}".encode()).hexdigest()
-    return int(digest[:8], 16) % 10000 < percent * 100
+    return bucket(f"{campaign}:{user}") < percent * 100
+
+
+def in_global_holdout(user: str, percent: float) -> bool:
+    """SPEC §8: ``int(sha256("global:" + user)[:8], 16) % 10000 < P × 100``: held out of every campaign."""
+    return bool(percent) and bucket(f"global:{user}") < percent * 100
+
+
+def in_test_group(campaign: str, user: str, percent: float) -> bool:
+    """SPEC §12.4: ``int(sha256(campaign + ":test:" + user)[:8], 16) % 10000 < P × 100``."""
+    return bucket(f"{campaign}:test:{user}") < percent * 100
+
+
+def variant_of(c: CompiledCampaign, user: str) -> str:
+    """SPEC §12.3: the user's bucket ``sha256(campaign + ":variant:" + user)``, in the variants' consecutive
+    ranges of their weights (basis points), in the order written."""
+    b = bucket(f"{c.id}:variant:{user}")
+    return next(variant for upper, variant in c.variant_ranges if b < upper)
 
 
 @lru_cache(maxsize=4096)
@@ -296,13 +325,13 @@ class Attempt:
     ``env`` is what the campaign's expressions read (the steps of a new decision need it); ``send`` is
     set by the render step, or given when a delayed decision is made again (no expression is read)."""
 
-    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "date", "env", "ordinal", "schedule_zone", "send",
-                 "settings", "slots", "state", "subscriptions", "trigger_at")
+    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "chosen", "date", "env", "ordinal", "schedule_zone",
+                 "send", "settings", "slots", "state", "subscriptions", "trigger_at", "variant")
 
     def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings,
                  env: Env = _NO_ENV, trigger_at: int | None = None, date: str | None = None,
                  schedule_zone: str | None = None, send: PendingSend | None = None, *,
-                 slots: Slots | None = None, ordinal: int = 0) -> None:
+                 slots: Slots | None = None, ordinal: int = 0, variant: str | None = None) -> None:
         self.c = c
         self.state = state
         self.at = at
@@ -314,6 +343,9 @@ class Attempt:
         self.send = send
         self.slots = slots  # the store's throttle periods (None: a throttle is not checked)
         self.ordinal = ordinal  # the n-th decision of this campaign for this user at this instant, from 0
+        # the variant: given (a test's winner), else chosen by the render step (a delayed decision: its send's)
+        self.variant = variant if send is None else send.variant
+        self.chosen = send is not None  # whether the render step has taken the variant (SPEC §9.4)
         self.subscriptions: list[Subscription] = []
         self._send_id: str | None = None if send is None else send.send_id
         self._zone: str | None = None
@@ -325,6 +357,11 @@ class Attempt:
         if self._send_id is None:
             self._send_id = send_id_for(self.c.id, self.state.user, self.trigger_at, self.ordinal)
         return self._send_id
+
+    @property
+    def chosen_variant(self) -> str | None:
+        """The variant a decision record carries: null before the render step has chosen one."""
+        return self.variant if self.chosen else None
 
     @property
     def zone(self) -> str:
@@ -416,20 +453,29 @@ class Reachable(Step):
 
 
 class ControlGroup(Step):
-    """4. ``control``: the user is in the campaign's control group (SPEC §8)."""
+    """4. ``control``: the user is in the global holdout (reason ``global_holdout``) or in the campaign's
+    control group (SPEC §8)."""
 
     name = "control"
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
-        return bool(c.plan.control_percent)
+        return bool(c.plan.control_percent or settings.global_holdout)
 
     def decide(self, a: Attempt) -> Decision | None:
-        c = a.c
-        return _CONTROL if in_control_group(c.id, a.state.user, c.plan.control_percent) else None
+        c, user = a.c, a.state.user
+        if in_global_holdout(user, a.settings.global_holdout):
+            return _GLOBAL_HOLDOUT
+        return _CONTROL if in_control_group(c.id, user, c.plan.control_percent) else None
 
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
-        percent = f"{a.c.plan.control_percent:g}%"
-        return f"in the {percent} control group: held out" if verdict else f"not in the {percent} control group"
+        holdout = a.settings.global_holdout
+        if verdict is _GLOBAL_HOLDOUT:
+            return f"in the {holdout:g}% global holdout: held out of every campaign"
+        words = [f"not in the {holdout:g}% global holdout"] if holdout else []
+        if a.c.plan.control_percent:
+            percent = f"{a.c.plan.control_percent:g}%"
+            words.append(f"in the {percent} control group: held out" if verdict else f"not in the {percent} control group")
+        return "; ".join(words)
 
 
 class Render(Step):
@@ -439,35 +485,65 @@ class Render(Step):
 
     def decide(self, a: Attempt) -> Decision | None:
         c = a.c
+        renderer, message = _message(a)
         try:
-            rendered = c.renderer.render(a.env)
+            rendered = renderer.render(a.env)
         except MissingProperty:
             return _MISSING_PROPERTY
         subs = deliverable(a.subscriptions, bool(rendered.url))
         if not subs:
             return _SAFARI_REQUIRES_URL
-        if rendered.may_exceed(MAX_PLAINTEXT) and _payload_size(c, rendered, a.send_id) > MAX_PLAINTEXT:
+        if rendered.may_exceed(MAX_PLAINTEXT) and _payload_size(c, message, rendered, a.send_id) > MAX_PLAINTEXT:
             return _PAYLOAD_TOO_LARGE
         a.send = PendingSend(send_id=a.send_id, title=rendered.title, body=rendered.body, url=rendered.url,
                              image=rendered.image, icon=rendered.icon, buttons=rendered.buttons,
                              platforms=tuple(sorted({s.platform for s in subs})), date=a.date,
-                             zone=a.schedule_zone)
+                             zone=a.schedule_zone, variant=a.variant)
         return None
 
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
+        chosen = _variant_words(a)
         if verdict is None:
             assert a.send is not None
-            return f"rendered, {_payload_size(a.c, a.send.rendered, a.send_id):,} bytes"
+            return chosen + f"rendered, {_payload_size(a.c, _message(a)[1], a.send.rendered, a.send_id):,} bytes"
         if verdict is _MISSING_PROPERTY:
-            return "a personalisation has no value and no `default`"
+            return chosen + "a personalisation has no value and no `default`"
         if verdict is _SAFARI_REQUIRES_URL:
-            return "only Safari subscriptions, and the message has no url"
-        rendered = a.c.renderer.render(a.env)
-        return f"{_payload_size(a.c, rendered, a.send_id):,} bytes > {MAX_PLAINTEXT:,}"
+            return chosen + "only Safari subscriptions, and the message has no url"
+        renderer, message = _message(a)
+        return chosen + f"{_payload_size(a.c, message, renderer.render(a.env), a.send_id):,} bytes > {MAX_PLAINTEXT:,}"
 
 
-def _payload_size(c: CompiledCampaign, rendered: Rendered, send_id: str) -> int:
-    return payload_size(web_push_payload(rendered, c.plan.message, campaign=c.id, send_id=send_id))
+def _message(a: Attempt) -> tuple[MessageRenderer, plan.Message]:
+    """The message this decision renders: the campaign's one message, or its variant's (SPEC §12.3),
+    chosen here unless given (a test's winner) and then the same for the decision made again."""
+    c = a.c
+    if not c.variants:
+        return c.renderer, c.plan.message
+    if a.variant is None:
+        a.variant = variant_of(c, a.state.user)
+    a.chosen = True
+    return c.variants[a.variant]
+
+
+def _variant_words(a: Attempt) -> str:
+    c = a.c
+    if not c.variants:
+        return ""
+    chosen = _message(a) and a.variant
+    b = bucket(f"{c.id}:variant:{a.state.user}")
+    low = 0
+    for upper, variant in c.variant_ranges:
+        if variant == chosen:
+            if variant != variant_of(c, a.state.user):
+                return f"variant {chosen}: the test's winner (the user's bucket {b} is in another range); "
+            return f"variant {chosen}: bucket {b} is in [{low}, {upper}); "
+        low = upper
+    return f"variant {chosen}; "
+
+
+def _payload_size(c: CompiledCampaign, message: plan.Message, rendered: Rendered, send_id: str) -> int:
+    return payload_size(web_push_payload(rendered, message, campaign=c.id, send_id=send_id))
 
 
 class DoNotDisturb(Step):
@@ -691,6 +767,7 @@ _NOT_IN_AUDIENCE = Suppress("not_in_audience")
 _SKIP = Skip()
 _UNREACHABLE = Suppress("unreachable")
 _CONTROL = Control(None)
+_GLOBAL_HOLDOUT = Control("global_holdout")
 _MISSING_PROPERTY = Suppress("missing_property")
 _SAFARI_REQUIRES_URL = Suppress("safari_requires_url")
 _PAYLOAD_TOO_LARGE = Suppress("payload_too_large")

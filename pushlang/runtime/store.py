@@ -32,6 +32,7 @@ class Window:
     send_id: str
     start: int
     end: int
+    variant: str | None = None  # the decision's variant: its `convert` record carries it (SPEC §12.3)
 
 
 @dataclass(slots=True)
