@@ -251,6 +251,9 @@ class Engine:
         self.work = 0
         self._stop_at: int | None = None  # stop an advance when ``work`` reaches it
         self.firing: list[str] = []  # the keys of the timers being fired (a host isolates a failing one)
+        # an advance stopped at a winner test whose tally is not complete yet (scale-out: other partitions
+        # have not reached s + D); the host tries again later
+        self.waiting = False
         # the live decisions made at the current trigger instant, per campaign and user: the next one's
         # ordinal (SPEC §9.4); kept in the store, so a replay resumed within an instant goes on counting
         saved = store.meta("ordinals") or {}
@@ -297,7 +300,10 @@ class Engine:
                     if isinstance(timer, Timer):
                         self.firing = [timer.key]
                         self.work += 1
-                        self._fire(timer)
+                        if not self._fire(timer):
+                            self._put_back(batch[i + 1:])
+                            store.set_meta("clock", self.clock)
+                            return False
                     elif (c := self.by_id.get(timer[0].campaign)) is not None:
                         self.firing = [t.key for t in timer]
                         if not self._occurrence(c, timer):
@@ -508,21 +514,22 @@ class Engine:
 
     # ---- timers --------------------------------------------------------------------------------
 
-    def _fire(self, timer: Timer) -> None:
+    def _fire(self, timer: Timer) -> bool:
+        """Whether the advance goes on (False: an occurrence out of budget, or a winner to wait for)."""
         c = self.by_id.get(timer.campaign)
         if c is None:
-            return  # the campaign is no longer loaded
+            return True  # the campaign is no longer loaded
         if timer.kind in ("occurrence", "winner"):
-            self._occurrence(c, [timer])
-            return
+            return self._occurrence(c, [timer])
         state = self.store.user(timer.user, timer.due)
         if timer.kind == "delay":
             self._decide_again(c, state, timer.due, pending_from(timer.payload))
-            return
+            return True
         payload = timer.payload
         env = Env(state.user, state.profile, timer.due, UserHistory(state), c.segments, payload["event"],
                   payload["ts"], payload["props"])
         self._decide(c, state, timer.due, env, trigger_at=timer.due)
+        return True
 
     def _ensure_occurrence(self, c: CompiledCampaign, zone: str, not_before: int | None = None) -> None:
         key = f"occurrence:{c.id}:{zone}"
@@ -565,6 +572,10 @@ class Engine:
                 continue
             if winner_of is not None:
                 variant = self._winner(c, winner_of, at)
+                if variant is None:  # not every part of the tally is in: this timer waits, as it was
+                    self.store.add_timer(timer)
+                    self.waiting = True
+                    return False
                 continue
             self.store.set_meta(timer.key + ":next", at + 1)
             self._ensure_occurrence(c, timer.user)
@@ -626,23 +637,29 @@ class Engine:
                 test["hit"].append(send_id)
                 self.store.set_meta(f"test:{campaign}:{s}", test)
 
-    def _winner(self, c: CompiledCampaign, s: int, at: int) -> str:
-        """The winner of the test at occurrence s, chosen at ``at`` = s + D, with its `winner` record."""
-        test = self._tests.get(c.id, {}).pop(s, None) or {"sent": {}, "hit": []}
-        self.store.set_meta(f"test:{c.id}:{s}", None)
+    def _winner(self, c: CompiledCampaign, s: int, at: int) -> str | None:
+        """The winner of the test at occurrence s, chosen at ``at`` = s + D, with its `winner` record; None
+        while the store has not every part of the tally (scale-out: the other partitions)."""
+        test = self._tests.get(c.id, {}).get(s) or {"sent": {}, "hit": []}
         hit = set(test["hit"])
-        tally = {v.id: [0, 0] for v in c.plan.variants}  # variant → [hits, sends]
+        local = {v.id: [0, 0] for v in c.plan.variants}  # variant → [hits, sends], in the order written
         for send_id, variant in test["sent"].items():
-            if variant in tally:
-                tally[variant][1] += 1
-                tally[variant][0] += send_id in hit
+            if variant in local:
+                local[variant][1] += 1
+                local[variant][0] += send_id in hit
+        tally = self.store.test_tally(c.id, s, local)
+        if tally is None:
+            return None
+        self._tests.get(c.id, {}).pop(s, None)
+        self.store.set_meta(f"test:{c.id}:{s}", None)
+        tally = {v: tally[v] for v in local}
         winner, runner_up = best_two(tally)
         rates = {v: round(x / n, 4) if n else 0.0 for v, (x, n) in tally.items()}
         significant = compare(*tally[winner], *tally[runner_up]).significant
         if (observer := self.observer) is not None:
-            observer.noted(c.id, "", at, f"the test of {iso(s)}: winner {winner} by {c.plan.test.by if c.plan.test else ''}, "
-                           f"rates {rates}", trigger=True)
-        self.emit(Output(iso(at), c.id, None, "winner", variant=winner, rates=rates, significant=significant))
+            observer.noted(c.id, "", at, f"the test of {iso(s)}: winner {winner}, rates {rates}", trigger=True)
+        if self.store.writes_campaign_records:
+            self.emit(Output(iso(at), c.id, None, "winner", variant=winner, rates=rates, significant=significant))
         return winner
 
     # ---- decisions (SPEC §9.3): the pipeline decides, the engine applies -----------------------

@@ -86,6 +86,10 @@ class Store(Protocol):
     def throttle_room(self, campaign: str, period: int, length: int, cap: int) -> int: ...
     def throttle_take(self, campaign: str, period: int, cap: int) -> bool: ...
     def throttle_forget(self, before: int) -> None: ...
+    # winner tests (SPEC §12.4): every part of the users' tallies of a test, once all are in
+    def test_tally(self, campaign: str, s: int, local: dict[str, list[int]]) -> dict[str, list[int]] | None: ...
+    @property
+    def writes_campaign_records(self) -> bool: ...
     # timers
     def add_timer(self, timer: Timer) -> None: ...
     def cancel_timer(self, key: str) -> None: ...
@@ -215,6 +219,20 @@ class MemoryStore:
                 self.set_meta(key, None)
                 self._meta.pop(key, None)  # (a persistent store deletes it at the next commit)
         self._full.clear()
+
+    # ---- winner tests ----------------------------------------------------------------------------
+
+    def test_tally(self, campaign: str, s: int, local: dict[str, list[int]]) -> dict[str, list[int]] | None:
+        """The tally ([hits, sends] per variant) of the test at occurrence ``s`` over every user: here,
+        where every user is, ``local`` itself. A store that holds a part of the users (a scale-out
+        partition) adds its part and answers None until every part is in."""
+        return local
+
+    @property
+    def writes_campaign_records(self) -> bool:
+        """Whether this store's engine writes the records about a campaign rather than a user (a winner):
+        one of the partitions in scale-out, always here."""
+        return True
 
     # ---- timers --------------------------------------------------------------------------------
 

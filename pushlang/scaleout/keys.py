@@ -16,6 +16,8 @@ Users map to P fixed partitions (:func:`partition_of`). Every key of a partition
   timer data, bookkeeping);
 - ``thr:{c:<campaign>}:<period>``  a throttled campaign's sends and reserved slots in one period (µs start),
   shared by every partition (SPEC §12.1); all of a campaign's periods in one slot; expire after a week;
+- ``wt:{c:<campaign>}:<s>``  hash: partition → its part of the tally of the winner test at occurrence s
+  (JSON), the barrier of SPEC §12.4 in scale-out; expires after a week;
 - ``workers``    sorted set: partition worker ids scored by their heartbeat's expiry (not in a slot
   of its own partition: it is the one key every worker shares).
 """
@@ -81,6 +83,11 @@ def idempotency_key(p: int, key: str) -> str:
 def throttle_key(campaign: str, period: int) -> str:
     """The shared counter of a throttled campaign's period (every partition reads and takes it)."""
     return f"thr:{{c:{campaign}}}:{period}"
+
+
+def winner_key(campaign: str, s: int) -> str:
+    """The parts of a winner test's tally, one field per partition."""
+    return f"wt:{{c:{campaign}}}:{s}"
 
 
 def partition_of_key(key: str) -> int:

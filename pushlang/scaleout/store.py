@@ -35,7 +35,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
-from pushlang.scaleout.keys import meta_key, throttle_key, timer_data_key, timers_key, users_key
+from pushlang.scaleout.keys import meta_key, throttle_key, timer_data_key, timers_key, users_key, winner_key
 from pushlang.scaleout.streams import text_of
 
 _encode = msgspec.json.Encoder().encode
@@ -85,7 +85,7 @@ class RedisStore(PersistentStore):
     """
 
     def __init__(self, client: redis.Redis, partition: int, *, owns_client: bool = False,
-                 fenced: bool = False) -> None:
+                 fenced: bool = False, partitions: int | None = None) -> None:
         super().__init__()
         if partition < 0:
             raise ValueError(f"partition must be non-negative, got {partition}")
@@ -96,6 +96,7 @@ class RedisStore(PersistentStore):
         self.timer_data_key = timer_data_key(partition)
         self.meta_key = meta_key(partition)
         self.fenced = fenced
+        self.partitions = partitions  # how many partitions share the users (None: this one holds them all)
         self._owns_client = owns_client
         self._closed = False
         self._dirty_users: dict[str, UserState] = {}
@@ -126,6 +127,33 @@ class RedisStore(PersistentStore):
     def throttle_forget(self, before: int) -> None:
         """Nothing to do: the shared periods expire by themselves."""
         self._full.clear()
+
+    # ---- winner tests: a barrier on every partition's part of the tally ---------------------------
+
+    def test_tally(self, campaign: str, s: int, local: dict[str, list[int]]) -> dict[str, list[int]] | None:
+        """This partition's part goes into ``wt:{c:…}:<s>`` (set, not added: a batch done again writes the
+        same); the sum once every partition's clock has reached s + D and written its part, else None."""
+        if self.partitions is None:
+            return local
+        key = winner_key(campaign, s)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, str(self.partition), _encode(local))
+        pipe.pexpire(key, 604800000)
+        pipe.hgetall(key)
+        parts: dict[Any, Any] = pipe.execute()[-1]
+        if len(parts) < self.partitions:
+            return None
+        total = {variant: [0, 0] for variant in local}
+        for value in parts.values():
+            for variant, (hits, sends) in _decode_any(value).items():
+                if variant in total:
+                    total[variant][0] += hits
+                    total[variant][1] += sends
+        return total
+
+    @property
+    def writes_campaign_records(self) -> bool:
+        return self.partition == 0
 
     # ---- users ---------------------------------------------------------------------------------
 

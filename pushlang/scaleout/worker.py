@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
 
 MAX_ATTEMPTS = 3  # a record or timer whose processing raises: isolated at its third failure
+BARRIER_PAUSE = 0.2  # seconds a partition waits before it asks again whether a winner test's tally is complete
 OUTBOX_GRACE = 86400  # s an outbox entry is kept beyond the longest ttl of the plan
 MAX_DELIVERIES = 4  # an entry read by that many workers that never committed it: dead-lettered unapplied
 CHUNK = 2000  # work per commit of a long advance: timers fired, users an occurrence visited
@@ -157,6 +158,7 @@ class _Partition:
         self.deliveries: dict[Any, int] = {}  # entry id → times delivered, for the entries claimed
         self.attempts: dict[Any, int] = {}  # entry id or timer key → failed attempts
         self.target: int | None = None  # wall clock: advance to this instant when no input is waiting
+        self.pause_until = 0.0  # a winner test waits for the other partitions: try again then (monotonic)
         self.load(worker)
 
     def load(self, worker: Worker) -> None:
@@ -164,7 +166,7 @@ class _Partition:
         self.outputs: list[Output] = []
         self.jobs: list[SendJob] = []  # sends for the dispatch workers (ob:{p})
         self.applied = 0  # records applied since the last commit
-        self.store = RedisStore(worker.client, self.p, fenced=True)
+        self.store = RedisStore(worker.client, self.p, fenced=True, partitions=worker.partitions)
         self.engine = Engine(worker.compiled, self.store, self.outputs.append, on_send=self.jobs.append)
 
 
@@ -263,7 +265,9 @@ class Worker:
             self.balance()
         self._drop_lost()
         worked = False
-        busy = [part for part in self.owned.values() if part.held or part.check or self._behind(part)]
+        paused = time.monotonic()
+        busy = [part for part in self.owned.values()
+                if part.pause_until <= paused and (part.held or part.check or self._behind(part))]
         waiting = [part for part in self.owned.values() if not part.held]
         if self.wall and (self._drained or time.monotonic() >= self._next_tick):
             self._tick(waiting)
@@ -583,6 +587,15 @@ class Worker:
             self._record_failed(part, batch[done], exc)
             return True
         self._commit(part, batch[:done])
+        return done > 0 if self._waited(part) else True
+
+    def _waited(self, part: _Partition) -> bool:
+        """Whether the advance stopped at a winner test waiting for the other partitions (SPEC §12.4):
+        then the partition pauses a moment, so that waiting is no busy loop."""
+        if not part.engine.waiting:
+            return False
+        part.engine.waiting = False
+        part.pause_until = time.monotonic() + BARRIER_PAUSE
         return True
 
     def _catch_up(self, part: _Partition) -> bool:
@@ -595,7 +608,7 @@ class Worker:
             self._timer_failed(part, failed)
             return True
         self._commit(part, [])
-        return True
+        return not self._waited(part)
 
     def _advance(self, part: _Partition, until: int, inclusive: bool, budget_end: int) -> bool:
         engine = part.engine
