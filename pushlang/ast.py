@@ -246,10 +246,17 @@ class When(msgspec.Struct, frozen=True):
 
 
 class Message(msgspec.Struct, frozen=True):
+    """``message { ... }`` or ``message use NAME [{ ... }]``; with ``variant`` set, one variant of an
+    A/B test, ``message ID P% ...`` (``weight`` is P, a percent)."""
+
     use: str | None
     fields: tuple[MessageField, ...]
     span: Span
     use_span: Span | None = None
+    variant: str | None = None
+    weight: float | None = None
+    variant_span: Span | None = None
+    weight_span: Span | None = None
 
 
 class Control(msgspec.Struct, frozen=True, gc=False):
@@ -267,7 +274,20 @@ class Conversion(msgspec.Struct, frozen=True):
     within_span: Span
 
 
-CampaignItem = Labels | Platforms | OnTrigger | Schedule | Who | When | Message | Control | Conversion
+class WinnerTest(msgspec.Struct, frozen=True, gc=False):
+    """``test P% then winner by clicks|conversions after D`` (SPEC §12.4)."""
+
+    percent: float
+    by: str  # clicks | conversions
+    after: int  # seconds
+    span: Span
+    percent_span: Span
+    winner_span: Span
+    by_span: Span  # the word after `by`
+    after_span: Span  # the duration
+
+
+CampaignItem = Labels | Platforms | OnTrigger | Schedule | Who | When | Message | Control | Conversion | WinnerTest
 
 # ---- top level ---------------------------------------------------------------------------------
 

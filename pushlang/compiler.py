@@ -10,6 +10,7 @@ from typing import TextIO
 from pushlang import ast, plan
 from pushlang.builtins import PLATFORMS, WEEKDAYS
 from pushlang.check import CampaignView, CheckContext, run_checks
+from pushlang.check.experiments import basis_points
 from pushlang.config import Config, find_config, load_config
 from pushlang.diagnostics import Diagnostic, Sink, codes
 from pushlang.loader import Loader, Program
@@ -116,12 +117,16 @@ class Lowering:
         conversion = view.conversions[0] if view.conversions else None
         platforms = view.allowed_platforms()
         who = [c for block in view.who for c in block.conditions]
+        variants = tuple(plan.Variant(str(m.variant), basis_points(m.weight or 0.0), self.message(view, m))
+                         for m in view.variants)
+        test = view.tests[0] if view.tests else None
         return plan.Campaign(
             id=node.id,
             name=node.display_name or node.id,
             file=view.path,
             trigger=self.trigger(view),
-            message=self.message(view),
+            # with variants, the first one's message (what reads `campaign.message` sees a real one)
+            message=variants[0].message if variants else self.message(view, view.messages[0]),
             timezone=str(timezone.value) if timezone else self.ctx.config.settings.timezone,
             audience=self.conjunction(tuple(who)),
             labels=tuple(label for block in view.labels for label in block.labels),
@@ -139,6 +144,8 @@ class Lowering:
             control_percent=control,
             conversion=plan.Conversion(conversion.event, conversion.within, self.opt(conversion.where),
                                        self.opt(conversion.revenue)) if conversion else None,
+            variants=variants,
+            test=plan.WinnerTest(test.percent, test.by, test.after) if test else None,
         )
 
     def trigger(self, view: CampaignView) -> plan.Trigger | plan.Schedule:
@@ -169,8 +176,9 @@ class Lowering:
             return plan.SendEvery(t.interval or 1, start[:10], times)
         return plan.SendMonthly(plan.LAST_DAY if t.last_day else t.day or 1, times)
 
-    def message(self, view: CampaignView) -> plan.Message:
-        fields = self.ctx.effective_message(view)
+    def message(self, view: CampaignView, message: ast.Message) -> plan.Message:
+        """The one message or a variant, its template applied (the campaign's fields win)."""
+        fields = self.ctx.effective_message(view, message)
 
         def text(name: str) -> plan.Text | None:
             found = fields.get(name)

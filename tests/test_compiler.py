@@ -76,3 +76,116 @@ def test_priority(line: str, expected: int) -> None:
 def test_defaults_without_the_new_items() -> None:
     lowered = campaign('on "Signed Up"', when=("start 2026-12-01 00:00",))
     assert (lowered.throttle, lowered.priority, lowered.limits) == (None, 0, ())
+
+
+def compiled(text: str) -> plan.Campaign:
+    result = compile_text("c.push", text)
+    assert result.plan is not None, [f"{d.span.line}:{d.span.column} {d.message}" for d in result.diagnostics]
+    assert not result.diagnostics, [d.message for d in result.diagnostics]
+    assert plan.from_json(plan.to_json(result.plan)) == result.plan
+    (lowered,) = result.plan.campaigns
+    return lowered
+
+
+def literal(text: str) -> plan.Text:
+    return plan.Text((plan.Literal(text),))
+
+
+def test_two_variants_are_lowered_in_the_order_written_with_weights_in_basis_points() -> None:
+    lowered = compiled("""\
+campaign cart_ab {
+  on "Added To Cart"
+  platforms chrome
+  message b 50% {
+    title "Still thinking?"
+    body "Your cart is waiting"
+  }
+  message a 50% {
+    title "20% off"
+    body "What is in your cart"
+    ttl 2h
+  }
+}
+""")
+    assert [(v.id, v.weight) for v in lowered.variants] == [("b", 5000), ("a", 5000)]
+    assert lowered.variants[0].message == plan.Message(literal("Still thinking?"), literal("Your cart is waiting"))
+    assert lowered.variants[1].message.ttl == 7200
+    assert lowered.message == lowered.variants[0].message  # `campaign.message` is the first variant's
+    assert lowered.test is None
+
+
+TEMPLATE = """\
+template spring_sale {
+  title "Spring sale"
+  body "20% off, @{user.first_name | default: 'friend'}"
+  url "https://shop.example.com/spring"
+  button "Shop" -> "https://shop.example.com"
+  tag "spring"
+}
+"""
+
+
+def test_three_variants_with_a_template_and_overrides_apply_it_like_a_single_message() -> None:
+    lowered = compiled(TEMPLATE + """
+campaign spring_ab {
+  send every day at 09:00
+  when {
+    start 2026-12-01 00:00
+  }
+  platforms chrome, firefox
+  message plain 33.33% {
+    title "Still thinking?"
+    body "Your cart is waiting"
+  }
+  message templated 33.33% use spring_sale
+  message overridden 33.34% use spring_sale {
+    title "Last day of the sale"
+    button "Cart" -> "https://shop.example.com/cart"
+  }
+  test 10% then winner by clicks after 4h
+}
+""")
+    assert [(v.id, v.weight) for v in lowered.variants] == [("plain", 3333), ("templated", 3333), ("overridden", 3334)]
+    assert sum(v.weight for v in lowered.variants) == 10000
+    plain, templated, overridden = (v.message for v in lowered.variants)
+    assert plain.url is None and plain.buttons == ()
+    # the template alone, exactly as `message use spring_sale` lowers it in a campaign of one message
+    single = compiled(TEMPLATE + """
+campaign spring {
+  send once at 2026-12-01 10:00
+  platforms chrome
+  message use spring_sale
+}
+""").message
+    assert templated == single
+    assert overridden.title == literal("Last day of the sale")
+    assert overridden.body == single.body and overridden.url == single.url and overridden.tag == "spring"
+    assert overridden.buttons == (plan.Button(literal("Cart"), literal("https://shop.example.com/cart")),)
+    assert lowered.message == plain
+    assert lowered.test == plan.WinnerTest(10.0, "clicks", 14400)
+
+
+def test_a_winner_by_conversions() -> None:
+    lowered = compiled("""\
+campaign sale_ab {
+  send at 2026-12-01 10:00, 2026-12-08 10:00
+  platforms chrome
+  message a 12.5% {
+    title "A"
+    body "A"
+  }
+  message b 87.5% {
+    title "B"
+    body "B"
+  }
+  conversion "Charged" within 2d
+  test 20.5% then winner by conversions after 1d
+}
+""")
+    assert [(v.id, v.weight) for v in lowered.variants] == [("a", 1250), ("b", 8750)]
+    assert lowered.test == plan.WinnerTest(20.5, "conversions", 86400)
+
+
+def test_a_campaign_of_one_message_has_no_variants_and_no_test() -> None:
+    lowered = campaign('on "Signed Up"')
+    assert (lowered.variants, lowered.test) == ((), None)

@@ -47,6 +47,7 @@ class CampaignView:
     conversions: list[ast.Conversion] = field(default_factory=list)
     labels: list[ast.Labels] = field(default_factory=list)
     platforms: list[ast.Platforms] = field(default_factory=list)
+    tests: list[ast.WinnerTest] = field(default_factory=list)
 
     @property
     def node(self) -> ast.CampaignDef:
@@ -68,6 +69,21 @@ class CampaignView:
     def event(self) -> str | None:
         trigger = self.trigger
         return trigger.event if isinstance(trigger, ast.OnTrigger) else None
+
+    @property
+    def variants(self) -> list[ast.Message]:
+        """The variants `message ID P% ...` of an A/B test, in the order written."""
+        return [m for m in self.messages if m.variant is not None]
+
+    @property
+    def plain_messages(self) -> list[ast.Message]:
+        """The messages without a variant id: `message { ... }`, `message use NAME`."""
+        return [m for m in self.messages if m.variant is None]
+
+    @property
+    def sent_messages(self) -> list[ast.Message]:
+        """What users can get, each checked and lowered alike: every variant, else the one message."""
+        return self.variants or self.messages[:1]
 
     def when_items(self, kind: str) -> list[ast.WhenItem]:
         return [item for block in self.when for item in block.items if item.kind == kind]
@@ -100,7 +116,7 @@ class CampaignView:
 _GROUPS = {
     ast.OnTrigger: "triggers", ast.Schedule: "triggers", ast.Who: "who", ast.When: "when",
     ast.Message: "messages", ast.Control: "controls", ast.Conversion: "conversions",
-    ast.Labels: "labels", ast.Platforms: "platforms",
+    ast.Labels: "labels", ast.Platforms: "platforms", ast.WinnerTest: "tests",
 }
 
 
@@ -166,7 +182,7 @@ class CheckContext:
             for expr in (conversion.where, conversion.revenue):
                 if expr is not None:
                     yield expr, conv_scope, view.path
-        for fields, path in self.message_fields(view):
+        for fields, path in self.sent_fields(view):
             for text in field_texts(fields):
                 for part in text.parts:
                     if isinstance(part, ast.Interpolation):
@@ -185,20 +201,28 @@ class CheckContext:
                     yield cond, scope, segment.path
                     yield from self.segment_expressions(cond, scope, seen)
 
-    def message_fields(self, view: CampaignView) -> list[tuple[tuple[ast.MessageField, ...], str]]:
-        """The message's fields in the order they apply: the template's, then the campaign's."""
+    def message_fields(self, view: CampaignView, message: ast.Message
+                       ) -> list[tuple[tuple[ast.MessageField, ...], str]]:
+        """A message's fields (the one message or a variant) in the order they apply: the template's,
+        then the campaign's."""
         out: list[tuple[tuple[ast.MessageField, ...], str]] = []
-        for message in view.messages[:1]:
-            if message.use is not None and message.use in self.templates:
-                template = self.templates[message.use]
-                out.append((template.node.fields, template.path))
-            out.append((message.fields, view.path))
+        if message.use is not None and message.use in self.templates:
+            template = self.templates[message.use]
+            out.append((template.node.fields, template.path))
+        out.append((message.fields, view.path))
         return out
 
-    def effective_message(self, view: CampaignView) -> dict[str, list[tuple[ast.MessageField, str]]]:
+    def sent_fields(self, view: CampaignView) -> Iterator[tuple[tuple[ast.MessageField, ...], str]]:
+        """The fields of every message the campaign sends (each variant's, else the one message's),
+        templates included, with their files."""
+        for message in view.sent_messages:
+            yield from self.message_fields(view, message)
+
+    def effective_message(self, view: CampaignView, message: ast.Message
+                          ) -> dict[str, list[tuple[ast.MessageField, str]]]:
         """Field name → the fields that take effect (buttons: all of them) with their files."""
         result: dict[str, list[tuple[ast.MessageField, str]]] = {}
-        for fields, path in self.message_fields(view):
+        for fields, path in self.message_fields(view, message):
             given_buttons = [f for f in fields if isinstance(f, ast.Button)]
             if given_buttons:
                 result["button"] = [(b, path) for b in given_buttons]
@@ -206,6 +230,11 @@ class CheckContext:
                 if not isinstance(f, ast.Button):
                     result[f.name] = [(f, path)]
         return result
+
+
+def message_words(message: ast.Message) -> str:
+    """How a diagnostic names a message: `the message`, or `variant `a``."""
+    return "the message" if message.variant is None else f"variant `{message.variant}`"
 
 
 def field_texts(fields: tuple[ast.MessageField, ...]) -> Iterator[ast.Text]:

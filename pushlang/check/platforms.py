@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from pushlang import ast
-from pushlang.check.context import CheckContext
+from pushlang.check.context import CheckContext, message_words
 from pushlang.diagnostics import codes
 
 _TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -13,29 +13,31 @@ _TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 def safari(ctx: CheckContext) -> None:
     for view in ctx.campaigns:
-        if "safari" not in view.allowed_platforms() or not view.messages:
+        if "safari" not in view.allowed_platforms():
             continue
-        fields = ctx.effective_message(view)
-        message = view.messages[0]
-        if "url" not in fields:
-            ctx.report(codes.SAFARI_WITHOUT_URL, view.path, message.span,
-                       "Safari is allowed but the message has no `url`; Safari subscribers are skipped",
-                       help='add `url "https://..."`, or leave Safari out: `platforms chrome, firefox, edge`')
-        for name in ("icon", "image", "button"):
-            for f, path in fields.get(name, []):
-                ctx.report(codes.SAFARI_DROPS_MEDIA, path, f.span,
-                           f"Safari drops the {name} of campaign `{view.node.id}`",
-                           help="leave Safari out with `platforms chrome, firefox, edge` if the "
-                                f"{name} matters")
+        for message in view.sent_messages:
+            fields = ctx.effective_message(view, message)
+            if "url" not in fields:
+                ctx.report(codes.SAFARI_WITHOUT_URL, view.path, message.span,
+                           f"Safari is allowed but {message_words(message)} has no `url`; "
+                           "Safari subscribers are skipped",
+                           help='add `url "https://..."`, or leave Safari out: `platforms chrome, firefox, edge`')
+            for name in ("icon", "image", "button"):
+                for f, path in fields.get(name, []):
+                    ctx.report(codes.SAFARI_DROPS_MEDIA, path, f.span,
+                               f"Safari drops the {name} of campaign `{view.node.id}`",
+                               help="leave Safari out with `platforms chrome, firefox, edge` if the "
+                                    f"{name} matters")
 
 
 def buttons(ctx: CheckContext) -> None:
     for view in ctx.campaigns:
-        given = ctx.effective_message(view).get("button", [])
-        for f, path in given[2:]:
-            ctx.report(codes.TOO_MANY_BUTTONS, path, f.span,
-                       f"a third button: Chrome shows at most 2 (campaign `{view.node.id}`)",
-                       help="keep the two most important buttons")
+        for message in view.sent_messages:
+            given = ctx.effective_message(view, message).get("button", [])
+            for f, path in given[2:]:
+                ctx.report(codes.TOO_MANY_BUTTONS, path, f.span,
+                           f"a third button: Chrome shows at most 2 (campaign `{view.node.id}`)",
+                           help="keep the two most important buttons")
 
 
 def tags(ctx: CheckContext) -> None:

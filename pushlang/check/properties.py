@@ -67,7 +67,7 @@ def personalisation_defaults(ctx: CheckContext) -> None:
         return
     for view in ctx.campaigns:
         scope = view.scope()
-        for fields, path in ctx.message_fields(view):
+        for fields, path in ctx.sent_fields(view):
             for text in field_texts(fields):
                 for part in text.parts:
                     if not isinstance(part, ast.Interpolation) or any(f.name == "default" for f in part.filters):

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from pushlang import ast
-from pushlang.check.context import CheckContext, Scope, field_texts, scoped_props, walk
+from pushlang.check.context import CheckContext, Scope, field_texts, message_words, scoped_props, walk
 from pushlang.diagnostics import codes
 from pushlang.source import Span
 from pushlang.syntax.literals import DURATION_UNITS
 
-_ONCE_GROUPS = ("who", "when", "messages", "controls", "conversions", "labels", "platforms")
-_GROUP_WORD = {"who": "who", "when": "when", "messages": "message", "controls": "control group",
-               "conversions": "conversion", "labels": "labels", "platforms": "platforms"}
+# Variants (`message ID P% ...`) are not `message` given twice: check/experiments.py checks them.
+_ONCE_GROUPS = ("who", "when", "plain_messages", "controls", "conversions", "labels", "platforms", "tests")
+_GROUP_WORD = {"who": "who", "when": "when", "plain_messages": "message", "controls": "control group",
+               "conversions": "conversion", "labels": "labels", "platforms": "platforms",
+               "tests": "test ... then winner"}
 
 
 def one_trigger(ctx: CheckContext) -> None:
@@ -32,7 +34,7 @@ def one_trigger(ctx: CheckContext) -> None:
 def items_once(ctx: CheckContext) -> None:
     for view in ctx.campaigns:
         for group in _ONCE_GROUPS:
-            items: list[ast.CampaignItem] = getattr(view, group)
+            items: Sequence[ast.CampaignItem] = getattr(view, group)
             for extra in items[1:]:
                 _duplicate(ctx, view.path, extra.span, f"`{_GROUP_WORD[group]}`", items[0].span)
         seen: dict[str, ast.WhenItem] = {}
@@ -87,15 +89,15 @@ def message_complete(ctx: CheckContext) -> None:
                        f"campaign `{view.node.id}` has no message",
                        help='add `message { title "..." body "..." }` or `message use TEMPLATE`')
             continue
-        message = view.messages[0]
-        if message.use is not None and message.use not in ctx.templates:
-            continue  # reported as an unknown template
-        fields = ctx.effective_message(view)
-        missing = [name for name in ("title", "body") if name not in fields]
-        if missing:
-            ctx.report(codes.MISSING_MESSAGE_FIELD, view.path, message.span,
-                       f"the message has no {' and no '.join(missing)}",
-                       help=" ".join(f'add `{name} "..."`' for name in missing))
+        for message in view.sent_messages:
+            if message.use is not None and message.use not in ctx.templates:
+                continue  # reported as an unknown template
+            fields = ctx.effective_message(view, message)
+            missing = [name for name in ("title", "body") if name not in fields]
+            if missing:
+                ctx.report(codes.MISSING_MESSAGE_FIELD, view.path, message.span,
+                           f"{message_words(message)} has no {' and no '.join(missing)}",
+                           help=" ".join(f'add `{name} "..."`' for name in missing))
 
 
 def scopes(ctx: CheckContext) -> None:

@@ -235,6 +235,26 @@ class AstBuilder(Transformer[Token, Any]):
         end = fields[-1].span if fields else tspan(c[1])
         return ast.Message(str(c[1]), fields, tspan(c[0]).to(end), tspan(c[1]))
 
+    def variant(self, c: list[Any]) -> ast.Message:
+        kw, ident, weight, *fields = c
+        return self._variant(kw, ident, weight, None, [x for x in fields if x is not None])
+
+    def variant_use(self, c: list[Any]) -> ast.Message:
+        kw, ident, weight, use, *fields = c
+        return self._variant(kw, ident, weight, use, [x for x in fields if x is not None])
+
+    def _variant(self, kw: Token, ident: Token, weight: Token, use: Token | None,
+                 fields: list[ast.MessageField]) -> ast.Message:
+        """`message ID P% { ... }` and `message ID P% use NAME [{ ... }]` (SPEC §12.3)."""
+        percent = self._literal(weight, parse_percent)
+        end = fields[-1].span if fields else tspan(use or weight)
+        return ast.Message(
+            str(use) if use is not None else None, tuple(fields), tspan(kw).to(end),
+            tspan(use) if use is not None else None,
+            variant=self._identifier(ident, "variant id"), weight=percent if percent is not None else 0.0,
+            variant_span=tspan(ident), weight_span=tspan(weight),
+        )
+
     def _text_field(self, c: list[Token]) -> ast.TextField:
         return ast.TextField(str(c[0]), self.text(c[1]), tspan(c[0]).to(tspan(c[1])))
 
@@ -261,6 +281,14 @@ class AstBuilder(Transformer[Token, Any]):
     def control(self, c: list[Token]) -> ast.Control:
         percent = self._literal(c[1], parse_percent)
         return ast.Control(percent if percent is not None else 0.0, tspan(c[0]).to(tspan(c[1])))
+
+    def winner_test(self, c: list[Token]) -> ast.WinnerTest:
+        kw, percent, winner, by, after = c
+        value = self._literal(percent, parse_percent)
+        return ast.WinnerTest(
+            value if value is not None else 0.0, str(by), duration_seconds(after), tspan(kw).to(tspan(after)),
+            tspan(percent), tspan(winner), tspan(by), tspan(after),
+        )
 
     def conversion(self, c: list[Any]) -> ast.Conversion:
         kw, event, where, within, _revenue_kw, revenue = c

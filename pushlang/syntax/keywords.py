@@ -7,7 +7,7 @@ DECLARATIONS = ("campaign", "segment", "template", "import")
 BLOCKS = ("who", "when", "message", "use")  # what opens a block of a campaign, and `message use NAME`
 CONSTANTS = ("true", "false", "null")
 # Every other word, in the grammar's order: campaign items, triggers and schedules, `when`, messages,
-# control and conversions, conditions.
+# control and conversions, the winner test, conditions.
 WORDS = (
     "labels", "platforms",
     "on", "where", "unless", "within", "at", "send", "once", "every", "day", "month", "days",
@@ -16,13 +16,17 @@ WORDS = (
     "title", "body", "url", "image", "icon", "default", "ttl", "require", "interaction", "button", "tag",
     "urgency",
     "control", "group", "conversion", "revenue",
+    "test", "then", "winner", "by", "clicks", "conversions", "after",
     "did", "not", "least", "most", "exactly", "times", "time", "last", "and", "or", "exists", "contains",
     "starts", "ends", "with",
 )
 KEYWORDS = DECLARATIONS + BLOCKS + CONSTANTS + WORDS
 
-# What may follow where, for completion: the first word of each `when` item, and the periods after
-# `per` (`limit N per day|week|campaign` or a duration, `throttle N per minute|hour`).
+# What may follow where, for completion: the first word of each `when` item, the periods after
+# `per` (`limit N per day|week|campaign` or a duration, `throttle N per minute|hour`), and what a
+# winner is chosen by.
 WHEN_ITEMS = ("start", "end", "timezone", "dnd", "ignore", "limit", "throttle", "priority", "deliver", "cutoff")
 LIMIT_PERIODS = ("day", "week", "campaign")
 THROTTLE_PERIODS = ("minute", "hour")
+# What a winner is chosen by: `test P% then winner by clicks|conversions after D`.
+WINNER_METRICS = ("clicks", "conversions")
