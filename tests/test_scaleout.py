@@ -317,3 +317,78 @@ def test_a_throttle_holds_across_3_workers(client: Any, tmp_path: Path) -> None:
     print(f"\n600 throttled sends over 3 workers: {len(per_minute)} minutes, at most {max(per_minute.values())} a "
           f"minute; {len(delayed)} delays (single replay: {sum(o.outcome == 'delay' for o in single)}); "
           f"{len(differ)} users delayed in one run and not the other")
+
+
+TESTED = """
+campaign spring "Spring launch" {
+  platforms chrome
+  send once at 2026-12-01 10:00
+  when {
+    timezone "UTC"
+  }
+  test 30% then winner by clicks after 1h
+  message a 50% {
+    title "Spring is here"
+    body "New arrivals"
+  }
+  message b 50% {
+    title "20% off spring"
+    body "This week only"
+  }
+}
+"""
+
+
+def test_a_winner_test_over_3_workers_picks_the_single_replays_winner(client: Any, tmp_path: Path) -> None:
+    """SPEC §12.4 in scale-out: the test group of 400 users is spread over 16 partitions and 3 worker
+    processes; each partition puts its part of the tally in Redis when its clock reaches s + D, and the
+    winner is chosen only when every part is in. The winner record (one, with its rates) and every
+    user's variant equal a single replay's."""
+    import random
+
+    from pushlang.runtime.pipeline import bucket, in_test_group, send_id_for
+
+    rng = random.Random(16)
+    campaigns = tmp_path / "campaigns.push"
+    campaigns.write_text(TESTED, encoding="utf-8")
+    start, s = 1796104800, 1796119200  # 2026-12-01T06:00:00Z; the occurrence at 10:00
+    users = [f"shopper{i:03d}" for i in range(400)]
+    lines = [json.dumps({"type": "subscribe", "user": u, "ts": start, "platform": "chrome",
+                         "endpoint": f"https://push.example/{u}", "keys": {"p256dh": "k", "auth": "a"}})
+             for u in users]
+    clicks = []
+    for u in users:  # b's test sends are clicked twice as often as a's
+        if in_test_group("spring", u, 30):
+            b = bucket(f"spring:variant:{u}") >= 5000
+            if rng.random() < (0.5 if b else 0.25):
+                clicks.append((s + rng.randrange(60, 3600), u))
+    lines += [json.dumps({"user": u, "ts": t, "name": "Push Clicked",
+                          "props": {"send_id": send_id_for("spring", u, s * 1_000_000), "campaign": "spring"}})
+              for t, u in sorted(clicks)]
+    encoded = [line.encode() for line in lines]
+    until = (s + 2 * 3600) * 1_000_000
+    result = compile_paths([str(campaigns)])
+    assert result.plan is not None, result.diagnostics
+    single: list[Output] = []
+    replay(result.plan, encoded, MemoryStore(), single.append, until=until)
+    (expected_winner,) = [msgspec.to_builtins(o) for o in single if o.outcome == "winner"]
+    expected_sends = {(o.user, o.variant, o.at) for o in single if o.outcome == "send"}
+    assert len(expected_sends) == 400 and expected_winner["variant"] == "b"
+
+    w = type("W", (), {"campaigns": campaigns})()
+    procs = _fleet(client, w, "x", batch=20)  # type: ignore[arg-type]
+    accepted, rejected = ingest(client, encoded, PARTITIONS)
+    end_of_input(client, PARTITIONS, until)
+    assert (accepted, rejected) == (len(encoded), [])
+    logs = _finish(procs, timeout=120)
+    assert all(p.returncode == 0 for p in procs), logs
+    assert len([log for log in logs if " 0 records" not in log]) >= 2, logs  # the partitions were shared
+    outputs = collect_outputs(client, PARTITIONS)
+    winners = [o for o in outputs if o["outcome"] == "winner"]
+    assert winners == [expected_winner]
+    assert {(o["user"], o["variant"], o["at"]) for o in outputs if o["outcome"] == "send"} == expected_sends
+    parts = client.hgetall(keys.winner_key("spring", s * 1_000_000))
+    assert len(parts) == PARTITIONS  # every partition's part of the tally
+    print(f"\nwinner over 3 workers and {PARTITIONS} partitions: {winners[0]['variant']} with rates "
+          f"{winners[0]['rates']} (significant: {winners[0]['significant']}) = the single replay's; "
+          f"{len(expected_sends)} sends, {sum(o['outcome'] == 'clicked' for o in outputs)} clicks")
