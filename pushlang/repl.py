@@ -603,7 +603,7 @@ def _about_expression(d: Diagnostic, text: str) -> Diagnostic:
 
 
 def _describe(o: Output) -> str:
-    parts = [o.at, o.campaign, o.user, o.outcome]
+    parts = [o.at, o.campaign, o.user or "-", o.outcome]  # a winner record has no user
     if o.reason:
         parts.append(o.reason)
     if o.until:

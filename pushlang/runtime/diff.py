@@ -159,7 +159,7 @@ def _replay(compiled: plan.Plan, lines: Iterable[bytes], until: int | None, trac
             side = sides[out.campaign] = _Side(messages={} if out.campaign in track_messages else None)
         side.digest.update(encode(out))
         side.digest.update(b"\n")
-        if out.outcome == "send":
+        if out.outcome == "send" and out.user is not None:  # a send always names its user
             side.sends_by_day[out.at[:10]] += 1
             side.senders.add(out.user)
             if side.messages is not None and out.send_id is not None and out.send_id not in side.messages:

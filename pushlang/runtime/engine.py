@@ -59,7 +59,7 @@ class Output(msgspec.Struct, frozen=True):
 
     at: str
     campaign: str
-    user: str
+    user: str | None  # null on a `winner` record (SPEC §12.4)
     outcome: str  # send | control | delay | suppress | convert | viewed | clicked | delivered | failed
     reason: str | None = None
     send_id: str | None = None
