@@ -264,6 +264,10 @@ def test_stats_command_shows_variants_the_winner_and_the_global_holdout(
     assert holdout[2].split()[:4] == ["cart", "5", "1", "20.0%"]
     assert holdout[3].split()[:4] == ["news", "2", "0", "0.0%"]
     assert holdout[4].split()[:4] == ["all", "7", "1", "14.3%"]
+    assert main(["stats", str(tmp_path / "decisions.jsonl"), "--campaign", "news"]) == 0
+    only = capsys.readouterr().out.splitlines()  # the holdout's "all" is news's alone
+    header = next(i for i, line in enumerate(only) if line.startswith("  campaign  held out"))
+    assert [line.split()[:3] for line in only[header + 2:]] == [["news", "2", "0"], ["all", "2", "0"]]
     assert main(["stats", str(tmp_path / "decisions.jsonl"), "--format", "json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures == json.loads(json.dumps(by_campaign(campaign_stats(from_outputs(records()), {}))))

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         db.close()
     if args.campaign:
         result["campaigns"] = [c for c in result["campaigns"] if c["id"] in args.campaign]
+        result["totals"] = stats.totals_of(result["campaigns"])  # the global holdout's "all" of those only
     if args.format == "json":
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(stats.by_campaign(result)), indent=2).decode()
                          + "\n")

@@ -357,10 +357,11 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
         if _has_variants(db):
             _variants(db, selected, params, found)
     rows = [{**_describe(cid, labels, campaigns), **found.get(cid, _empty_stats())} for cid in ids]
-    return {"label": label or None, "labels": all_labels(labels), "campaigns": rows, "totals": _totals(rows)}
+    return {"label": label or None, "labels": all_labels(labels), "campaigns": rows, "totals": totals_of(rows)}
 
 
-def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def totals_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``totals`` of these campaign rows (``campaign_stats``' own, or a selection of them)."""
     total: dict[str, Any] = {key: sum(r[key] for r in rows) for key in COUNTS}
     total["revenue"] = sum(r["revenue"] for r in rows)
     total["control_revenue"] = sum(r["control_revenue"] for r in rows)
