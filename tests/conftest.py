@@ -57,7 +57,7 @@ def push_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
 # Whole modules that start real browsers, Redis servers, crashing services or fuzzers: `slow`, so that
 # `pytest -m "not slow"` is the quick run (the language, the runtime, the CLI, in-process services).
 SLOW_MODULES = frozenset({
-    "test_dashboard_browser", "test_serve_browser", "test_service_worker", "test_repl_pty",
+    "test_dashboard_browser", "test_dashboard_experiments_browser", "test_serve_browser", "test_service_worker", "test_repl_pty",
     "test_redis_store", "test_scaleout", "test_scaleout_aof", "test_scaleout_dispatch", "test_scaleout_dispatch_faults",
     "test_scaleout_worker", "test_scaleout_faults", "test_scaleout_ingest", "test_scenarios_worker",
     "test_service_crash", "test_forget", "test_serve_fuzz", "test_fuzz", "test_properties", "test_properties_delivery",

@@ -97,26 +97,32 @@ def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in result["campaigns"]}
 
 
+UNDEFINED = {"diff": None, "low": None, "high": None, "p": None, "significant": False, "lift": None}
+# No variants, no winner, nobody in the global holdout: the figures of experiments a campaign has then.
+NO_EXPERIMENT = {"global_holdout": {"held_out": 0, "conversions": 0, "revenue": 0.0, "conversion_rate": None,
+                                    "sends_vs_holdout": UNDEFINED},
+                 "variants": {}, "winners": []}
 WELCOME = {
     "id": "welcome", "name": "Welcome series", "labels": ["onboarding", "web"],
     "sends": 4, "control": 3, "delayed": 3, "throttled": 2, "suppressed": 4, "delivered": 3, "failed": 1, "viewed": 2,
     "clicked": 1, "conversions": 2, "control_conversions": 1, "revenue": 10.0, "control_revenue": 5.0,
     "conversion_rate": 0.5, "control_rate": 1 / 3, "click_rate": 1 / 4, "lift": (0.5 - 1 / 3) / (1 / 3),
     "suppressed_by": {"min_gap": 2, "campaign_limit": 1, "global_limit": 1}, "delayed_by": {"throttle": 2, "dnd": 1},
+    **NO_EXPERIMENT,
 }
 CART = {
     "id": "cart", "name": "Abandoned cart", "labels": ["retention"],
     "sends": 2, "control": 0, "delayed": 0, "throttled": 0, "suppressed": 1, "delivered": 2, "failed": 0, "viewed": 1,
     "clicked": 1, "conversions": 1, "control_conversions": 0, "revenue": 25.5, "control_revenue": 0.0,
     "conversion_rate": 0.5, "control_rate": None, "click_rate": 0.5, "lift": None,
-    "suppressed_by": {"global_limit": 1}, "delayed_by": {},
+    "suppressed_by": {"global_limit": 1}, "delayed_by": {}, **NO_EXPERIMENT,
 }
 IDLE = {
     "id": "idle", "name": "Idle campaign", "labels": ["web"],
     "sends": 0, "control": 0, "delayed": 0, "throttled": 0, "suppressed": 0, "delivered": 0, "failed": 0, "viewed": 0,
     "clicked": 0, "conversions": 0, "control_conversions": 0, "revenue": 0.0, "control_revenue": 0.0,
     "conversion_rate": None, "control_rate": None, "click_rate": None, "lift": None,
-    "suppressed_by": {}, "delayed_by": {},
+    "suppressed_by": {}, "delayed_by": {}, **NO_EXPERIMENT,
 }
 
 

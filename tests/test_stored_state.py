@@ -16,7 +16,6 @@ from peers.webpush_service import Subscription, WebPushService
 
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings
-from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.instants import parse_instant
 from pushlang.runtime.pipeline import QueuedSend, Target, decode_queued
 from pushlang.runtime.sqlite_store import SCHEMA_VERSION, SqliteStore
@@ -33,12 +32,13 @@ def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushSer
 
 
 def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
-    """The store as that version left it (its tables made by today's code: schema version 1 both); the
+    """The store as that version left it (the store's tables made by today's code: schema version 1
+    both; the activity table as it was then, which the service migrates when it opens the file); the
     users' endpoints are pointed at the loopback push service (their subscription keys, which the
     outbox entry names, stay as they were)."""
     SqliteStore(str(path)).close()
-    ActivityLog(str(path)).close()
     db = sqlite3.connect(path)
+    db.executescript((FIXTURES / "activity.sql").read_text(encoding="utf-8"))
     db.executescript((FIXTURES / "rows.sql").read_text(encoding="utf-8"))
     for user, sub in live.items():
         db.execute("UPDATE subscriptions SET endpoint = ?, keys = ? WHERE user_id = ?",
@@ -70,6 +70,8 @@ def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)
             service.activity.commit()
+            columns = [row[1] for row in service.activity.db.execute("PRAGMA table_info(activity)")]
+            assert columns[-3:] == ["variant", "rates", "significant"]  # migrated on open
             return [r for r in service.activity.rows() if r["outcome"] in ("send", "delivered", "failed")]
 
     rows = asyncio.run(run())

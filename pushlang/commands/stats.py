@@ -1,4 +1,5 @@
-"""`pushlang stats`: sends, views, clicks, conversions, revenue and lift per campaign."""
+"""`pushlang stats`: sends, views, clicks, conversions, revenue and lift per campaign, per variant, and for the
+global holdout."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
                     "sends viewed and clicked and the click rate (clicked / sends), conversions, their rate "
                     "and revenue, and for campaigns with a control group its conversions, rate and the lift; "
                     "under the table, each campaign's suppressed and delayed decisions by reason (JSON: "
-                    "throttled, suppressed_by, delayed_by). The figures are the same ones /v1/stats and the "
-                    "dashboard show, computed the same way.",
+                    "throttled, suppressed_by, delayed_by); for campaigns with variants, a row per variant "
+                    "with its difference in conversion rate from the first variant and from control (95% "
+                    "Wald interval, two-sided p of the pooled z-test, * when p < 0.05) and the winner record "
+                    "(JSON: variants, winners); and the global holdout's conversions against the sends' "
+                    "(JSON: global_holdout). The figures are the same ones /v1/stats and the dashboard show, "
+                    "computed the same way.",
     )
     p.add_argument("decisions", metavar="DECISIONS", nargs="?",
                    help="decisions as JSON Lines (`replay --out`), or - for stdin")
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         db.close()
     if args.campaign:
         result["campaigns"] = [c for c in result["campaigns"] if c["id"] in args.campaign]
+        result["totals"] = stats.totals_of(result["campaigns"])  # the global holdout's "all" of those only
     if args.format == "json":
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(stats.by_campaign(result)), indent=2).decode()
                          + "\n")

@@ -4,10 +4,15 @@ The live service keeps it in its store's database file, written in the store's t
 decision and its record are durable together or not at all); `pushlang stats` loads a replay's
 decisions into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over
 it with the same SQL.
+
+Each row keeps its record's ``variant`` (SPEC §12.3), and a `winner` record (SPEC §12.4; no user) its
+``rates`` and whether it was ``significant``. A file written before those columns existed is
+brought up to date when a log opens it (:func:`migrate`); the stats also read one that was not.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections.abc import Iterable
@@ -19,25 +24,66 @@ from pushlang.runtime.erasure import Anonymized
 if TYPE_CHECKING:
     from pushlang.runtime.sqlite_store import SqliteStore
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS activity (
+COLUMNS = """
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,            -- UTC ISO-8601, seconds, Z
     campaign TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    outcome TEXT NOT NULL,       -- send | control | delay | suppress | convert | viewed | clicked | delivered | failed
-    reason TEXT,
+    user_id TEXT,                -- null on a `winner` record only
+    outcome TEXT NOT NULL,       -- send | control | delay | suppress | convert | viewed | clicked | delivered | failed | winner
+    reason TEXT,                 -- a `control` decision: null (the campaign's control group) or global_holdout
     send_id TEXT,
     revenue REAL,
     status INTEGER,
     attempts INTEGER,
-    platform TEXT
-);
+    platform TEXT,
+    variant TEXT,                -- a decision of a campaign with variants, its conversions; a winner: the winner
+    rates TEXT,                  -- a `winner` record: its rates, a JSON object {variant: rate}
+    significant INTEGER          -- a `winner` record: 1 when the winner differs from the runner-up, p < 0.05
+"""
+INDEXES = """
 CREATE INDEX IF NOT EXISTS activity_campaign_outcome ON activity (campaign, outcome, at);
 CREATE INDEX IF NOT EXISTS activity_send ON activity (send_id);
 """
+SCHEMA = f"CREATE TABLE IF NOT EXISTS activity ({COLUMNS});\n{INDEXES}"
+
+# The columns of the first version of the table, which every later one keeps.
+_FIRST = ("id", "at", "campaign", "user_id", "outcome", "reason", "send_id", "revenue", "status", "attempts", "platform")
+_ROW = ("at", "campaign", "user_id", "outcome", "reason", "send_id", "revenue", "status", "attempts", "platform",
+        "variant", "rates", "significant")
+_NAMES = ("at", "campaign", "user", "outcome", "reason", "send_id", "revenue", "status", "attempts", "platform",
+          "variant", "rates", "significant")
 
 
+def migrate(db: sqlite3.Connection) -> bool:
+    """Bring an older ``activity`` table to the current shape, in one transaction; True if it did.
+
+    The first version had no ``variant``, ``rates`` and ``significant`` columns and a NOT NULL
+    ``user_id``: SQLite cannot relax a constraint in place, so the table is rebuilt (its rows, ids
+    and indexes kept), once, when a log opens the file. A current table, or none, is left alone.
+    """
+    def current() -> bool:
+        columns = {str(row[1]) for row in db.execute("PRAGMA table_info(activity)")}
+        return not columns or "variant" in columns
+
+    if current():
+        return False
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if current():  # another connection migrated it meanwhile
+            db.execute("ROLLBACK")
+            return False
+        first = ", ".join(_FIRST)
+        db.execute(f"CREATE TABLE activity_migrating ({COLUMNS})")
+        db.execute(f"INSERT INTO activity_migrating ({first}) SELECT {first} FROM activity ORDER BY id")
+        db.execute("DROP TABLE activity")  # and its indexes, made again below
+        db.execute("ALTER TABLE activity_migrating RENAME TO activity")
+        for statement in filter(str.strip, INDEXES.split(";")):
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return True
 
 
 class ActivityLog:
@@ -59,6 +105,7 @@ class ActivityLog:
             self.db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+        migrate(self.db)
         self.db.executescript(SCHEMA)
         self._pending: list[tuple[object, ...]] = []
         self._renamed: dict[str, tuple[str, str]] = {}  # send_id → (anonymous user, new send_id)
@@ -71,8 +118,10 @@ class ActivityLog:
         user, send_id = out.user, out.send_id
         if self._renamed and send_id in self._renamed:
             user, send_id = self._renamed[send_id]
+        rates = None if out.rates is None else json.dumps(out.rates)
+        significant = None if out.significant is None else int(out.significant)
         self._pending.append((out.at, out.campaign, user, out.outcome, out.reason, send_id, out.revenue,
-                              out.status, out.attempts, platform))
+                              out.status, out.attempts, platform, out.variant, rates, significant))
 
     def rename(self, anonymized: Anonymized, send_ids: Iterable[str]) -> None:
         """Records of these sends still to come (their delivery was under way when the user was
@@ -111,9 +160,8 @@ class ActivityLog:
         return len(self._pending)
 
     def write_pending(self, db: sqlite3.Connection) -> None:
-        db.executemany(
-            "INSERT INTO activity (at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts,"
-            " platform) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        db.executemany(f"INSERT INTO activity ({', '.join(_ROW)}) VALUES ({', '.join('?' * len(_ROW))})",
+                       self._pending)
         self._writing = len(self._pending)
 
     def pending_written(self) -> None:
@@ -121,16 +169,23 @@ class ActivityLog:
         self._writing = 0
 
     def rows(self, campaigns: Iterable[str] | None = None) -> list[dict[str, object]]:
-        query = "SELECT at, campaign, user_id, outcome, reason, send_id, revenue, status, attempts, platform" \
-                " FROM activity"
+        """The committed rows, oldest first (``user``: the row's user_id; a winner's ``rates`` decoded
+        and ``significant`` a bool)."""
+        query = f"SELECT {', '.join(_ROW)} FROM activity"
         params: list[object] = []
         if campaigns is not None:
             ids: list[object] = list(campaigns)
             query += f" WHERE campaign IN ({', '.join('?' * len(ids))})"
             params = ids
-        names = ("at", "campaign", "user", "outcome", "reason", "send_id", "revenue", "status", "attempts",
-                 "platform")
-        return [dict(zip(names, row, strict=True)) for row in self.db.execute(query + " ORDER BY id", params)]
+        found = []
+        for row in self.db.execute(query + " ORDER BY id", params):
+            values = dict(zip(_NAMES, row, strict=True))
+            if values["rates"] is not None:
+                values["rates"] = json.loads(str(values["rates"]))
+            if values["significant"] is not None:
+                values["significant"] = bool(values["significant"])
+            found.append(values)
+        return found
 
     def close(self) -> None:
         """Commit and close; riding a store, nothing: the store's ``close`` does both."""

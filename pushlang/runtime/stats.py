@@ -22,7 +22,29 @@ Per campaign:
 - ``conversions``, ``revenue``: `convert` records of the sends; ``conversion_rate`` = conversions / sends;
 - ``control_conversions``, ``control_revenue``: `convert` records whose send_id is a `control`
   decision's (SPEC §8); ``control_rate`` = control_conversions / control;
-- ``lift`` = (conversion_rate − control_rate) / control_rate.
+- ``lift`` = (conversion_rate − control_rate) / control_rate. The control group here is the
+  campaign's own (`control` decisions with reason null); the global holdout is reported apart:
+- ``global_holdout``: ``{"held_out", "conversions", "revenue", "conversion_rate", "sends_vs_holdout"}``,
+  the `control` decisions with reason `global_holdout` (SPEC §8), their conversions, and the
+  campaign's conversion rate against theirs (a comparison, below); ``totals`` has it over the
+  campaigns reported;
+- ``variants`` (SPEC §12.7; ``{}`` for a campaign without variants): per variant of the `send`
+  decisions, ``{"sends", "viewed", "clicked", "click_rate", "conversions", "conversion_rate",
+  "revenue", "vs_first", "vs_control"}`` — the figures above counted over the sends of that variant
+  (views, clicks and conversions belong to the variant of the send they name), ordered by variant id
+  (the log does not know the order the file wrote them in: ``a``, ``b``, …), the first one being the
+  baseline: ``vs_first`` compares each later variant's conversion rate with the first's (null for
+  the first), ``vs_control`` with the campaign's control group (null without control decisions);
+- ``winners``: the `winner` records (SPEC §12.4), oldest first: ``[{"at", "variant", "rates",
+  "significant"}, …]``, as the runtime wrote them.
+
+A comparison (:func:`compare`) of rate₁ = x₁/n₁ with rate₂ = x₂/n₂ is ``{"diff", "low", "high", "p",
+"significant", "lift"}``: ``diff`` = rate₁ − rate₂; ``low``, ``high`` its 95% Wald confidence interval
+(unpooled: diff ± z₀.₉₇₅·√(r₁(1−r₁)/n₁ + r₂(1−r₂)/n₂)); ``p`` the two-sided p-value of the pooled
+two-proportion z-test; ``significant`` = p < 0.05; ``lift`` = diff / rate₂. Where a figure is not
+defined it is null (never NaN): every figure when n₁ or n₂ is 0 (no sends, nobody held out); ``p``
+when the pooled variance is 0 (both rates 0, or both 1: nothing to test), and then ``significant`` is
+false; ``lift`` when rate₂ is 0. A zero unpooled variance gives the interval [diff, diff].
 
 Rates are null where their denominator is zero. The functions are pure reads over a
 ``sqlite3.Connection`` and return JSON-ready dicts; ``/v1/stats`` and ``/v1/stats/series`` serve
@@ -32,9 +54,11 @@ them as they are.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from statistics import NormalDist
 from typing import Any
 
 from pushlang.runtime.activity import ActivityLog
@@ -53,6 +77,12 @@ _FILTER = "AND {column} IN (SELECT value FROM json_each(:campaigns))"
 # A `convert` row `a` converts a control decision of its campaign (SPEC §8).
 _OF_CONTROL = """EXISTS (SELECT 1 FROM activity AS c
                   WHERE c.send_id = a.send_id AND c.outcome = 'control' AND c.campaign = a.campaign)"""
+# ... and which: 'holdout_convert' (the global holdout's), 'control_convert' (the campaign's own
+# control group's), or null (a send's).
+_CONTROL_KIND = """(SELECT CASE WHEN c.reason = 'global_holdout' THEN 'holdout_convert' ELSE 'control_convert' END
+                   FROM activity AS c
+                   WHERE c.send_id = a.send_id AND c.outcome = 'control' AND c.campaign = a.campaign LIMIT 1)"""
+HOLDOUT = "global_holdout"  # the reason of a `control` decision of the global holdout
 
 # Counts per (campaign, outcome) come from the (campaign, outcome, at) index; views and clicks count
 # each send once; only the `convert` rows are read for their revenue and matched against the control
@@ -65,14 +95,19 @@ WITH rows AS (
     FROM activity WHERE outcome <> 'convert' {filter}
     GROUP BY campaign, outcome
     UNION ALL
-    SELECT a.campaign, CASE WHEN {of_control} THEN 'control_convert' ELSE 'convert' END, COUNT(*), TOTAL(a.revenue)
+    SELECT campaign, 'holdout', COUNT(*), 0.0
+    FROM activity WHERE outcome = 'control' AND reason = 'global_holdout' {filter}
+    GROUP BY campaign
+    UNION ALL
+    SELECT a.campaign, COALESCE({control_kind}, 'convert'), COUNT(*), TOTAL(a.revenue)
     FROM activity AS a WHERE a.outcome = 'convert' {filter_a}
     GROUP BY 1, 2
 ),
 counts AS (
     SELECT campaign,
            SUM(CASE outcome WHEN 'send' THEN n ELSE 0 END) AS sends,
-           SUM(CASE outcome WHEN 'control' THEN n ELSE 0 END) AS control,
+           SUM(CASE outcome WHEN 'control' THEN n WHEN 'holdout' THEN -n ELSE 0 END) AS control,
+           SUM(CASE outcome WHEN 'holdout' THEN n ELSE 0 END) AS held_out,
            SUM(CASE outcome WHEN 'delay' THEN n ELSE 0 END) AS delayed,
            SUM(CASE outcome WHEN 'suppress' THEN n ELSE 0 END) AS suppressed,
            SUM(CASE outcome WHEN 'delivered' THEN n ELSE 0 END) AS delivered,
@@ -82,7 +117,9 @@ counts AS (
            SUM(CASE outcome WHEN 'convert' THEN n ELSE 0 END) AS conversions,
            SUM(CASE outcome WHEN 'control_convert' THEN n ELSE 0 END) AS control_conversions,
            TOTAL(CASE outcome WHEN 'convert' THEN revenue END) AS revenue,
-           TOTAL(CASE outcome WHEN 'control_convert' THEN revenue END) AS control_revenue
+           TOTAL(CASE outcome WHEN 'control_convert' THEN revenue END) AS control_revenue,
+           SUM(CASE outcome WHEN 'holdout_convert' THEN n ELSE 0 END) AS holdout_conversions,
+           TOTAL(CASE outcome WHEN 'holdout_convert' THEN revenue END) AS holdout_revenue
     FROM rows GROUP BY campaign
 ),
 rates AS (
@@ -108,12 +145,83 @@ SELECT campaign, sends, control, delayed, COALESCE(throttled, 0), suppressed, de
        conversions, control_conversions,
        revenue, control_revenue, conversion_rate, control_rate, click_rate,
        (conversion_rate - control_rate) / NULLIF(control_rate, 0) AS lift,
-       COALESCE(suppressed_by, '{{}}'), COALESCE(delayed_by, '{{}}')
+       COALESCE(suppressed_by, '{{}}'), COALESCE(delayed_by, '{{}}'),
+       held_out, holdout_conversions, holdout_revenue
 FROM rates LEFT JOIN by_reason USING (campaign) ORDER BY campaign
 """
 
 _STATS_COLUMNS = ("campaign", *COUNTS, "revenue", "control_revenue", "conversion_rate", "control_rate",
-                  "click_rate", "lift", *REASONS)
+                  "click_rate", "lift", *REASONS, "held_out", "holdout_conversions", "holdout_revenue")
+VARIANT_COUNTS = ("sends", "viewed", "clicked", "conversions")
+
+# Per variant: its sends, and the views, clicks and conversions of those sends (each send_id once).
+_VARIANTS_SQL = """
+WITH sent AS (
+    SELECT campaign, send_id, MIN(variant) AS variant, COUNT(*) AS n
+    FROM activity WHERE outcome = 'send' AND variant IS NOT NULL {filter}
+    GROUP BY campaign, send_id
+),
+rows AS (
+    SELECT campaign, variant, 'send' AS outcome, SUM(n) AS n, 0.0 AS revenue FROM sent GROUP BY 1, 2
+    UNION ALL
+    SELECT s.campaign, s.variant, a.outcome,
+           CASE WHEN a.outcome = 'convert' THEN COUNT(*) ELSE COUNT(DISTINCT a.send_id) END, TOTAL(a.revenue)
+    FROM sent AS s JOIN activity AS a ON a.send_id = s.send_id AND a.campaign = s.campaign
+    WHERE a.outcome IN ('viewed', 'clicked', 'convert')
+    GROUP BY 1, 2, 3
+),
+counts AS (
+    SELECT campaign, variant,
+           SUM(CASE outcome WHEN 'send' THEN n ELSE 0 END) AS sends,
+           SUM(CASE outcome WHEN 'viewed' THEN n ELSE 0 END) AS viewed,
+           SUM(CASE outcome WHEN 'clicked' THEN n ELSE 0 END) AS clicked,
+           SUM(CASE outcome WHEN 'convert' THEN n ELSE 0 END) AS conversions,
+           TOTAL(CASE outcome WHEN 'convert' THEN revenue END) AS revenue
+    FROM rows GROUP BY campaign, variant
+)
+SELECT campaign, variant, sends, viewed, clicked, conversions, revenue,
+       CAST(clicked AS REAL) / NULLIF(sends, 0) AS click_rate,
+       CAST(conversions AS REAL) / NULLIF(sends, 0) AS conversion_rate
+FROM counts ORDER BY campaign, variant
+"""
+_VARIANT_COLUMNS = ("campaign", "variant", *VARIANT_COUNTS, "revenue", "click_rate", "conversion_rate")
+
+_WINNERS_SQL = """
+SELECT campaign, at, variant, rates, significant FROM activity WHERE outcome = 'winner' {filter}
+ORDER BY campaign, at, id
+"""
+
+# ---- the tests of significance ------------------------------------------------------------------------
+
+ALPHA = 0.05  # a difference is significant when p < ALPHA (SPEC §12.7)
+_Z = NormalDist().inv_cdf(1 - ALPHA / 2)  # 1.959963984540054: the 95% interval's half-width in σ
+
+
+def compare(x1: int, n1: int, x2: int, n2: int) -> dict[str, Any]:
+    """Rate x1/n1 against rate x2/n2: ``{"diff", "low", "high", "p", "significant", "lift"}``.
+
+    ``diff`` = x1/n1 − x2/n2 with its 95% Wald interval [``low``, ``high``] (unpooled variance), ``p``
+    the two-sided p-value of the two-proportion z-test (pooled variance), ``significant`` = p < 0.05,
+    ``lift`` = diff / (x2/n2). Undefined figures are None (see the module's docstring): all of them
+    when n1 or n2 is 0, ``p`` when the pooled variance is 0, ``lift`` when x2 is 0.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return {"diff": None, "low": None, "high": None, "p": None, "significant": False, "lift": None}
+    r1, r2 = x1 / n1, x2 / n2
+    diff = r1 - r2
+    half = _Z * math.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
+    pooled = (x1 + x2) / (n1 + n2)
+    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    p = math.erfc(abs(diff) / math.sqrt(variance) / math.sqrt(2)) if variance > 0 else None
+    return {"diff": diff, "low": diff - half, "high": diff + half, "p": p,
+            "significant": p is not None and p < ALPHA, "lift": diff / r2 if r2 else None}
+
+
+def _holdout(held_out: int, conversions: int, revenue: float, sends: int, sent_conversions: int) -> dict[str, Any]:
+    """The global holdout's figures: its conversions, and the sends' conversion rate against its rate."""
+    return {"held_out": held_out, "conversions": conversions, "revenue": revenue,
+            "conversion_rate": conversions / held_out if held_out else None,
+            "sends_vs_holdout": compare(sent_conversions, sends, conversions, held_out)}
 
 _SERIES_SQL = """
 WITH rows AS (
@@ -139,7 +247,7 @@ ORDER BY campaign, t
 
 
 def _sql(template: str, filtered: bool) -> str:
-    return template.format(of_control=_OF_CONTROL, count=_COUNT,
+    return template.format(of_control=_OF_CONTROL, control_kind=_CONTROL_KIND, count=_COUNT,
                            filter=_FILTER.format(column="campaign") if filtered else "",
                            filter_a=_FILTER.format(column="a.campaign") if filtered else "")
 
@@ -147,6 +255,12 @@ def _sql(template: str, filtered: bool) -> str:
 def _has_activity(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'activity'").fetchone() \
         is not None
+
+
+def _has_variants(db: sqlite3.Connection) -> bool:
+    """Whether the table has the ``variant`` column (a file written before it, read without being
+    migrated, as ``pushlang stats --store`` reads, has none: no variants, no winners)."""
+    return any(row[1] == "variant" for row in db.execute("PRAGMA table_info(activity)"))
 
 
 def all_labels(labels: Mapping[str, tuple[str, ...]]) -> list[str]:
@@ -178,7 +292,31 @@ def _describe(cid: str, labels: Mapping[str, tuple[str, ...]], names: Mapping[st
 
 def _empty_stats() -> dict[str, Any]:
     return {**dict.fromkeys(COUNTS, 0), "revenue": 0.0, "control_revenue": 0.0, "conversion_rate": None,
-            "control_rate": None, "click_rate": None, "lift": None, "suppressed_by": {}, "delayed_by": {}}
+            "control_rate": None, "click_rate": None, "lift": None, "suppressed_by": {}, "delayed_by": {},
+            "global_holdout": _holdout(0, 0, 0.0, 0, 0), "variants": {}, "winners": []}
+
+
+def _variants(db: sqlite3.Connection, selected: list[str] | None, params: dict[str, Any],
+              found: dict[str, dict[str, Any]]) -> None:
+    """Each campaign's ``variants`` and ``winners``, into ``found`` (its other figures)."""
+    for row in db.execute(_sql(_VARIANTS_SQL, selected is not None), params):
+        values = dict(zip(_VARIANT_COLUMNS, row, strict=True))
+        campaign = found.get(str(values.pop("campaign")))
+        if campaign is not None:
+            campaign["variants"][str(values.pop("variant"))] = values
+    for campaign in found.values():
+        first: dict[str, Any] | None = None
+        for figures in campaign["variants"].values():
+            figures["vs_first"] = None if first is None else \
+                compare(figures["conversions"], figures["sends"], first["conversions"], first["sends"])
+            figures["vs_control"] = compare(figures["conversions"], figures["sends"], campaign["control_conversions"],
+                                            campaign["control"]) if campaign["control"] else None
+            first = first or figures
+    for cid, at, variant, rates, significant in db.execute(_sql(_WINNERS_SQL, selected is not None), params):
+        if str(cid) in found:
+            found[str(cid)]["winners"].append({"at": at, "variant": variant,
+                                               "rates": None if rates is None else json.loads(rates),
+                                               "significant": None if significant is None else bool(significant)})
 
 
 def _largest_first(counts: Mapping[str, int]) -> dict[str, int]:
@@ -197,8 +335,9 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
          "campaigns": [{"id", "name", "labels", "sends", "control", "delayed", "throttled", "suppressed",
                         "delivered", "failed", "viewed", "clicked", "conversions", "control_conversions",
                         "revenue", "control_revenue", "conversion_rate", "control_rate", "click_rate",
-                        "lift", "suppressed_by", "delayed_by"}, ...],   # by id
-         "totals": {the counts, revenues and reasons summed over those campaigns, with their rates}}
+                        "lift", "suppressed_by", "delayed_by", "global_holdout", "variants", "winners"}, ...],  # by id
+         "totals": {the counts, revenues and reasons summed over those campaigns, with their rates, and
+                    the global holdout over them (no variants, no winners)}}
 
     The figures are those of the module's docstring.
     """
@@ -211,12 +350,18 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
             values = dict(zip(_STATS_COLUMNS, row, strict=True))
             for key in REASONS:
                 values[key] = _largest_first(json.loads(values[key]))
+            values["global_holdout"] = _holdout(values.pop("held_out"), values.pop("holdout_conversions"),
+                                                values.pop("holdout_revenue"), values["sends"], values["conversions"])
+            values["variants"], values["winners"] = {}, []
             found[str(values.pop("campaign"))] = values
+        if _has_variants(db):
+            _variants(db, selected, params, found)
     rows = [{**_describe(cid, labels, campaigns), **found.get(cid, _empty_stats())} for cid in ids]
-    return {"label": label or None, "labels": all_labels(labels), "campaigns": rows, "totals": _totals(rows)}
+    return {"label": label or None, "labels": all_labels(labels), "campaigns": rows, "totals": totals_of(rows)}
 
 
-def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def totals_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``totals`` of these campaign rows (``campaign_stats``' own, or a selection of them)."""
     total: dict[str, Any] = {key: sum(r[key] for r in rows) for key in COUNTS}
     total["revenue"] = sum(r["revenue"] for r in rows)
     total["control_revenue"] = sum(r["control_revenue"] for r in rows)
@@ -230,6 +375,9 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in rows:
             summed.update(r[key])
         total[key] = _largest_first(summed)
+    held = [r["global_holdout"] for r in rows]
+    total["global_holdout"] = _holdout(sum(h["held_out"] for h in held), sum(h["conversions"] for h in held),
+                                       sum(h["revenue"] for h in held), total["sends"], total["conversions"])
     return total
 
 
@@ -324,4 +472,68 @@ def render_table(stats: dict[str, Any]) -> str:
     reasons = [line for s in stats["campaigns"] if (line := reasons_line(s)) is not None]
     if reasons:
         lines += ["", "suppressed and delayed by reason:", *(f"  {line}" for line in reasons)]
+    experiments = [c for c in stats["campaigns"] if c["variants"] or c["winners"]]
+    if experiments:
+        lines += ["", "variants (conversion rate: difference from the first variant and from control, 95% CI, "
+                  "two-sided p; * p < 0.05):"]
+        for c in experiments:
+            lines += [f"  {c['id']}", *(f"    {line}" for line in variant_lines(c))]
+    if stats["totals"]["global_holdout"]["held_out"]:
+        lines += ["", "global holdout (held-out users' conversions against the sends'; 95% CI, two-sided p; "
+                  "* p < 0.05):", *(f"  {line}" for line in holdout_lines(stats))]
     return "\n".join(lines)
+
+
+def comparison_text(c: Mapping[str, Any] | None) -> str:
+    """A comparison in percentage points: ``+40.0 pts [+0.8, +79.2] p=0.068`` (`` *`` when significant);
+    ``-`` when there is none, ``p=-`` when the test is not defined."""
+    if c is None or c["diff"] is None:
+        return "-"
+    p = "-" if c["p"] is None else "<0.001" if c["p"] < 0.001 else f"={c['p']:.3f}"
+    return (f"{c['diff'] * 100:+.1f} pts [{c['low'] * 100:+.1f}, {c['high'] * 100:+.1f}] p{p}"
+            + (" *" if c["significant"] else ""))
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Rows as aligned columns (the first to the left, the figures to the right), with a rule under the
+    header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def variant_lines(c: Mapping[str, Any]) -> list[str]:
+    """A campaign's variants, one a row, and its winner records (the latest, and how many there were)."""
+    variants = c["variants"]
+    first = next(iter(variants), "first")
+    rows = [("variant", "sends", "clicked", "click rate", "conversions", "conv. rate", "revenue", f"vs {first}",
+             "vs control", "lift")]
+    for vid, v in variants.items():
+        lift = (v["vs_control"] or {}).get("lift")
+        rows.append((vid, f"{v['sends']:,}", f"{v['clicked']:,}", _pct(v["click_rate"]), f"{v['conversions']:,}",
+                     _pct(v["conversion_rate"]), f"{v['revenue']:,.2f}", comparison_text(v["vs_first"]),
+                     comparison_text(v["vs_control"]), "-" if lift is None else f"{lift:+.1%}"))
+    lines = _columns(rows) if variants else []
+    if c["winners"]:
+        w = c["winners"][-1]
+        rates = ", ".join(f"{k} {_pct(r)}" for k, r in (w["rates"] or {}).items())
+        called = {True: "significant", False: "not significant", None: "significance not given"}[w["significant"]]
+        more = f"; the latest of {len(c['winners'])} winner records" if len(c["winners"]) > 1 else ""
+        lines.append(f"winner: {w['variant']} at {w['at']} ({rates}), {called}{more}")
+    return lines
+
+
+def holdout_lines(stats: Mapping[str, Any]) -> list[str]:
+    """The global holdout: per campaign that held users out, then all of them."""
+    rows = [("campaign", "held out", "conversions", "rate", "sends", "conversions", "rate", "sends − holdout",
+             "lift")]
+    for name, s in [*((c["id"], c) for c in stats["campaigns"] if c["global_holdout"]["held_out"]),
+                    ("all", stats["totals"])]:
+        h = s["global_holdout"]
+        lift = h["sends_vs_holdout"]["lift"]
+        rows.append((name, f"{h['held_out']:,}", f"{h['conversions']:,}", _pct(h["conversion_rate"]),
+                     f"{s['sends']:,}", f"{s['conversions']:,}", _pct(s["conversion_rate"]),
+                     comparison_text(h["sends_vs_holdout"]), "-" if lift is None else f"{lift:+.1%}"))
+    return _columns(rows)

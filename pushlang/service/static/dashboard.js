@@ -1,7 +1,9 @@
 // The pushlang stats dashboard: a table per campaign and charts over time, drawn with uPlot
 // (shipped in ./vendor). Data: GET /v1/stats?label=L and GET /v1/stats/series?label=L&bucket=B.
 // The table shows each campaign's throttled delays, and under its figures a line of its suppressed
-// and delayed decisions by reason.
+// and delayed decisions by reason. "Experiments" shows each campaign with variants (a row per
+// variant, its winner record) and the global holdout, each difference in conversion rate drawn as a
+// point with its 95% confidence interval against a zero line (a forest plot; SVG, no library).
 //
 // Once the charts have drawn, <body data-charts-ready="N"> holds the number of data points drawn
 // (N = 0 when there is no activity yet); on a failed load, <body data-error="..."> says why.
@@ -98,6 +100,7 @@
       fillLabels(stats.labels, state.label);
       fillCampaigns(stats.campaigns, state.campaign);
       renderTable(stats);
+      renderExperiments(stats);
       lastSeries = series;
       renderCharts();
       const n = stats.campaigns.length;
@@ -240,6 +243,182 @@
     }
     body.replaceChildren(...rows);
     foot.replaceChildren(...(stats.campaigns.length > 1 ? campaignRows(cell("All", "name"), stats.totals) : []));
+  }
+
+  // ---- experiments: variants, the winner, the global holdout ---------------------------------------
+
+  const SVG = "http://www.w3.org/2000/svg";
+  const el = (tag, props = {}, ...children) => {
+    const e = Object.assign(document.createElement(tag), props);
+    e.append(...children);
+    return e;
+  };
+  function svg(tag, attrs = {}, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  // Differences of rates in percentage points: "+40.0 pts", "−20.0" (U+2212, the figures' minus).
+  const ppNumber = (v) => (v > 0 ? "+" : v < 0 ? "−" : "") + Math.abs(v * 100).toFixed(1);
+  const defined = (c) => c != null && c.diff != null;
+  const diffText = (c) => (defined(c) ? `${ppNumber(c.diff)} pts [${ppNumber(c.low)}, ${ppNumber(c.high)}]` : "-");
+  const pText = (c) => (!defined(c) ? "-" : c.p == null ? "n/a" : c.p < 0.001 ? "<0.001" : c.p.toFixed(3));
+  const liftText = (c) => (c == null || c.lift == null ? "-" : signed.format(c.lift));
+  const tone = (c) => (!defined(c) || !c.significant ? "ns" : c.diff > 0 ? "up" : "down");
+
+  // A comparison as three cells: the difference with its interval, p, and a mark when p < 0.05.
+  function comparisonCells(c, key) {
+    const diff = cell(diffText(c), tone(c) === "ns" ? "" : tone(c));
+    diff.dataset.key = key;
+    if (defined(c) && c.p == null) diff.title = "both rates are 0 (or both 1): nothing to test";
+    const p = cell(pText(c) + (defined(c) && c.significant ? " *" : ""));
+    p.dataset.key = key + "-p";
+    return [diff, p];
+  }
+
+  function head(...names) {
+    return el("thead", {}, el("tr", {}, ...names.map(([text, title], i) => {
+      const th = el("th", { scope: "col", textContent: text, className: i === 0 ? "name" : "" });
+      if (title) th.title = title;
+      return th;
+    })));
+  }
+
+  // A nice step for ~5 ticks over a span of rate differences.
+  function tickStep(span) {
+    for (const step of [0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5]) if (span / step <= 6) return step;
+    return 1;
+  }
+
+  // The forest plot: one row per comparison, its difference a point, its 95% interval a line, the
+  // zero line dashed; filled (green above zero, red below) when p < 0.05, hollow otherwise. A
+  // comparison that is not defined (no sends, nobody held out) is listed and says so.
+  function forest(rows, caption) {
+    const W = 560, LABEL = 118, RIGHT = 16, ROW = 26, TOP = 6, AXIS = 36;
+    const shown = rows.filter((r) => defined(r.c));
+    let lo = Math.min(0, ...shown.map((r) => r.c.low)), hi = Math.max(0, ...shown.map((r) => r.c.high));
+    if (hi - lo < 1e-9) { lo -= 0.05; hi += 0.05; }
+    const pad = (hi - lo) * 0.06;
+    lo -= pad; hi += pad;
+    const step = tickStep(hi - lo);
+    const x = (v) => LABEL + ((v - lo) / (hi - lo)) * (W - LABEL - RIGHT);
+    const H = TOP + rows.length * ROW + AXIS;
+    const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "forest", role: "img",
+                             "aria-label": caption });
+    plot.append(svg("title", {}, caption));
+    for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-12; t += step) {
+      const tx = x(t);
+      plot.append(svg("line", { x1: tx, x2: tx, y1: TOP, y2: H - AXIS, class: "grid" }));
+      plot.append(svg("text", { x: tx, y: H - AXIS + 16, "text-anchor": "middle", class: "tick" },
+                      Math.abs(t) < 1e-12 ? "0" : ppNumber(t)));
+    }
+    plot.append(svg("text", { x: (LABEL + W - RIGHT) / 2, y: H - 2, "text-anchor": "middle", class: "axis-label" },
+                    "difference in conversion rate (percentage points)"));
+    plot.append(svg("line", { x1: x(0), x2: x(0), y1: TOP - 2, y2: H - AXIS + 4, class: "zero" }));
+    rows.forEach((r, i) => {
+      const y = TOP + i * ROW + ROW / 2;
+      const g = svg("g", { class: "row " + tone(r.c), "data-label": r.label });
+      g.append(svg("text", { x: LABEL - 8, y: y + 4, "text-anchor": "end", class: "label" }, r.label));
+      if (defined(r.c)) {
+        g.append(svg("title", {}, `${r.label}: ${diffText(r.c)}, p ${pText(r.c)}${r.c.significant ? " (p < 0.05)" : ""}`));
+        g.append(svg("line", { x1: x(r.c.low), x2: x(r.c.high), y1: y, y2: y, class: "ci" }));
+        for (const end of [r.c.low, r.c.high]) {
+          g.append(svg("line", { x1: x(end), x2: x(end), y1: y - 5, y2: y + 5, class: "ci" }));
+        }
+        g.append(svg("circle", { cx: x(r.c.diff), cy: y, r: 4.5, class: "point" }));
+      } else {
+        g.append(svg("text", { x: LABEL + 4, y: y + 4, class: "undefined" }, "not defined: no sends or nobody to compare with"));
+      }
+      plot.append(g);
+    });
+    return plot;
+  }
+
+  function winnerLine(winners) {
+    if (!winners.length) return null;
+    const w = winners[winners.length - 1];
+    const rates = Object.entries(w.rates || {}).map(([v, r]) => `${v} ${rate(r)}`).join(", ");
+    const called = w.significant == null ? "significance not given" : w.significant ? "significant (p < 0.05)" : "not significant";
+    const p = el("p", { className: "winner" + (w.significant ? " significant" : "") }, "Winner ",
+                 el("b", { textContent: w.variant }), ` · ${rates} · ${called} · at ${w.at.replace("T", " ").replace("Z", " UTC")}`);
+    if (winners.length > 1) p.append(` · the latest of ${winners.length}`);
+    p.dataset.key = "winner";
+    return p;
+  }
+
+  function experimentCard(c) {
+    const variants = Object.entries(c.variants);
+    const first = variants.length ? variants[0][0] : "first";
+    const card = el("article", { className: "experiment" });
+    card.dataset.campaign = c.id;
+    const title = el("h3", {}, c.name);
+    if (c.name !== c.id) title.append(" ", el("span", { className: "id", textContent: c.id }));
+    card.append(title);
+    const winner = winnerLine(c.winners);
+    if (winner) card.append(winner);
+    if (!variants.length) return card;
+    const table = el("table", { className: "variants" },
+      head(["Variant"], ["Sends"], ["Clicked"], ["Click rate", "sends clicked / sends"], ["Conversions"],
+           ["Conv. rate", "conversions / sends"], ["Revenue"],
+           [`Δ vs ${first}`, `conversion rate − ${first}'s, 95% confidence interval (Wald)`], ["p", "two-sided, pooled z-test"],
+           ["Δ vs control", "conversion rate − the control group's, 95% confidence interval (Wald)"], ["p", "two-sided, pooled z-test"],
+           ["Lift", "(conv. rate − control rate) / control rate"]));
+    const body = el("tbody");
+    for (const [id, v] of variants) {
+      const tr = el("tr");
+      tr.dataset.variant = id;
+      const name = cell(id, "name");
+      if (c.winners.length && c.winners[c.winners.length - 1].variant === id) name.append(el("span", { className: "tag win", textContent: "winner" }));
+      tr.append(name, cell(count.format(v.sends)), cell(count.format(v.clicked)), cell(rate(v.click_rate)),
+                cell(count.format(v.conversions)), cell(rate(v.conversion_rate)), cell(money.format(v.revenue)),
+                ...(v.vs_first ? comparisonCells(v.vs_first, "vs-first") : [cell("baseline", "muted"), cell("")]),
+                ...comparisonCells(v.vs_control, "vs-control"), cell(liftText(v.vs_control)));
+      body.append(tr);
+    }
+    table.append(body);
+    const rows = [
+      ...variants.slice(1).map(([id, v]) => ({ label: `${id} − ${first}`, c: v.vs_first })),
+      ...(c.control ? variants.map(([id, v]) => ({ label: `${id} − control`, c: v.vs_control })) : []),
+    ];
+    card.append(el("div", { className: "table-wrap" }, table));
+    if (rows.length) card.append(forest(rows, `${c.name}: each variant's difference in conversion rate`));
+    return card;
+  }
+
+  function holdoutCard(stats) {
+    const held = stats.campaigns.filter((c) => c.global_holdout.held_out);
+    const card = el("article", { className: "experiment holdout" });
+    card.dataset.campaign = "global-holdout";
+    card.append(el("h3", { textContent: "Global holdout" }),
+                el("p", { className: "note", textContent: "Users held out of every campaign: their conversions against the sends'." }));
+    const table = el("table", { className: "variants" },
+      head(["Campaign"], ["Held out"], ["Conversions"], ["Rate"], ["Sends"], ["Conversions"], ["Conv. rate"],
+           ["Δ sends − holdout", "95% confidence interval (Wald)"], ["p", "two-sided, pooled z-test"],
+           ["Lift", "(conv. rate − holdout rate) / holdout rate"]));
+    const lines = [...held.map((c) => [c.name, c.id, c]), ...(held.length > 1 ? [["All", "", stats.totals]] : [])];
+    const body = el("tbody");
+    for (const [name, id, s] of lines) {
+      const h = s.global_holdout;
+      const tr = el("tr");
+      tr.dataset.campaign = id || "all";
+      tr.append(cell(name, "name"), cell(count.format(h.held_out)), cell(count.format(h.conversions)), cell(rate(h.conversion_rate)),
+                cell(count.format(s.sends)), cell(count.format(s.conversions)), cell(rate(s.conversion_rate)),
+                ...comparisonCells(h.sends_vs_holdout, "vs-holdout"), cell(liftText(h.sends_vs_holdout)));
+      body.append(tr);
+    }
+    table.append(body);
+    card.append(el("div", { className: "table-wrap" }, table),
+                forest(lines.map(([name, , s]) => ({ label: name, c: s.global_holdout.sends_vs_holdout })),
+                       "Global holdout: the sends' conversion rate minus the held-out users'"));
+    return card;
+  }
+
+  function renderExperiments(stats) {
+    const cards = stats.campaigns.filter((c) => Object.keys(c.variants).length || c.winners.length).map(experimentCard);
+    if (stats.totals.global_holdout.held_out) cards.push(holdoutCard(stats));
+    $("experiments-body").replaceChildren(...cards);
+    $("experiments").hidden = !cards.length;
   }
 
   function onCampaignChange() {
