@@ -28,10 +28,6 @@ class Difference:
     def significant(self) -> bool:
         return self.p_value is not None and self.p_value < ALPHA
 
-    def to_json(self) -> dict[str, float | bool | None]:
-        return {"diff": self.diff, "low": self.low, "high": self.high, "p_value": self.p_value,
-                "significant": self.significant}
-
 
 def compare(x1: int, n1: int, x2: int, n2: int) -> Difference:
     """``x1`` successes in ``n1`` trials against ``x2`` in ``n2``."""

@@ -54,13 +54,12 @@ them as they are.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from statistics import NormalDist
 from typing import Any
 
+from pushlang.runtime import significance
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import Output
 
@@ -193,28 +192,19 @@ ORDER BY campaign, at, id
 
 # ---- the tests of significance ------------------------------------------------------------------------
 
-ALPHA = 0.05  # a difference is significant when p < ALPHA (SPEC §12.7)
-_Z = NormalDist().inv_cdf(1 - ALPHA / 2)  # 1.959963984540054: the 95% interval's half-width in σ
-
-
 def compare(x1: int, n1: int, x2: int, n2: int) -> dict[str, Any]:
     """Rate x1/n1 against rate x2/n2: ``{"diff", "low", "high", "p", "significant", "lift"}``.
 
     ``diff`` = x1/n1 − x2/n2 with its 95% Wald interval [``low``, ``high``] (unpooled variance), ``p``
-    the two-sided p-value of the two-proportion z-test (pooled variance), ``significant`` = p < 0.05,
+    the two-sided p-value of the two-proportion z-test (pooled variance), ``significant`` = p < 0.05
+    (all from :func:`pushlang.runtime.significance.compare`, which the winner record uses too),
     ``lift`` = diff / (x2/n2). Undefined figures are None (see the module's docstring): all of them
     when n1 or n2 is 0, ``p`` when the pooled variance is 0, ``lift`` when x2 is 0.
     """
-    if n1 <= 0 or n2 <= 0:
-        return {"diff": None, "low": None, "high": None, "p": None, "significant": False, "lift": None}
-    r1, r2 = x1 / n1, x2 / n2
-    diff = r1 - r2
-    half = _Z * math.sqrt(r1 * (1 - r1) / n1 + r2 * (1 - r2) / n2)
-    pooled = (x1 + x2) / (n1 + n2)
-    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
-    p = math.erfc(abs(diff) / math.sqrt(variance) / math.sqrt(2)) if variance > 0 else None
-    return {"diff": diff, "low": diff - half, "high": diff + half, "p": p,
-            "significant": p is not None and p < ALPHA, "lift": diff / r2 if r2 else None}
+    d = significance.compare(x1, n1, x2, n2)
+    base = x2 / n2 if n2 > 0 else 0
+    return {"diff": d.diff, "low": d.low, "high": d.high, "p": d.p_value, "significant": d.significant,
+            "lift": d.diff / base if d.diff is not None and base else None}
 
 
 def _holdout(held_out: int, conversions: int, revenue: float, sends: int, sent_conversions: int) -> dict[str, Any]:
