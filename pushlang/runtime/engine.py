@@ -657,7 +657,12 @@ class Engine:
         rates = {v: round(x / n, 4) if n else 0.0 for v, (x, n) in tally.items()}
         significant = compare(*tally[winner], *tally[runner_up]).significant
         if (observer := self.observer) is not None:
-            observer.noted(c.id, "", at, f"the test of {iso(s)}: winner {winner}, rates {rates}", trigger=True)
+            spec = c.plan.test
+            assert spec is not None
+            observer.noted(c.id, "", at, f"the test of {iso(s)} ({spec.percent:g}% of the users, decided then): "
+                                         f"winner {winner} by {spec.by}, rates {rates}"
+                                         f"{' (significant)' if significant else ' (not significant)'}; "
+                                         "everybody else known then is decided now with it", trigger=True)
         if self.store.writes_campaign_records:
             self.emit(Output(iso(at), c.id, None, "winner", variant=winner, rates=rates, significant=significant))
         return winner

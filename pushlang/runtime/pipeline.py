@@ -325,8 +325,8 @@ class Attempt:
     ``env`` is what the campaign's expressions read (the steps of a new decision need it); ``send`` is
     set by the render step, or given when a delayed decision is made again (no expression is read)."""
 
-    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "chosen", "date", "env", "ordinal", "schedule_zone",
-                 "send", "settings", "slots", "state", "subscriptions", "trigger_at", "variant")
+    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "chosen", "date", "env", "given", "ordinal",
+                 "schedule_zone", "send", "settings", "slots", "state", "subscriptions", "trigger_at", "variant")
 
     def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings,
                  env: Env = _NO_ENV, trigger_at: int | None = None, date: str | None = None,
@@ -346,6 +346,7 @@ class Attempt:
         # the variant: given (a test's winner), else chosen by the render step (a delayed decision: its send's)
         self.variant = variant if send is None else send.variant
         self.chosen = send is not None  # whether the render step has taken the variant (SPEC §9.4)
+        self.given = variant is not None and send is None  # a test's winner, not the user's own bucket
         self.subscriptions: list[Subscription] = []
         self._send_id: str | None = None if send is None else send.send_id
         self._zone: str | None = None
@@ -530,16 +531,16 @@ def _variant_words(a: Attempt) -> str:
     c = a.c
     if not c.variants:
         return ""
-    chosen = _message(a) and a.variant
+    _message(a)  # (a decision made again keeps its variant and never renders: this is a first decision)
     b = bucket(f"{c.id}:variant:{a.state.user}")
+    if a.given:
+        return f"variant {a.variant}: the test's winner (outside the test group; the user's own bucket is {b}); "
     low = 0
     for upper, variant in c.variant_ranges:
-        if variant == chosen:
-            if variant != variant_of(c, a.state.user):
-                return f"variant {chosen}: the test's winner (the user's bucket {b} is in another range); "
-            return f"variant {chosen}: bucket {b} is in [{low}, {upper}); "
+        if variant == a.variant:
+            return f"variant {a.variant}: bucket {b} is in [{low}, {upper}); "
         low = upper
-    return f"variant {chosen}; "
+    return f"variant {a.variant}; "
 
 
 def _payload_size(c: CompiledCampaign, message: plan.Message, rendered: Rendered, send_id: str) -> int:
