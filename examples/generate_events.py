@@ -7,7 +7,8 @@ subscriptions on every platform (legacy Safari device tokens too), and the event
 campaigns and segments react to: visits, sign-ups, product views, carts, charges (some within the
 abandoned-cart window, some after it), shipments and trip bookings. After the busy first week, a
 quieter tail of product views runs to the evening of 31 December, so that the replay reaches the
-month's last day, Christmas Eve and every few days of the recurring campaigns.
+month's last day, Christmas Eve and every few days of the recurring campaigns; the weekend sale's
+test pushes get clicks, so that its A/B test has a winner.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
+import hashlib
 import json
 import random
 import sys
@@ -108,6 +110,22 @@ def user_records(rng: random.Random, n: int) -> list[tuple[dt.datetime, int, dic
 
 
 TAIL_END = dt.datetime(2026, 12, 31, 22, 0, tzinfo=dt.UTC)
+WEEKEND_SALE = dt.datetime(2026, 12, 5, 9, 0, tzinfo=dt.UTC)  # ab_test_winner.push: 10:00 in Berlin
+
+
+def clicks(rng: random.Random, n: int) -> list[tuple[dt.datetime, int, dict[str, Any]]]:
+    """Clicks on the weekend sale's test pushes, as the service worker reports them: the send_id is the
+    campaign's for the user and the occurrence (a click on a push the user never got is ignored), and
+    free shipping is clicked more often than the discount."""
+    user = f"u{n:05d}"
+    at = int(WEEKEND_SALE.timestamp()) * 1_000_000
+    send_id = hashlib.sha256(f"weekend_sale\x1f{user}\x1f{at}".encode()).hexdigest()[:24]
+    shipping = int(hashlib.sha256(f"weekend_sale:variant:{user}".encode()).hexdigest()[:8], 16) % 10000 >= 5000
+    if rng.random() >= (0.35 if shipping else 0.2):
+        return []
+    t = WEEKEND_SALE + dt.timedelta(seconds=rng.randrange(60, 7200))
+    return [(t, 3000, {"user": user, "ts": _iso(t), "name": "Push Clicked",
+                       "props": {"send_id": send_id, "campaign": "weekend_sale"}})]
 
 
 def tail_records(rng: random.Random, n: int) -> list[tuple[dt.datetime, int, dict[str, Any]]]:
@@ -134,6 +152,9 @@ def generate(users: int, seed: int) -> list[dict[str, Any]]:
     tail = random.Random(seed + 1)  # apart, so the first week stays as it was for a seed
     for n in range(users):
         rows.extend((t, n, seq, record) for t, seq, record in tail_records(tail, n))
+    clicking = random.Random(seed + 2)
+    for n in range(users):
+        rows.extend((t, n, seq, record) for t, seq, record in clicks(clicking, n))
     last = {"user": "u00000", "ts": _iso(TAIL_END), "name": "Viewed Product",
             "props": {"product_id": "sku-mug", "product_name": "Coffee Mug", "price": 12.5, "category": "kitchen"}}
     rows.append((TAIL_END, 0, 2000, last))  # the log ends on New Year's Eve
