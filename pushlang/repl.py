@@ -54,7 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: (arguments, what it does)
     ":user": ("ID", "show a user (and make them the current user)"),
     ":why": ("CAMPAIGN [USER]", "the decision pipeline for a user now, step by step"),
     ":preview": ("CAMPAIGN [USER]", "the message the user would get now"),
-    ":reach": ("CAMPAIGN", "audience, reachable, platforms, control"),
+    ":reach": ("CAMPAIGN", "audience, reachable, platforms, control, holdout, variants"),
     ":plan": ("CAMPAIGN", "the campaign's checked plan"),
     ":decisions": ("[N]", "the last N decisions (default 10)"),
     ":lint": ("", "every diagnostic of what is loaded"),

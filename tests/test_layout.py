@@ -128,6 +128,9 @@ RULES = {
     "dnd_until": set(),
     "cutoff_instant": set(),
     "in_control_group": {"runtime.audience_sql", "runtime.reach"},  # reach counts the control group in SQL
+    "in_global_holdout": {"runtime.reach"},  # reach counts the global holdout, in SQL too
+    "variant_of": {"runtime.reach"},  # reach counts the expected split over the variants
+    "in_test_group": {"runtime.engine", "runtime.reach"},  # the engine defers the rest to s + D; reach counts
     "safari_rule": set(),
     "deliverable": {"runtime.reach"},  # reach counts the platforms the render step would keep
     "reachable": set(),

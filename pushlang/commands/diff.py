@@ -67,6 +67,10 @@ def _table(c: CampaignDiff, all_days: bool) -> list[str]:
                         for reason, r in c.suppressed.items())
     rows.append(("conversions", _num(c.conversions.old), _num(c.conversions.new), _signed(c.conversions.delta)))
     rows.append(("revenue", _num(c.revenue.old), _num(c.revenue.new), _signed(c.revenue.delta)))
+    if c.sends_per_variant:
+        rows.append(("sends per variant", "", "", ""))
+        rows.extend((f"  {variant}", _num(d.old), _num(d.new), _signed(d.delta))
+                    for variant, d in c.sends_per_variant.items())
     days = c.sends_per_day if all_days or len(c.sends_per_day) <= FEW_DAYS else \
         [d for d in c.sends_per_day if d.delta]
     hidden = len(c.sends_per_day) - len(days)
@@ -114,6 +118,11 @@ def _block(c: CampaignDiff, report: Report, *, all_days: bool, paint: Callable[[
     if u.lost_examples:
         lines.append(f"      lost:   {_examples(u.lost_examples, u.lost)}")
     lines.extend(_table(c, all_days))
+    for w in c.winners:
+        if w.old == w.new:
+            lines.append(f"    winner at {w.at}: {w.new} (the same)")
+        else:
+            lines.append(f"    winner at {w.at}: {w.old or 'no winner record'} -> {w.new or 'no winner record'}")
     m = c.messages
     if m is not None:
         lines.append(f"    messages: {m.changed:,} of {_plural(m.compared, 'send')} made by both render differently"
@@ -172,7 +181,8 @@ def add_parser(subparsers: common.Subparsers) -> argparse.ArgumentParser:
                     "both over the same records with in-memory stores, and report per campaign id what "
                     "changed in the plan and in the decisions: campaigns added, removed and changed (with "
                     "the plan fields that differ), users who gain or lose a send, outcome counts and "
-                    "suppress reasons side by side, conversions and revenue, and sends per UTC day. "
+                    "suppress reasons side by side, conversions and revenue, sends per UTC day, and for a "
+                    "campaign with variants the sends per variant and the winner records' variants. "
                     "Campaigns with identical decisions are listed on one line. Nothing is delivered.",
         epilog="Example: git worktree add /tmp/base main && pushlang diff /tmp/base/campaigns campaigns "
                "--events sample.jsonl.gz. Exit codes: 0 compared (differences are not an error), "

@@ -12,8 +12,12 @@ DESCRIPTION = """\
 Estimate a campaign's reach from a state store: how many known users its `who` holds for (the
 audience, with segments and `did` conditions), how many of those have an active subscription on a
 platform the campaign allows (reachable; Safari only when the message has a url), the reachable
-users per platform (a user counts once per platform), and how many of them the control group holds
-out. Shares are of the known users (users with any record at or before --at).
+users per platform (a user counts once per platform), and how many of them the control step holds
+out: the global holdout of the config ([experiments] global_holdout, counted apart) and the
+campaign's control group. For a campaign with variants, the expected split: the reachable users not
+held out per variant (by their bucket, as the pipeline chooses), and for a winner test the size of
+the test group (per variant) and of the rest, who get the winner. Shares are of the known users
+(users with any record at or before --at); a variant's share is of the users not held out.
 
 State comes from --events (records replayed into the store first, decisions discarded) and/or an
 existing --store (e.g. the SQLite file a `pushlang replay --store` left). Over a SQLite store the
@@ -27,7 +31,7 @@ Not counted: start/end, DND, limits, and messages that would fail to render. A l
 def add_parser(subparsers: common.Subparsers) -> argparse.ArgumentParser:
     """Add the ``reach`` command to the ``pushlang`` sub-command parsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "reach", help="estimate a campaign's audience, reachable users and control group",
+        "reach", help="estimate a campaign's audience, reachable users, control group and variant split",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples:\n"
                "  pushlang reach examples/ --campaign advent_sale --events examples/events.jsonl.gz\n"

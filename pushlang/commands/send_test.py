@@ -20,11 +20,16 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
         description="Render a campaign's message for test users (--to USER, else every profile with "
                     "`test: true`) and send it for real to each of their active subscriptions, with the "
                     "credentials of pushlang.toml. Audience, DND and limits are not applied. For a live "
-                    "campaign, event.* comes from the user's last triggering event.",
+                    "campaign, event.* comes from the user's last triggering event. A campaign with "
+                    "variants sends each of its variants, the title of each prefixed with its id ([a] …) "
+                    "and without the message's tag (so none replaces another on the device); --variant ID "
+                    "sends that one variant exactly as its users would get it.",
     )
     common.add_paths(p)
     p.add_argument("--campaign", required=True, metavar="ID")
     p.add_argument("--to", action="append", metavar="USER", help="a user id (repeatable)")
+    p.add_argument("--variant", metavar="ID",
+                   help="a campaign with variants: send only this variant (default: each variant, labelled)")
     p.add_argument("--events", metavar="FILE", help="records (JSON Lines, .gz, or -) that know the users")
     p.add_argument("--store", metavar="URL", help="or a store that knows them (sqlite:///file.db)")
     common.add_config(p)
@@ -34,7 +39,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pushlang import aio
     from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
-    from pushlang.dispatch.send_test import test_jobs
+    from pushlang.dispatch.send_test import UnknownVariant, test_jobs, variants_to_send
     from pushlang.runtime.engine import Engine
     from pushlang.runtime.instants import US
     from pushlang.runtime.records import Event, open_records, read_records
@@ -42,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     compiled, config = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
+    try:
+        variants_to_send(campaign, args.variant)
+    except UnknownVariant as exc:
+        raise common.UsageError(str(exc)) from None
     if not args.events and not args.store:
         raise common.UsageError("send-test needs --events or --store to know the users and their subscriptions")
     settings = DeliverySettings.from_config(config)
@@ -58,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                     engine.feed(record)
                     if isinstance(record, Event) and record.name == trigger_event:
                         last_events[record.user] = record
-        jobs, problems = test_jobs(compiled, store, campaign.id, args.to, last_events, int(time.time()) * US)
+        jobs, problems = test_jobs(compiled, store, campaign.id, args.to, last_events, int(time.time()) * US,
+                                   args.variant)
     finally:
         store.close()
     for line in problems:
@@ -74,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     failed = bool(problems)
     for job, sub, outcome in aio.run(deliver()):
         failed = failed or not outcome.delivered
-        print(f"{'✓' if outcome.delivered else '✗'} {job.user} {sub.platform}: "
+        variant = f" variant {job.send.variant}" if job.send.variant is not None else ""
+        print(f"{'✓' if outcome.delivered else '✗'} {job.user} {sub.platform}{variant}: "
               f"{'delivered' if outcome.delivered else 'failed'} ({_answer(outcome.status, outcome.attempts)})"
               + (f": {outcome.reason}" if outcome.reason else "") + f' — "{job.send.title}"')
     return common.EXIT_FINDINGS if failed else common.EXIT_OK

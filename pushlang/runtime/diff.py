@@ -13,8 +13,10 @@ compared per campaign id:
 
 For each campaign that is not unchanged: users gained and lost (users with at least one ``send``
 in one version and none in the other), outcome counts and suppress reasons side by side,
-conversions and revenue (of the sends), sends per UTC day, and, when the message changed, how many
-sends render differently with one example. :class:`Report` is that data; `pushlang diff` prints it.
+conversions and revenue (of the sends), sends per UTC day, for a campaign with variants the sends per
+variant (the ``variant`` of the ``send`` records) and the winner records' variants (SPEC §12.3–12.4),
+and, when the message changed, how many sends render differently with one example. :class:`Report`
+is that data; `pushlang diff` prints it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ STATUSES = ("added", "removed", "changed", "affected", "unchanged")
 BLOCK_OF = {
     "audience": "who", "timezone": "when", "start": "when", "end": "when", "dnd": "when",
     "ignore_global_limits": "when", "limits": "when", "deliver_in_user_timezone": "when",
-    "cutoff": "when", "trigger": "on/send", "control_percent": "control group",
+    "cutoff": "when", "trigger": "on/send", "control_percent": "control group", "variants": "message ID P%",
+    "test": "test P% then winner",
 }
 _MESSAGE_FIELDS = ("title", "body", "url", "platforms")
 
@@ -89,6 +92,14 @@ class MessageExample(msgspec.Struct, frozen=True):
     fields: dict[str, FieldChange]
 
 
+class Winner(msgspec.Struct, frozen=True):
+    """The variant a winner record names at an instant, in each version (null: no winner record then)."""
+
+    at: str
+    old: str | None
+    new: str | None
+
+
 class Messages(msgspec.Struct, frozen=True):
     """Sends made in both versions (same ``send_id``) whose rendered message differs."""
 
@@ -112,6 +123,8 @@ class CampaignDiff(msgspec.Struct, frozen=True):
     revenue: Delta
     sends_per_day: list[Day]
     messages: Messages | None = None
+    sends_per_variant: dict[str, Delta] = {}  # variant id → sends; empty when neither version has variants
+    winners: list[Winner] = []  # the winner records of either version, by instant
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -139,6 +152,8 @@ class _Side:
     digest: Any = field(default_factory=hashlib.sha256)
     messages: dict[str, tuple[Any, ...]] | None = None  # send_id -> rendered fields (tracked only)
     first_send: dict[str, tuple[str, str]] = field(default_factory=dict)  # send_id -> (user, at)
+    sends_by_variant: Counter[str] = field(default_factory=Counter)
+    winners: dict[str, str | None] = field(default_factory=dict)  # at -> the winner record's variant
 
 
 @dataclass
@@ -159,9 +174,13 @@ def _replay(compiled: plan.Plan, lines: Iterable[bytes], until: int | None, trac
             side = sides[out.campaign] = _Side(messages={} if out.campaign in track_messages else None)
         side.digest.update(encode(out))
         side.digest.update(b"\n")
+        if out.outcome == "winner":
+            side.winners[out.at] = out.variant
         if out.outcome == "send" and out.user is not None:
             side.sends_by_day[out.at[:10]] += 1
             side.senders.add(out.user)
+            if out.variant is not None:
+                side.sends_by_variant[out.variant] += 1
             if side.messages is not None and out.send_id is not None and out.send_id not in side.messages:
                 side.messages[out.send_id] = (out.title, out.body, out.url, out.platforms)
                 side.first_send[out.send_id] = (out.user, out.at)
@@ -253,6 +272,12 @@ def _counts(old: Counter[str], new: Counter[str], order: Iterable[str] = ()) -> 
     return {k: _delta(old[k], new[k]) for k in [*first, *rest]}
 
 
+def _variant_order(*campaigns: plan.Campaign | None) -> list[str]:
+    """The variant ids of the new version, then the old one's that are gone, in the order written."""
+    ids = [v.id for c in campaigns if c is not None for v in c.variants]
+    return list(dict.fromkeys(ids))
+
+
 def _messages(old: _Side, new: _Side) -> Messages:
     assert old.messages is not None and new.messages is not None
     compared = changed = 0
@@ -284,7 +309,7 @@ def compare(old_plan: plan.Plan, new_plan: plan.Plan, records: RecordSource, *, 
     old_by_id = {c.id: c for c in old_plan.campaigns}
     new_by_id = {c.id: c for c in new_plan.campaigns}
     fields = {cid: changed_fields(old_by_id[cid], new_by_id[cid]) for cid in old_by_id.keys() & new_by_id.keys()}
-    track = {cid for cid, names in fields.items() if "message" in names}
+    track = {cid for cid, names in fields.items() if "message" in names or "variants" in names}
     with records() as lines:
         before = _replay(old_plan, lines, until, track)
     with records() as lines:
@@ -338,6 +363,8 @@ def compare(old_plan: plan.Plan, new_plan: plan.Plan, records: RecordSource, *, 
             sends_per_day=[Day(d, a.sends_by_day[d], b.sends_by_day[d], b.sends_by_day[d] - a.sends_by_day[d])
                            for d in days],
             messages=_messages(a, b) if cid in track else None,
+            sends_per_variant=_counts(a.sends_by_variant, b.sends_by_variant, _variant_order(new_c, old_c)),
+            winners=[Winner(at, a.winners.get(at), b.winners.get(at)) for at in sorted(a.winners.keys() | b.winners.keys())],
         ))
     counts = Counter(c.status for c in campaigns)
     return Report(

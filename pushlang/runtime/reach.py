@@ -9,6 +9,7 @@ the tracer), so the per-user count and a replay never disagree. The output says 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from pushlang.runtime.pipeline import (
     deliverable,
     duration_words,
     in_control_group,
+    in_global_holdout,
+    in_test_group,
     trace,
+    variant_of,
 )
 from pushlang.runtime.store import Store
 
@@ -52,11 +56,38 @@ class Reach:
     method: str  # "sql" | "per_user"
     counted: str  # COUNTED_IN_SQL, or "evaluated per user: <reason>"
     notes: list[str] = field(default_factory=list)
+    # the reachable users in the global holdout (SPEC §8): part of ``control``, which counts every user
+    # the control step holds out (reason global_holdout, or the campaign's own control group)
+    global_holdout: int = 0
+    global_holdout_percent: float = 0.0
+    # a campaign with variants (SPEC §12.3): the reachable users not held out, per variant id (in the
+    # order written), by their bucket; ``weights`` in basis points
+    variants: dict[str, int] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    # a winner test (SPEC §12.4): the users not held out in the test group, per variant by their bucket
+    # (the rest get the winner)
+    test: plan.WinnerTest | None = None
+    test_variants: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def control_group(self) -> int:
+        """The users held out by the campaign's own control group (the global holdout aside)."""
+        return self.control - self.global_holdout
+
+    @property
+    def sendable(self) -> int:
+        """The reachable users the control step lets through: the ones a variant is chosen for."""
+        return self.reachable - self.control
+
+    @property
+    def test_group(self) -> int:
+        return sum(self.test_variants.values())
 
     def numbers(self) -> dict[str, Any]:
         """What two ways of counting must agree on."""
         return {"known_users": self.known_users, "audience": self.audience, "reachable": self.reachable,
-                "by_platform": self.by_platform, "control": self.control}
+                "by_platform": self.by_platform, "control": self.control, "global_holdout": self.global_holdout,
+                "variants": self.variants, "test_variants": self.test_variants}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +102,20 @@ class Reach:
             "by_platform": self.by_platform,
             "control": self.control,
             "control_percent": self.control_percent,
+            "control_group": self.control_group,
+            "global_holdout": self.global_holdout,
+            "global_holdout_percent": self.global_holdout_percent,
+            "variants": {v: {"users": n, "share": _share(n, self.sendable), "weight_percent": self.weights[v] / 100}
+                         for v, n in self.variants.items()},
+            "test": None if self.test is None else {
+                "percent": self.test.percent,
+                "by": self.test.by,
+                "after": self.test.after,
+                "test_group": self.test_group,
+                "test_group_share": _share(self.test_group, self.sendable),
+                "test_group_variants": self.test_variants,
+                "rest": self.sendable - self.test_group,
+            },
             "method": self.method,
             "counted": self.counted,
             "notes": self.notes,
@@ -107,18 +152,22 @@ def _count(compiled: plan.Plan, campaign: plan.Campaign, store: Store, at: int, 
             except Untranslatable as exc:
                 reason = str(exc)
             else:
-                return _count_sql(Path(store.path), campaign, at, query)
+                return _count_sql(Path(store.path), compiled, campaign, at, query)
     return _count_per_user(compiled, campaign, store, at, f"evaluated per user: {reason}")
 
 
 def _count_per_user(compiled: plan.Plan, campaign: plan.Campaign, store: Store, at: int, counted: str) -> Reach:
-    """Every known user through the campaign's audience, reachable and control steps."""
+    """Every known user through the campaign's audience, reachable and control steps; the variant of each
+    user the control step lets through by the pipeline's own rule."""
     c = compile_campaign(campaign, compile_segments(compiled, campaign.timezone))
     pipeline = Pipeline(c, compiled.settings)
     allowed = channels(campaign)
     has_url = campaign.message.url is not None
-    known = members = reachable = control = 0
+    test = campaign.test
+    known = members = reachable = control = holdout = 0
     by_platform = dict.fromkeys(allowed, 0)
+    variants = {v.id: 0 for v in campaign.variants}
+    test_variants = dict(variants) if test is not None else {}
     for user in store.user_ids():
         state = store.get(user)
         if state is None or state.first_seen > at:
@@ -137,11 +186,30 @@ def _count_per_user(compiled: plan.Plan, campaign: plan.Campaign, store: Store, 
             by_platform[platform] += 1
         if isinstance(t.decision, Control):
             control += 1
+            holdout += t.decision.reason == "global_holdout"
+        elif variants:
+            variant = variant_of(c, user)
+            variants[variant] += 1
+            if test is not None and in_test_group(c.id, user, test.percent):
+                test_variants[variant] += 1
+    return _reach(compiled, campaign, at, (known, members, reachable, control, holdout), by_platform,
+                  variants, test_variants, "per_user", counted)
+
+
+def _reach(compiled: plan.Plan, campaign: plan.Campaign, at: int, totals: tuple[int, int, int, int, int],
+           by_platform: dict[str, int], variants: dict[str, int], test_variants: dict[str, int], method: str,
+           counted: str) -> Reach:
+    known, members, reachable, control, holdout = totals
     return Reach(campaign.id, campaign.name, at, known, members, reachable, by_platform, control,
-                 campaign.control_percent, "per_user", counted)
+                 campaign.control_percent, method, counted, global_holdout=holdout,
+                 global_holdout_percent=compiled.settings.global_holdout, variants=variants,
+                 weights={v.id: v.weight for v in campaign.variants}, test=campaign.test,
+                 test_variants=test_variants)
 
 
-def _count_sql(path: Path, campaign: plan.Campaign, at: int, query: AudienceQuery) -> Reach:
+def _count_sql(path: Path, compiled: plan.Plan, campaign: plan.Campaign, at: int, query: AudienceQuery) -> Reach:
+    """The same numbers in one query; the control group, the global holdout, the variants and the test
+    group are SQL functions that call the pipeline's own rules (so SQL never re-implements them)."""
     allowed = channels(campaign)
     params = dict(query.params)
     names = []
@@ -149,7 +217,12 @@ def _count_sql(path: Path, campaign: plan.Campaign, at: int, query: AudienceQuer
         params[f"platform{i}"] = platform
         names.append(f":platform{i}")
     platform_filter = f"s.platform IN ({', '.join(names)})" if names else "0"
+    holdout_percent = compiled.settings.global_holdout
+    in_holdout = "pushlang_in_global_holdout(user_id)" if holdout_percent else "0"
     in_control = "pushlang_in_control(user_id)" if campaign.control_percent else "0"
+    test = campaign.test
+    variant = "pushlang_variant(user_id)" if campaign.variants else "NULL"
+    in_test = "pushlang_in_test(user_id)" if test is not None else "0"
     sql = f"""
         WITH audience AS ({query.sql}),
         channels AS (
@@ -157,31 +230,54 @@ def _count_sql(path: Path, campaign: plan.Campaign, at: int, query: AudienceQuer
           FROM audience a JOIN subscriptions s ON s.user_id = a.user_id
           WHERE s.active = 1 AND {platform_filter}
         ),
-        reachable AS (SELECT DISTINCT user_id FROM channels)
-        SELECT 'known', NULL, count(*) FROM users WHERE first_seen <= :at
-        UNION ALL SELECT 'audience', NULL, count(*) FROM audience
-        UNION ALL SELECT 'reachable', NULL, count(*) FROM reachable
-        UNION ALL SELECT 'control', NULL, count(*) FROM reachable WHERE {in_control}
-        UNION ALL SELECT 'platform', platform, count(*) FROM channels GROUP BY platform
+        reachable AS (SELECT DISTINCT user_id FROM channels),
+        held AS (SELECT user_id, {in_holdout} AS holdout, {in_holdout} OR {in_control} AS control FROM reachable),
+        sendable AS (SELECT {variant} AS variant, {in_test} AS test FROM held WHERE NOT control)
+        SELECT 'known', NULL, 0, count(*) FROM users WHERE first_seen <= :at
+        UNION ALL SELECT 'audience', NULL, 0, count(*) FROM audience
+        UNION ALL SELECT 'reachable', NULL, 0, count(*) FROM reachable
+        UNION ALL SELECT 'control', NULL, 0, count(*) FROM held WHERE control
+        UNION ALL SELECT 'holdout', NULL, 0, count(*) FROM held WHERE holdout
+        UNION ALL SELECT 'platform', platform, 0, count(*) FROM channels GROUP BY platform
+        UNION ALL SELECT 'variant', variant, test, count(*) FROM sendable WHERE variant IS NOT NULL
+          GROUP BY variant, test
     """
     # Read-only: counting never changes the store, and WAL lets it read beside the store's writer.
     db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
     try:
+        cid = campaign.id
         if campaign.control_percent:
-            cid, percent = campaign.id, campaign.control_percent
+            percent = campaign.control_percent
             db.create_function("pushlang_in_control", 1,
                                lambda user: in_control_group(cid, user, percent), deterministic=True)
+        if holdout_percent:
+            db.create_function("pushlang_in_global_holdout", 1,
+                               lambda user: in_global_holdout(user, holdout_percent), deterministic=True)
+        if campaign.variants:
+            c = compile_campaign(campaign, compile_segments(compiled, campaign.timezone))
+            db.create_function("pushlang_variant", 1, lambda user: variant_of(c, user), deterministic=True)
+        if test is not None:
+            test_percent = test.percent
+            db.create_function("pushlang_in_test", 1,
+                               lambda user: in_test_group(cid, user, test_percent), deterministic=True)
         totals: dict[str, int] = {}
         by_platform = dict.fromkeys(allowed, 0)
-        for kind, platform, n in db.execute(sql, params):
+        variants = {v.id: 0 for v in campaign.variants}
+        test_variants = dict(variants) if test is not None else {}
+        for kind, key, in_test_group_, n in db.execute(sql, params):
             if kind == "platform":
-                by_platform[platform] = n
+                by_platform[key] = n
+            elif kind == "variant":
+                variants[key] += n
+                if in_test_group_:
+                    test_variants[key] += n
             else:
                 totals[kind] = n
     finally:
         db.close()
-    return Reach(campaign.id, campaign.name, at, totals["known"], totals["audience"], totals["reachable"],
-                 by_platform, totals["control"], campaign.control_percent, "sql", COUNTED_IN_SQL)
+    return _reach(compiled, campaign, at, (totals["known"], totals["audience"], totals["reachable"],
+                                           totals["control"], totals["holdout"]),
+                  by_platform, variants, test_variants, "sql", COUNTED_IN_SQL)
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -243,7 +339,7 @@ def delivery_notes(settings: plan.Settings, campaign: plan.Campaign, reachable: 
 def render_text(result: Reach) -> str:
     width = max(len(f"{n:,}") for n in (result.known_users, result.audience, result.reachable, result.control,
                                         *result.by_platform.values()))
-    label = 16
+    label = 18
 
     def row(name: str, n: int, extra: str = "") -> str:
         return f"{name:<{label}}{n:>{width},}{'   ' + extra if extra else ''}"
@@ -256,12 +352,42 @@ def render_text(result: Reach) -> str:
              row("audience", result.audience, share(result.audience)),
              row("reachable", result.reachable, share(result.reachable))]
     lines.extend(row(f"  {platform}", n) for platform, n in result.by_platform.items())
-    if result.control_percent:
-        lines.append(row("control", result.control,
-                         f"control group {result.control_percent:g}% of the reachable users"))
+    if result.global_holdout_percent:
+        lines.append(row("control", result.control, "held out of the reachable users"))
+        lines.append(row("  global holdout", result.global_holdout,
+                         f"{result.global_holdout_percent:g}% of all users, held out of every campaign "
+                         "(reason global_holdout)"))
+        lines.append(row("  control group", result.control_group,
+                         f"this campaign's {result.control_percent:g}%" if result.control_percent
+                         else "no control group"))
+    elif result.control_percent:
+        lines.append(row("control", result.control, f"control group {result.control_percent:g}% of the reachable users"))
     else:
         lines.append(row("control", result.control, "no control group"))
+    lines.extend(_experiment_lines(result, row))
     if result.notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)
+
+
+def _experiment_lines(result: Reach, row: Callable[[str, int, str], str]) -> list[str]:
+    """The expected split over the variants (SPEC §12.3) and the winner test's groups (§12.4)."""
+    if not result.variants:
+        return []
+    sendable = result.sendable
+
+    def of(n: int) -> str:
+        return f"{100 * n / sendable:5.1f}%" if sendable else "    -"
+
+    lines = ["", f"variants of the {sendable:,} reachable users not held out, by their bucket:"]
+    lines.extend(row(f"  {variant}", n, f"{of(n)}   weight {result.weights[variant] / 100:g}%")
+                 for variant, n in result.variants.items())
+    t = result.test
+    if t is not None:
+        rest = sendable - result.test_group
+        split = ", ".join(f"{variant} {n:,}" for variant, n in result.test_variants.items())
+        lines.append(f"winner test {t.percent:g}% then winner by {t.by} after {duration_words(t.after)}:")
+        lines.append(row("  test group", result.test_group, f"{of(result.test_group)}   {split}, at each occurrence"))
+        lines.append(row("  rest", rest, f"{of(rest)}   the winner, {duration_words(t.after)} later"))
+    return lines
