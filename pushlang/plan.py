@@ -251,6 +251,16 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def is_live(self) -> bool:
         return isinstance(self.trigger, (SingleAction, InactionWithin, OnDate))
 
+    def message_of(self, variant: str | None) -> Message:
+        """The message a decision with this variant was rendered from (its ttl, urgency, tag, buttons…):
+        the variant's, else the campaign's one message."""
+        return next((v.message for v in self.variants if v.id == variant), self.message)
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """Every message the campaign can send: its variants', or its one message."""
+        return tuple(v.message for v in self.variants) or (self.message,)
+
 
 class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     format_version: int

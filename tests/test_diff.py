@@ -406,7 +406,6 @@ def test_variants_added_to_a_single_message(tmp_path: Path) -> None:
     assert (plain.campaigns[0].sends_per_variant, plain.campaigns[0].winners) == ({}, [])
 
 
-@pytest.mark.xfail(strict=True, reason="variant syntax lands with the language change")
 def test_variants_through_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     records = _promo_records(tmp_path / "records.jsonl")
     for folder, ids in (("old", ("a 50%", "b 50%")), ("new", ("b 30%", "a 70%"))):

@@ -71,3 +71,32 @@ def test_why_in_the_repl_names_the_variant_and_the_global_holdout(tmp_path: Path
     expected = f"variant a: bucket {b} is in [0, 2500)" if b < 2500 else f"variant b: bucket {b} is in [2500, 10000)"
     assert "✓ control: not in the 30% global holdout" in said[-1]
     assert f"✓ render: {expected}" in said[-1]
+
+
+def test_a_send_goes_out_with_its_variants_own_message_options() -> None:
+    """The dispatcher reads a send's ttl, urgency and tag from its variant's message (SendJob.message),
+    not from the first variant's."""
+    from pushlang.compiler import compile_text
+    from pushlang.runtime.engine import SendJob
+    from pushlang.runtime.replay import replay
+    from pushlang.runtime.store import MemoryStore
+
+    text = SPLIT.replace('    title "B"\n', '    title "B"\n    ttl 1h\n    tag "b-tag"\n    urgency high\n')
+    result = compile_text("split.push", text)
+    assert result.plan is not None, result.diagnostics
+    users = [f"u{i}" for i in range(8)]
+    lines = [json.dumps({"type": "subscribe", "user": u, "ts": "2026-12-01T08:00:00Z", "platform": "chrome",
+                         "endpoint": f"https://push.example/{u}", "keys": {"p256dh": "k", "auth": "a"}}) for u in users]
+    lines += [json.dumps({"user": u, "ts": "2026-12-01T09:00:00Z", "name": "Go"}) for u in users]
+    jobs: list[SendJob] = []
+
+    class Collect:
+        def __call__(self, job: SendJob) -> None:
+            jobs.append(job)
+
+        def flush(self) -> list[object]:
+            return []
+
+    replay(result.plan, lines, MemoryStore(), lambda _: None, dispatch=Collect())  # type: ignore[arg-type]
+    seen = {job.send.variant: (job.message.ttl, job.message.tag, job.message.urgency) for job in jobs}
+    assert seen == {"a": (None, None, None), "b": (3600, "b-tag", "high")}

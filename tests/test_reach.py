@@ -692,7 +692,6 @@ campaign split {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="variant syntax lands with the language change")
 def test_command_shows_the_split_of_variants(project: Path, experiments: plan.Plan, sqlite_store: SqliteStore,
                                               capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:

@@ -223,7 +223,6 @@ def test_send_test_variant_of_a_campaign_without_variants_is_a_usage_error(
     assert '✓ qa chrome: delivered (HTTP 201, 1 attempt) — "Hello Quinn"' in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason="variant syntax lands with the language change")
 def test_send_test_variants_through_the_command(peers: tuple[WebPushService, ApnsService], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     webpush, _ = peers

@@ -186,7 +186,7 @@ class Dispatcher:
             return Delivery(False, None, "delivery_error", 0)
 
     async def _one(self, job: SendJob, sub: Subscription, wire: Wire | None = None) -> Delivery:
-        message = job.campaign.message
+        message = job.message
         ttl = message.ttl if message.ttl is not None else self.default_ttl
         if sub.device_token:  # legacy Safari: APNs
             if self._apns is None:

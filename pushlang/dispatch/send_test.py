@@ -72,12 +72,12 @@ def test_jobs(compiled: plan.Plan, store: Store, campaign_id: str, users: list[s
                 problems.append(f"{who}: {stop.detail} ({t.reason})")
                 continue
             send, campaign = t.decision.send, c.plan
-            if v is not None:
-                # the variant's own message (ttl, urgency, tag); several: each its own notification
-                message = c.variants[v][1]
-                campaign = msgspec.structs.replace(campaign, message=msgspec.structs.replace(
-                    message, tag=None) if several else message)
-                if several:
-                    send = labelled(send, v)
+            if v is not None and several:
+                # each variant its own notification: labelled, and without the tag that would replace another
+                # (the job sends the variant's own message: SendJob.message)
+                campaign = msgspec.structs.replace(campaign, variants=tuple(
+                    msgspec.structs.replace(x, message=msgspec.structs.replace(x.message, tag=None))
+                    for x in campaign.variants))
+                send = labelled(send, v)
             jobs.append(SendJob(now, campaign, user, send, targets(c, state, send)))
     return jobs, problems

@@ -92,6 +92,11 @@ class SendJob:
     def send_id(self) -> str:
         return self.send.send_id
 
+    @property
+    def message(self) -> plan.Message:
+        """The message this send was rendered from: its variant's, else the campaign's (its ttl, urgency…)."""
+        return self.campaign.message_of(self.send.variant)
+
     def queued(self) -> QueuedSend:
         """What an outbox keeps of it (the service's, and scale-out's ``ob:{p}``)."""
         return QueuedSend(**msgspec.structs.asdict(self.send), at=self.at, campaign=self.campaign.id,

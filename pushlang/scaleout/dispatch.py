@@ -537,7 +537,7 @@ class DispatchWorker:
         clock the decision time is the records' (loading history, tests), not the dispatcher's: the ttl
         runs from when the dispatcher takes the send, so nothing expires for being replayed late."""
         job = entry.job
-        ttl = job.campaign.message.ttl if job is not None else None
+        ttl = job.message.ttl if job is not None else None
         start = entry.queued.at // 1_000_000
         if not self.expire_by_server_time:
             start = max(start, int(time.time()))

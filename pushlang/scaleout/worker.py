@@ -190,7 +190,7 @@ class Worker:
         self.max_skew_us = max_skew_us
         self.keep_outputs = keep_outputs
         # an outbox entry nobody took within the longest ttl (and a day) can only be expired: dropped
-        ttls = [c.message.ttl for c in compiled.campaigns if c.message.ttl is not None]
+        ttls = [m.ttl for c in compiled.campaigns for m in c.messages if m.ttl is not None]
         self.outbox_horizon_ms = (max([compiled.settings.default_ttl, *ttls]) + OUTBOX_GRACE) * 1000
         self.log = log or (lambda _message: None)
         self.owned: dict[int, _Partition] = {}
