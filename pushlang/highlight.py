@@ -14,6 +14,7 @@ Token types:
 ``true false null``                                             Keyword.Constant
 campaign id after ``campaign``                                  Name.Class
 segment / template name (declared or referenced)                Name.Entity
+variant id in ``message ID P%``                                 Name.Label
 platforms, weekdays, urgency level, ``icon default`` name       Name.Constant
 ``user.country``, ``event.a.b``, ``user["First Name"]``         Name.Variable (``.[]`` Punctuation)
 ``lower(`` ``date(``                                            Name.Builtin
@@ -114,6 +115,9 @@ class PushLexer(RegexLexer):  # type: ignore[misc]
             (r"^segment" + _END, Keyword.Declaration),
             # Names that stand for one of a fixed set of words.
             (r"(use)([ \t]+)(" + _ID + ")", bygroups(Keyword, Whitespace, Name.Entity)),
+            # A variant of an A/B test: `message a 50% {` (SPEC §12.3).
+            (r"(message)([ \t]+)(?!use" + _END + ")(" + _ID + r")([ \t]+)(\d+(?:\.\d+)?%)",
+             bygroups(Keyword, Whitespace, Name.Label, Whitespace, Number)),
             (r"platforms" + _END, Keyword, "names"),
             (r"(every)([ \t]+)(?!(?:day|month)" + _END + r")(?=[A-Za-z_])",
              bygroups(Keyword, Whitespace), "names"),

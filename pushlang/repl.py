@@ -42,7 +42,7 @@ from pushlang.runtime.sqlite_store import open_store
 from pushlang.runtime.store import MemoryStore, UserState
 from pushlang.runtime.why import render_trace
 from pushlang.source import Source, Span
-from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS
+from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS, WINNER_METRICS
 from pushlang.syntax.literals import DURATION_UNITS
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name: (arguments, what it does)
@@ -483,9 +483,9 @@ class Session:
         """Tab for the text before the cursor: the word being typed and what may complete it, by
         context — commands at the start of a line, campaign ids and user ids where a command takes
         them, files after `:load` and `:records`, the items of a `when` block at the start of one of
-        its lines, periods after `per`, else keywords, names, events and properties (not on an empty
-        word: every keyword is no help). ``earlier``: the lines typed before this one in an unfinished
-        definition."""
+        its lines, periods after `per`, the words of `test P% then winner by clicks|conversions after D`
+        one after the other, else keywords, names, events and properties (not on an empty word: every
+        keyword is no help). ``earlier``: the lines typed before this one in an unfinished definition."""
         parts = before.split(" ")
         word, done = parts[-1], [p for p in parts[:-1] if p]
         if done and done[0].startswith(":") and before.lstrip().startswith(":"):
@@ -505,6 +505,8 @@ class Session:
             item = done[0] if done[0] != "{" else done[1] if len(done) > 1 else ""
             candidates = list(THROTTLE_PERIODS if item == "throttle" else LIMIT_PERIODS if item == "limit"
                               else LIMIT_PERIODS + THROTTLE_PERIODS)
+        elif "test" in done and done[::-1].index("test") + 1 in _AFTER_TEST:
+            candidates = list(_AFTER_TEST[done[::-1].index("test") + 1])
         elif (not done or done[-1] == "{") and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]:
             candidates = list(WHEN_ITEMS)
         elif not word:
@@ -512,6 +514,10 @@ class Session:
         else:
             candidates = self.words()
         return word, [c for c in candidates if c.startswith(word) and c != word]
+
+
+# What comes next in `test 10% then winner by clicks after 4h`, by how many words there are from `test` on.
+_AFTER_TEST: dict[int, tuple[str, ...]] = {2: ("then",), 3: ("winner",), 4: ("by",), 5: WINNER_METRICS, 6: ("after",)}
 
 
 def _open_blocks(text: str) -> list[str]:

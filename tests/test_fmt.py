@@ -241,6 +241,43 @@ def test_delivery_controls_and_recurring_times_are_laid_out_canonically() -> Non
     assert comments(out) == comments(DELIVERY_MESSY)
 
 
+VARIANTS_MESSY = (
+    "campaign spring_ab {\n"
+    "  send once at 2026-12-01 10:00\n"
+    "  message   a   33.33%{ title \"Still thinking?\"\n"
+    "    body   \"Your cart\"}\n"
+    "     message b 33.33%   use  spring_sale  # the template alone\n"
+    "  message c_2 33.34% use spring_sale{\n"
+    "  title \"Last day\"   # an override\n"
+    "  }\n"
+    "  test   10%   then winner  by   clicks after 4h  # a tenth first\n"
+    "}\n"
+)
+
+VARIANTS_CANONICAL = """\
+campaign spring_ab {
+  send once at 2026-12-01 10:00
+  message a 33.33% {
+    title "Still thinking?"
+    body "Your cart"
+  }
+  message b 33.33% use spring_sale  # the template alone
+  message c_2 33.34% use spring_sale {
+    title "Last day"  # an override
+  }
+  test 10% then winner by clicks after 4h  # a tenth first
+}
+"""
+
+
+def test_variants_and_the_winner_test_are_laid_out_canonically() -> None:
+    out = fmt(VARIANTS_MESSY)
+    assert out == VARIANTS_CANONICAL
+    assert fmt(out) == out
+    assert meaning(out) == meaning(VARIANTS_MESSY)
+    assert comments(out) == comments(VARIANTS_MESSY)
+
+
 def test_a_comment_line_before_a_closing_brace_stays_in_the_block() -> None:
     assert fmt("segment s {\n  a == 1\n# last word\n}\n") == "segment s {\n  a == 1\n  # last word\n}\n"
     assert fmt("segment s { # why\n}\n") == "segment s {  # why\n}\n"

@@ -39,6 +39,30 @@ campaign month_end {
     body "Last chance"
   }
 }
+
+template spring_sale {
+  title "Spring sale"
+  body "20% off"
+}
+
+campaign spring_ab {
+  send every monday at 09:00
+  when {
+    start 2026-12-01 00:00
+    end 2027-01-01 00:00
+    cutoff 20:00
+  }
+  message a 33.33% {
+    title "Still thinking?"
+    body "Your cart is waiting"
+  }
+  message b 33.33% use spring_sale
+  message c 33.34% use spring_sale {
+    title "Last day"
+  }
+  conversion "Charged" within 2d
+  test 10% then winner by conversions after 4h
+}
 """)
 
 # Pieces of the language, so that mutations reach deep into the grammar, not only the lexer.
@@ -51,6 +75,8 @@ VOCABULARY = [
     "conversion", "revenue", "10m", "0d", "29", "31", "100%", "2026-02-30", "25:00", "09:00",
     "2026-12-01 09:00", "\\u{1F6D2}", "\\q", "🛒", "\t", "\r\n", "==", ">=", "and", "or", "-", "+",
     "days", "last", "throttle", "priority", "minute", "hour", "0s", "24h", "-5", "101", "0",
+    "message a 50%", "message b 50% use", "33.33%", "0%", "test", "then", "winner", "by", "clicks",
+    "conversions", "after", "1d",
 ]
 
 

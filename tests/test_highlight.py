@@ -224,6 +224,19 @@ def test_delivery_controls_and_the_new_schedules() -> None:
     assert not any(t is Name.Constant for t, _ in toks)  # `every 2 days` names no weekday
 
 
+def test_variants_and_the_winner_test() -> None:
+    text = ("message a 33.33% {\n  title \"A\"\n}\nmessage b 66.67% use spring_sale {\n}\n"
+            "message use spring_sale\ntest 10% then winner by conversions after 4h\n")
+    toks = tokens(text)
+    assert [v for t, v in toks if t in Error] == []
+    assert (Name.Label, "a") in toks and (Name.Label, "b") in toks
+    assert (Number, "33.33%") in toks and (Number, "66.67%") in toks
+    assert (Name.Entity, "spring_sale") in toks and (Name.Label, "use") not in toks
+    for word in ("message", "use", "test", "then", "winner", "by", "conversions", "after"):
+        assert (Keyword, word) in toks, word
+    assert (Number, "10%") in toks and (Number, "4h") in toks
+
+
 def test_an_unclosed_string_or_personalisation_ends_at_the_end_of_its_line() -> None:
     text = 'body "Hi @{user.name | default: \'x\'\nwho {\n  user.vip == true\n}\n'
     toks = tokens(text)

@@ -10,7 +10,7 @@ from pushlang.compiler import THROTTLE_PERIODS as THROTTLE_SECONDS
 from pushlang.highlight import lexer
 from pushlang.repl import Session
 from pushlang.resources import grammar_file
-from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS
+from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS, WINNER_METRICS
 
 
 def grammar_words() -> set[str]:
@@ -58,3 +58,4 @@ def test_the_when_items_and_periods_for_completion_are_the_grammars() -> None:
     assert sorted({_terminal_words(t)[0] for t in first}) == sorted(WHEN_ITEMS)
     assert _terminal_words("LIMIT_PERIOD") == LIMIT_PERIODS
     assert _terminal_words("THROTTLE_PERIOD") == THROTTLE_PERIODS == tuple(THROTTLE_SECONDS)
+    assert _terminal_words("WINNER_METRIC") == WINNER_METRICS

@@ -25,9 +25,9 @@ def syntax_error(text: str) -> Diagnostic:
                          ids=[f"{HINTS.index(h)}-{h.unexpected}-{i}" for i, (h, _) in enumerate(CASES)])
 def test_every_example_of_the_catalogue_gets_its_hint(hint: Hint, example: str) -> None:
     d = syntax_error(example)
-    unexpected = re.search(r"unexpected (?:character )?`([^`]*)`", d.message)
+    unexpected = re.search(r"unexpected (?:character )?`([^`]*)`|unexpected (end of line)", d.message)
     assert unexpected, d.message
-    assert d.help == hint.text.format(tok=unexpected.group(1)), (example, d.message)
+    assert d.help == hint.text.format(tok=unexpected.group(1) or unexpected.group(2)), (example, d.message)
 
 
 def test_the_catalogue_is_big_enough_to_cover_what_people_get_wrong() -> None:

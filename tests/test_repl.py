@@ -287,6 +287,20 @@ def test_completion_knows_the_when_block_and_the_periods_after_per() -> None:
     assert "throttle" in session.completions("thr")[1]  # a keyword like any other
 
 
+def test_completion_walks_through_the_winner_test() -> None:
+    session = Session(out=lambda _: None)
+    earlier = 'campaign c {\n  send once at 2026-12-01 10:00\n  message a 50% {\n    title "A"\n  }'
+    assert "test" in session.completions("  te", earlier)[1]  # a keyword like any other
+    assert session.completions("  test 10% ", earlier) == ("", ["then"])
+    assert session.completions("  test 10% then ", earlier) == ("", ["winner"])
+    assert session.completions("  test 10% then winner ", earlier) == ("", ["by"])
+    assert session.completions("  test 10% then winner by ", earlier) == ("", ["clicks", "conversions"])
+    assert session.completions("  test 10% then winner by conv", earlier) == ("conv", ["conversions"])
+    assert session.completions("  test 10% then winner by clicks ", earlier) == ("", ["after"])
+    assert session.completions("  test 10% then winner by clicks after ", earlier) == ("", [])  # a duration
+    assert session.completions("  test ", earlier) == ("", [])  # a percent
+
+
 def test_user_shows_no_internal_counters_and_help_is_aligned() -> None:
     said: list[str] = []
     session = Session(out=said.append)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from pushlang.check import names, platforms, properties, structure, timing, types
+from pushlang.check import experiments, names, platforms, properties, structure, timing, types
 from pushlang.check.context import CampaignView, CheckContext
 
 
@@ -34,6 +34,8 @@ CHECKS: tuple[Check, ...] = (
     Check("durations", timing.durations),
     Check("literal-types", types.literal_types),
     Check("control-group", platforms.control_group),
+    Check("variants", experiments.variants),
+    Check("winner-test", experiments.winner_test),
     Check("safari", platforms.safari),
     Check("buttons", platforms.buttons),
     Check("tags", platforms.tags),

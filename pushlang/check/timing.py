@@ -140,7 +140,7 @@ PRIORITY_MIN, PRIORITY_MAX = -100, 100  # SPEC §12.2
 
 
 def durations(ctx: CheckContext) -> None:
-    """Windows of zero length: `within 0m`, `in last 0d`."""
+    """Windows of zero length: `within 0m`, `in last 0d`, a winner `after 0h`."""
     exprs = [(c, s.path) for s in ctx.all_segments for c in s.node.conditions]
     for view in ctx.campaigns:
         exprs += [(e, view.path) for e in view.own_expressions()]
@@ -150,6 +150,9 @@ def durations(ctx: CheckContext) -> None:
         for conv in view.conversions:
             if conv.within == 0:
                 _zero(ctx, view.path, conv.within_span)
+        for test in view.tests:
+            if test.after == 0:  # the winner's window (s, s + D]
+                _zero(ctx, view.path, test.after_span)
     for expr, path in exprs:
         for node in walk(expr):
             if isinstance(node, ast.Did) and node.window == 0:

@@ -343,7 +343,7 @@ PRIORITY_OUT_OF_RANGE = _code(
     "Use a number from -100 to 100: higher wins.",
 )
 
-# ---- audience, control group -------------------------------------------------------------------
+# ---- audience, control group, experiments --------------------------------------------------------
 CONTROL_GROUP_ALL = _code(
     "PL500", "control-group-all", E,
     "The control group is 100% (or more).",
@@ -365,6 +365,91 @@ TYPE_MISMATCH = _code(
     "coercion between strings and numbers).",
     'who {\n  user.age + "1" > 18\n}',
     "Compare numbers with numbers and strings with strings; durations add to date-times.",
+)
+VARIANT_WEIGHTS = _code(
+    "PL503", "variant-weights", E,
+    "The weights of a campaign's variants do not add up to exactly 100%.",
+    "Each user gets one variant by a hash of the user: the variants take consecutive ranges of "
+    "10000 basis points (a weight P% is round(P × 100) of them). Weights that add up to less leave "
+    "users with no message; more cannot be split (SPEC §12.3).",
+    'message a 50% { ... }\nmessage b 40% { ... }',
+    "Make the weights add up to 100%: `33.33%`, `33.33%` and `33.34%` split three ways.",
+)
+VARIANT_COUNT = _code(
+    "PL504", "variant-count", E,
+    "A campaign has one variant `message ID P%`, or more than 8.",
+    "An A/B test compares 2 to 8 variants (SPEC §12.3); one variant is a plain message, and "
+    "more than 8 split the audience too thin to tell them apart.",
+    'message a 100% {\n  title "Hi"\n  body "Welcome"\n}',
+    "Add a second variant, or write the one message as `message { ... }`; keep at most 8 variants.",
+)
+DUPLICATE_VARIANT = _code(
+    "PL505", "duplicate-variant", E,
+    "Two variants of a campaign have the same id.",
+    "Decisions, stats and the winner name a variant by its id; two with one id cannot be told apart.",
+    'message a 50% { ... }\nmessage a 50% { ... }',
+    "Give each variant its own id: `message a ...`, `message b ...`.",
+)
+MESSAGE_AND_VARIANTS = _code(
+    "PL506", "message-and-variants", E,
+    "A campaign has both a plain `message` and variants `message ID P%`.",
+    "A campaign sends one message, or one of 2 to 8 variants (SPEC §12.3): a plain message beside "
+    "variants has no weight, so no user could get it.",
+    'message { ... }\nmessage b 50% { ... }',
+    "Give the plain message an id and a weight (`message a 50% { ... }`), or drop the variants.",
+)
+WINNER_ON_LIVE = _code(
+    "PL507", "winner-on-live", E,
+    "`test P% then winner ...` is given in a live campaign.",
+    "A winner test decides a test group at a scheduled occurrence and everybody else once the "
+    "winner is known (SPEC §12.4); a live campaign decides each user at their own event, with no "
+    "occurrence to hold the others back for.",
+    'on "Added To Cart"\ntest 10% then winner by clicks after 2h',
+    "Remove the `test` line (the variants still split the users by weight), or make the campaign "
+    "scheduled with `send ...`.",
+)
+WINNER_WITHOUT_VARIANTS = _code(
+    "PL508", "winner-without-variants", E,
+    "`test P% then winner ...` is given in a campaign without variants.",
+    "With one message there is nothing to choose between.",
+    'message { ... }\ntest 10% then winner by clicks after 2h',
+    "Write 2 to 8 variants `message ID P% { ... }`, or remove the `test` line.",
+)
+WINNER_WITH_USER_TIMES = _code(
+    "PL509", "winner-with-user-times", E,
+    "`test P% then winner ...` is given with `deliver in user timezone`.",
+    "A winner test needs one instant s for the whole occurrence: the test group goes at s and the "
+    "others at s + D. With each user at their own local time there is no such instant (SPEC §12.4).",
+    'when {\n  deliver in user timezone\n}\ntest 10% then winner by clicks after 2h',
+    "Remove `deliver in user timezone`, or the `test` line (the variants still split the users).",
+)
+WINNER_NEEDS_CONVERSION = _code(
+    "PL510", "winner-needs-conversion", E,
+    "`then winner by conversions` is given in a campaign without a `conversion`.",
+    "A variant's conversion rate counts the campaign's own conversions (SPEC §8); without a "
+    "`conversion` line there are none, so every rate would be 0 and the first variant would win.",
+    'test 10% then winner by conversions after 1d',
+    'Add `conversion "E" within D`, or choose the winner `by clicks`.',
+)
+TEST_PERCENT_OUT_OF_RANGE = _code(
+    "PL511", "test-percent-out-of-range", E,
+    "The test group of a winner test is 0% or 100%.",
+    "With 0% no user tests the variants, so every rate is 0; with 100% every user is in the test "
+    "and nobody is left to get the winner.",
+    'test 100% then winner by clicks after 2h',
+    "Use a share between 0% and 100%, exclusive: 10–20% is usual.",
+)
+WINNER_TOO_LATE = _code(
+    "PL512", "winner-too-late", W,
+    "A winner test's `after D` reaches the campaign's next occurrence, its `end` or its cut-off.",
+    "The users outside the test group are decided at s + D (SPEC §12.4). At or after the next "
+    "occurrence they would get the last occurrence's winner once the next one has begun; at or after "
+    "`end` they are `campaign_ended` and at or after the cut-off `cutoff`: the winner reaches nobody. "
+    "The next occurrence is the shortest gap between two (`send at` dates: the closest two; daily: a "
+    "day, weekly: a week, `every N days`: N days, monthly: 28 days, between their times of day), in "
+    "local clock time.",
+    'send every day at 09:00\ntest 10% then winner by clicks after 1d',
+    "Use a shorter `after`, or move `end` or `cutoff` later.",
 )
 
 # ---- message and platforms ---------------------------------------------------------------------

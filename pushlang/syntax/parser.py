@@ -36,6 +36,7 @@ _WORDS = {
     "DND_MODE": "`discard` or `delay`",
     "LIMIT_PERIOD": "`day`, `week` or `campaign`",
     "THROTTLE_PERIOD": "`minute` or `hour`",
+    "WINNER_METRIC": "`clicks` or `conversions`",
     "URGENCY_LEVEL": "`very-low`, `low`, `normal` or `high`",
     "COUNT_OP": "`at least`, `at most` or `exactly`",
     "IN_LAST": "`in last`",
@@ -108,7 +109,8 @@ HINTS: tuple[Hint, ...] = (
         _campaign('on "A"', 'conversion "C" within 2'),
         _segment('did "A" in last 7'),
         _template("ttl 2"),
-        _when("limit 1 per 5"))),
+        _when("limit 1 per 5"),
+        _campaign("test 10% then winner by clicks after 4"))),
     Hint("a duration is a whole number and a unit, with no space: `10m`, `2h`, `7d`", "NAME", (
         _campaign('on "A"', 'unless "B" within soon'),
         _segment('did "A" in last week'),
@@ -164,6 +166,33 @@ HINTS: tuple[Hint, ...] = (
         "NAME": (_when("priority high"),),
         "NUMBER": (_when("priority 1.5"),),
         "PLUS": (_when("priority +5"),),
+    }),
+    # A/B variants and the winner test (SPEC §12.3, §12.4).
+    *_each("a variant's weight is a percent: `message a 50% {{ ... }}` (the weights add up to 100%)", {
+        "INT": (_campaign("message a 50 {"), _campaign("message a 50 use t")),
+        "NUMBER": (_campaign("message a 0.5 {"),),
+    }),
+    Hint("a variant gives its weight after its id, `message a 50% {{ ... }}`; one message has no id: "
+         "`message {{ ... }}`", "LBRACE", (_campaign("message a {"),)),
+    Hint("a variant has an id before its weight: `message a 50% {{ ... }}`", "NUMBER_PERCENT", (
+        _campaign("message 50% {"),)),
+    *_each("a variant's message follows its weight: `message a 50% {{ ... }}` or `message a 50% use TEMPLATE`", {
+        "RBRACE": (_campaign("message a 50%"),),
+        "_NL": (_campaign("message a 50%", 'title "A"'),),
+    }),
+    *_each("a winner is chosen `by clicks` or `by conversions`", {
+        "NAME": (_campaign("test 10% then winner by opens after 4h"), _campaign("test 10% then winner clicks after 4h")),
+        "AFTER": (_campaign("test 10% then winner after 4h"),),
+    }),
+    Hint("the test group is a percent of the users: `test {tok}% then winner by clicks after 4h`", "INT", (
+        _campaign("test 10 then winner by clicks after 4h"),)),
+    Hint("write `test 10% then winner by clicks after 4h`", "WINNER", (
+        _campaign("test 10% winner by clicks after 4h"),)),
+    *_each("say when the winner is chosen: `test 10% then winner by clicks after 4h`", {
+        "RBRACE": (_campaign("test 10% then winner by clicks"),),
+        "_NL": (_campaign("test 10% then winner by clicks", "platforms chrome"),),
+        "IN": (_campaign("test 10% then winner by clicks in 4h"),),
+        "WITHIN": (_campaign("test 10% then winner by clicks within 4h"),),
     }),
 )
 
