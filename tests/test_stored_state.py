@@ -32,12 +32,14 @@ def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushSer
 
 
 def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
-    """The store as that version left it (the store's tables made by today's code: schema version 1
-    both; the activity table as it was then, which the service migrates when it opens the file); the
+    """The store as that version left it (the store's tables made by today's code, taken back to
+    schema version 1; the activity table as it was then, which the service migrates when it opens the file); the
     users' endpoints are pointed at the loopback push service (their subscription keys, which the
     outbox entry names, stay as they were)."""
     SqliteStore(str(path)).close()
     db = sqlite3.connect(path)
+    # schema 1 had no windows.variant (schema 2): the store as it was, which the service migrates on open
+    db.executescript("ALTER TABLE windows DROP COLUMN variant; PRAGMA user_version = 1;")
     db.executescript((FIXTURES / "activity.sql").read_text(encoding="utf-8"))
     db.executescript((FIXTURES / "rows.sql").read_text(encoding="utf-8"))
     for user, sub in live.items():
@@ -50,7 +52,7 @@ def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
 def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
         project: tuple[Path, WebPushService]) -> None:
     folder, push = project
-    assert SCHEMA_VERSION == 1  # the version the rows were written with
+    assert SCHEMA_VERSION == 2  # the rows were written with version 1: the store is migrated when opened
     live = {"u1": push.new_subscription("chrome"), "u2": push.new_subscription("chrome")}
     _store_of_before(folder / "state.db", live)
     now = [parse_instant("2026-12-01T22:30:00+00:00") / 1e6]  # u1's push waits for the end of DND at 09:00
@@ -72,6 +74,8 @@ def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
             service.activity.commit()
             columns = [row[1] for row in service.activity.db.execute("PRAGMA table_info(activity)")]
             assert columns[-3:] == ["variant", "rates", "significant"]  # migrated on open
+            windows = [row[1] for row in service.store.connection.execute("PRAGMA table_info(windows)")]
+            assert windows[-1] == "variant"  # the store too (schema 2)
             return [r for r in service.activity.rows() if r["outcome"] in ("send", "delivered", "failed")]
 
     rows = asyncio.run(run())
