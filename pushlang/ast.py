@@ -84,7 +84,16 @@ class Did(msgspec.Struct, frozen=True):
     window_span: Span
 
 
-Expr = Literal | ListExpr | Prop | Call | Unary | Binary | Exists | SegmentRef | Did
+class IfThen(msgspec.Struct, frozen=True):
+    """``if cond then then else else_``: ``then`` when ``cond`` is true, else ``else_``."""
+
+    cond: Expr
+    then: Expr
+    else_: Expr
+    span: Span
+
+
+Expr = Literal | ListExpr | Prop | Call | Unary | Binary | Exists | SegmentRef | Did | IfThen
 
 # ---- message texts (SPEC §7) -------------------------------------------------------------------
 

@@ -246,6 +246,8 @@ class Lowering:
             return plan.Exists(plan.Var(e.prop.root, e.prop.path))
         if isinstance(e, ast.SegmentRef):
             return plan.InSegment(e.name)
+        if isinstance(e, ast.IfThen):
+            return plan.IfThen(self.expr(e.cond), self.expr(e.then), self.expr(e.else_))
         assert isinstance(e, ast.Did)
         if e.negated:
             op, count = "exactly", 0

@@ -78,7 +78,16 @@ class DidEvent(_Node, frozen=True):
     window: int  # seconds
 
 
-Expr = Const | ListOf | Var | Call | Not | Neg | BinOp | Exists | InSegment | DidEvent
+class IfThen(_Node, frozen=True):
+    """``if cond then … else …``: ``then`` when ``cond`` is true; false, missing or not a boolean
+    gives ``else_``."""
+
+    cond: Expr
+    then: Expr
+    else_: Expr
+
+
+Expr = Const | ListOf | Var | Call | Not | Neg | BinOp | Exists | InSegment | DidEvent | IfThen
 
 # ---- message texts -----------------------------------------------------------------------------
 

@@ -484,7 +484,7 @@ class Session:
         context — commands at the start of a line, campaign ids and user ids where a command takes
         them, files after `:load` and `:records`, the items of a `when` block at the start of one of
         its lines, periods after `per`, the words of `test P% then winner by clicks|conversions after D`
-        one after the other, else keywords, names, events and properties (not on an empty word: every
+        one after the other, `then` and `else` of an open `if`, else keywords, names, events and properties (not on an empty word: every
         keyword is no help). ``earlier``: the lines typed before this one in an unfinished definition."""
         parts = before.split(" ")
         word, done = parts[-1], [p for p in parts[:-1] if p]
@@ -507,6 +507,8 @@ class Session:
                               else LIMIT_PERIODS + THROTTLE_PERIODS)
         elif "test" in done and done[::-1].index("test") + 1 in _AFTER_TEST:
             candidates = list(_AFTER_TEST[done[::-1].index("test") + 1])
+        elif not word and (after_if := _if_next(done)) is not None:
+            candidates = [after_if]
         elif (not done or done[-1] == "{") and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]:
             candidates = list(WHEN_ITEMS)
         elif not word:
@@ -518,6 +520,28 @@ class Session:
 
 # What comes next in `test 10% then winner by clicks after 4h`, by how many words there are from `test` on.
 _AFTER_TEST: dict[int, tuple[str, ...]] = {2: ("then",), 3: ("winner",), 4: ("by",), 5: WINNER_METRICS, 6: ("after",)}
+
+
+# Words after which an operand must come, so neither `then` nor `else` can.
+_WANTS_OPERAND = frozenset({"if", "then", "else", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and",
+                            "or", "not", "in", "contains", "starts", "ends", "with", "exists", "where"})
+
+
+def _if_next(done: list[str]) -> str | None:
+    """`then` after the condition of an open `if`, `else` after its `then` branch (words typed so far,
+    a personalisation's `"@{` or a `(` before a word left out); None elsewhere."""
+    words = [w.lstrip("\"'@{([") for w in done]
+    expecting: list[str] = []
+    for w in words:
+        if w == "if":
+            expecting.append("then")
+        elif expecting and w == expecting[-1] == "then":
+            expecting[-1] = "else"
+        elif expecting and w == expecting[-1] == "else":
+            expecting.pop()
+    if not expecting or not words or words[-1] in _WANTS_OPERAND:
+        return None
+    return expecting[-1]
 
 
 def _open_blocks(text: str) -> list[str]:

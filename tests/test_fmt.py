@@ -278,6 +278,40 @@ def test_variants_and_the_winner_test_are_laid_out_canonically() -> None:
     assert comments(out) == comments(VARIANTS_MESSY)
 
 
+CONDITIONAL_MESSY = (
+    "campaign c {\n"
+    "  on \"A\"   where if(event.x)then -1 else[1]  contains   2\n"
+    "  who {if user.vip==true\n"
+    "      then   true   # VIPs\n"
+    "    else  if user.age>30 then(user.then)else user.else\n"
+    "  }\n"
+    "  message { title \"@{if user.vip == true then 'VIP' else 'Hi'}\" }\n"
+    "}\n"
+)
+
+CONDITIONAL_CANONICAL = """\
+campaign c {
+  on "A" where if (event.x) then -1 else [1] contains 2
+  who {
+    if user.vip == true
+    then true  # VIPs
+    else if user.age > 30 then (user.then) else user.else
+  }
+  message {
+    title "@{if user.vip == true then 'VIP' else 'Hi'}"
+  }
+}
+"""
+
+
+def test_an_if_is_laid_out_canonically() -> None:
+    out = fmt(CONDITIONAL_MESSY)
+    assert out == CONDITIONAL_CANONICAL
+    assert fmt(out) == out
+    assert meaning(out) == meaning(CONDITIONAL_MESSY)
+    assert comments(out) == comments(CONDITIONAL_MESSY)
+
+
 def test_a_comment_line_before_a_closing_brace_stays_in_the_block() -> None:
     assert fmt("segment s {\n  a == 1\n# last word\n}\n") == "segment s {\n  a == 1\n  # last word\n}\n"
     assert fmt("segment s { # why\n}\n") == "segment s {  # why\n}\n"

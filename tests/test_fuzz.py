@@ -63,6 +63,24 @@ campaign spring_ab {
   conversion "Charged" within 2d
   test 10% then winner by conversions after 4h
 }
+
+segment vip_or_big {
+  if exists user.vip then user.vip == true else did "Charged" at least 2 times in last 30d
+}
+
+campaign conditional {
+  on "Added To Cart" where if event.price > 100 then event.category != "gifts" else false
+  who {
+    if user.country in ["IN", "US"]
+      then segment vip_or_big
+      else (if user.age >= 30 then 1 else 0) == 1
+  }
+  message {
+    title "@{if user.vip == true then 'Your VIP deal' else 'A deal for you'}"
+    body "@{if exists user.first_name then user.first_name else 'Hi' | capitalize}, your cart"
+  }
+  conversion "Charged" within 1d revenue if event.currency == "EUR" then event.amount else event.amount * 0.9
+}
 """)
 
 # Pieces of the language, so that mutations reach deep into the grammar, not only the lexer.
@@ -76,7 +94,7 @@ VOCABULARY = [
     "2026-12-01 09:00", "\\u{1F6D2}", "\\q", "🛒", "\t", "\r\n", "==", ">=", "and", "or", "-", "+",
     "days", "last", "throttle", "priority", "minute", "hour", "0s", "24h", "-5", "101", "0",
     "message a 50%", "message b 50% use", "33.33%", "0%", "test", "then", "winner", "by", "clicks",
-    "conversions", "after", "1d",
+    "conversions", "after", "1d", "if", "then", "else", "if user.vip then", "else if", "@{if ",
 ]
 
 

@@ -40,6 +40,14 @@ def test_the_catalogue_is_big_enough_to_cover_what_people_get_wrong() -> None:
      "a duration is a whole number and a unit, with no space: `10m`, `2h`, `7d`"),
     ('campaign c {\n  on "A"\n  unless "B" within 10\n}\n', "durations carry a unit: `10m`, `10h` or `10d` (s, m, h, d, w)"),
     ("template t {\n  title 5\n}\n", None),
+    # an `if` without `else` or `then`, and the same words without an `if`
+    ("segment s {\n  if user.vip == true then user.a\n}\n", "an `if` needs an `else`: `if C then A else B`"),
+    ('campaign c {\n  on "A" where if event.x then true\n  platforms chrome\n}\n',
+     "an `if` needs an `else`: `if C then A else B`"),
+    ("segment s {\n  user.vip == true\n}\nsegment t {\n  if user.vip vip else 2\n}\n",
+     "write `then` after the condition of an `if`: `if C then A else B`"),
+    ("segment s {\n  user.vip vip\n}\n", None),
+    ("segment s {\n  user.a == 1 2\n}\n", None),
     # the hints that hold in any state
     ('template t {\n  title "a" body "b"\n}\n', "start `body` on a new line: each item of a block goes on its own line"),
     ("template t {\n  icon Hello\n}\n", 'quote it: "Hello"'),

@@ -152,6 +152,31 @@ campaign lowered {
   }
 }
 
+campaign conditional {
+  send once at 2026-12-20 10:00
+  who {
+    if user.vip == true then user.age >= 30 else user.country in ["IN", "US"] and did "Viewed Product" in last 7d
+    (if exists user.tags then user.age > 20 else user.vip != true) != false
+  }
+  message {
+    title "Hi"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
+campaign conditional_value {
+  send once at 2026-12-20 10:00
+  who {
+    (if user.vip == true then user.age else 0) >= 30
+  }
+  message {
+    title "@{if user.vip == true then 'VIP' else 'Hi'}"
+    body "There"
+    url "https://shop.example.com/"
+  }
+}
+
 campaign live_cart {
   on "Added To Cart"
   who {
@@ -282,8 +307,12 @@ def _reach(compiled: plan.Plan, campaign: str, store: MemoryStore, *, per_user: 
 
 
 ALL = ("by_country", "adults", "big", "browsing_not_big", "not_india", "strings", "did_counts", "exactly_two",
-       "lowered", "live_cart", "everyone")
-TRANSLATABLE = tuple(c for c in ALL if c != "lowered")
+       "lowered", "conditional", "conditional_value", "live_cart", "everyone")
+PER_USER = {  # campaign id → why its audience is not counted in SQL
+    "lowered": "the function lower() is not translated to SQL",
+    "conditional_value": "`if ... then ... else` as a value (not a condition) is not translated to SQL",
+}
+TRANSLATABLE = tuple(c for c in ALL if c not in PER_USER)
 
 
 def _variants(campaign: plan.Campaign, weights: tuple[int, ...] = (5000, 5000),
@@ -335,7 +364,7 @@ def test_sql_and_per_user_counts_agree(campaign: str, experiment: bool, compiled
         assert (in_sql.method, in_sql.counted) == ("sql", COUNTED_IN_SQL)
     else:
         assert in_sql.method == "per_user"
-        assert in_sql.counted == "evaluated per user: the function lower() is not translated to SQL"
+        assert in_sql.counted == "evaluated per user: " + PER_USER[campaign]
 
 
 @pytest.mark.parametrize("at", ["2026-12-03T00:00:00Z", "2026-11-15T00:00:00Z", "2027-02-01T00:00:00Z"])
@@ -376,6 +405,15 @@ def test_numbers_by_hand(compiled: plan.Plan, sqlite_store: SqliteStore) -> None
 
     # exactly 2 Charged >= 100 in the last 30 days, not in DE: u1 and u8 (u3 is German).
     assert _reach(compiled, "exactly_two", sqlite_store).audience == 2
+
+    # `if`: u1 is a VIP of 31 (and has tags, age > 20); u2 is no VIP, in the US, browsing, without tags and
+    # its vip is not true. u8 is a VIP without an age; u6's vip is the string "true", so its `else` holds
+    # and its null country is not in the list.
+    r = _reach(compiled, "conditional", sqlite_store)
+    assert (r.method, r.audience) == ("sql", 2)
+    # As a value, per user: u1's age; u8's is missing, so the comparison is false; the rest compare 0.
+    r = _reach(compiled, "conditional_value", sqlite_store)
+    assert (r.method, r.audience) == ("per_user", 1)
 
 
 def _bucket(text: str) -> int:
@@ -495,6 +533,8 @@ def test_untranslatable_nodes_say_why(compiled: plan.Plan) -> None:
     assert "two properties" in reason(plan.BinOp("==", country, age))
     assert "trigger.*" in reason(plan.BinOp("==", plan.Var("trigger", ("x",)), plan.Const("number", 1)))
     assert "datetime" in reason(plan.BinOp("<", age, plan.Const("datetime", "2026-12-01T00:00:00")))
+    assert "`if ... then ... else` as a value" in reason(
+        plan.BinOp(">", plan.IfThen(plan.Var("user", ("vip",)), age, plan.Const("number", 0)), plan.Const("number", 1)))
 
 
 # ---- the SQL translation against the Python evaluator, on generated expressions ----------------
@@ -579,6 +619,7 @@ def _conditions(event: bool) -> st.SearchStrategy[plan.Expr]:
     return st.recursive(atoms, lambda inner: st.one_of(
         inner.map(plan.Not),
         st.builds(plan.BinOp, st.sampled_from(["and", "or"]), inner, inner),
+        st.builds(plan.IfThen, inner, inner, inner),
         st.builds(plan.BinOp, st.sampled_from(["==", "!="]), inner, st.sampled_from([True, False]).map(
             lambda b: plan.Const("bool", b))),
     ), max_leaves=4)

@@ -287,6 +287,19 @@ def test_completion_knows_the_when_block_and_the_periods_after_per() -> None:
     assert "throttle" in session.completions("thr")[1]  # a keyword like any other
 
 
+def test_completion_offers_then_and_else_of_an_if() -> None:
+    session = Session(out=lambda _: None)
+    earlier = 'campaign c {\n  on "X"\n  who {'
+    assert session.completions("    if user.vip == true ", earlier) == ("", ["then"])
+    assert session.completions("    if user.vip == true then 1 ", earlier) == ("", ["else"])
+    assert session.completions("    if user.vip == ", earlier) == ("", [])  # an operand goes there
+    assert session.completions("    if user.vip then ", earlier) == ("", [])
+    assert session.completions("    if user.a then 1 else 2 ", earlier) == ("", [])  # the `if` is complete
+    assert session.completions("    if user.a then if user.b then 1 else 2 ", earlier) == ("", ["else"])
+    assert session.completions('    title "@{if user.vip ', 'campaign c {\n  message {') == ("", ["then"])
+    assert "then" in session.completions("    if user.vip == true th", earlier)[1]  # a keyword like any other
+
+
 def test_completion_walks_through_the_winner_test() -> None:
     session = Session(out=lambda _: None)
     earlier = 'campaign c {\n  send once at 2026-12-01 10:00\n  message a 50% {\n    title "A"\n  }'

@@ -263,6 +263,8 @@ def walk(expr: ast.Expr, *, into_did: bool = True) -> Iterator[ast.Expr]:
             stack.extend(reversed(node.items))
         elif isinstance(node, ast.Exists):
             stack.append(node.prop)
+        elif isinstance(node, ast.IfThen):
+            stack.extend((node.else_, node.then, node.cond))
         elif isinstance(node, ast.Did) and node.where is not None and into_did:
             stack.append(node.where)
 

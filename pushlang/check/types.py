@@ -35,6 +35,24 @@ def literal_types(ctx: CheckContext) -> None:
                 if problem:
                     ctx.report(codes.TYPE_MISMATCH, path, node.span, problem,
                                help="there is no implicit conversion between strings and numbers")
+            elif isinstance(node, ast.IfThen):
+                never = _never_boolean(node.cond)
+                if never:
+                    ctx.report(codes.CONDITION_NEVER_BOOLEAN, path, node.cond.span,
+                               f"the condition of this `if` is {never}, never `true`: the `then` branch is never taken",
+                               help="write a comparison, e.g. `if user.vip == true then ... else ...`")
+
+
+def _never_boolean(cond: ast.Expr) -> str | None:
+    """What a condition is when it can never be a boolean: a literal that is not one, or arithmetic."""
+    kind = _kind(cond)
+    if kind is not None and kind != "bool":
+        return f"a {kind}"
+    if isinstance(cond, ast.Binary) and cond.op in _ARITHMETIC:
+        return f"arithmetic (`{cond.op}`)"
+    if isinstance(cond, ast.Unary) and cond.op == "-":
+        return "a negated number"
+    return None
 
 
 def _problem(node: ast.Binary) -> str | None:

@@ -451,6 +451,14 @@ WINNER_TOO_LATE = _code(
     'send every day at 09:00\ntest 10% then winner by clicks after 1d',
     "Use a shorter `after`, or move `end` or `cutoff` later.",
 )
+CONDITION_NEVER_BOOLEAN = _code(
+    "PL513", "condition-never-boolean", W,
+    "The condition of an `if` can never be `true`: it is a string, a number, a list or arithmetic.",
+    "Only a condition that is `true` takes the `then` branch (SPEC §6); any other value takes `else`, "
+    "so the `then` branch is never used.",
+    "title \"@{if 'vip' then 'Your VIP deal' else 'A deal for you'}\"",
+    "Write a comparison: `if user.vip == true then ... else ...`.",
+)
 
 # ---- message and platforms ---------------------------------------------------------------------
 SAFARI_WITHOUT_URL = _code(

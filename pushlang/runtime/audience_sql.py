@@ -108,6 +108,9 @@ class AudienceQuery:
             return self.segment(e.segment, event)
         if isinstance(e, plan.DidEvent):
             return self.did(e, event)
+        if isinstance(e, plan.IfThen):  # only a true condition takes the first branch
+            return (f"(CASE WHEN {self.condition(e.cond, event)} THEN {self.condition(e.then, event)}"
+                    f" ELSE {self.condition(e.else_, event)} END)")
         if isinstance(e, plan.BinOp):
             if e.op in ("and", "or"):
                 return f"({self.condition(e.left, event)}) {e.op.upper()} ({self.condition(e.right, event)})"
@@ -174,10 +177,11 @@ class AudienceQuery:
             return e
         if isinstance(e, plan.Var):
             return self.var(e, event)
-        if isinstance(e, (plan.Not, plan.Exists, plan.InSegment, plan.DidEvent)) or (
-                isinstance(e, plan.BinOp) and e.op not in ("+", "-", "*", "/")):
+        if _truth_valued(e):
             truth = self.condition(e, event)  # these always give True or False
             return _Term(f"(CASE WHEN {truth} THEN 'true' ELSE 'false' END)", f"({truth})")
+        if isinstance(e, plan.IfThen):
+            raise Untranslatable("`if ... then ... else` as a value (not a condition) is not translated to SQL")
         if isinstance(e, plan.Call):
             raise Untranslatable(f"the function {e.function}() is not translated to SQL")
         raise Untranslatable("arithmetic is not translated to SQL")
@@ -330,6 +334,14 @@ class AudienceQuery:
         else:
             test = f"(length({part.val}) = 0 OR substr({whole.val}, -length({part.val})) = {part.val})"
         return f"({whole.typ} = 'text' AND {part.typ} = 'text' AND {test})"
+
+
+def _truth_valued(e: plan.Expr) -> bool:
+    """Whether ``e`` always gives True or False, never another value or MISSING."""
+    if isinstance(e, plan.IfThen):
+        return _truth_valued(e.then) and _truth_valued(e.else_)
+    return isinstance(e, (plan.Not, plan.Exists, plan.InSegment, plan.DidEvent)) or (
+        isinstance(e, plan.BinOp) and e.op not in ("+", "-", "*", "/"))
 
 
 def _as_term(operand: _Operand) -> _Term:

@@ -221,6 +221,8 @@ def _always_bool(expr: plan.Expr) -> bool:
     """Whether the closure of ``expr`` only ever returns True or False (never a value or MISSING)."""
     if isinstance(expr, plan.BinOp):
         return expr.op not in ("+", "-", "*", "/")
+    if isinstance(expr, plan.IfThen):
+        return _always_bool(expr.then) and _always_bool(expr.else_)
     return isinstance(expr, (plan.Not, plan.Exists, plan.InSegment, plan.DidEvent))
 
 
@@ -319,6 +321,10 @@ class Compiler:
         if op in ("+", "-", "*", "/"):
             return lambda env: arithmetic(op, left(env), right(env), tz)
         return lambda env: membership(op, left(env), right(env))
+
+    def _IfThen(self, e: plan.IfThen) -> Fn:
+        cond, then, else_ = self.compile(e.cond), self.compile(e.then), self.compile(e.else_)
+        return lambda env: then(env) if cond(env) is True else else_(env)
 
     def _Exists(self, e: plan.Exists) -> Fn:
         var = self._Var(e.var)

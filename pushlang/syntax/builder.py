@@ -409,6 +409,10 @@ class AstBuilder(Transformer[Token, Any]):
     def ends_with(self, c: list[Any]) -> ast.Binary:
         return self._binary("ends with", c[0], c[1])
 
+    def if_(self, c: list[Any]) -> ast.IfThen:
+        kw, cond, then, else_ = c
+        return ast.IfThen(cond, then, else_, tspan(kw).to(_span(else_)))
+
     def exists(self, c: list[Any]) -> ast.Exists:
         return ast.Exists(c[1], tspan(c[0]).to(c[1].span))
 

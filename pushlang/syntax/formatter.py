@@ -43,7 +43,7 @@ _BLANK = frozenset(" \t\f\r")
 _OPERATOR_WORDS = frozenset(
     {"and", "or", "not", "in", "contains", "with", "starts", "ends", "where", "at", "revenue",
      "exists", "unless", "on", "did", "within", "least", "most", "exactly", "last", "segment",
-     "send", "every", "once", "to", "priority"}
+     "send", "every", "once", "to", "priority", "if", "then", "else"}
 )
 _TOP_LEVEL = frozenset({"import", "segment", "template", "campaign"})
 _OPENERS = frozenset({"{", "(", "["})

@@ -7,7 +7,7 @@ DECLARATIONS = ("campaign", "segment", "template", "import")
 BLOCKS = ("who", "when", "message", "use")  # what opens a block of a campaign, and `message use NAME`
 CONSTANTS = ("true", "false", "null")
 # Every other word, in the grammar's order: campaign items, triggers and schedules, `when`, messages,
-# control and conversions, the winner test, conditions.
+# control and conversions, the winner test, conditions (`then` of `if … then … else` is the winner test's).
 WORDS = (
     "labels", "platforms",
     "on", "where", "unless", "within", "at", "send", "once", "every", "day", "month", "days",
@@ -18,7 +18,7 @@ WORDS = (
     "control", "group", "conversion", "revenue",
     "test", "then", "winner", "by", "clicks", "conversions", "after",
     "did", "not", "least", "most", "exactly", "times", "time", "last", "and", "or", "exists", "contains",
-    "starts", "ends", "with",
+    "starts", "ends", "with", "if", "else",
 )
 KEYWORDS = DECLARATIONS + BLOCKS + CONSTANTS + WORDS
 

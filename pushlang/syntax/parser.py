@@ -78,6 +78,14 @@ _OPERANDS = ("user.x", "user", "1", "1.5", '"a"', "true", "null", "(1)", "[1]", 
 _WHERE_OPERANDS = ("event.x", "1", '"a"', "true", "(1)", "event.x == 1", 'event.x == "a"', "event.x == true")
 
 
+def _if_without(rest: str, *, then: bool) -> tuple[str, ...]:
+    """An `if` that stops after its condition (``then=False``) or after its `then` branch, before ``rest``
+    (the next line, or the end of the block): in a condition line and in an event's `where`."""
+    forms = [f"if user.a == 1 then {o} {rest}" if then else f"if {o} {rest}" for o in _OPERANDS]
+    return tuple(_segment(f) for f in forms) + tuple(_campaign('on "A" where ' + f.replace("user.", "event."))
+                                                     for f in forms)
+
+
 def _when(line: str) -> str:
     return _campaign("when {", f"  {line}", "}")
 
@@ -179,6 +187,15 @@ HINTS: tuple[Hint, ...] = (
     *_each("a variant's message follows its weight: `message a 50% {{ ... }}` or `message a 50% use TEMPLATE`", {
         "RBRACE": (_campaign("message a 50%"),),
         "_NL": (_campaign("message a 50%", 'title "A"'),),
+    }),
+    # `if C then A else B` (SPEC §6): each part is needed.
+    *_each("an `if` needs an `else`: `if C then A else B`", {
+        "RBRACE": _if_without("", then=True),
+        "_NL": _if_without("\n  user.b", then=True),
+    }),
+    *_each("write `then` after the condition of an `if`: `if C then A else B`", {
+        "NAME": _if_without("x else y", then=False),
+        "INT": _if_without("1 else 2", then=False),
     }),
     *_each("a winner is chosen `by clicks` or `by conversions`", {
         "NAME": (_campaign("test 10% then winner by opens after 4h"), _campaign("test 10% then winner clicks after 4h")),

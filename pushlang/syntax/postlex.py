@@ -9,7 +9,7 @@ from lark import Token
 # A newline after one of these cannot end a statement: the line goes on.
 _CONTINUES_AFTER = frozenset(
     {"LBRACE", "COMMA", "_ARROW", "AND", "OR", "NOT", "COMPARE", "PLUS", "MINUS", "MUL_OP",
-     "IN", "CONTAINS", "WITH", "VBAR", "COLON", "WHERE", "_NL"}
+     "IN", "CONTAINS", "WITH", "VBAR", "COLON", "WHERE", "IF", "THEN", "ELSE", "_NL"}
 )
 _OPEN = frozenset({"LPAR", "LSQB"})
 _CLOSE = frozenset({"RPAR", "RSQB"})
