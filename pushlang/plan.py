@@ -6,8 +6,8 @@ import msgspec
 
 from pushlang.settings import Settings as Settings  # part of the plan (Plan.settings)
 
-FORMAT_VERSION = 3  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
-#                    3: variants and winner tests
+FORMAT_VERSION = 4  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
+#                    3: variants and winner tests; 4: languages (Message.langs)
 
 
 class _Node(msgspec.Struct, frozen=True, tag_field="node", tag=True, forbid_unknown_fields=True):
@@ -117,6 +117,17 @@ class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     buttons: tuple[Button, ...] = ()
     tag: str | None = None
     urgency: str | None = None
+    # its `lang` blocks (SPEC §12.5), the template's merged in: each a whole message in that language
+    langs: tuple[LangTexts, ...] = ()
+
+
+class LangTexts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A message in one language: ``tag`` as written, and every field by the precedence of SPEC §12.5
+    (the campaign's `lang` block, the campaign's field, the template's `lang` block, the template's
+    field); its ``message`` has no ``langs`` of its own."""
+
+    tag: str
+    message: Message
 
 
 # ---- triggers and schedules (SPEC §3) ----------------------------------------------------------
