@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pushlang import plan
 from pushlang.compiler import compile_text
+from pushlang.runtime.pipeline import language_match, language_of
 from pushlang.syntax.formatter import format_text
 
 CART = '''
@@ -140,3 +141,47 @@ def test_fmt_lays_out_lang_blocks() -> None:
            '    title "c"\n      }\n  }\n}\n'
     assert format_text(ugly) == 'campaign c {\n  on "x"\n  message {\n    title "a"\n    body "b"\n' \
                                 '    lang "fr" {\n      title "c"\n    }\n  }\n}\n'
+
+
+def _with_tags(*tags: str) -> plan.Message:
+    own = plan.Message(plan.Text(()), plan.Text(()))
+    return plan.Message(plan.Text(()), plan.Text(()), langs=tuple(plan.LangTexts(t, own) for t in tags))
+
+
+def test_lookup_goes_to_ever_shorter_prefixes() -> None:
+    message = _with_tags("zh", "zh-Hant")
+    assert language_of(message, {"language": "zh-Hant-TW"}) == "zh-Hant"
+    assert language_of(_with_tags("zh"), {"language": "zh-Hant-TW"}) == "zh"
+    assert language_of(message, {"language": "zh-CN"}) == "zh"
+    assert language_of(_with_tags("zh-Hant"), {"language": "zh-CN"}) is None
+
+
+def test_pt_serves_pt_br_only_without_a_pt_br_block() -> None:
+    assert language_of(_with_tags("pt"), {"language": "pt-BR"}) == "pt"
+    assert language_of(_with_tags("pt", "pt-BR"), {"language": "pt-BR"}) == "pt-BR"
+    assert language_of(_with_tags("pt", "pt-BR"), {"language": "pt"}) == "pt"
+    assert language_of(_with_tags("pt-BR"), {"language": "pt"}) is None
+
+
+def test_the_users_tag_is_read_in_any_case_with_underscores() -> None:
+    message = _with_tags("pt-BR", "sr-Latn")
+    assert language_of(message, {"language": "pt_br"}) == "pt-BR"  # the tag as written
+    assert language_of(message, {"language": "PT-BR"}) == "pt-BR"
+    assert language_of(message, {"language": "SR_latn_RS"}) == "sr-Latn"
+    assert language_of(_with_tags("fr"), {"language": "fr-x-private"}) == "fr"  # a singleton goes too
+
+
+def test_no_language_or_no_block_is_the_messages_own_texts() -> None:
+    message = _with_tags("fr")
+    for profile in ({}, {"language": None}, {"language": 7}, {"language": ""}, {"language": "de"}):
+        assert language_of(message, profile) is None
+    assert language_of(_with_tags(), {"language": "fr"}) is None
+    # a language given (`send-test --lang`) is read instead of the profile's
+    assert language_of(message, {"language": "de"}, "fr-BE") == "fr"
+
+
+def test_the_lookup_says_why() -> None:
+    message = _with_tags("pt", "pt-BR")
+    assert language_match(message, {"language": "pt_br"})[1] == 'language "pt-BR": the user\'s "pt_br" matches exactly'
+    assert language_match(message, {"language": "pt-PT"})[1] == 'language "pt": falls back to "pt" from the user\'s "pt-PT"'
+    assert language_match(message, {"language": "de"})[1] == 'no block for "de": the message\'s own texts'
