@@ -262,10 +262,15 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def is_live(self) -> bool:
         return isinstance(self.trigger, (SingleAction, InactionWithin, OnDate))
 
-    def message_of(self, variant: str | None) -> Message:
-        """The message a decision with this variant was rendered from (its ttl, urgency, tag, buttons…):
-        the variant's, else the campaign's one message."""
-        return next((v.message for v in self.variants if v.id == variant), self.message)
+    def message_of(self, variant: str | None, lang: str | None = None) -> Message:
+        """The message a decision with this variant and language was rendered from (its ttl, urgency, tag,
+        buttons…): the variant's, else the campaign's one message; in language ``lang`` (a tag as written)."""
+        message = next((v.message for v in self.variants if v.id == variant), self.message)
+        return next((x.message for x in message.langs if x.tag == lang), message)
+
+    def lang_tags(self) -> tuple[str, ...]:
+        """Every `lang` tag of its messages, as written, each once."""
+        return tuple(dict.fromkeys(x.tag for m in self.messages for x in m.langs))
 
     @property
     def messages(self) -> tuple[Message, ...]:

@@ -97,7 +97,7 @@ class SendJob:
     @property
     def message(self) -> plan.Message:
         """The message this send was rendered from: its variant's, else the campaign's (its ttl, urgency…)."""
-        return self.campaign.message_of(self.send.variant)
+        return self.campaign.message_of(self.send.variant, self.send.lang)
 
     def queued(self) -> QueuedSend:
         """What an outbox keeps of it (the service's, and scale-out's ``ob:{p}``)."""
