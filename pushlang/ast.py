@@ -173,6 +173,15 @@ class Urgency(msgspec.Struct, frozen=True, gc=False):
 
 MessageField = TextField | IconDefault | Ttl | RequireInteraction | Button | Tag | Urgency
 
+
+class LangBlock(msgspec.Struct, frozen=True):
+    """``lang "TAG" { FIELD… }`` inside a message, a variant or a template (SPEC §12.5)."""
+
+    tag: str  # as written
+    fields: tuple[MessageField, ...]
+    span: Span
+    tag_span: Span
+
 # ---- campaign items ----------------------------------------------------------------------------
 
 
@@ -266,6 +275,7 @@ class Message(msgspec.Struct, frozen=True):
     weight: float | None = None
     variant_span: Span | None = None
     weight_span: Span | None = None
+    langs: tuple[LangBlock, ...] = ()  # its `lang "TAG" { ... }` blocks, in the order written
 
 
 class Control(msgspec.Struct, frozen=True, gc=False):
@@ -318,6 +328,7 @@ class TemplateDef(msgspec.Struct, frozen=True):
     fields: tuple[MessageField, ...]
     span: Span
     name_span: Span
+    langs: tuple[LangBlock, ...] = ()
 
 
 class CampaignDef(msgspec.Struct, frozen=True):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import TextIO
 
+import msgspec
+
 from pushlang import ast, plan
 from pushlang.builtins import PLATFORMS, WEEKDAYS
 from pushlang.check import CampaignView, CheckContext, run_checks
@@ -177,8 +179,15 @@ class Lowering:
         return plan.SendMonthly(plan.LAST_DAY if t.last_day else t.day or 1, times)
 
     def message(self, view: CampaignView, message: ast.Message) -> plan.Message:
-        """The one message or a variant, its template applied (the campaign's fields win)."""
-        fields = self.ctx.effective_message(view, message)
+        """The one message or a variant, its template applied (the campaign's fields win), with a whole
+        message for each of its languages (SPEC §12.5)."""
+        langs = tuple(plan.LangTexts(tag, self.message_in(view, message, tag))
+                      for tag in self.ctx.message_langs(message))
+        return msgspec.structs.replace(self.message_in(view, message, None), langs=langs)
+
+    def message_in(self, view: CampaignView, message: ast.Message, lang: str | None) -> plan.Message:
+        """The message in language ``lang``, or in its own texts (``None``)."""
+        fields = self.ctx.effective_message(view, message, lang)
 
         def text(name: str) -> plan.Text | None:
             found = fields.get(name)

@@ -6,8 +6,8 @@ import msgspec
 
 from pushlang.settings import Settings as Settings  # part of the plan (Plan.settings)
 
-FORMAT_VERSION = 3  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
-#                    3: variants and winner tests
+FORMAT_VERSION = 4  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
+#                    3: variants and winner tests; 4: languages (Message.langs)
 
 
 class _Node(msgspec.Struct, frozen=True, tag_field="node", tag=True, forbid_unknown_fields=True):
@@ -126,6 +126,17 @@ class Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     buttons: tuple[Button, ...] = ()
     tag: str | None = None
     urgency: str | None = None
+    # its `lang` blocks (SPEC §12.5), the template's merged in: each a whole message in that language
+    langs: tuple[LangTexts, ...] = ()
+
+
+class LangTexts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A message in one language: ``tag`` as written, and every field by the precedence of SPEC §12.5
+    (the campaign's `lang` block, the campaign's field, the template's `lang` block, the template's
+    field); its ``message`` has no ``langs`` of its own."""
+
+    tag: str
+    message: Message
 
 
 # ---- triggers and schedules (SPEC §3) ----------------------------------------------------------
@@ -260,10 +271,15 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def is_live(self) -> bool:
         return isinstance(self.trigger, (SingleAction, InactionWithin, OnDate))
 
-    def message_of(self, variant: str | None) -> Message:
-        """The message a decision with this variant was rendered from (its ttl, urgency, tag, buttons…):
-        the variant's, else the campaign's one message."""
-        return next((v.message for v in self.variants if v.id == variant), self.message)
+    def message_of(self, variant: str | None, lang: str | None = None) -> Message:
+        """The message a decision with this variant and language was rendered from (its ttl, urgency, tag,
+        buttons…): the variant's, else the campaign's one message; in language ``lang`` (a tag as written)."""
+        message = next((v.message for v in self.variants if v.id == variant), self.message)
+        return next((x.message for x in message.langs if x.tag == lang), message)
+
+    def lang_tags(self) -> tuple[str, ...]:
+        """Every `lang` tag of its messages, as written, each once."""
+        return tuple(dict.fromkeys(x.tag for m in self.messages for x in m.langs))
 
     @property
     def messages(self) -> tuple[Message, ...]:

@@ -25,14 +25,24 @@ class PropertySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     required: bool = False
 
 
+# Profile properties the runtime itself reads, known to every schema (a schema may say more of them):
+# `timezone` (the user's zone, SPEC §5) and `language` (the `lang` block they get, SPEC §12.5).
+RUNTIME_USER = {"timezone": PropertySpec("string"), "language": PropertySpec("string")}
+
+
 class Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     profile: dict[str, PropertySpec] = {}
     events: dict[str, dict[str, PropertySpec]] = {}
 
+    @property
+    def user_properties(self) -> dict[str, PropertySpec]:
+        """The profile's properties: the schema's, and those the runtime reads (never guaranteed)."""
+        return {**RUNTIME_USER, **self.profile}
+
     def properties(self, root: str, event: str | None) -> dict[str, PropertySpec] | None:
         """The known properties of ``user`` or of an event; None when nothing is known."""
         if root == "user":
-            return self.profile
+            return self.user_properties
         return self.events.get(event) if event is not None else None
 
     def guarantees(self, root: str, event: str | None, name: str) -> bool:

@@ -28,7 +28,7 @@ def test_replay_writes_decisions_and_a_summary(decisions: Path, capsys: pytest.C
     assert all(r["at"].endswith("Z") and len(r["at"]) == 20 for r in records)
     send = next(r for r in records if r["outcome"] == "send")
     assert set(send) == {"at", "campaign", "user", "outcome", "reason", "send_id", "title", "body", "url",
-                         "platforms", "until", "revenue", "status", "attempts", "variant", "rates", "significant"}
+                         "platforms", "until", "revenue", "status", "attempts", "variant", "lang", "rates", "significant"}
 
 
 def test_replay_on_sqlite_continues_and_never_repeats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -239,3 +239,36 @@ def test_send_test_variants_through_the_command(peers: tuple[WebPushService, Apn
         "https://shop.example.com/sale", "https://shop.example.com/sale?b", "https://shop.example.com/sale?b"]
     assert main([*argv, "--variant", "c"]) == 2
     assert "campaign promo has no variant `c`; its variants are: a, b" in capsys.readouterr().err
+
+
+# ---- languages (SPEC §12.5) --------------------------------------------------------------------
+
+PROMO_LANGS = '''campaign promo {
+  send once at 2026-12-20 10:00
+  message {
+    title "Hello @{user.first_name | default: 'friend'}"
+    body "Our winter sale"
+    url "https://shop.example.com/sale"
+    lang "de" {
+      title "Hallo @{user.first_name | default: 'Freund'}"
+      url "https://shop.example.com/de/sale"
+    }
+  }
+}
+'''
+
+
+def test_send_test_in_a_language_through_the_command(peers: tuple[WebPushService, ApnsService], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    webpush, _ = peers
+    chrome = _promo_records(tmp_path, webpush)
+    (tmp_path / "promo.push").write_text(PROMO_LANGS, encoding="utf-8")
+    argv = ["send-test", "promo.push", "--campaign", "promo", "--events", "records.jsonl"]
+    assert main(argv) == 0  # qa has no profile `language`: the message's own texts
+    assert '✓ qa chrome: delivered (HTTP 201, 1 attempt) — "Hello Quinn"' in capsys.readouterr().out
+    assert main([*argv, "--lang", "de_AT"]) == 0  # looked up as the user's language would be: de
+    assert '✓ qa chrome lang de: delivered (HTTP 201, 1 attempt) — "Hallo Quinn"' in capsys.readouterr().out
+    assert [json.loads(p or b"{}")["url"] for p in webpush.payloads(chrome.id)] == [
+        "https://shop.example.com/sale", "https://shop.example.com/de/sale"]
+    assert main([*argv, "--lang", "fr"]) == 2
+    assert "campaign promo has no `lang` block for 'fr'; its languages are: de" in capsys.readouterr().err

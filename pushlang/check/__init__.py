@@ -39,6 +39,7 @@ CHECKS: tuple[Check, ...] = (
     Check("safari", platforms.safari),
     Check("buttons", platforms.buttons),
     Check("tags", platforms.tags),
+    Check("languages", platforms.languages),
     Check("known-events", properties.known_events),
     Check("known-properties", properties.known_properties),
     Check("personalisation-defaults", properties.personalisation_defaults),

@@ -201,28 +201,49 @@ class CheckContext:
                     yield cond, scope, segment.path
                     yield from self.segment_expressions(cond, scope, seen)
 
-    def message_fields(self, view: CampaignView, message: ast.Message
+    def template_of(self, message: ast.Message) -> Def[ast.TemplateDef] | None:
+        return self.templates.get(message.use) if message.use is not None else None
+
+    def message_fields(self, view: CampaignView, message: ast.Message, lang: str | None = None
                        ) -> list[tuple[tuple[ast.MessageField, ...], str]]:
-        """A message's fields (the one message or a variant) in the order they apply: the template's,
-        then the campaign's."""
+        """A message's fields (the one message or a variant) in the order they apply, the last winning:
+        the template's, then the campaign's; in language ``lang`` (SPEC §12.5) the template's, the
+        template's `lang` block, the campaign's, the campaign's `lang` block (tags match
+        case-insensitively)."""
         out: list[tuple[tuple[ast.MessageField, ...], str]] = []
-        if message.use is not None and message.use in self.templates:
-            template = self.templates[message.use]
+        template = self.template_of(message)
+        if template is not None:
             out.append((template.node.fields, template.path))
+            out += [(b.fields, template.path) for b in lang_blocks(template.node.langs, lang)]
         out.append((message.fields, view.path))
+        out += [(b.fields, view.path) for b in lang_blocks(message.langs, lang)]
         return out
+
+    def message_langs(self, message: ast.Message) -> list[str]:
+        """Every language tag of a message and of its template, as written (the campaign's spelling
+        first), each once: the campaign's in their order, then the template's others."""
+        tags: dict[str, str] = {}
+        template = self.template_of(message)
+        for block in (*message.langs, *(template.node.langs if template is not None else ())):
+            tags.setdefault(block.tag.lower(), block.tag)
+        return list(tags.values())
 
     def sent_fields(self, view: CampaignView) -> Iterator[tuple[tuple[ast.MessageField, ...], str]]:
         """The fields of every message the campaign sends (each variant's, else the one message's),
-        templates included, with their files."""
+        templates and `lang` blocks included, with their files."""
         for message in view.sent_messages:
             yield from self.message_fields(view, message)
+            template = self.template_of(message)
+            if template is not None:
+                yield from ((b.fields, template.path) for b in template.node.langs)
+            yield from ((b.fields, view.path) for b in message.langs)
 
-    def effective_message(self, view: CampaignView, message: ast.Message
+    def effective_message(self, view: CampaignView, message: ast.Message, lang: str | None = None
                           ) -> dict[str, list[tuple[ast.MessageField, str]]]:
-        """Field name → the fields that take effect (buttons: all of them) with their files."""
+        """Field name → the fields that take effect (buttons: all of them) with their files; with
+        ``lang``, in that language (SPEC §12.5)."""
         result: dict[str, list[tuple[ast.MessageField, str]]] = {}
-        for fields, path in self.message_fields(view, message):
+        for fields, path in self.message_fields(view, message, lang):
             given_buttons = [f for f in fields if isinstance(f, ast.Button)]
             if given_buttons:
                 result["button"] = [(b, path) for b in given_buttons]
@@ -230,6 +251,34 @@ class CheckContext:
                 if not isinstance(f, ast.Button):
                     result[f.name] = [(f, path)]
         return result
+
+    def effective_messages(self, view: CampaignView, message: ast.Message
+                           ) -> Iterator[tuple[str | None, dict[str, list[tuple[ast.MessageField, str]]]]]:
+        """The message in its own texts (``None``) and in each of its languages."""
+        yield None, self.effective_message(view, message)
+        for tag in self.message_langs(message):
+            yield tag, self.effective_message(view, message, tag)
+
+    def written_fields(self) -> list[tuple[tuple[ast.MessageField, ...], str]]:
+        """Every group of fields written anywhere: each template's and message's own, and each of their
+        `lang` blocks', with their files (the checks of single fields read these)."""
+        out: list[tuple[tuple[ast.MessageField, ...], str]] = []
+        for tpl in self.all_templates:
+            out.append((tpl.node.fields, tpl.path))
+            out += [(b.fields, tpl.path) for b in tpl.node.langs]
+        for view in self.campaigns:
+            for m in view.messages:
+                out.append((m.fields, view.path))
+                out += [(b.fields, view.path) for b in m.langs]
+        return out
+
+
+def lang_blocks(blocks: tuple[ast.LangBlock, ...], lang: str | None) -> list[ast.LangBlock]:
+    """The blocks of ``blocks`` for tag ``lang`` (case-insensitive); none for ``None``."""
+    if lang is None:
+        return []
+    key = lang.lower()
+    return [b for b in blocks if b.tag.lower() == key][:1]
 
 
 def message_words(message: ast.Message) -> str:

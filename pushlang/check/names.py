@@ -47,13 +47,12 @@ def unknown_names(ctx: CheckContext) -> None:
     for seg in ctx.all_segments:
         for cond in seg.node.conditions:
             _expression_names(ctx, cond, seg.path)
-    for tpl in ctx.all_templates:
-        _field_names(ctx, tpl.node.fields, tpl.path)
+    for fields, path in ctx.written_fields():
+        _field_names(ctx, fields, path)
     for view in ctx.campaigns:
         for expr in view.own_expressions():
             _expression_names(ctx, expr, view.path)
         for message in view.messages:
-            _field_names(ctx, message.fields, view.path)
             if message.use is not None and message.use not in ctx.templates:
                 assert message.use_span is not None
                 ctx.report(codes.UNKNOWN_TEMPLATE, view.path, message.use_span,
@@ -146,8 +145,7 @@ def fixed_words(ctx: CheckContext) -> None:
             if isinstance(t, ast.Schedule):
                 for day in t.weekdays:
                     _choice(ctx, view.path, day.value, day, WEEKDAYS, "weekday")
-    fields = [(f, view.path) for view in ctx.campaigns for m in view.messages for f in m.fields]
-    fields += [(f, tpl.path) for tpl in ctx.all_templates for f in tpl.node.fields]
+    fields = [(f, path) for group, path in ctx.written_fields() for f in group]
     for f, path in fields:
         if isinstance(f, ast.Urgency):
             # The level is the last word of the field: point at it, not at `urgency`.

@@ -15,39 +15,76 @@ def safari(ctx: CheckContext) -> None:
     for view in ctx.campaigns:
         if "safari" not in view.allowed_platforms():
             continue
+        reported: set[int] = set()  # a field the message and its languages share is reported once
         for message in view.sent_messages:
-            fields = ctx.effective_message(view, message)
-            if "url" not in fields:
-                ctx.report(codes.SAFARI_WITHOUT_URL, view.path, message.span,
-                           f"Safari is allowed but {message_words(message)} has no `url`; "
-                           "Safari subscribers are skipped",
-                           help='add `url "https://..."`, or leave Safari out: `platforms chrome, firefox, edge`')
-            for name in ("icon", "image", "button"):
-                for f, path in fields.get(name, []):
-                    ctx.report(codes.SAFARI_DROPS_MEDIA, path, f.span,
-                               f"Safari drops the {name} of campaign `{view.node.id}`",
-                               help="leave Safari out with `platforms chrome, firefox, edge` if the "
-                                    f"{name} matters")
+            for lang, fields in ctx.effective_messages(view, message):
+                if "url" not in fields:
+                    what = message_words(message) if lang is None else f"its `lang \"{lang}\"` block"
+                    ctx.report(codes.SAFARI_WITHOUT_URL, view.path, message.span,
+                               f"Safari is allowed but {what} has no `url`; Safari subscribers are skipped",
+                               help='add `url "https://..."`, or leave Safari out: '
+                                    '`platforms chrome, firefox, edge`')
+                    break  # a language never takes the url away: once is enough
+                for name in ("icon", "image", "button"):
+                    for f, path in fields.get(name, []):
+                        if id(f) in reported:
+                            continue
+                        reported.add(id(f))
+                        ctx.report(codes.SAFARI_DROPS_MEDIA, path, f.span,
+                                   f"Safari drops the {name} of campaign `{view.node.id}`",
+                                   help="leave Safari out with `platforms chrome, firefox, edge` if the "
+                                        f"{name} matters")
 
 
 def buttons(ctx: CheckContext) -> None:
     for view in ctx.campaigns:
+        reported: set[int] = set()
         for message in view.sent_messages:
-            given = ctx.effective_message(view, message).get("button", [])
-            for f, path in given[2:]:
-                ctx.report(codes.TOO_MANY_BUTTONS, path, f.span,
-                           f"a third button: Chrome shows at most 2 (campaign `{view.node.id}`)",
-                           help="keep the two most important buttons")
+            for _lang, fields in ctx.effective_messages(view, message):
+                for f, path in fields.get("button", [])[2:]:
+                    if id(f) not in reported:
+                        reported.add(id(f))
+                        ctx.report(codes.TOO_MANY_BUTTONS, path, f.span,
+                                   f"a third button: Chrome shows at most 2 (campaign `{view.node.id}`)",
+                                   help="keep the two most important buttons")
 
 
 def tags(ctx: CheckContext) -> None:
-    fields = [(f, tpl.path) for tpl in ctx.all_templates for f in tpl.node.fields]
-    fields += [(f, view.path) for view in ctx.campaigns for m in view.messages for f in m.fields]
+    fields = [(f, path) for group, path in ctx.written_fields() for f in group]
     for f, path in fields:
         if isinstance(f, ast.Tag) and not _TAG.fullmatch(f.tag):
             ctx.report(codes.INVALID_TAG, path, f.span,
                        f"tag {f.tag!r} is not 1–32 URL-safe base64 characters (A–Z a–z 0–9 - _)",
                        help=f'e.g. "{_suggest(f.tag)}"')
+
+
+_LANG = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+
+
+def languages(ctx: CheckContext) -> None:
+    """`lang "TAG"` blocks: a BCP 47 shaped tag, each tag once in a message, a variant or a template
+    (SPEC §12.5)."""
+    owners = [(tpl.node.langs, tpl.path) for tpl in ctx.all_templates]
+    owners += [(m.langs, view.path) for view in ctx.campaigns for m in view.messages]
+    for blocks, path in owners:
+        seen: dict[str, ast.LangBlock] = {}
+        for block in blocks:
+            if not _LANG.fullmatch(block.tag):
+                suggestion = block.tag.replace("_", "-")
+                ctx.report(codes.INVALID_LANG_TAG, path, block.tag_span,
+                           f"lang {block.tag!r} is not a BCP 47 language tag",
+                           help=f'e.g. "{suggestion}"' if _LANG.fullmatch(suggestion)
+                           else 'e.g. "fr", "pt-BR", "zh-Hant-TW"')
+            key = block.tag.lower()
+            if key in seen:
+                first = seen[key]
+                ctx.report(codes.DUPLICATE_LANG, path, block.tag_span,
+                           f"lang {block.tag!r} is given twice" +
+                           ("" if first.tag == block.tag else f" (as {first.tag!r}: tags match in any case)"),
+                           notes=(f"the first is at line {first.span.line}",),
+                           help="keep one block per language, with all its fields")
+            else:
+                seen[key] = block
 
 
 def _suggest(tag: str) -> str:

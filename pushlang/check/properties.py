@@ -50,7 +50,7 @@ def _check_prop(ctx: CheckContext, schema: Schema, prop: ast.Prop, scope: Scope,
         return
     name = prop.path[0]
     if prop.root == "user":
-        known, builtin, what = schema.profile, BUILTIN_USER, "profiles"
+        known, builtin, what = schema.user_properties, BUILTIN_USER, "profiles"
     else:
         event = scope.trigger if prop.root == "trigger" else scope.event
         if not event or event not in schema.events:

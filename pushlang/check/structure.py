@@ -52,10 +52,8 @@ def items_once(ctx: CheckContext) -> None:
                     _duplicate(ctx, view.path, item.span, what, seen[key].span)
                 else:
                     seen[key] = item
-        for message in view.messages:
-            _fields_once(ctx, message.fields, view.path)
-    for tpl in ctx.all_templates:
-        _fields_once(ctx, tpl.node.fields, tpl.path)
+    for fields, path in ctx.written_fields():
+        _fields_once(ctx, fields, path)
 
 
 def _length(seconds: object) -> str:
@@ -110,8 +108,9 @@ def scopes(ctx: CheckContext) -> None:
         for cond in seg.node.conditions:
             _scope_props(ctx, cond, standalone, seg.path, None)
     for tpl in ctx.all_templates:
-        for expr in _template_expressions(tpl.node.fields):
-            _scope_props(ctx, expr, standalone, tpl.path, None)
+        for fields in (tpl.node.fields, *(b.fields for b in tpl.node.langs)):
+            for expr in _template_expressions(fields):
+                _scope_props(ctx, expr, standalone, tpl.path, None)
 
 
 def _template_expressions(fields: tuple[ast.MessageField, ...]) -> Iterator[ast.Expr]:

@@ -100,8 +100,7 @@ def _zone_hint(name: str) -> str:
 
 
 def message_ttl(ctx: CheckContext) -> None:
-    fields = [(f, tpl.path) for tpl in ctx.all_templates for f in tpl.node.fields]
-    fields += [(f, view.path) for view in ctx.campaigns for m in view.messages for f in m.fields]
+    fields = [(f, path) for group, path in ctx.written_fields() for f in group]
     for f, path in fields:
         if isinstance(f, ast.Ttl) and f.seconds > MAX_TTL:
             ctx.report(codes.TTL_TOO_LONG, path, f.span, f"`ttl` of {f.seconds // 86400} days is over 28 days",

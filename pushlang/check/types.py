@@ -23,9 +23,7 @@ def _kind(expr: ast.Expr) -> str | None:
 def literal_types(ctx: CheckContext) -> None:
     exprs = [(c, s.path) for s in ctx.all_segments for c in s.node.conditions]
     exprs += [(e, view.path) for view in ctx.campaigns for e in view.own_expressions()]
-    fields = [(t.node.fields, t.path) for t in ctx.all_templates]
-    fields += [(m.fields, view.path) for view in ctx.campaigns for m in view.messages]
-    for group, path in fields:
+    for group, path in ctx.written_fields():
         for text in field_texts(group):
             exprs += [(p.expr, path) for p in text.parts if isinstance(p, ast.Interpolation)]
     for expr, path in exprs:

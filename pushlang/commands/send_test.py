@@ -30,6 +30,8 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--to", action="append", metavar="USER", help="a user id (repeatable)")
     p.add_argument("--variant", metavar="ID",
                    help="a campaign with variants: send only this variant (default: each variant, labelled)")
+    p.add_argument("--lang", metavar="TAG",
+                   help="render the message in this language, as a user whose profile `language` is TAG")
     p.add_argument("--events", metavar="FILE", help="records (JSON Lines, .gz, or -) that know the users")
     p.add_argument("--store", metavar="URL", help="or a store that knows them (sqlite:///file.db)")
     common.add_config(p)
@@ -39,7 +41,7 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pushlang import aio
     from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher
-    from pushlang.dispatch.send_test import UnknownVariant, test_jobs, variants_to_send
+    from pushlang.dispatch.send_test import UnknownVariant, check_lang, test_jobs, variants_to_send
     from pushlang.runtime.engine import Engine
     from pushlang.runtime.instants import US
     from pushlang.runtime.records import Event, open_records, read_records
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     campaign = common.find_campaign(compiled, args.campaign)
     try:
         variants_to_send(campaign, args.variant)
+        check_lang(campaign, args.lang)
     except UnknownVariant as exc:
         raise common.UsageError(str(exc)) from None
     if not args.events and not args.store:
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                     if isinstance(record, Event) and record.name == trigger_event:
                         last_events[record.user] = record
         jobs, problems = test_jobs(compiled, store, campaign.id, args.to, last_events, int(time.time()) * US,
-                                   args.variant)
+                                   args.variant, args.lang)
     finally:
         store.close()
     for line in problems:
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     for job, sub, outcome in aio.run(deliver()):
         failed = failed or not outcome.delivered
         variant = f" variant {job.send.variant}" if job.send.variant is not None else ""
+        variant += f" lang {job.send.lang}" if job.send.lang is not None else ""
         print(f"{'✓' if outcome.delivered else '✗'} {job.user} {sub.platform}{variant}: "
               f"{'delivered' if outcome.delivered else 'failed'} ({_answer(outcome.status, outcome.attempts)})"
               + (f": {outcome.reason}" if outcome.reason else "") + f' — "{job.send.title}"')

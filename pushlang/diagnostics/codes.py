@@ -519,6 +519,23 @@ INVALID_SCHEMA = _code(
     '[events."Charged"]\namount = { type = "money" }',
     "Use types string, number, boolean, datetime, list or object; see the README's schema section.",
 )
+INVALID_LANG_TAG = _code(
+    "PL608", "invalid-lang-tag", E,
+    "A `lang` block's tag is not shaped like a BCP 47 language tag.",
+    "Users get a `lang` block when their profile `language` matches its tag by RFC 4647 lookup "
+    "(SPEC §12.5): a primary language of 2–3 letters, then subtags of 2–8 letters or digits, joined "
+    "by `-`. A tag of another shape (`en_US`, `english`, `fr-`) matches nobody.",
+    'lang "en_US" {\n  title "Hi"\n}',
+    'Write the tag as BCP 47 does: `lang "en-US"`, `lang "pt-BR"`, `lang "zh-Hant-TW"`.',
+)
+DUPLICATE_LANG = _code(
+    "PL609", "duplicate-lang", E,
+    "A message (a variant, a template) has two `lang` blocks with one tag.",
+    "Tags match case-insensitively, so `lang \"pt-BR\"` and `lang \"pt-br\"` are the same language: "
+    "which block's texts a user would get is unclear.",
+    'lang "fr" { title "Salut" }\nlang "FR" { body "Votre panier" }',
+    "Keep one block per tag and put all of that language's fields in it.",
+)
 INVALID_CONFIG = _code(
     "PL700", "invalid-config", E,
     "pushlang.toml has a value pushlang cannot use.",

@@ -13,7 +13,7 @@ import msgspec
 
 from pushlang import plan
 from pushlang.runtime.engine import Engine, SendJob
-from pushlang.runtime.pipeline import Attempt, PendingSend, Send, targets, trace
+from pushlang.runtime.pipeline import Attempt, PendingSend, Send, language_of, targets, trace
 from pushlang.runtime.records import Event
 from pushlang.runtime.store import Store
 
@@ -36,16 +36,27 @@ def variants_to_send(campaign: plan.Campaign, variant: str | None) -> tuple[str 
     return (variant,)
 
 
+def check_lang(campaign: plan.Campaign, lang: str | None) -> None:
+    """``send-test --lang TAG``: some message of the campaign must have a block the lookup finds for TAG."""
+    if lang is None:
+        return
+    if not any(language_of(m, {}, lang) is not None for m in campaign.messages):
+        tags = campaign.lang_tags()
+        has = f"its languages are: {', '.join(tags)}" if tags else "it has no `lang` blocks"
+        raise UnknownVariant(f"campaign {campaign.id} has no `lang` block for {lang!r}; {has}")
+
+
 def labelled(send: PendingSend, variant: str) -> PendingSend:
     """A variant's test send among several: its title starts with ``[ID] ``."""
     return msgspec.structs.replace(send, title=f"[{variant}] {send.title}")
 
 
 def test_jobs(compiled: plan.Plan, store: Store, campaign_id: str, users: list[str] | None,
-              last_events: dict[str, Event], now: int, variant: str | None = None
+              last_events: dict[str, Event], now: int, variant: str | None = None, lang: str | None = None
               ) -> tuple[list[SendJob], list[str]]:
     """The jobs to send, and a line for each user who cannot get one. ``users`` None: every profile
-    with `test: true`. ``variant`` None: every variant of a campaign with variants, each labelled."""
+    with `test: true`. ``variant`` None: every variant of a campaign with variants, each labelled.
+    ``lang``: read by the render step instead of each user's profile `language` (SPEC §12.5)."""
     engine = Engine(compiled, store, lambda out: None)
     c = engine.by_id[campaign_id]
     pipeline = engine.pipelines[campaign_id]
@@ -64,7 +75,7 @@ def test_jobs(compiled: plan.Plan, store: Store, campaign_id: str, users: list[s
         for v in chosen:
             # each variant its own send_id (the ordinal), so one never replaces another at the push service
             a = Attempt(c, state, now, compiled.settings, env=c.env(state, now, last_events.get(user)),
-                        ordinal=order.index(v) if v is not None else 0, variant=v)
+                        ordinal=order.index(v) if v is not None else 0, variant=v, language=lang)
             t = trace(pipeline, a, only=TEST_STEPS)
             who = user if v is None else f"{user} variant {v}"
             if not isinstance(t.decision, Send):

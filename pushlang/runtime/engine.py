@@ -38,6 +38,7 @@ from pushlang.runtime.pipeline import (
     Target,
     Trace,
     Verdict,
+    control_lang,
     global_key,
     in_test_group,
     pending_from,
@@ -74,6 +75,7 @@ class Output(msgspec.Struct, frozen=True):
     status: int | None = None  # delivered / failed: the push service's answer
     attempts: int | None = None  # delivered / failed: how many requests it took
     variant: str | None = None  # a campaign with variants: the one chosen (SPEC §9.4); a winner: the winner
+    lang: str | None = None  # a decision: the `lang` tag whose texts were used; null: the message's own (§12.5)
     rates: dict[str, float] | None = None  # a winner record: each variant's rate, to 4 decimals
     significant: bool | None = None  # a winner record: the winner differs from the runner-up, p < 0.05
 
@@ -95,7 +97,7 @@ class SendJob:
     @property
     def message(self) -> plan.Message:
         """The message this send was rendered from: its variant's, else the campaign's (its ttl, urgency…)."""
-        return self.campaign.message_of(self.send.variant)
+        return self.campaign.message_of(self.send.variant, self.send.lang)
 
     def queued(self) -> QueuedSend:
         """What an outbox keeps of it (the service's, and scale-out's ``ob:{p}``)."""
@@ -513,7 +515,7 @@ class Engine:
                     revenue = float(value)
             self.store.close_window(state, window)
             self.emit(Output(iso(event.ts), c.id, state.user, "convert", send_id=window.send_id, revenue=revenue,
-                             variant=window.variant))
+                             variant=window.variant, lang=window.lang))
             if self._tests and c.plan.test is not None and c.plan.test.by == "conversions":
                 self._hit(c.id, window.send_id, event.ts)
 
@@ -716,18 +718,20 @@ class Engine:
         if c.plan.throttle is not None and isinstance(decision, (Send, Delay)):
             decision = self._reserve(c, a, decision)
         if isinstance(decision, Suppress):
-            self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id, variant=a.chosen_variant)
+            self._output(c, a.state.user, a.at, "suppress", decision.reason, a.send_id, variant=a.chosen_variant,
+                         lang=a.chosen_lang)
         elif isinstance(decision, Send):
             self._send(c, a, decision.send)
         elif isinstance(decision, Delay):
             user = a.state.user
             self._output(c, user, a.at, "delay", decision.reason, a.send_id, until=iso(decision.until),
-                         variant=decision.send.variant)
+                         variant=decision.send.variant, lang=decision.send.lang)
             self.store.add_timer(Timer(decision.until, c.id, user, f"delay:{c.id}:{user}:{a.send_id}", "delay",
                                        pending_payload(decision.send)))
         elif isinstance(decision, Control):
-            self._output(c, a.state.user, a.at, "control", decision.reason, a.send_id)
-            self._open_window(c, a.state, a.send_id, a.at)
+            lang = control_lang(a)  # the language they would have got (SPEC §9.4)
+            self._output(c, a.state.user, a.at, "control", decision.reason, a.send_id, lang=lang)
+            self._open_window(c, a.state, a.send_id, a.at, lang=lang)
         else:
             assert isinstance(decision, Skip)
 
@@ -775,9 +779,9 @@ class Engine:
             store.set_counter(state, LAST_SEND, at)
         if first_today:  # once per user and local day: forget the counters no limit reads any more
             self._prune_counters(state, periods["day"])
-        self._open_window(c, state, send_id, at, send.variant)
+        self._open_window(c, state, send_id, at, send.variant, send.lang)
         self.emit(Output(iso(at), c.id, user, "send", None, send_id, send.title, send.body, send.url,
-                         list(send.platforms), variant=send.variant))
+                         list(send.platforms), variant=send.variant, lang=send.lang))
         if self._tests and c.plan.test is not None:
             self._tested(c, send_id, at, send.variant)
         if self.on_send is not None:
@@ -801,11 +805,12 @@ class Engine:
             self.store.drop_counter(state, key)
 
     def _open_window(self, c: CompiledCampaign, state: UserState, send_id: str, at: int,
-                     variant: str | None = None) -> None:
+                     variant: str | None = None, lang: str | None = None) -> None:
         conversion = c.plan.conversion
         if conversion is not None:
-            self.store.open_window(state, Window(c.id, send_id, at, at + conversion.within * US, variant))
+            self.store.open_window(state, Window(c.id, send_id, at, at + conversion.within * US, variant, lang))
 
     def _output(self, c: CompiledCampaign, user: str, at: int, outcome: str, reason: str | None,
-                send_id: str | None = None, *, until: str | None = None, variant: str | None = None) -> None:
-        self.emit(Output(iso(at), c.id, user, outcome, reason, send_id, until=until, variant=variant))
+                send_id: str | None = None, *, until: str | None = None, variant: str | None = None,
+                lang: str | None = None) -> None:
+        self.emit(Output(iso(at), c.id, user, outcome, reason, send_id, until=until, variant=variant, lang=lang))

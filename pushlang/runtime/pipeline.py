@@ -41,7 +41,7 @@ from pushlang.runtime.store import Subscription, UserState
 
 class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
     """A rendered send that passed steps 1–5: what waits in a delay timer, and (as :class:`QueuedSend`)
-    in an outbox. The variant and language chosen at the first decision will travel here too."""
+    in an outbox. The variant and language chosen at the first decision travel with it (SPEC §9.3)."""
 
     send_id: str
     title: str
@@ -55,6 +55,7 @@ class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
     zone: str | None = None  # the zone that date and the cut-off are read in
     slot: int | None = None  # the throttle period (its start, µs) reserved for this send (SPEC §12.1)
     variant: str | None = None  # the variant chosen at the first decision (SPEC §12.3)
+    lang: str | None = None  # the `lang` tag whose texts it holds, as written; None: the message's own (§12.5)
 
     @property
     def rendered(self) -> Rendered:
@@ -201,6 +202,39 @@ def variant_of(c: CompiledCampaign, user: str) -> str:
     return next(variant for upper, variant in c.variant_ranges if b < upper)
 
 
+def language_of(message: plan.Message, profile: dict[str, Any], language: str | None = None) -> str | None:
+    """SPEC §12.5: the tag (as written) of the message's `lang` block for the user's profile `language`
+    (or ``language``, when given), by RFC 4647 lookup; None: the message's own texts."""
+    return language_match(message, profile, language)[0]
+
+
+def language_match(message: plan.Message, profile: dict[str, Any], language: str | None = None
+                   ) -> tuple[str | None, str]:
+    """:func:`language_of`, and why in words. The user's tag is read case-insensitively with `_` as
+    `-`; it matches a block of that tag, else of ever shorter prefixes (`zh-Hant-TW` → `zh-Hant` →
+    `zh`; a single-letter subtag left at the end goes too). A shorter tag never matches a longer block:
+    a user `pt` does not get `pt-BR`."""
+    wanted = profile.get("language") if language is None else language
+    if not message.langs:
+        return None, "the message's own texts"
+    if not isinstance(wanted, str) or not wanted.strip():
+        return None, "no profile `language`: the message's own texts"
+    tags = {lang.tag.lower(): lang.tag for lang in message.langs}
+    key = wanted.strip().replace("_", "-").lower()
+    first = key
+    while key:
+        if key in tags:
+            tag = tags[key]
+            how = f'the user\'s "{wanted}" matches exactly' if key == first else \
+                f'falls back to "{tag}" from the user\'s "{wanted}"'
+            return tag, f'language "{tag}": {how}'
+
+        key = key.rpartition("-")[0]
+        while len(key.rpartition("-")[2]) == 1 and "-" in key:  # RFC 4647 3.4: drop a singleton too
+            key = key.rpartition("-")[0]
+    return None, f'no block for "{wanted}": the message\'s own texts'
+
+
 @lru_cache(maxsize=4096)
 def valid_zone(zone: str) -> bool:
     return is_timezone(zone)
@@ -325,13 +359,34 @@ class Attempt:
     ``env`` is what the campaign's expressions read (the steps of a new decision need it); ``send`` is
     set by the render step, or given when a delayed decision is made again (no expression is read)."""
 
-    __slots__ = ("_periods", "_send_id", "_zone", "at", "c", "chosen", "date", "env", "given", "ordinal",
-                 "schedule_zone", "send", "settings", "slots", "state", "subscriptions", "trigger_at", "variant")
+    __slots__ = (
+        "_periods",
+        "_send_id",
+        "_zone",
+        "at",
+        "c",
+        "chosen",
+        "date",
+        "env",
+        "given",
+        "lang",
+        "language",
+        "ordinal",
+        "schedule_zone",
+        "send",
+        "settings",
+        "slots",
+        "state",
+        "subscriptions",
+        "trigger_at",
+        "variant",
+    )
 
     def __init__(self, c: CompiledCampaign, state: UserState, at: int, settings: plan.Settings,
                  env: Env = _NO_ENV, trigger_at: int | None = None, date: str | None = None,
                  schedule_zone: str | None = None, send: PendingSend | None = None, *,
-                 slots: Slots | None = None, ordinal: int = 0, variant: str | None = None) -> None:
+                 slots: Slots | None = None, ordinal: int = 0, variant: str | None = None,
+                 language: str | None = None) -> None:
         self.c = c
         self.state = state
         self.at = at
@@ -347,6 +402,9 @@ class Attempt:
         self.variant = variant if send is None else send.variant
         self.chosen = send is not None  # whether the render step has taken the variant (SPEC §9.4)
         self.given = variant is not None and send is None  # a test's winner, not the user's own bucket
+        # the `lang` tag of the texts: chosen by the render step (a delayed decision: its send's)
+        self.lang = None if send is None else send.lang
+        self.language = language  # read instead of the profile's `language` (`send-test --lang`)
         self.subscriptions: list[Subscription] = []
         self._send_id: str | None = None if send is None else send.send_id
         self._zone: str | None = None
@@ -363,6 +421,11 @@ class Attempt:
     def chosen_variant(self) -> str | None:
         """The variant a decision record carries: null before the render step has chosen one."""
         return self.variant if self.chosen else None
+
+    @property
+    def chosen_lang(self) -> str | None:
+        """The language a decision record carries: null before the render step has chosen one."""
+        return self.lang if self.chosen else None
 
     @property
     def zone(self) -> str:
@@ -471,12 +534,18 @@ class ControlGroup(Step):
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
         holdout = a.settings.global_holdout
         if verdict is _GLOBAL_HOLDOUT:
-            return f"in the {holdout:g}% global holdout: held out of every campaign"
+            return f"in the {holdout:g}% global holdout: held out of every campaign" + _held_out_language(a)
         words = [f"not in the {holdout:g}% global holdout"] if holdout else []
         if a.c.plan.control_percent:
             percent = f"{a.c.plan.control_percent:g}%"
             words.append(f"in the {percent} control group: held out" if verdict else f"not in the {percent} control group")
-        return "; ".join(words)
+        return "; ".join(words) + (_held_out_language(a) if verdict else "")
+
+
+def _held_out_language(a: Attempt) -> str:
+    """What a held-out user's record says of the language they would have got."""
+    lang = control_lang(a)
+    return "" if lang is None else f' (their language would have been "{lang}")'
 
 
 class Render(Step):
@@ -499,11 +568,11 @@ class Render(Step):
         a.send = PendingSend(send_id=a.send_id, title=rendered.title, body=rendered.body, url=rendered.url,
                              image=rendered.image, icon=rendered.icon, buttons=rendered.buttons,
                              platforms=tuple(sorted({s.platform for s in subs})), date=a.date,
-                             zone=a.schedule_zone, variant=a.variant)
+                             zone=a.schedule_zone, variant=a.variant, lang=a.lang)
         return None
 
     def explain(self, a: Attempt, verdict: Decision | None) -> str:
-        chosen = _variant_words(a)
+        chosen = _variant_words(a) + _language_words(a)
         if verdict is None:
             assert a.send is not None
             return chosen + f"rendered, {_payload_size(a.c, _message(a)[1], a.send.rendered, a.send_id):,} bytes"
@@ -517,14 +586,40 @@ class Render(Step):
 
 def _message(a: Attempt) -> tuple[MessageRenderer, plan.Message]:
     """The message this decision renders: the campaign's one message, or its variant's (SPEC §12.3),
-    chosen here unless given (a test's winner) and then the same for the decision made again."""
+    chosen here unless given (a test's winner) and then the same for the decision made again; in the
+    user's language (SPEC §12.5)."""
+    renderer = _variant_renderer(a)
+    a.chosen = True
+    a.lang = language_of(renderer.message, a.state.profile, a.language)
+    if a.lang is not None:
+        renderer = renderer.langs[a.lang]
+    return renderer, renderer.message
+
+
+def _variant_renderer(a: Attempt) -> MessageRenderer:
     c = a.c
     if not c.variants:
-        return c.renderer, c.plan.message
+        return c.renderer
     if a.variant is None:
         a.variant = variant_of(c, a.state.user)
-    a.chosen = True
-    return c.variants[a.variant]
+    return c.variants[a.variant][0]
+
+
+def control_lang(a: Attempt) -> str | None:
+    """The language a user held out (SPEC §8) would have got: what a `control` record carries (§9.4).
+    The variant it reads is the user's own bucket's (not marked chosen: the record carries no variant)."""
+    c = a.c
+    message = c.variants[a.variant or variant_of(c, a.state.user)][1] if c.variants else c.plan.message
+    return language_of(message, a.state.profile, a.language)
+
+
+def _language_words(a: Attempt) -> str:
+    renderer = _variant_renderer(a)
+    if not renderer.langs:
+        return ""
+    _message(a)
+    return language_match(renderer.message, a.state.profile, a.language)[1] + \
+        (" (given with --lang)" if a.language is not None else "") + "; "
 
 
 def _variant_words(a: Attempt) -> str:

@@ -125,6 +125,8 @@ class MessageRenderer:
         self._image = compile_text(message.image, compiler) if message.image else None
         self._icon = compile_text(message.icon, compiler) if message.icon else None
         self._buttons = [(compile_text(b.label, compiler), compile_text(b.url, compiler)) for b in message.buttons]
+        # the message in each of its languages (SPEC §12.5), by the tag as written
+        self.langs = {lang.tag: MessageRenderer(lang.message, compiler) for lang in message.langs}
 
     def render(self, env: Env) -> Rendered:
         """Raises MissingProperty when a personalisation has no value and no default."""

@@ -25,7 +25,7 @@ import msgspec
 from pushlang.runtime.erasure import Anonymized, anonymize
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
 
-SCHEMA_VERSION = 2  # 2: windows.variant
+SCHEMA_VERSION = 3  # 2: windows.variant; 3: windows.lang
 
 # Names of indexes are part of the design: a segment count or a behaviour check without the right
 # index is ten times slower (DESIGN.md).
@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS windows (
   send_id TEXT NOT NULL,
   start INTEGER NOT NULL,
   "end" INTEGER NOT NULL,
-  variant TEXT                       -- the decision's variant (SPEC §12.3); NULL: a single message
+  variant TEXT,                      -- the decision's variant (SPEC §12.3); NULL: a single message
+  lang TEXT                          -- the decision's language tag (SPEC §12.5); NULL: the message's own texts
 );
 CREATE INDEX IF NOT EXISTS windows_user ON windows (user_id);
 CREATE TABLE IF NOT EXISTS timers (
@@ -218,6 +219,8 @@ class SqliteStore(PersistentStore):
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(windows)")}
         if "variant" not in columns:  # a store of schema 1
             self._db.execute("ALTER TABLE windows ADD COLUMN variant TEXT")
+        if "lang" not in columns:  # a store of schema 1 or 2
+            self._db.execute("ALTER TABLE windows ADD COLUMN lang TEXT")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
         self._dirty: dict[str, _Dirty] = {}
@@ -299,9 +302,10 @@ class SqliteStore(PersistentStore):
         )
         state.sends = {r[0] for r in db.execute("SELECT send_id FROM sends WHERE user_id = ?", (user,))}
         state.windows = [
-            Window(campaign, send_id, start, end, variant)
-            for campaign, send_id, start, end, variant in db.execute(
-                'SELECT campaign, send_id, start, "end", variant FROM windows WHERE user_id = ? ORDER BY id', (user,)
+            Window(campaign, send_id, start, end, variant, lang)
+            for campaign, send_id, start, end, variant, lang in db.execute(
+                'SELECT campaign, send_id, start, "end", variant, lang FROM windows WHERE user_id = ? ORDER BY id',
+                (user,)
             )
         ]
         self._users[user] = state
@@ -495,7 +499,7 @@ class SqliteStore(PersistentStore):
         drop_counters: list[tuple[str, str]] = []
         sends: list[tuple[str, str]] = []
         window_users: list[tuple[str]] = []
-        windows: list[tuple[str, str, str, int, int, str | None]] = []
+        windows: list[tuple[str, str, str, int, int, str | None, str | None]] = []
         for user, dirty in self._dirty.items():
             state = dirty.state
             if dirty.created:
@@ -526,7 +530,8 @@ class SqliteStore(PersistentStore):
             sends.extend((send_id, user) for send_id in dirty.sends)
             if dirty.windows:
                 window_users.append((user,))
-                windows.extend((user, w.campaign, w.send_id, w.start, w.end, w.variant) for w in state.windows)
+                windows.extend((user, w.campaign, w.send_id, w.start, w.end, w.variant, w.lang)
+                               for w in state.windows)
         timers: list[tuple[str, int, str, str, str, str | None]] = []
         drop_timers: list[tuple[str]] = []
         for key in self._dirty_timers:
@@ -581,7 +586,8 @@ class SqliteStore(PersistentStore):
                 db.executemany("DELETE FROM windows WHERE user_id = ?", window_users)
             if windows:
                 db.executemany(
-                    'INSERT INTO windows (user_id, campaign, send_id, start, "end", variant) VALUES (?, ?, ?, ?, ?, ?)',
+                    'INSERT INTO windows (user_id, campaign, send_id, start, "end", variant, lang) '
+                    'VALUES (?, ?, ?, ?, ?, ?, ?)',
                     windows,
                 )
             if drop_timers:

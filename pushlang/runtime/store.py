@@ -33,6 +33,7 @@ class Window:
     start: int
     end: int
     variant: str | None = None  # the decision's variant: its `convert` record carries it (SPEC §12.3)
+    lang: str | None = None  # the decision's language: its `convert` record carries it (SPEC §9.4)
 
 
 @dataclass(slots=True)

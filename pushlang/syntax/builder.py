@@ -102,10 +102,12 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.SegmentDef(self._identifier(name, "segment name"), tuple(conds), tspan(kw).to(end), tspan(name))
 
     def template(self, c: list[Any]) -> ast.TemplateDef:
-        kw, name, *fields = c
-        fields = [x for x in fields if x is not None]
-        end = fields[-1].span if fields else tspan(name)
-        return ast.TemplateDef(self._identifier(name, "template name"), tuple(fields), tspan(kw).to(end), tspan(name))
+        kw, name, *items = c
+        items = [x for x in items if x is not None]
+        end = items[-1].span if items else tspan(name)
+        fields, langs = _split(items)
+        return ast.TemplateDef(self._identifier(name, "template name"), fields, tspan(kw).to(end), tspan(name),
+                               langs)
 
     def campaign(self, c: list[Any]) -> ast.CampaignDef:
         kw, ident, display, *items = c
@@ -227,13 +229,15 @@ class AstBuilder(Transformer[Token, Any]):
     # ---- message -------------------------------------------------------------------------------
 
     def message(self, c: list[Any]) -> ast.Message:
-        fields = tuple(x for x in c[1:] if x is not None)
-        return ast.Message(None, fields, tspan(c[0]).to(fields[-1].span if fields else tspan(c[0])))
+        items = [x for x in c[1:] if x is not None]
+        fields, langs = _split(items)
+        return ast.Message(None, fields, tspan(c[0]).to(items[-1].span if items else tspan(c[0])), langs=langs)
 
     def message_use(self, c: list[Any]) -> ast.Message:
-        fields = tuple(x for x in c[2:] if x is not None)
-        end = fields[-1].span if fields else tspan(c[1])
-        return ast.Message(str(c[1]), fields, tspan(c[0]).to(end), tspan(c[1]))
+        items = [x for x in c[2:] if x is not None]
+        end = items[-1].span if items else tspan(c[1])
+        fields, langs = _split(items)
+        return ast.Message(str(c[1]), fields, tspan(c[0]).to(end), tspan(c[1]), langs=langs)
 
     def variant(self, c: list[Any]) -> ast.Message:
         kw, ident, weight, *fields = c
@@ -244,16 +248,23 @@ class AstBuilder(Transformer[Token, Any]):
         return self._variant(kw, ident, weight, use, [x for x in fields if x is not None])
 
     def _variant(self, kw: Token, ident: Token, weight: Token, use: Token | None,
-                 fields: list[ast.MessageField]) -> ast.Message:
+                 items: list[ast.MessageField | ast.LangBlock]) -> ast.Message:
         """`message ID P% { ... }` and `message ID P% use NAME [{ ... }]` (SPEC §12.3)."""
+        fields, langs = _split(items)
         percent = self._literal(weight, parse_percent)
-        end = fields[-1].span if fields else tspan(use or weight)
+        end = items[-1].span if items else tspan(use or weight)
         return ast.Message(
-            str(use) if use is not None else None, tuple(fields), tspan(kw).to(end),
+            str(use) if use is not None else None, fields, tspan(kw).to(end),
             tspan(use) if use is not None else None,
             variant=self._identifier(ident, "variant id"), weight=percent if percent is not None else 0.0,
-            variant_span=tspan(ident), weight_span=tspan(weight),
+            variant_span=tspan(ident), weight_span=tspan(weight), langs=langs,
         )
+
+    def lang_block(self, c: list[Any]) -> ast.LangBlock:
+        kw, tag, *fields = c
+        fields = [x for x in fields if x is not None]
+        end = fields[-1].span if fields else tspan(tag)
+        return ast.LangBlock(self._string(tag), tuple(fields), tspan(kw).to(end), tspan(tag))
 
     def _text_field(self, c: list[Token]) -> ast.TextField:
         return ast.TextField(str(c[0]), self.text(c[1]), tspan(c[0]).to(tspan(c[1])))
@@ -486,6 +497,12 @@ class AstBuilder(Transformer[Token, Any]):
         items = tuple(x for x in c if x is not None)
         span = _span(items[0]).to(_span(items[-1])) if items else _BAD
         return ast.ListExpr(items, span)
+
+
+def _split(items: list[Any]) -> tuple[tuple[ast.MessageField, ...], tuple[ast.LangBlock, ...]]:
+    """A message's (or template's) items: its own fields, and its `lang` blocks."""
+    return (tuple(x for x in items if not isinstance(x, ast.LangBlock)),
+            tuple(x for x in items if isinstance(x, ast.LangBlock)))
 
 
 def _closing_brace(text: str, start: int) -> int | None:

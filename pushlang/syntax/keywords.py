@@ -14,7 +14,7 @@ WORDS = (
     "start", "end", "timezone", "dnd", "to", "discard", "delay", "ignore", "global", "limits", "limit", "per",
     "week", "throttle", "minute", "hour", "priority", "deliver", "in", "user", "cutoff",
     "title", "body", "url", "image", "icon", "default", "ttl", "require", "interaction", "button", "tag",
-    "urgency",
+    "urgency", "lang",
     "control", "group", "conversion", "revenue",
     "test", "then", "winner", "by", "clicks", "conversions", "after",
     "did", "not", "least", "most", "exactly", "times", "time", "last", "and", "or", "exists", "contains",
