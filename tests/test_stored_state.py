@@ -38,8 +38,9 @@ def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
     outbox entry names, stay as they were)."""
     SqliteStore(str(path)).close()
     db = sqlite3.connect(path)
-    # schema 1 had no windows.variant (schema 2): the store as it was, which the service migrates on open
-    db.executescript("ALTER TABLE windows DROP COLUMN variant; PRAGMA user_version = 1;")
+    # schema 1 had no windows.variant (2) nor windows.lang (3): the store as it was, migrated on open
+    db.executescript("ALTER TABLE windows DROP COLUMN variant; ALTER TABLE windows DROP COLUMN lang;"
+                     "PRAGMA user_version = 1;")
     db.executescript((FIXTURES / "activity.sql").read_text(encoding="utf-8"))
     db.executescript((FIXTURES / "rows.sql").read_text(encoding="utf-8"))
     for user, sub in live.items():
@@ -52,7 +53,7 @@ def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
 def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
         project: tuple[Path, WebPushService]) -> None:
     folder, push = project
-    assert SCHEMA_VERSION == 2  # the rows were written with version 1: the store is migrated when opened
+    assert SCHEMA_VERSION == 3  # the rows were written with version 1: the store is migrated when opened
     live = {"u1": push.new_subscription("chrome"), "u2": push.new_subscription("chrome")}
     _store_of_before(folder / "state.db", live)
     now = [parse_instant("2026-12-01T22:30:00+00:00") / 1e6]  # u1's push waits for the end of DND at 09:00
@@ -75,7 +76,7 @@ def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
             columns = [row[1] for row in service.activity.db.execute("PRAGMA table_info(activity)")]
             assert columns[-3:] == ["variant", "rates", "significant"]  # migrated on open
             windows = [row[1] for row in service.store.connection.execute("PRAGMA table_info(windows)")]
-            assert windows[-1] == "variant"  # the store too (schema 2)
+            assert windows[-2:] == ["variant", "lang"]  # the store too (schemas 2 and 3)
             return [r for r in service.activity.rows() if r["outcome"] in ("send", "delivered", "failed")]
 
     rows = asyncio.run(run())
