@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,3 +29,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(folder: Path, files: list[str], token: str) -> Iterator[str]:
+    """`pushlang serve FILES --store state.db` in ``folder`` with the API token, on a free port: its base
+    URL once /healthz answers; stopped at the end."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", *files, "--port", str(port), "--store",
+                               "state.db"], cwd=folder, env={**os.environ, "PUSHLANG_API_TOKEN": token},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

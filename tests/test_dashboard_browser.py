@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from browser_env import BROWSER, CHROMIUM, free_port, needs_browser
+from browser_env import BROWSER, CHROMIUM, needs_browser, serving
 
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.engine import Output
@@ -55,19 +54,7 @@ def test_dashboard_charts_draw_the_data(tmp_path: Path) -> None:
     (tmp_path / "welcome.push").write_text(CAMPAIGN, encoding="utf-8")
     (tmp_path / "upsell.push").write_text(UPSELL, encoding="utf-8")
     (tmp_path / "pushlang.toml").write_text(LIMITS, encoding="utf-8")
-    port = free_port()
-    env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN}
-    server = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "welcome.push", "upsell.push", "--port",
-                               str(port), "--store", "state.db"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with serving(tmp_path, ["welcome.push", "upsell.push"], TOKEN) as base:
         records = []
         for n in range(12):  # a day of sign-ups and a few purchases, hour by hour
             ts = f"2026-12-01T{8 + n:02d}:00:00Z"
@@ -139,6 +126,3 @@ def test_dashboard_charts_draw_the_data(tmp_path: Path) -> None:
         refused = json.loads(bare.stdout.strip().splitlines()[-1])
         assert bare.returncode == 1 and not refused["ok"] and refused["chartsReady"] is None
         assert "/dashboard#token=<PUSHLANG_API_TOKEN>" in refused["pageError"]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

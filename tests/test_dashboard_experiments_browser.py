@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
-from browser_env import BROWSER, CHROMIUM, free_port, needs_browser
+from browser_env import BROWSER, CHROMIUM, needs_browser, serving
 from test_experiment_stats import records
 
 from pushlang.runtime.activity import ActivityLog
@@ -48,19 +46,7 @@ CARD = '.experiment[data-campaign="{}"]'
 def test_dashboard_shows_variants_the_winner_and_the_global_holdout(tmp_path: Path) -> None:
     (tmp_path / "cart.push").write_text(CART, encoding="utf-8")
     (tmp_path / "news.push").write_text(NEWS, encoding="utf-8")
-    port = free_port()
-    env = {**os.environ, "PUSHLANG_API_TOKEN": TOKEN}
-    server = subprocess.Popen([sys.executable, "-m", "pushlang", "serve", "cart.push", "news.push", "--port",
-                               str(port), "--store", "state.db"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with serving(tmp_path, ["cart.push", "news.push"], TOKEN) as base:
         log = ActivityLog(str(tmp_path / "state.db"))  # the service's file, on a connection of its own
         for out in records():
             log.record(out)
@@ -117,6 +103,3 @@ def test_dashboard_shows_variants_the_winner_and_the_global_holdout(tmp_path: Pa
             ["Abandoned cart", "5", "1", "20%"], ["news", "2", "0", "0%"], ["All", "7", "1", "14.3%"]]
         assert len(texts[f"{holdout} [data-key=vs-holdout]"]) == 3 and len(texts[f"{holdout} svg.forest g.row"]) == 3
         assert texts[CARD.format("news")] == []  # no variants, no winner: no card of its own
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

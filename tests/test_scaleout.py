@@ -251,6 +251,21 @@ def test_trimming_keeps_every_entry_not_yet_acknowledged(client: Any) -> None:
     assert streams.trim_consumed(client, "ev:{trim}", "nobody") == 0  # no such group: nothing goes
 
 
+def _through_the_fleet(client: Any, campaigns: Path, encoded: list[bytes], until: int,
+                       prefix: str) -> list[dict[str, Any]]:
+    """The records through 3 worker processes (small batches, so that partitions interleave), to the
+    end marker at ``until``; every worker ends cleanly and more than one did work; the outputs."""
+    w = type("W", (), {"campaigns": campaigns})()
+    procs = _fleet(client, w, prefix, batch=20)  # type: ignore[arg-type]
+    accepted, rejected = ingest(client, encoded, PARTITIONS)
+    end_of_input(client, PARTITIONS, until)
+    assert (accepted, rejected) == (len(encoded), [])
+    logs = _finish(procs, timeout=120)
+    assert all(p.returncode == 0 for p in procs), logs
+    assert len([log for log in logs if " 0 records" not in log]) >= 2, logs  # the partitions were shared
+    return collect_outputs(client, PARTITIONS)
+
+
 THROTTLED = """
 campaign flash "Flash sale" {
   platforms chrome
@@ -297,15 +312,7 @@ def test_a_throttle_holds_across_3_workers(client: Any, tmp_path: Path) -> None:
     assert len(expected) == 600
     assert sum(o.reason == "throttle" for o in single) > 400
 
-    w = type("W", (), {"campaigns": campaigns})()
-    procs = _fleet(client, w, "t", batch=20)  # type: ignore[arg-type]
-    accepted, rejected = ingest(client, encoded, PARTITIONS)
-    end_of_input(client, PARTITIONS, until)
-    assert (accepted, rejected) == (len(encoded), [])
-    logs = _finish(procs, timeout=120)
-    assert all(p.returncode == 0 for p in procs), logs
-    assert len([log for log in logs if " 0 records" not in log]) >= 2, logs  # the partitions were shared
-    outputs = collect_outputs(client, PARTITIONS)
+    outputs = _through_the_fleet(client, campaigns, encoded, until, "t")
     sends = [o for o in outputs if o["outcome"] == "send"]
     per_minute = Counter(o["at"][:16] for o in sends)
     assert max(per_minute.values()) <= 7, per_minute.most_common(3)
@@ -375,15 +382,7 @@ def test_a_winner_test_over_3_workers_picks_the_single_replays_winner(client: An
     expected_sends = {(o.user, o.variant, o.at) for o in single if o.outcome == "send"}
     assert len(expected_sends) == 400 and expected_winner["variant"] == "b"
 
-    w = type("W", (), {"campaigns": campaigns})()
-    procs = _fleet(client, w, "x", batch=20)  # type: ignore[arg-type]
-    accepted, rejected = ingest(client, encoded, PARTITIONS)
-    end_of_input(client, PARTITIONS, until)
-    assert (accepted, rejected) == (len(encoded), [])
-    logs = _finish(procs, timeout=120)
-    assert all(p.returncode == 0 for p in procs), logs
-    assert len([log for log in logs if " 0 records" not in log]) >= 2, logs  # the partitions were shared
-    outputs = collect_outputs(client, PARTITIONS)
+    outputs = _through_the_fleet(client, campaigns, encoded, until, "x")
     winners = [o for o in outputs if o["outcome"] == "winner"]
     assert winners == [expected_winner]
     assert {(o["user"], o["variant"], o["at"]) for o in outputs if o["outcome"] == "send"} == expected_sends

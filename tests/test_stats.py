@@ -159,6 +159,16 @@ def project(push_project: tuple[Path, WebPushService]) -> tuple[Path, WebPushSer
     return push_project
 
 
+async def _once_delivered(client: TestClient) -> dict[str, dict[str, Any]]:
+    """`/v1/stats` per campaign once every send was delivered (deliveries go out in the background)."""
+    for _ in range(200):
+        figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"]
+        if all(c["delivered"] == c["sends"] > 0 for c in figures):
+            return {c["id"]: {k: v for k, v in c.items() if k not in ("id", "name", "labels")} for c in figures}
+        await asyncio.sleep(0.05)
+    raise AssertionError("the sends were not all delivered")
+
+
 def lines(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
@@ -200,13 +210,7 @@ def test_replay_and_stats_give_the_figures_of_serve_and_v1_stats(
             assert sorted(rejected) == unknown
             assert (await client.post("/v1/records", data=lines(charges), headers=AUTH)).status == 200
             assert (await client.post("/v1/records", data=lines(readers), headers=AUTH)).status == 200
-            for _ in range(200):  # deliveries go out in the background
-                figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"]
-                if all(c["delivered"] == c["sends"] > 0 for c in figures):
-                    return {c["id"]: {k: v for k, v in c.items() if k not in ("id", "name", "labels")}
-                            for c in figures}
-                await asyncio.sleep(0.05)
-        raise AssertionError("the sends were not all delivered")
+            return await _once_delivered(client)
 
     live = asyncio.run(serve())
     assert live == everything
@@ -316,13 +320,7 @@ def test_replay_and_stats_give_the_per_variant_figures_of_serve_and_v1_stats(
                     r = await client.post("/v1/browser/records", data=lines(mine), headers=user_token(user))
                     assert (await r.json())["rejected"] == []
             assert (await client.post("/v1/records", data=lines(charges), headers=AUTH)).status == 200
-            for _ in range(200):  # deliveries go out in the background
-                figures = (await (await client.get("/v1/stats", headers=AUTH)).json())["campaigns"]
-                if all(c["delivered"] == c["sends"] > 0 for c in figures):
-                    return {c["id"]: {k: v for k, v in c.items() if k not in ("id", "name", "labels")}
-                            for c in figures}
-                await asyncio.sleep(0.05)
-        raise AssertionError("the sends were not all delivered")
+            return await _once_delivered(client)
 
     live = asyncio.run(serve())
     assert live == offline
