@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # name → (fewest arguments, most arguments, what it does)
 FUNCTIONS: dict[str, tuple[int, int, str]] = {
     "lower": (1, 1, "a string in lower case"),
@@ -28,3 +30,7 @@ URGENCIES = ("very-low", "low", "normal", "high")
 
 # Events the service worker reports itself (SPEC §9.1).
 PUSH_EVENTS = ("Push Viewed", "Push Clicked")
+
+
+LANG_TAG = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
+"""A language tag as SPEC §12.5 takes it (BCP 47 shaped): `lang` blocks, and a browser's `language`."""

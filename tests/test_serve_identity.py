@@ -272,3 +272,33 @@ def test_keys_user_secret_prints_a_fresh_secret_serve_accepts(push_project: tupl
     run = subprocess.run([sys.executable, "-m", "pushlang", "keys", "user-token", "u1"], cwd=push_project[0],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip().startswith("v1.")
+
+
+def test_a_browser_gives_its_language_and_timezone_and_nothing_else_of_a_profile(
+        push_project: tuple[Path, WebPushService]) -> None:
+    """The SDK sends the browser's `language` and `timezone` with a subscription (SPEC §12.5, §5): the
+    browser endpoint takes a profile with those two, valid, and refuses any other property."""
+    folder, push = push_project
+    sub = push.new_subscription("chrome")
+
+    def profile(props: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "profile", "user": "u1", "ts": "2026-12-01T08:00:00Z", "props": props}
+
+    async def body(client: TestClient[Any, Any], service: LiveService) -> None:
+        good = [subscribe("u1", sub), profile({"language": "pt-BR", "timezone": "America/Sao_Paulo"})]
+        bad = [profile({"language": "pt-BR", "vip": True}), profile({"language": "not a tag!"}),
+               profile({"timezone": "Mars/Olympus"}), profile({})]
+        r = await client.post("/v1/browser/records", json=good + bad, headers=user_token("u1"))
+        answer = await r.json()
+        assert answer["accepted"] == 2, answer
+        assert [x["reason"] for x in answer["rejected"]] == [
+            "a browser's profile may only give `language` and `timezone`, not `vip`",
+            "`language` 'not a tag!' is not a language tag",
+            "`timezone` 'Mars/Olympus' is not an IANA time zone",
+            "a browser's profile may only give `language` and `timezone`"]
+        state = await eventually(lambda: service.store.get("u1"))
+        assert state is not None
+        assert {k: state.profile.get(k) for k in ("language", "timezone", "vip")} == {
+            "language": "pt-BR", "timezone": "America/Sao_Paulo", "vip": None}
+
+    served(folder, body)

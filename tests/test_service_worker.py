@@ -26,7 +26,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pushlang.service.identity import TOKEN_HEADER, sign
+from pushlang.builtins import LANG_TAG
+from pushlang.config import is_timezone
+from pushlang.service.identity import TOKEN_HEADER, browser_profile_problem, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK = ROOT / "pushlang" / "service" / "static" / "sdk"
@@ -229,6 +231,13 @@ async def _service_worker_shows_push_and_reports_viewed() -> None:
         assert sub["endpoint"] == f"https://push.invalid/{vapid_key}?userVisibleOnly=true"
         assert sub["keys"] == {"p256dh": "p256dh-test", "auth": "auth-test"}
         assert sub["_token"] == USER_TOKEN
+        # ... and, in the same request, the browser's language and time zone as the user's profile
+        profile = next((r for r in records if r.get("type") == "profile"), None)
+        assert profile is not None, f"no profile record reached the server; got {records}"
+        assert profile["user"] == USER and set(profile["props"]) == {"language", "timezone"}, profile
+        assert LANG_TAG.fullmatch(profile["props"]["language"]), profile
+        assert is_timezone(profile["props"]["timezone"]), profile
+        assert browser_profile_problem(profile["props"]) is None  # what the browser endpoint takes
 
 
 @needs_chromium

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pushlang import ast
+from pushlang.builtins import LANG_TAG
 from pushlang.check.context import CheckContext, message_words
 from pushlang.diagnostics import codes
 
@@ -58,7 +59,6 @@ def tags(ctx: CheckContext) -> None:
                        help=f'e.g. "{_suggest(f.tag)}"')
 
 
-_LANG = re.compile(r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*")
 
 
 def languages(ctx: CheckContext) -> None:
@@ -69,11 +69,11 @@ def languages(ctx: CheckContext) -> None:
     for blocks, path in owners:
         seen: dict[str, ast.LangBlock] = {}
         for block in blocks:
-            if not _LANG.fullmatch(block.tag):
+            if not LANG_TAG.fullmatch(block.tag):
                 suggestion = block.tag.replace("_", "-")
                 ctx.report(codes.INVALID_LANG_TAG, path, block.tag_span,
                            f"lang {block.tag!r} is not a BCP 47 language tag",
-                           help=f'e.g. "{suggestion}"' if _LANG.fullmatch(suggestion)
+                           help=f'e.g. "{suggestion}"' if LANG_TAG.fullmatch(suggestion)
                            else 'e.g. "fr", "pt-BR", "zh-Hant-TW"')
             key = block.tag.lower()
             if key in seen:

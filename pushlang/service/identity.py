@@ -28,9 +28,11 @@ from typing import Any, TypeAlias
 import msgspec
 from aiohttp import web
 
+from pushlang.builtins import LANG_TAG
+from pushlang.config import is_timezone
 from pushlang.runtime.engine import INTERACTIONS
 from pushlang.runtime.instants import US, iso
-from pushlang.runtime.records import Event, Record, Subscribe, Unsubscribe
+from pushlang.runtime.records import Event, Profile, Record, Subscribe, Unsubscribe
 from pushlang.service.http import error
 
 TOKEN_HEADER = "X-Pushlang-User-Token"
@@ -229,6 +231,22 @@ def _whole(server: Mapping[str, Any], key: str, default: int, least: int) -> int
     return value
 
 
+def browser_profile_problem(props: dict[str, Any]) -> str | None:
+    """Why a browser's profile record is refused, if it is: the SDK sends the browser's `language` (a
+    language tag) and `timezone` (an IANA zone), and a browser may set nothing else of a profile."""
+    others = sorted(set(props) - {"language", "timezone"})
+    if others or not props:
+        return ("a browser's profile may only give `language` and `timezone`"
+                + (f", not {', '.join(f'`{k}`' for k in others)}" if others else ""))
+    language, zone = props.get("language"), props.get("timezone")
+    if language is not None and not (isinstance(language, str) and len(language) <= 35
+                                     and LANG_TAG.fullmatch(language)):
+        return f"`language` {language!r} is not a language tag"
+    if zone is not None and not (isinstance(zone, str) and len(zone) <= 64 and is_timezone(zone)):
+        return f"`timezone` {zone!r} is not an IANA time zone"
+    return None
+
+
 @dataclass
 class BrowserGuard:
     """What the open browser endpoint of every host checks: the rate limit per client address,
@@ -276,9 +294,9 @@ class BrowserGuard:
     def screen(self, indexed: list[tuple[int, Record]], rejected: list[dict[str, Any]], token: str | None,
                send_to: Callable[[str, str], bool | None], now: int) -> list[tuple[int, Record]]:
         """The records of a browser request it may send: each for the user ``token`` was signed for,
-        and only a subscription, an unsubscription, or a `Push Viewed` / `Push Clicked` of a send to that
+        and only a subscription, an unsubscription, a `Push Viewed` / `Push Clicked` of a send to that
         user (``send_to(send_id, user)``: True, False for a send to another user, None for no such
-        send). A browser's clock is often wrong (minutes, or days): what it reports happened when it
+        send), or a profile that gives only the browser's `language` and `timezone` (the SDK's). A browser's clock is often wrong (minutes, or days): what it reports happened when it
         reached the service, so the records are stamped ``now``. The others join ``rejected``."""
         allowed: list[tuple[int, Record]] = []
         for index, record in indexed:
@@ -290,8 +308,11 @@ class BrowserGuard:
                     problem = f"`{record.name}` for an unknown send_id"
                 elif not to_user:
                     problem = f"`{record.name}` for a send to another user"
+            elif problem is None and isinstance(record, Profile):
+                problem = browser_profile_problem(record.props)
             elif problem is None and not isinstance(record, (Subscribe, Unsubscribe)):
-                problem = "browsers may only send subscriptions and Push Viewed / Push Clicked events"
+                problem = ("browsers may only send subscriptions, Push Viewed / Push Clicked events and their "
+                           "language and timezone")
             if problem is None:
                 allowed.append((index, msgspec.structs.replace(record, ts=now)))
             else:

@@ -11,6 +11,7 @@
  *         // endpoint: 'https://push.example.com',  where pushlang serve listens (default: this origin)
  *         // serviceWorker: '/sdk/sw.js',           the worker's path on *this* origin
  *         // scope: '/',                            its scope
+ *         // profile: false,                        when your site sets `language` and `timezone` itself
  *       });
  *     };
  *   </script>
@@ -25,6 +26,9 @@
  * asks for notification permission, subscribes with `userVisibleOnly: true` and the VAPID key,
  * detects the platform (chrome, firefox, edge, safari) from the user agent and posts a
  * `subscribe` record (endpoint, keys.p256dh, keys.auth) to POST {endpoint}/v1/browser/records —
+ * with a `profile` record of the browser's language (navigator.language) and time zone
+ * (Intl.DateTimeFormat().resolvedOptions().timeZone) as the user's `language` and `timezone`, unless
+ * the site gives its own (`language`, `timezone` options) or sets them itself (`profile: false`) —
  * no API token ever reaches the page. It resolves to the PushSubscription; it rejects when push is
  * not supported or permission is not granted.
  *
@@ -105,6 +109,22 @@
     });
   }
 
+  // The user's language and time zone as this browser has them (SPEC §12.5: campaigns' `lang` blocks
+  // and the user's local time), unless the site gives its own or sets them itself (profile: false).
+  function browserProfile(options) {
+    if (options.profile === false) return null;
+    var props = {};
+    var language = options.language || (global.navigator && global.navigator.language);
+    if (language) props.language = String(language);
+    var zone = options.timezone;
+    if (!zone) {
+      try { zone = global.Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { zone = null; }
+    }
+    if (zone) props.timezone = String(zone);
+    if (!props.language && !props.timezone) return null;
+    return {type: 'profile', user: String(options.user), ts: new Date().toISOString(), props: props};
+  }
+
   function subscribe(options) {
     options = options || {};
     if (!supported()) return Promise.reject(new Error('pushlang: web push is not supported here'));
@@ -126,7 +146,10 @@
         platform: platform(), endpoint: json.endpoint,
         keys: {p256dh: json.keys.p256dh, auth: json.keys.auth},
       };
-      return post(options.endpoint, options.token, [record]).then(function () { return subscription; });
+      var records = [record];
+      var profile = browserProfile(options);
+      if (profile) records.push(profile);
+      return post(options.endpoint, options.token, records).then(function () { return subscription; });
     });
   }
 
