@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -325,3 +325,16 @@ def scoped_props(expr: ast.Expr, scope: Scope) -> Iterator[tuple[ast.Prop, Scope
             yield node, scope
         elif isinstance(node, ast.Did) and node.where is not None:
             yield from scoped_props(node.where, Scope(node.event, where="did"))
+
+
+_Item = TypeVar("_Item")
+
+
+def repeats(items: Iterable[_Item], key: Callable[[_Item], object]) -> Iterator[tuple[_Item, _Item]]:
+    """Each item whose key an earlier item already had, with that first item: what a "given twice"
+    check reports (a variant id, a time of day, a language tag)."""
+    seen: dict[object, _Item] = {}
+    for item in items:
+        first = seen.setdefault(key(item), item)
+        if first is not item:
+            yield item, first

@@ -7,7 +7,7 @@ import itertools
 
 from pushlang import ast
 from pushlang.builtins import WEEKDAYS
-from pushlang.check.context import CampaignView, CheckContext
+from pushlang.check.context import CampaignView, CheckContext, repeats
 from pushlang.diagnostics import codes
 from pushlang.syntax.literals import DURATION_UNITS
 
@@ -34,15 +34,12 @@ def variants(ctx: CheckContext) -> None:
                            notes=(f"the first variant, `{found[0].variant}`, is at line {found[0].span.line}",),
                            help="give it an id and a weight, `message a 50% {`, or remove the variants")
             continue  # what the variants should be is unclear: their count and weights are not checked
-        seen: dict[str, ast.Message] = {}
-        for message in found:
-            assert message.variant is not None and message.variant_span is not None
-            first = seen.setdefault(message.variant, message)
-            if first is not message:
-                ctx.report(codes.DUPLICATE_VARIANT, view.path, message.variant_span,
-                           f"variant `{message.variant}` is given twice",
-                           notes=(f"the first is at line {first.span.line}",),
-                           help="give each variant its own id")
+        for message, first in repeats(found, lambda m: m.variant):
+            assert message.variant_span is not None
+            ctx.report(codes.DUPLICATE_VARIANT, view.path, message.variant_span,
+                       f"variant `{message.variant}` is given twice",
+                       notes=(f"the first is at line {first.span.line}",),
+                       help="give each variant its own id")
         if len(found) < MIN_VARIANTS:
             only = found[0]
             assert only.variant_span is not None

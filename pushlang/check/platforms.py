@@ -6,7 +6,7 @@ import re
 
 from pushlang import ast
 from pushlang.builtins import LANG_TAG
-from pushlang.check.context import CheckContext, message_words
+from pushlang.check.context import CheckContext, message_words, repeats
 from pushlang.diagnostics import codes
 
 _TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -59,15 +59,12 @@ def tags(ctx: CheckContext) -> None:
                        help=f'e.g. "{_suggest(f.tag)}"')
 
 
-
-
 def languages(ctx: CheckContext) -> None:
     """`lang "TAG"` blocks: a BCP 47 shaped tag, each tag once in a message, a variant or a template
     (SPEC §12.5)."""
     owners = [(tpl.node.langs, tpl.path) for tpl in ctx.all_templates]
     owners += [(m.langs, view.path) for view in ctx.campaigns for m in view.messages]
     for blocks, path in owners:
-        seen: dict[str, ast.LangBlock] = {}
         for block in blocks:
             if not LANG_TAG.fullmatch(block.tag):
                 suggestion = block.tag.replace("_", "-")
@@ -75,16 +72,12 @@ def languages(ctx: CheckContext) -> None:
                            f"lang {block.tag!r} is not a BCP 47 language tag",
                            help=f'e.g. "{suggestion}"' if LANG_TAG.fullmatch(suggestion)
                            else 'e.g. "fr", "pt-BR", "zh-Hant-TW"')
-            key = block.tag.lower()
-            if key in seen:
-                first = seen[key]
-                ctx.report(codes.DUPLICATE_LANG, path, block.tag_span,
-                           f"lang {block.tag!r} is given twice" +
-                           ("" if first.tag == block.tag else f" (as {first.tag!r}: tags match in any case)"),
-                           notes=(f"the first is at line {first.span.line}",),
-                           help="keep one block per language, with all its fields")
-            else:
-                seen[key] = block
+        for block, first in repeats(blocks, lambda b: b.tag.lower()):
+            ctx.report(codes.DUPLICATE_LANG, path, block.tag_span,
+                       f"lang {block.tag!r} is given twice" +
+                       ("" if first.tag == block.tag else f" (as {first.tag!r}: tags match in any case)"),
+                       notes=(f"the first is at line {first.span.line}",),
+                       help="keep one block per language, with all its fields")
 
 
 def _suggest(tag: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zoneinfo
 
 from pushlang import ast
-from pushlang.check.context import CheckContext, walk
+from pushlang.check.context import CheckContext, repeats, walk
 from pushlang.config import MAX_TTL, is_timezone
 from pushlang.diagnostics import codes
 from pushlang.diagnostics.sink import did_you_mean
@@ -58,16 +58,12 @@ def recurrence(ctx: CheckContext) -> None:
                 ctx.report(codes.ZERO_INTERVAL, view.path, schedule.interval_span,
                            "`send every 0 days` never comes round",
                            help="use 1 or more days: `send every 1 day` is every day")
-            seen: dict[str, ast.Literal] = {}
-            for time in schedule.times:
-                if not isinstance(time.value, str):
-                    continue
-                first = seen.setdefault(time.value, time)
-                if first is not time:
-                    ctx.report(codes.DUPLICATE_TIME, view.path, time.span,
-                               f"{_shown_time(time.value)} is given twice: two equal times are one occurrence",
-                               notes=(f"the first is at line {first.span.line}, column {first.span.column}",),
-                               help="remove it, or write the time that was meant")
+            times = [time for time in schedule.times if isinstance(time.value, str)]
+            for time, first in repeats(times, lambda t: t.value):
+                ctx.report(codes.DUPLICATE_TIME, view.path, time.span,
+                           f"{_shown_time(str(time.value))} is given twice: two equal times are one occurrence",
+                           notes=(f"the first is at line {first.span.line}, column {first.span.column}",),
+                           help="remove it, or write the time that was meant")
 
 
 def _shown_time(value: str) -> str:
