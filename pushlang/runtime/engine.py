@@ -622,7 +622,7 @@ class Engine:
     # ---- winner tests (SPEC §12.4): the test sends of an occurrence, their clicks or conversions ----
 
     def _open_test(self, c: CompiledCampaign, s: int) -> None:
-        test: dict[str, Any] = {"sent": {}, "hit": []}
+        test: dict[str, Any] = {"sent": {}, "hit": {}}  # send_id → variant; send_id → 1 (a click or a conversion)
         self._tests.setdefault(c.id, {})[s] = test
         self.store.set_meta(f"test:{c.id}:{s}", test)
 
@@ -641,14 +641,14 @@ class Engine:
         window = c.plan.test.after * US
         for s, test in self._tests.get(campaign, {}).items():
             if send_id in test["sent"] and s < ts <= s + window and send_id not in test["hit"]:
-                test["hit"].append(send_id)
+                test["hit"][send_id] = 1
                 self.store.set_meta(f"test:{campaign}:{s}", test)
 
     def _winner(self, c: CompiledCampaign, s: int, at: int) -> str | None:
         """The winner of the test at occurrence s, chosen at ``at`` = s + D, with its `winner` record; None
         while the store has not every part of the tally (scale-out: the other partitions)."""
-        test = self._tests.get(c.id, {}).get(s) or {"sent": {}, "hit": []}
-        hit = set(test["hit"])
+        test = self._tests.get(c.id, {}).get(s) or {"sent": {}, "hit": {}}
+        hit = test["hit"]
         local = {v.id: [0, 0] for v in c.plan.variants}  # variant → [hits, sends], in the order written
         for send_id, variant in test["sent"].items():
             if variant in local:
