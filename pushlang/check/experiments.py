@@ -9,7 +9,7 @@ from pushlang import ast
 from pushlang.builtins import WEEKDAYS
 from pushlang.check.context import CampaignView, CheckContext, repeats
 from pushlang.diagnostics import codes
-from pushlang.syntax.literals import DURATION_UNITS
+from pushlang.syntax.literals import duration_text
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 8
 ALL = 10000  # basis points: the weights of a campaign's variants add up to exactly this
@@ -126,7 +126,7 @@ def _too_late(ctx: CheckContext, view: CampaignView, test: ast.WinnerTest) -> No
     reasons: list[str] = []
     gap = _shortest_gap(schedule)
     if gap is not None and after >= gap:
-        reasons.append(f"the next occurrence: two sends of this schedule can be {_length(gap)} apart")
+        reasons.append(f"the next occurrence: two sends of this schedule can be {duration_text(gap)} apart")
     end = _datetime(view.when_value("end"))
     last = _last_before(schedule, _datetime(view.when_value("start")), end)
     late_end = end is not None and last is not None and last + dt.timedelta(seconds=after) >= end
@@ -140,7 +140,7 @@ def _too_late(ctx: CheckContext, view: CampaignView, test: ast.WinnerTest) -> No
                        f"`cutoff {_clock(cutoff)}` on its date")
     if reasons:
         ctx.report(codes.WINNER_TOO_LATE, view.path, test.after_span,
-                   f"`after {_length(after)}` reaches {reasons[0]}",
+                   f"`after {duration_text(after)}` reaches {reasons[0]}",
                    notes=tuple(f"it also reaches {r}" for r in reasons[1:]),
                    help="the users outside the test group are decided then: use a shorter `after`"
                         + (", or move `end` or `cutoff` later" if late_end or late_cutoff else ""))
@@ -236,7 +236,4 @@ def _shown(at: dt.datetime) -> str:
     return at.isoformat(sep=" ").removesuffix(":00")
 
 
-def _length(seconds: int) -> str:
-    """A duration in its largest whole unit: 86400 → `1d`."""
-    unit, size = next((u, n) for u, n in sorted(DURATION_UNITS.items(), key=lambda x: -x[1]) if seconds % n == 0)
-    return f"{seconds // size}{unit}"
+

@@ -8,7 +8,7 @@ from pushlang import ast
 from pushlang.check.context import CheckContext, Scope, field_texts, message_words, scoped_props, walk
 from pushlang.diagnostics import codes
 from pushlang.source import Span
-from pushlang.syntax.literals import DURATION_UNITS
+from pushlang.syntax.literals import duration_text
 
 # Variants (`message ID P% ...`) are not `message` given twice: check/experiments.py checks them.
 _ONCE_GROUPS = ("who", "when", "plain_messages", "controls", "conversions", "labels", "platforms", "tests")
@@ -57,11 +57,8 @@ def items_once(ctx: CheckContext) -> None:
 
 
 def _length(seconds: object) -> str:
-    """A window's length in its largest whole unit: 86400 → `1d` (so `per 24h` and `per 1d` read alike)."""
-    if not isinstance(seconds, int) or seconds <= 0:
-        return f"`{seconds}s`"
-    unit, size = next((u, n) for u, n in sorted(DURATION_UNITS.items(), key=lambda x: -x[1]) if seconds % n == 0)
-    return f"`{seconds // size}{unit}`"
+    """A window's length in its largest whole unit, quoted: 86400 → `1d`."""
+    return f"`{duration_text(seconds)}`" if isinstance(seconds, int) and seconds > 0 else f"`{seconds}s`"
 
 
 def _fields_once(ctx: CheckContext, fields: Sequence[ast.MessageField], path: str) -> None:

@@ -58,6 +58,13 @@ def duration_seconds(text: str) -> int:
     return int(text[:-1]) * DURATION_UNITS[text[-1]]
 
 
+def duration_text(seconds: int) -> str:
+    """A positive duration as written in its largest whole unit: 86400 → ``1d``, 5400 → ``90m`` (so
+    `per 24h` and `per 1d` read alike)."""
+    unit, size = next((u, n) for u, n in sorted(DURATION_UNITS.items(), key=lambda x: -x[1]) if seconds % n == 0)
+    return f"{seconds // size}{unit}"
+
+
 def parse_time(text: str) -> str:
     """``09:00`` → ``09:00:00``; raises LiteralError for 24:00 or 09:75."""
     parts = [int(p) for p in text.split(":")]
