@@ -249,9 +249,10 @@ class Who(msgspec.Struct, frozen=True):
 
 class WhenItem(msgspec.Struct, frozen=True):
     """One line of ``when``. ``kind``: start, end, timezone, dnd, ignore_global_limits, limit,
-    throttle, priority, user_timezone, cutoff; ``values`` holds its literals. A ``limit`` is the
+    throttle, priority, user_timezone, best_time, cutoff; ``values`` holds its literals. A ``limit`` is the
     count and its period: a string (day, week, campaign) or a duration (rolling, in seconds); a
-    ``throttle`` the count and minute or hour; a ``priority`` the number (its span takes the sign)."""
+    ``throttle`` the count and minute or hour; a ``priority`` the number (its span takes the sign); a
+    ``best_time`` its `between` times (kind time), then its `by` events (kind string)."""
 
     kind: str
     values: tuple[Literal, ...]

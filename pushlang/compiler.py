@@ -142,6 +142,7 @@ class Lowering:
             throttle=_throttle(view.when_items("throttle")),
             priority=int(priority.value or 0) if priority is not None else 0,
             deliver_in_user_timezone=bool(view.when_items("user_timezone")),
+            best_time=_best_time(view.when_items("best_time")),
             cutoff=_text(cutoff),
             control_percent=control,
             conversion=plan.Conversion(conversion.event, conversion.within, self.opt(conversion.where),
@@ -270,6 +271,14 @@ def _limit(item: ast.WhenItem) -> plan.Limit:
     if period.kind == "duration":  # `limit N per DURATION`: a rolling window
         return plan.Limit(count, "rolling", int(period.value or 0))
     return plan.Limit(count, str(period.value))
+
+
+def _best_time(items: list[ast.WhenItem]) -> plan.BestTime | None:
+    if not items:
+        return None
+    times = [str(v.value) for v in items[0].values if v.kind == "time"]
+    events = tuple(dict.fromkeys(str(v.value) for v in items[0].values if v.kind == "string"))
+    return plan.BestTime(times[0], times[1], events) if times else plan.BestTime(events=events)
 
 
 def _throttle(items: list[ast.WhenItem]) -> plan.Throttle | None:

@@ -6,8 +6,8 @@ import msgspec
 
 from pushlang.settings import Settings as Settings  # part of the plan (Plan.settings)
 
-FORMAT_VERSION = 4  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
-#                    3: variants and winner tests; 4: languages (Message.langs)
+FORMAT_VERSION = 5  # 2: several times of day, every N days, last day, rolling limits, throttle, priority;
+#                    3: variants and winner tests; 4: languages (Message.langs); 5: best time
 
 
 class _Node(msgspec.Struct, frozen=True, tag_field="node", tag=True, forbid_unknown_fields=True):
@@ -220,6 +220,14 @@ class Throttle(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     period: int  # seconds: 60 or 3600
 
 
+class BestTime(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`deliver at best time [between HH:MM and HH:MM] [by "E", …]` (SPEC §12.6)."""
+
+    start: str | None = None  # `between`: [start, end) in the user's local time, HH:MM:SS; end < start spans midnight
+    end: str | None = None
+    events: tuple[str, ...] = ()  # `by`: the events scored; none: every event
+
+
 class Conversion(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     event: str
     within: int  # seconds
@@ -261,6 +269,7 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     throttle: Throttle | None = None
     priority: int = 0  # −100..100 (SPEC §12.2)
     deliver_in_user_timezone: bool = False
+    best_time: BestTime | None = None
     cutoff: str | None = None
     control_percent: float = 0.0
     conversion: Conversion | None = None

@@ -223,6 +223,18 @@ class AstBuilder(Transformer[Token, Any]):
     def w_user_timezone(self, c: list[Token]) -> ast.WhenItem:
         return ast.WhenItem("user_timezone", (), tspan(c[0]))
 
+    def w_best_time(self, c: list[Any]) -> ast.WhenItem:
+        """`deliver at best time [between HH:MM and HH:MM] [by "E", …]`: the window's two times (kind
+        time), then the events (kind string)."""
+        values = tuple(v for part in c[1:] if part is not None for v in part)
+        return ast.WhenItem("best_time", values, tspan(c[0]).to(values[-1].span if values else tspan(c[0])))
+
+    def best_between(self, c: list[Token]) -> tuple[ast.Literal, ...]:
+        return self._time(c[0]), self._time(c[1])
+
+    def best_by(self, c: list[Token]) -> tuple[ast.Literal, ...]:
+        return tuple(ast.Literal("string", self._string(t), tspan(t)) for t in c)
+
     def w_cutoff(self, c: list[Token]) -> ast.WhenItem:
         return self._when_item("cutoff", c, self._time(c[1]))
 

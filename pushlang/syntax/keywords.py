@@ -12,7 +12,7 @@ WORDS = (
     "labels", "platforms",
     "on", "where", "unless", "within", "at", "send", "once", "every", "day", "month", "days",
     "start", "end", "timezone", "dnd", "to", "discard", "delay", "ignore", "global", "limits", "limit", "per",
-    "week", "throttle", "minute", "hour", "priority", "deliver", "in", "user", "cutoff",
+    "week", "throttle", "minute", "hour", "priority", "deliver", "in", "user", "best", "between", "cutoff",
     "title", "body", "url", "image", "icon", "default", "ttl", "require", "interaction", "button", "tag",
     "urgency", "lang",
     "control", "group", "conversion", "revenue",
