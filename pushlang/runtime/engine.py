@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from pushlang import plan
+from pushlang.runtime import best_time
 from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_campaign, compile_segments
 from pushlang.runtime.evaluate import MISSING, Env, Fn, as_datetime
 from pushlang.runtime.instants import US, from_datetime, iso
@@ -55,6 +56,7 @@ from pushlang.runtime.significance import best_two, compare
 from pushlang.runtime.store import Store, Subscription, Timer, UserState, Window
 
 _HOUR = 3600 * US
+_BEST_BATCH = 500  # users whose best time is chosen together (one store call per zone)
 
 
 class Output(msgspec.Struct, frozen=True):
@@ -195,6 +197,11 @@ class CompiledPlan:
             if c.plan.conversion is not None:
                 self.by_conversion.setdefault(c.plan.conversion.event, []).append(c)
         self.retention = self._retention(compiled)
+        # best time without `by` scores every event: each is kept 90 days (SPEC §12.6)
+        self.keep_every: int | None = None
+        if any(c.best_time is not None and not c.best_time.events for c in compiled.campaigns):
+            self.keep_every = best_time.WINDOW
+            self.retention = {name: max(keep, best_time.WINDOW) for name, keep in self.retention.items()}
         self.by_user_zone = [c for c in self.campaigns if not c.is_live and c.plan.deliver_in_user_timezone]
         self.scheduled = [c for c in self.campaigns if not c.plan.is_live]
 
@@ -222,6 +229,8 @@ class CompiledPlan:
 
         for c in compiled.campaigns:
             visit(c)
+            for event in c.best_time.events if c.best_time is not None else ():
+                windows[event] = max(windows.get(event, 0), best_time.WINDOW)
         for s in compiled.segments.values():
             visit(s)
         return windows
@@ -252,7 +261,7 @@ class Engine:
         self.by_conversion = shared.by_conversion
         self.by_id = shared.by_id
         self.retention = shared.retention
-        self.keep_history = keep_history
+        self.keep_history = keep_history if shared.keep_every is None else max(keep_history or 0, shared.keep_every)
         self._by_user_zone = shared.by_user_zone
         # the work done (timers fired, users visited by occurrences): what advance's budget counts
         self.work = 0
@@ -533,6 +542,10 @@ class Engine:
             self._decide_again(c, state, timer.due, pending_from(timer.payload))
             return True
         payload = timer.payload
+        if timer.kind == "best":  # the occurrence at s, for this user at s + k: send_id and cut-off are s's
+            self._decide(c, state, timer.due, c.env(state, timer.due), trigger_at=payload["s"],
+                         date=payload["date"], schedule_zone=payload["zone"])
+            return True
         env = Env(state.user, state.profile, timer.due, UserHistory(state), c.segments, payload["event"],
                   payload["ts"], payload["props"])
         self._decide(c, state, timer.due, env, trigger_at=timer.due)
@@ -597,8 +610,11 @@ class Engine:
             uids = uids[bisect.bisect_right(uids, min(after.values())):]
         stop = self._stop_at
         last: str | None = None
+        best: list[tuple[UserState, str, str]] | None = [] if c.plan.best_time is not None else None
         for uid in uids:
             if stop is not None and self.work >= stop and last is not None:
+                if best:
+                    self._best_times(c, best, at)
                 for timer in timers:
                     key = timer.key if "after" in timer.payload else f"{timer.key}@{at}"
                     self.store.add_timer(Timer(at, c.id, timer.user, key, timer.kind,
@@ -615,9 +631,44 @@ class Engine:
                 continue
             if test is not None and in_test_group(c.id, uid, test.percent) != (winner_of is None):
                 continue  # the test group at s, everybody else at s + D
+            if best is not None:  # decided at their best hour, chosen for a batch of users at once
+                best.append((state, date, zone if by_user_zone else c.tz))
+                if len(best) >= _BEST_BATCH:
+                    self._best_times(c, best, at)
+                    best = []
+                continue
             self._decide(c, state, at, c.env(state, at), trigger_at=at, date=date,
                          schedule_zone=zone if by_user_zone else c.tz, variant=variant)
+        if best:
+            self._best_times(c, best, at)
         return True
+
+    # ---- best time (SPEC §12.6): each user decided at s + k, k chosen at s from their history ----
+
+    def _best_times(self, c: CompiledCampaign, users: list[tuple[UserState, str, str]], s: int) -> None:
+        """Choose k for each of these users (known at s, in user-id order) and decide them at s + k:
+        at once for k = 0, else by a ``best`` timer. The store counts their events by local hour, one
+        call per zone."""
+        spec = c.plan.best_time
+        assert spec is not None
+        by_zone: dict[str, list[str]] = {}
+        for state, _, _ in users:
+            by_zone.setdefault(user_zone(c, state), []).append(state.user)
+        counts: dict[str, list[int]] = {}
+        for zone, ids in by_zone.items():
+            runs = best_time.offset_runs(zone, s - best_time.WINDOW, s + best_time.DAY)
+            counts.update(self.store.hour_counts(ids, spec.events, s - best_time.WINDOW, s, runs))
+        for state, date, schedule_zone in users:
+            user = state.user
+            choice = best_time.decide(spec, counts[user], s, user_zone(c, state), c.end,
+                                      best_time.cutoff_on(c.plan.cutoff, date, schedule_zone))
+            if self.observer is not None and (observer := self._observing(c.id, user)) is not None:
+                observer.noted(c.id, user, s, choice.words(), trigger=True, due=choice.at)
+            if choice.k == 0:
+                self._decide(c, state, s, c.env(state, s), trigger_at=s, date=date, schedule_zone=schedule_zone)
+            else:
+                self.store.add_timer(Timer(choice.at, c.id, user, f"best:{c.id}:{user}:{s}", "best",
+                                           {"s": s, "date": date, "zone": schedule_zone}))
 
     # ---- winner tests (SPEC §12.4): the test sends of an occurrence, their clicks or conversions ----
 

@@ -228,7 +228,7 @@ def render_preview(p: Preview) -> str:
         lines.append(f"  {p.schedule}")
     for o in p.observed:
         if isinstance(o, Note):
-            lines.append(f"  {o.text}")
+            lines.extend(f"  {line}" for line in o.text.splitlines())  # a best-time note has its chart
             continue
         lines.append(f"  {'decided again' if o.again else 'decision'} at {iso(o.at)}: {verdict(o)}")
         lines.extend(f"    {verdict_line(v)}" for v in o.verdicts)

@@ -16,14 +16,18 @@ import heapq
 import sqlite3
 import time
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from pushlang.runtime.best_time import Runs, count_hours
 from pushlang.runtime.erasure import Anonymized, anonymize
+from pushlang.runtime.instants import HOUR
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
+
+_CHUNK = 500  # users per best-time query
 
 SCHEMA_VERSION = 3  # 2: windows.variant; 3: windows.lang
 
@@ -449,6 +453,37 @@ class SqliteStore(PersistentStore):
         outbox = {key.rpartition(":")[2]: str(value.get("state", "")) for key, value in meta.items()
                   if isinstance(value, dict)}
         return Erasure(counts, anonymized, outbox)
+
+    # ---- best time -------------------------------------------------------------------------------
+
+    def hour_counts(self, users: list[str], events: tuple[str, ...], since: int, until: int,
+                    runs: Runs) -> dict[str, list[int]]:
+        """The events written so far are counted in SQL, grouped by user and local hour over the
+        (user_id, name, ts) index, the offset of each event's run chosen by a CASE; the few appended
+        since the last commit (not in the table yet) are counted from memory."""
+        out = {user: [0] * 24 for user in users}
+        offset = " ".join("WHEN ts < ? THEN ?" for _ in runs[1:])
+        offset = f"CASE {offset} ELSE ? END" if offset else "?"
+        offsets: list[int] = [x for (_, previous), (start, _) in pairwise(runs) for x in (start, previous)]
+        offsets.append(runs[-1][1])
+        names = f" AND name IN ({', '.join('?' * len(events))})" if events else ""
+        for i in range(0, len(users), _CHUNK):
+            chunk = users[i:i + _CHUNK]
+            sql = (f"SELECT user_id, ((ts + {offset}) / {HOUR}) % 24 AS hour, count(*) FROM events"
+                   f" WHERE user_id IN ({', '.join('?' * len(chunk))}){names} AND ts > ? AND ts <= ?"
+                   " GROUP BY user_id, hour")
+            for user, hour, n in self._db.execute(sql, (*offsets, *chunk, *events, since, until)):
+                out[user][hour] += n
+        for user in users:
+            dirty = self._dirty.get(user)
+            if dirty is None:
+                continue
+            history = dirty.state.history
+            tails = [history[name][len(history[name]) - appended:] for name, (appended, _) in dirty.events.items()
+                     if appended and (not events or name in events) and name in history]
+            for hour, n in enumerate(count_hours(tails, since, until, runs)):
+                out[user][hour] += n
+        return out
 
     # ---- bookkeeping ---------------------------------------------------------------------------
 

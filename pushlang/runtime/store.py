@@ -12,6 +12,8 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
+from pushlang.runtime.best_time import Runs, count_hours
+
 
 @dataclass(slots=True)
 class Subscription:
@@ -91,6 +93,9 @@ class Store(Protocol):
     def test_tally(self, campaign: str, s: int, local: dict[str, list[int]]) -> dict[str, list[int]] | None: ...
     @property
     def writes_campaign_records(self) -> bool: ...
+    # best time (SPEC §12.6): each user's events in (since, until] counted by local hour
+    def hour_counts(self, users: list[str], events: tuple[str, ...], since: int, until: int,
+                    runs: Runs) -> dict[str, list[int]]: ...
     # timers
     def add_timer(self, timer: Timer) -> None: ...
     def cancel_timer(self, key: str) -> None: ...
@@ -234,6 +239,21 @@ class MemoryStore:
         """Whether this store's engine writes the records about a campaign rather than a user (a winner):
         one of the partitions in scale-out, always here."""
         return True
+
+    # ---- best time -------------------------------------------------------------------------------
+
+    def hour_counts(self, users: list[str], events: tuple[str, ...], since: int, until: int,
+                    runs: Runs) -> dict[str, list[int]]:
+        """For each user (all in the zone whose offsets ``runs`` are), their events named in ``events``
+        (every event when empty) with ts in (since, until], counted by the local hour of day: here, from
+        the history each user's state holds (in scale-out, the partition's)."""
+        out: dict[str, list[int]] = {}
+        for user in users:
+            state = self.get(user)
+            history = {} if state is None else state.history
+            kept = list(history.values()) if not events else [history[e] for e in events if e in history]
+            out[user] = count_hours(kept, since, until, runs)
+        return out
 
     # ---- timers --------------------------------------------------------------------------------
 
