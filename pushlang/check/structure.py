@@ -150,6 +150,8 @@ def behaviour_conditions(ctx: CheckContext) -> None:
 
 
 def live_only_options(ctx: CheckContext) -> None:
+    """Options of scheduled campaigns given in a live one: `deliver in user timezone` and `cutoff` do
+    nothing there (a warning); `deliver at best time` has no occurrence to move (an error, SPEC §12.6)."""
     for view in ctx.campaigns:
         if view.scheduled or view.trigger is None:
             continue
@@ -158,3 +160,8 @@ def live_only_options(ctx: CheckContext) -> None:
                 ctx.report(codes.SCHEDULED_ONLY_OPTION, view.path, item.span,
                            f"`{words}` has no effect in a live campaign",
                            help="it applies to scheduled send times; remove it")
+        for item in view.when_items("best_time"):
+            ctx.report(codes.BEST_TIME_ON_LIVE, view.path, item.span,
+                       "`deliver at best time` needs a scheduled campaign: "
+                       "a live one decides each user at their event",
+                       help="remove the line, or schedule the campaign with `send ...`")
