@@ -487,6 +487,15 @@ CONDITION_NEVER_BOOLEAN = _code(
     "title \"@{if 'vip' then 'Your VIP deal' else 'A deal for you'}\"",
     "Write a comparison: `if user.vip == true then ... else ...`.",
 )
+WINNER_WITH_BEST_TIME = _code(
+    "PL514", "winner-with-best-time", E,
+    "`test P% then winner ...` is given with `deliver at best time`.",
+    "A winner test needs one instant s for the whole occurrence: the test group goes at s and the "
+    "others at s + D (SPEC §12.4). Best time decides each user at their own hour s + k (§12.6), so "
+    "there is no such instant.",
+    'when {\n  deliver at best time\n}\ntest 10% then winner by clicks after 2h',
+    "Remove `deliver at best time`, or the `test` line (the variants still split the users).",
+)
 
 # ---- message and platforms ---------------------------------------------------------------------
 SAFARI_WITHOUT_URL = _code(
