@@ -15,6 +15,8 @@ _ONCE_GROUPS = ("who", "when", "plain_messages", "controls", "conversions", "lab
 _GROUP_WORD = {"who": "who", "when": "when", "plain_messages": "message", "controls": "control group",
                "conversions": "conversion", "labels": "labels", "platforms": "platforms",
                "tests": "test ... then winner"}
+# `when` items whose kind is not how they are written.
+_WHEN_WORDS = {"user_timezone": "deliver in user timezone", "best_time": "deliver at best time"}
 
 
 def one_trigger(ctx: CheckContext) -> None:
@@ -41,7 +43,7 @@ def items_once(ctx: CheckContext) -> None:
         for block in view.when:
             for item in block.items:
                 key = item.kind
-                what = f"`{key.replace('_', ' ')}`"
+                what = f"`{_WHEN_WORDS.get(key, key.replace('_', ' '))}`"
                 if key == "limit":
                     period = item.values[1]
                     if period.kind == "duration":  # rolling windows of one length are one period
