@@ -42,7 +42,15 @@ from pushlang.runtime.sqlite_store import open_store
 from pushlang.runtime.store import MemoryStore, UserState
 from pushlang.runtime.why import render_trace
 from pushlang.source import Source, Span
-from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS, WINNER_METRICS
+from pushlang.syntax.keywords import (
+    BEST_TIME_OPTIONS,
+    DELIVER_MODES,
+    KEYWORDS,
+    LIMIT_PERIODS,
+    THROTTLE_PERIODS,
+    WHEN_ITEMS,
+    WINNER_METRICS,
+)
 from pushlang.syntax.literals import DURATION_UNITS
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name: (arguments, what it does)
@@ -483,8 +491,10 @@ class Session:
         """Tab for the text before the cursor: the word being typed and what may complete it, by
         context — commands at the start of a line, campaign ids and user ids where a command takes
         them, files after `:load` and `:records`, the items of a `when` block at the start of one of
-        its lines, periods after `per`, the words of `test P% then winner by clicks|conversions after D`
-        one after the other, `then` and `else` of an open `if`, else keywords, names, events and properties (not on an empty word: every
+        its lines, the rest of a `deliver` item there (`in user timezone`, `at best time`, then
+        `between … and …` and `by`), periods after `per`, the words of
+        `test P% then winner by clicks|conversions after D` one after the other, `then` and `else` of
+        an open `if`, else keywords, names, events and properties (not on an empty word: every
         keyword is no help). ``earlier``: the lines typed before this one in an unfinished definition."""
         parts = before.split(" ")
         word, done = parts[-1], [p for p in parts[:-1] if p]
@@ -511,11 +521,35 @@ class Session:
             candidates = [after_if]
         elif (not done or done[-1] == "{") and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]:
             candidates = list(WHEN_ITEMS)
+        elif ((after_deliver := _deliver_next(done)) is not None
+              and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]):
+            candidates = after_deliver
         elif not word:
             candidates = []
         else:
             candidates = self.words()
         return word, [c for c in candidates if c.startswith(word) and c != word]
+
+
+def _deliver_next(done: list[str]) -> list[str] | None:
+    """What follows in a `deliver` item of `when` (the words typed so far): the rest of `in user timezone`
+    or `at best time`, then `between` and `by`, `and` between the window's times, `by` after the window;
+    an empty list where a time goes; None outside a `deliver` item and among the events after `by`."""
+    words = done[len(done) - done[::-1].index("{"):] if "{" in done else done
+    if words[:1] != ["deliver"]:
+        return None
+    rest = words[1:]
+    phrases = [mode.split() for mode in DELIVER_MODES]
+    started = [" ".join(p[len(rest):]) for p in phrases if len(rest) < len(p) and p[:len(rest)] == rest]
+    if started:
+        return started
+    best = next(p for p in phrases if "best" in p)  # at best time
+    if rest[:len(best)] != best:
+        return None
+    options = rest[len(best):]  # `between HH:MM and HH:MM`, then `by "E", …`
+    if "by" in options:
+        return None
+    return {0: list(BEST_TIME_OPTIONS), 1: [], 2: ["and"], 3: [], 4: ["by"]}.get(len(options), [])
 
 
 # What comes next in `test 10% then winner by clicks after 4h`, by how many words there are from `test` on.

@@ -237,6 +237,19 @@ def test_variants_and_the_winner_test() -> None:
     assert (Number, "10%") in toks and (Number, "4h") in toks
 
 
+def test_best_time_and_user_timezone() -> None:
+    text = ('when {\n  deliver at best time between 22:00 and 06:00:30 by "Viewed Product", "Charged"\n'
+            "  deliver at best time\n  deliver in user timezone\n}\n")
+    toks = tokens(text)
+    assert [v for t, v in toks if t in Error] == []
+    assert "".join(v for _, v in lexer().get_tokens(text)) == text
+    for word in ("deliver", "at", "best", "time", "between", "and", "by", "in", "user", "timezone"):
+        assert (Keyword, word) in toks, word
+    assert (Literal.Date, "22:00") in toks and (Literal.Date, "06:00:30") in toks
+    assert (String.Double, "Viewed Product") in toks and (Punctuation, ",") in toks
+    assert not any(t in Name for t, _ in toks)  # `user` before `timezone` is no property
+
+
 def test_an_unclosed_string_or_personalisation_ends_at_the_end_of_its_line() -> None:
     text = 'body "Hi @{user.name | default: \'x\'\nwho {\n  user.vip == true\n}\n'
     toks = tokens(text)

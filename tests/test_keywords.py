@@ -10,7 +10,15 @@ from pushlang.compiler import THROTTLE_PERIODS as THROTTLE_SECONDS
 from pushlang.highlight import lexer
 from pushlang.repl import Session
 from pushlang.resources import grammar_file
-from pushlang.syntax.keywords import KEYWORDS, LIMIT_PERIODS, THROTTLE_PERIODS, WHEN_ITEMS, WINNER_METRICS
+from pushlang.syntax.keywords import (
+    BEST_TIME_OPTIONS,
+    DELIVER_MODES,
+    KEYWORDS,
+    LIMIT_PERIODS,
+    THROTTLE_PERIODS,
+    WHEN_ITEMS,
+    WINNER_METRICS,
+)
 
 
 def grammar_words() -> set[str]:
@@ -59,3 +67,14 @@ def test_the_when_items_and_periods_for_completion_are_the_grammars() -> None:
     assert _terminal_words("LIMIT_PERIOD") == LIMIT_PERIODS
     assert _terminal_words("THROTTLE_PERIOD") == THROTTLE_PERIODS == tuple(THROTTLE_SECONDS)
     assert _terminal_words("WINNER_METRIC") == WINNER_METRICS
+
+
+def test_the_deliver_modes_and_best_time_options_for_completion_are_the_grammars() -> None:
+    rule = re.search(r"^\?when_item:(.*?)^\n", _grammar(), re.MULTILINE | re.DOTALL)
+    assert rule
+    delivers = [a.split("->")[0] for a in rule.group(1).split("|") if a.split()[0] == "DELIVER"]
+    assert tuple(" ".join(re.findall(r'"([a-z]+)"', a)) for a in delivers) == DELIVER_MODES
+    (best,) = [a for a in delivers if "best" in a]
+    options = re.findall(r"\[(\w+)\]", best)  # `[best_between] [best_by]`, in the grammar's order
+    firsts = [re.search(rf'^{o}:\s*"([a-z]+)"', _grammar(), re.MULTILINE) for o in options]
+    assert tuple(m.group(1) for m in firsts if m) == BEST_TIME_OPTIONS

@@ -287,6 +287,27 @@ def test_completion_knows_the_when_block_and_the_periods_after_per() -> None:
     assert "throttle" in session.completions("thr")[1]  # a keyword like any other
 
 
+def test_completion_walks_through_a_deliver_item_and_best_time() -> None:
+    session = Session(out=lambda _: None)
+    earlier = 'campaign c {\n  send once at 2026-12-01 10:00\n  when {\n    start 2026-12-01 00:00'
+    assert session.completions("    deliver ", earlier) == ("", ["in user timezone", "at best time"])
+    assert session.completions("    deliver a", earlier) == ("a", ["at best time"])
+    assert session.completions("  when { deliver i", "campaign c {") == ("i", ["in user timezone"])
+    assert session.completions("    deliver at ", earlier) == ("", ["best time"])  # a phrase typed word by word
+    assert session.completions("    deliver at best ", earlier) == ("", ["time"])
+    assert session.completions("    deliver in user timezone ", earlier) == ("", [])  # complete
+    assert session.completions("    deliver at best time ", earlier) == ("", ["between", "by"])
+    assert session.completions("    deliver at best time be", earlier) == ("be", ["between"])
+    assert session.completions("    deliver at best time between ", earlier) == ("", [])  # a time
+    assert session.completions("    deliver at best time between 09:00 ", earlier) == ("", ["and"])
+    assert session.completions("    deliver at best time between 09:00 and ", earlier) == ("", [])
+    assert session.completions("    deliver at best time between 09:00 and 21:00 ", earlier) == ("", ["by"])
+    assert session.completions("    deliver at best time by ", earlier) == ("", [])  # an event
+    # outside `when`, `deliver` is followed by nothing in particular
+    assert session.completions("  deliver ", "campaign c {\n  message {") == ("", [])
+    assert "at" in session.completions("    deliver a", "campaign c {\n  who {")[1]
+
+
 def test_completion_offers_then_and_else_of_an_if() -> None:
     session = Session(out=lambda _: None)
     earlier = 'campaign c {\n  on "X"\n  who {'

@@ -31,6 +31,7 @@ CHECKS: tuple[Check, ...] = (
     Check("message-ttl", timing.message_ttl),
     Check("limits", timing.limits),
     Check("delivery-controls", timing.delivery_controls),
+    Check("best-time", timing.best_time),
     Check("durations", timing.durations),
     Check("literal-types", types.literal_types),
     Check("control-group", platforms.control_group),

@@ -98,6 +98,12 @@ def winner_test(ctx: CheckContext) -> None:
                            "there is no one instant to send the test group and then the rest",
                            notes=(f"`deliver in user timezone` is at line {item.span.line}",),
                            help="remove `deliver in user timezone`, or the `test` line")
+            for item in view.when_items("best_time")[:1]:  # a second one is `duplicate-item`
+                ctx.report(codes.WINNER_WITH_BEST_TIME, view.path, test.winner_span,
+                           "a winner test cannot go with `deliver at best time`: each user is decided "
+                           "at their own hour, so there is no one instant to send the test group and then the rest",
+                           notes=(f"`deliver at best time` is at line {item.span.line}",),
+                           help="remove `deliver at best time`, or the `test` line")
             if test.by == "conversions" and not view.conversions:
                 ctx.report(codes.WINNER_NEEDS_CONVERSION, view.path, test.by_span,
                            f"a winner `by conversions` needs a `conversion`: campaign `{view.node.id}` has none",

@@ -24,6 +24,8 @@ def known_events(ctx: CheckContext) -> None:
                 if t.unless is not None:
                     seen.append((t.unless.event, t.unless.event_span, view.path))
         seen += [(c.event, c.event_span, view.path) for c in view.conversions]
+        seen += [(str(v.value), v.span, view.path) for item in view.when_items("best_time")
+                 for v in item.values if v.kind == "string" and isinstance(v.value, str)]
         for expr in view.own_expressions():
             seen += [(n.event, n.event_span, view.path) for n in walk(expr) if isinstance(n, ast.Did)]
     for seg in ctx.all_segments:

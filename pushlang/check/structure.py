@@ -15,6 +15,8 @@ _ONCE_GROUPS = ("who", "when", "plain_messages", "controls", "conversions", "lab
 _GROUP_WORD = {"who": "who", "when": "when", "plain_messages": "message", "controls": "control group",
                "conversions": "conversion", "labels": "labels", "platforms": "platforms",
                "tests": "test ... then winner"}
+# `when` items whose kind is not how they are written.
+_WHEN_WORDS = {"user_timezone": "deliver in user timezone", "best_time": "deliver at best time"}
 
 
 def one_trigger(ctx: CheckContext) -> None:
@@ -41,7 +43,7 @@ def items_once(ctx: CheckContext) -> None:
         for block in view.when:
             for item in block.items:
                 key = item.kind
-                what = f"`{key.replace('_', ' ')}`"
+                what = f"`{_WHEN_WORDS.get(key, key.replace('_', ' '))}`"
                 if key == "limit":
                     period = item.values[1]
                     if period.kind == "duration":  # rolling windows of one length are one period
@@ -150,6 +152,8 @@ def behaviour_conditions(ctx: CheckContext) -> None:
 
 
 def live_only_options(ctx: CheckContext) -> None:
+    """Options of scheduled campaigns given in a live one: `deliver in user timezone` and `cutoff` do
+    nothing there (a warning); `deliver at best time` has no occurrence to move (an error, SPEC §12.6)."""
     for view in ctx.campaigns:
         if view.scheduled or view.trigger is None:
             continue
@@ -158,3 +162,8 @@ def live_only_options(ctx: CheckContext) -> None:
                 ctx.report(codes.SCHEDULED_ONLY_OPTION, view.path, item.span,
                            f"`{words}` has no effect in a live campaign",
                            help="it applies to scheduled send times; remove it")
+        for item in view.when_items("best_time"):
+            ctx.report(codes.BEST_TIME_ON_LIVE, view.path, item.span,
+                       "`deliver at best time` needs a scheduled campaign: "
+                       "a live one decides each user at their event",
+                       help="remove the line, or schedule the campaign with `send ...`")

@@ -1,4 +1,5 @@
-"""Checks on time: the campaign window, timezones, schedules, TTL, limits, throttle and priority, windows."""
+"""Checks on time: the campaign window, timezones, schedules, TTL, limits, throttle and priority, best
+time, windows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pushlang.config import MAX_TTL, is_timezone
 from pushlang.diagnostics import codes
 from pushlang.diagnostics.sink import did_you_mean
 from pushlang.source import Span
+from pushlang.syntax.literals import duration_text
 
 
 def window(ctx: CheckContext) -> None:
@@ -132,6 +134,46 @@ def delivery_controls(ctx: CheckContext) -> None:
 
 
 PRIORITY_MIN, PRIORITY_MAX = -100, 100  # SPEC §12.2
+
+
+def best_time(ctx: CheckContext) -> None:
+    """`deliver at best time` (SPEC §12.6): a `between` window under an hour, an event listed twice in `by`."""
+    for view in ctx.campaigns:
+        for item in view.when_items("best_time"):
+            window = [v for v in item.values if v.kind == "time"]
+            if len(window) == 2:
+                _best_time_window(ctx, view.path, window[0], window[1])
+            events = [v for v in item.values if v.kind == "string"]
+            for event, first in repeats(events, lambda e: e.value):
+                ctx.report(codes.DUPLICATE_BEST_TIME_EVENT, view.path, event.span,
+                           f"event \"{event.value}\" is given twice in `by`: it counts once",
+                           notes=(f"the first is at line {first.span.line}, column {first.span.column}",),
+                           help="remove it, or write the event that was meant")
+
+
+BEST_TIME_MIN_WINDOW = 3600  # seconds: a `between` window holds one of s, s + 1h, ..., s + 23h (SPEC §12.6)
+_DAY = 86400
+
+
+def _best_time_window(ctx: CheckContext, path: str, start: ast.Literal, end: ast.Literal) -> None:
+    if not isinstance(start.value, str) or not isinstance(end.value, str):
+        return  # a malformed time is reported where it is read
+    length = (_clock_seconds(end.value) - _clock_seconds(start.value)) % _DAY  # TO before FROM: over midnight
+    if length >= BEST_TIME_MIN_WINDOW:
+        return
+    shown = f"{_shown_time(start.value)}–{_shown_time(end.value)}"
+    ctx.report(codes.BEST_TIME_WINDOW_TOO_SHORT, path, start.span.to(end.span),
+               f"the best-time window {shown} is "
+               + (f"{duration_text(length)} long" if length else "empty")
+               + f": it must be at least {duration_text(BEST_TIME_MIN_WINDOW)}",
+               help="best time tries the scheduled time and each whole hour after it, and keeps those in "
+                    "the window: make it an hour or more, or remove `between` to let every hour compete")
+
+
+def _clock_seconds(value: str) -> int:
+    """``HH:MM:SS`` → seconds since midnight."""
+    hour, minute, second = (int(x) for x in value.split(":"))
+    return hour * 3600 + minute * 60 + second
 
 
 def durations(ctx: CheckContext) -> None:

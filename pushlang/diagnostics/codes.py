@@ -342,6 +342,34 @@ PRIORITY_OUT_OF_RANGE = _code(
     "priority 500",
     "Use a number from -100 to 100: higher wins.",
 )
+BEST_TIME_ON_LIVE = _code(
+    "PL413", "best-time-on-live", E,
+    "`deliver at best time` is given in a live campaign.",
+    "Best time moves each user's decision of a scheduled occurrence s to the hour s + k that their "
+    "history favours (SPEC §12.6); a live campaign decides each user at their own event, with no "
+    "occurrence to move.",
+    'on "Signed Up"\nwhen {\n  deliver at best time\n}',
+    "Remove the line, or make the campaign scheduled with `send ...`.",
+)
+BEST_TIME_WINDOW_TOO_SHORT = _code(
+    "PL414", "best-time-window-too-short", E,
+    "The `between FROM and TO` window of `deliver at best time` is shorter than one hour.",
+    "Best time tries the hours s, s + 1h, ..., s + 23h of an occurrence s and keeps those whose local "
+    "time of day lies in [FROM, TO) (SPEC §12.6). Only a window of an hour or more is sure to hold one "
+    "of them; a shorter one may hold none, and then every user is decided at s. TO before FROM spans "
+    "midnight; FROM equal to TO is a window of no length.",
+    "deliver at best time between 09:00 and 09:30",
+    "Make the window at least an hour long (`between 09:00 and 10:00`), or remove `between` to let "
+    "every hour of the day compete.",
+)
+DUPLICATE_BEST_TIME_EVENT = _code(
+    "PL415", "duplicate-best-time-event", W,
+    "`deliver at best time by ...` lists the same event twice.",
+    "An hour's score counts the user's events of the names listed (SPEC §12.6); a name listed twice is "
+    "counted once, so the repeat is probably a typo for another event.",
+    'deliver at best time by "Viewed Product", "Viewed Product"',
+    "Remove the repeated event, or write the event that was meant.",
+)
 
 # ---- audience, control group, experiments --------------------------------------------------------
 CONTROL_GROUP_ALL = _code(
@@ -458,6 +486,15 @@ CONDITION_NEVER_BOOLEAN = _code(
     "so the `then` branch is never used.",
     "title \"@{if 'vip' then 'Your VIP deal' else 'A deal for you'}\"",
     "Write a comparison: `if user.vip == true then ... else ...`.",
+)
+WINNER_WITH_BEST_TIME = _code(
+    "PL514", "winner-with-best-time", E,
+    "`test P% then winner ...` is given with `deliver at best time`.",
+    "A winner test needs one instant s for the whole occurrence: the test group goes at s and the "
+    "others at s + D (SPEC §12.4). Best time decides each user at their own hour s + k (§12.6), so "
+    "there is no such instant.",
+    'when {\n  deliver at best time\n}\ntest 10% then winner by clicks after 2h',
+    "Remove `deliver at best time`, or the `test` line (the variants still split the users).",
 )
 
 # ---- message and platforms ---------------------------------------------------------------------

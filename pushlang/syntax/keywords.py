@@ -26,6 +26,10 @@ KEYWORDS = DECLARATIONS + BLOCKS + CONSTANTS + WORDS
 # `per` (`limit N per day|week|campaign` or a duration, `throttle N per minute|hour`), and what a
 # winner is chosen by.
 WHEN_ITEMS = ("start", "end", "timezone", "dnd", "ignore", "limit", "throttle", "priority", "deliver", "cutoff")
+# The rest of a `deliver` item, and the options of `deliver at best time`, in the grammar's order:
+# `deliver at best time [between HH:MM and HH:MM] [by "E", …]`.
+DELIVER_MODES = ("in user timezone", "at best time")
+BEST_TIME_OPTIONS = ("between", "by")
 LIMIT_PERIODS = ("day", "week", "campaign")
 THROTTLE_PERIODS = ("minute", "hour")
 # What a winner is chosen by: `test P% then winner by clicks|conversions after D`.
