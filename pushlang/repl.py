@@ -429,7 +429,34 @@ class Session:
             heading += f" (trigger: {event.name} at {iso(event.ts)})" if event is not None else " (no trigger yet)"
         if last is not None:
             heading += f"\nlast decision: {_describe(last)}"
+        if c.best_time is not None and state is not None:
+            heading += "".join(f"\n{line}" for line in self._best_time_lines(engine, compiled, state, found.again))
         self.out(render_trace(found, heading=heading))
+
+    def _best_time_lines(self, engine: Engine, c: CompiledCampaign, state: UserState, again: bool) -> list[str]:
+        """For `:why` of a best-time campaign (SPEC §12.6): the user's 24 scores and chosen k as the engine
+        would choose them at an occurrence now (unless a delayed send is decided again), and each decision
+        of theirs already waiting for its s + k."""
+        from pushlang.runtime.best_choice import choice_for, occurrence_now
+        from pushlang.runtime.instants import HOUR
+        from pushlang.runtime.pipeline import user_zone
+
+        lines = []
+        choice = None
+        if not again:
+            date, schedule_zone = occurrence_now(c, user_zone(c, state), engine.clock)
+            choice = choice_for(engine.store, c, state, engine.clock, date, schedule_zone)
+            lines.append(f"at an occurrence now (s = {iso(choice.s)}):")
+            lines.extend(f"  {line}" for line in choice.words().splitlines())
+        for timer in engine.store.pending_timers(state.user):
+            if timer.campaign == c.id and timer.kind == "best":
+                s = timer.payload["s"]
+                lines.append(f"waiting: the occurrence at s = {iso(s)} decides this user at their best time, "
+                             f"s + k = {iso(timer.due)} (k = {(timer.due - s) // HOUR}); the decision waits for it")
+        if choice is not None:
+            lines.append("the steps, decided at s (k = 0):" if not choice.k else
+                         f"the steps as if decided now (the engine decides at s + k = {iso(choice.at)}):")
+        return lines
 
     cmd_preview = cmd_why
 

@@ -16,8 +16,11 @@ users per platform (a user counts once per platform), and how many of them the c
 out: the global holdout of the config ([experiments] global_holdout, counted apart) and the
 campaign's control group. For a campaign with variants, the expected split: the reachable users not
 held out per variant (by their bucket, as the pipeline chooses), and for a winner test the size of
-the test group (per variant) and of the rest, who get the winner. Shares are of the known users
-(users with any record at or before --at); a variant's share is of the users not held out.
+the test group (per variant) and of the rest, who get the winner. For a campaign that delivers at
+best time, how the reachable users spread over the day: the hour each one is decided at (s + k,
+chosen from their history as the engine chooses it at an occurrence s = --at), in the campaign's
+timezone, as a histogram (`best_time_hours` in JSON). Shares are of the known users (users with any
+record at or before --at); a variant's share is of the users not held out.
 
 State comes from --events (records replayed into the store first, decisions discarded) and/or an
 existing --store (e.g. the SQLite file a `pushlang replay --store` left). Over a SQLite store the

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pushlang import plan
+from pushlang.runtime.best_choice import occurrence_now
 from pushlang.runtime.campaigns import CompiledCampaign
 from pushlang.runtime.engine import Engine, Observer
 from pushlang.runtime.instants import iso, wall
@@ -212,9 +213,8 @@ def explain_now(engine: Engine, campaign_id: str, user: str, event: Event | None
         send = pending_from(delayed[0].payload)
         return trace(pipeline, Attempt(c, state, now, engine.settings, send=send, slots=engine.store), again=True)
     date = zone = None
-    if not c.is_live:  # the zone the schedule's date and cut-off are read in
-        zone = user_zone(c, state) if c.plan.deliver_in_user_timezone else c.tz
-        date = wall(now, zone).date().isoformat()
+    if not c.is_live:  # the local date of an occurrence now, and the zone it and the cut-off are read in
+        date, zone = occurrence_now(c, user_zone(c, state), now)
     return trace(pipeline, Attempt(c, state, now, engine.settings, env=c.env(state, now, event),
                                    date=date, schedule_zone=zone, slots=engine.store))
 

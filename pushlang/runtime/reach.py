@@ -4,6 +4,11 @@ Over the SQLite store the audience is counted in SQL where its `who` translates 
 (:mod:`pushlang.runtime.audience_sql`); otherwise, and over the in-memory store, every known user is
 run through the campaign's own pipeline steps (audience, reachable, control: the engine's, through
 the tracer), so the per-user count and a replay never disagree. The output says which was done.
+
+A best-time campaign (SPEC §12.6) also spreads its reachable users over the day: each one's s + k as
+the engine chooses it at an occurrence s = the instant counted at (:mod:`pushlang.runtime.best_choice`:
+the store's hour counts, in SQL on SQLite, a batch of users at a time), by the local hour in the
+campaign's timezone.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 
 from pushlang import plan
 from pushlang.runtime.audience_sql import AudienceQuery, Untranslatable, uses
-from pushlang.runtime.campaigns import compile_campaign, compile_segments
-from pushlang.runtime.instants import iso
+from pushlang.runtime.best_choice import BATCH, Asked, choices, occurrence_now
+from pushlang.runtime.campaigns import CompiledCampaign, compile_campaign, compile_segments
+from pushlang.runtime.instants import iso, wall
 from pushlang.runtime.pipeline import (
     Attempt,
     Control,
@@ -29,9 +35,10 @@ from pushlang.runtime.pipeline import (
     in_global_holdout,
     in_test_group,
     trace,
+    user_zone,
     variant_of,
 )
-from pushlang.runtime.store import Store
+from pushlang.runtime.store import Store, UserState
 
 COUNTED_IN_SQL = "counted in SQL"
 REACH_STEPS = ("audience", "reachable", "control")  # the pipeline steps a reach counts with
@@ -68,6 +75,10 @@ class Reach:
     # (the rest get the winner)
     test: plan.WinnerTest | None = None
     test_variants: dict[str, int] = field(default_factory=dict)
+    # best time (SPEC §12.6): the reachable users by the local hour (0–23, in ``zone``, the campaign's
+    # timezone) of s + k, chosen as at an occurrence s = ``at``; None for a campaign without best time
+    best_time_hours: list[int] | None = None
+    zone: str = "UTC"
 
     @property
     def control_group(self) -> int:
@@ -87,7 +98,8 @@ class Reach:
         """What two ways of counting must agree on."""
         return {"known_users": self.known_users, "audience": self.audience, "reachable": self.reachable,
                 "by_platform": self.by_platform, "control": self.control, "global_holdout": self.global_holdout,
-                "variants": self.variants, "test_variants": self.test_variants}
+                "variants": self.variants, "test_variants": self.test_variants,
+                "best_time_hours": self.best_time_hours}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +128,8 @@ class Reach:
                 "test_group_variants": self.test_variants,
                 "rest": self.sendable - self.test_group,
             },
+            "best_time_hours": None if self.best_time_hours is None else {
+                f"{hour:02d}": n for hour, n in enumerate(self.best_time_hours)},
             "method": self.method,
             "counted": self.counted,
             "notes": self.notes,
@@ -152,7 +166,7 @@ def _count(compiled: plan.Plan, campaign: plan.Campaign, store: Store, at: int, 
             except Untranslatable as exc:
                 reason = str(exc)
             else:
-                return _count_sql(Path(store.path), compiled, campaign, at, query)
+                return _count_sql(Path(store.path), store, compiled, campaign, at, query)
     return _count_per_user(compiled, campaign, store, at, f"evaluated per user: {reason}")
 
 
@@ -168,6 +182,7 @@ def _count_per_user(compiled: plan.Plan, campaign: plan.Campaign, store: Store, 
     by_platform = dict.fromkeys(allowed, 0)
     variants = {v.id: 0 for v in campaign.variants}
     test_variants = dict(variants) if test is not None else {}
+    best = _BestHours(store, c, at) if campaign.best_time is not None else None
     for user in store.user_ids():
         state = store.get(user)
         if state is None or state.first_seen > at:
@@ -184,6 +199,8 @@ def _count_per_user(compiled: plan.Plan, campaign: plan.Campaign, store: Store, 
         reachable += 1
         for platform in platforms:
             by_platform[platform] += 1
+        if best is not None:
+            best.add(user, user_zone(c, state))
         if isinstance(t.decision, Control):
             control += 1
             holdout += t.decision.reason == "global_holdout"
@@ -193,23 +210,54 @@ def _count_per_user(compiled: plan.Plan, campaign: plan.Campaign, store: Store, 
             if test is not None and in_test_group(c.id, user, test.percent):
                 test_variants[variant] += 1
     return _reach(compiled, campaign, at, (known, members, reachable, control, holdout), by_platform,
-                  variants, test_variants, "per_user", counted)
+                  variants, test_variants, "per_user", counted, None if best is None else best.done())
 
 
 def _reach(compiled: plan.Plan, campaign: plan.Campaign, at: int, totals: tuple[int, int, int, int, int],
            by_platform: dict[str, int], variants: dict[str, int], test_variants: dict[str, int], method: str,
-           counted: str) -> Reach:
+           counted: str, best_time_hours: list[int] | None) -> Reach:
     known, members, reachable, control, holdout = totals
     return Reach(campaign.id, campaign.name, at, known, members, reachable, by_platform, control,
                  campaign.control_percent, method, counted, global_holdout=holdout,
                  global_holdout_percent=compiled.settings.global_holdout, variants=variants,
                  weights={v.id: v.weight for v in campaign.variants}, test=campaign.test,
-                 test_variants=test_variants)
+                 test_variants=test_variants, best_time_hours=best_time_hours, zone=campaign.timezone)
 
 
-def _count_sql(path: Path, compiled: plan.Plan, campaign: plan.Campaign, at: int, query: AudienceQuery) -> Reach:
+class _BestHours:
+    """The reachable users' s + k at an occurrence s = ``at``, by the local hour in the campaign's
+    timezone: chosen by the engine's own function for a batch of users of one zone at a time (the
+    store counts the batch's events by hour in one call: in SQL on SQLite)."""
+
+    def __init__(self, store: Store, c: CompiledCampaign, at: int) -> None:
+        self.store, self.c, self.at = store, c, at
+        self.hours = [0] * 24
+        self.batches: dict[str, list[Asked]] = {}  # the user's zone → the users waiting to be chosen for
+
+    def add(self, user: str, zone: str) -> None:
+        """A reachable user whose zone (:func:`user_zone`) is ``zone``."""
+        date, schedule_zone = occurrence_now(self.c, zone, self.at)
+        batch = self.batches.setdefault(zone, [])
+        batch.append((user, zone, date, schedule_zone))
+        if len(batch) >= BATCH:
+            self._choose(zone)
+
+    def _choose(self, zone: str) -> None:
+        for choice in choices(self.store, self.c, self.batches.pop(zone), self.at):
+            self.hours[wall(choice.at, self.c.tz).hour] += 1
+
+    def done(self) -> list[int]:
+        for zone in list(self.batches):
+            self._choose(zone)
+        return self.hours
+
+
+def _count_sql(path: Path, store: Store, compiled: plan.Plan, campaign: plan.Campaign, at: int,
+               query: AudienceQuery) -> Reach:
     """The same numbers in one query; the control group, the global holdout, the variants and the test
-    group are SQL functions that call the pipeline's own rules (so SQL never re-implements them)."""
+    group are SQL functions that call the pipeline's own rules (so SQL never re-implements them). A
+    best-time campaign's query also lists the reachable users with their profile's `timezone` (when a
+    string), whose best times the store then scores (in SQL too) in batches."""
     allowed = channels(campaign)
     params = dict(query.params)
     names = []
@@ -223,6 +271,10 @@ def _count_sql(path: Path, compiled: plan.Plan, campaign: plan.Campaign, at: int
     test = campaign.test
     variant = "pushlang_variant(user_id)" if campaign.variants else "NULL"
     in_test = "pushlang_in_test(user_id)" if test is not None else "0"
+    zones = ("""
+        UNION ALL SELECT 'zone', r.user_id, CASE WHEN json_type(p.props, '$.timezone') = 'text'
+          THEN json_extract(p.props, '$.timezone') END, 0
+          FROM reachable r LEFT JOIN profiles p ON p.user_id = r.user_id""" if campaign.best_time is not None else "")
     sql = f"""
         WITH audience AS ({query.sql}),
         channels AS (
@@ -240,8 +292,11 @@ def _count_sql(path: Path, compiled: plan.Plan, campaign: plan.Campaign, at: int
         UNION ALL SELECT 'holdout', NULL, 0, count(*) FROM held WHERE holdout
         UNION ALL SELECT 'platform', platform, 0, count(*) FROM channels GROUP BY platform
         UNION ALL SELECT 'variant', variant, test, count(*) FROM sendable WHERE variant IS NOT NULL
-          GROUP BY variant, test
+          GROUP BY variant, test{zones}
     """
+    c = compile_campaign(campaign, compile_segments(compiled, campaign.timezone)) \
+        if campaign.variants or campaign.best_time is not None else None
+    reachable_zones: list[tuple[str, str | None]] = []  # best time: (user, the profile's `timezone` string)
     # Read-only: counting never changes the store, and WAL lets it read beside the store's writer.
     db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
     try:
@@ -253,9 +308,10 @@ def _count_sql(path: Path, compiled: plan.Plan, campaign: plan.Campaign, at: int
         if holdout_percent:
             db.create_function("pushlang_in_global_holdout", 1,
                                lambda user: in_global_holdout(user, holdout_percent), deterministic=True)
-        if campaign.variants:
-            c = compile_campaign(campaign, compile_segments(compiled, campaign.timezone))
-            db.create_function("pushlang_variant", 1, lambda user: variant_of(c, user), deterministic=True)
+        if c is not None and campaign.variants:
+            compiled_campaign = c
+            db.create_function("pushlang_variant", 1, lambda user: variant_of(compiled_campaign, user),
+                               deterministic=True)
         if test is not None:
             test_percent = test.percent
             db.create_function("pushlang_in_test", 1,
@@ -264,20 +320,29 @@ def _count_sql(path: Path, compiled: plan.Plan, campaign: plan.Campaign, at: int
         by_platform = dict.fromkeys(allowed, 0)
         variants = {v.id: 0 for v in campaign.variants}
         test_variants = dict(variants) if test is not None else {}
-        for kind, key, in_test_group_, n in db.execute(sql, params):
+        for kind, key, extra, n in db.execute(sql, params):
             if kind == "platform":
                 by_platform[key] = n
             elif kind == "variant":
                 variants[key] += n
-                if in_test_group_:
+                if extra:  # in the test group
                     test_variants[key] += n
+            elif kind == "zone":
+                reachable_zones.append((key, extra))
             else:
                 totals[kind] = n
     finally:
         db.close()
+    best_time_hours = None
+    if c is not None and campaign.best_time is not None:
+        best = _BestHours(store, c, at)
+        for user, timezone in sorted(reachable_zones):
+            # the pipeline's own rule for the user's zone, on the one profile property it reads
+            best.add(user, user_zone(c, UserState(user, 0, {"timezone": timezone} if timezone is not None else {})))
+        best_time_hours = best.done()
     return _reach(compiled, campaign, at, (totals["known"], totals["audience"], totals["reachable"],
                                            totals["control"], totals["holdout"]),
-                  by_platform, variants, test_variants, "sql", COUNTED_IN_SQL)
+                  by_platform, variants, test_variants, "sql", COUNTED_IN_SQL, best_time_hours)
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -308,6 +373,13 @@ def notes_for(compiled: plan.Plan, campaign: plan.Campaign, at: int, clock: int 
 def delivery_notes(settings: plan.Settings, campaign: plan.Campaign, reachable: int, control: int) -> list[str]:
     """What the delivery controls (SPEC §5, §10, §12.1–12.2) will do to these users, in words."""
     notes = []
+    if campaign.best_time is not None:
+        notes.append("best time: the hours are each reachable user's s + k as the engine chooses it at an "
+                     "occurrence s at the instant counted at (from their events in the 90 days before it); "
+                     "the control group is decided at that hour too")
+        if campaign.deliver_in_user_timezone:
+            notes.append("deliver in user timezone: each user's own occurrence is at the schedule's time in their "
+                         "zone; the hours here take the same s for every user")
     t = campaign.throttle
     if t is not None:
         unit = "minute" if t.period == 60 else "hour"
@@ -365,6 +437,7 @@ def render_text(result: Reach) -> str:
     else:
         lines.append(row("control", result.control, "no control group"))
     lines.extend(_experiment_lines(result, row))
+    lines.extend(_best_time_lines(result))
     if result.notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in result.notes)
@@ -390,4 +463,26 @@ def _experiment_lines(result: Reach, row: Callable[[str, int, str], str]) -> lis
         lines.append(f"winner test {t.percent:g}% then winner by {t.by} after {duration_words(t.after)}:")
         lines.append(row("  test group", result.test_group, f"{of(result.test_group)}   {split}, at each occurrence"))
         lines.append(row("  rest", rest, f"{of(rest)}   the winner, {duration_words(t.after)} later"))
+    return lines
+
+
+HISTOGRAM_WIDTH = 40  # the longest bar of the best-time histogram, in characters
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def _best_time_lines(result: Reach) -> list[str]:
+    """The reachable users by the local hour they are decided at (SPEC §12.6), one row per hour."""
+    hours = result.best_time_hours
+    if hours is None:
+        return []
+    lines = ["", f"best time: the {result.reachable:,} reachable users by the hour they are decided at "
+                 f"(s + k, s = {iso(result.at)}), in {result.zone}:"]
+    top, total, width = max(hours), sum(hours), len(f"{max(hours):,}")
+    for hour, n in enumerate(hours):
+        eighths = round(n * HISTOGRAM_WIDTH * 8 / top) if top else 0
+        if n and not eighths:
+            eighths = 1  # a user or more: never an empty bar
+        bar = "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+        share = f"{100 * n / total:5.1f}%" if n else "     -"
+        lines.append(f"  {hour:02d}  {n:>{width},}  {share}  {bar}".rstrip())
     return lines
