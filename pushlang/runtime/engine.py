@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from pushlang import plan
-from pushlang.runtime import best_time
+from pushlang.runtime import best_choice, best_time
 from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_campaign, compile_segments
 from pushlang.runtime.evaluate import MISSING, Env, Fn, as_datetime
 from pushlang.runtime.instants import US, from_datetime, iso
@@ -56,7 +56,6 @@ from pushlang.runtime.significance import best_two, compare
 from pushlang.runtime.store import Store, Subscription, Timer, UserState, Window
 
 _HOUR = 3600 * US
-_BEST_BATCH = 500  # users whose best time is chosen together (one store call per zone)
 
 
 class Output(msgspec.Struct, frozen=True):
@@ -633,7 +632,7 @@ class Engine:
                 continue  # the test group at s, everybody else at s + D
             if best is not None:  # decided at their best hour, chosen for a batch of users at once
                 best.append((state, date, zone if by_user_zone else c.tz))
-                if len(best) >= _BEST_BATCH:
+                if len(best) >= best_choice.BATCH:
                     self._best_times(c, best, at)
                     best = []
                 continue
@@ -649,19 +648,10 @@ class Engine:
         """Choose k for each of these users (known at s, in user-id order) and decide them at s + k:
         at once for k = 0, else by a ``best`` timer. The store counts their events by local hour, one
         call per zone."""
-        spec = c.plan.best_time
-        assert spec is not None
-        by_zone: dict[str, list[str]] = {}
-        for state, _, _ in users:
-            by_zone.setdefault(user_zone(c, state), []).append(state.user)
-        counts: dict[str, list[int]] = {}
-        for zone, ids in by_zone.items():
-            runs = best_time.offset_runs(zone, s - best_time.WINDOW, s + best_time.DAY)
-            counts.update(self.store.hour_counts(ids, spec.events, s - best_time.WINDOW, s, runs))
-        for state, date, schedule_zone in users:
+        asked = [(state.user, user_zone(c, state), date, schedule_zone) for state, date, schedule_zone in users]
+        for (state, date, schedule_zone), choice in zip(users, best_choice.choices(self.store, c, asked, s),
+                                                        strict=True):
             user = state.user
-            choice = best_time.decide(spec, counts[user], s, user_zone(c, state), c.end,
-                                      best_time.cutoff_on(c.plan.cutoff, date, schedule_zone))
             if self.observer is not None and (observer := self._observing(c.id, user)) is not None:
                 observer.noted(c.id, user, s, choice.words(), trigger=True, due=choice.at)
             if choice.k == 0:
