@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pushlang"
 # the ones below it. `base` is what every layer shares (text, diagnostics, settings, the event loop).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("source", "resources", "builtins", "settings", "diagnostics", "aio", "__init__")),
-    ("syntax", ("syntax", "ast", "loader", "config", "schema", "highlight")),
+    ("syntax", ("syntax", "ast", "loader", "config", "schema", "highlight", "editors")),
     ("check", ("check",)),
     ("plan", ("plan", "compiler")),
     ("runtime", ("runtime",)),

@@ -1,0 +1,1 @@
+"""What editors get from pushlang besides the language server: a TextMate grammar (`textmate`)."""
