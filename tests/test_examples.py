@@ -1,8 +1,14 @@
-"""Every example and stdlib file lints clean, and every plan survives a JSON round trip."""
+"""Every example and stdlib file lints clean, and every plan survives a JSON round trip; the bundled log
+gives the newer examples something to decide."""
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
+import gzip
+import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -36,6 +42,11 @@ def test_examples_cover_every_seed_scenario() -> None:
     assert any(c.deliver_in_user_timezone and c.cutoff for c in campaigns)
     assert any(c.control_percent and c.conversion and c.conversion.revenue for c in campaigns)
     assert any("safari" in c.platforms and c.message.url for c in campaigns)
+    assert any(c.best_time and c.best_time.start and c.best_time.events and c.deliver_in_user_timezone
+               for c in campaigns)
+    assert any({lang.tag for lang in c.message.langs} >= {"de", "fr", "pt-BR"} for c in campaigns)
+    assert any(isinstance(part, plan.Personalised) and isinstance(part.expr, plan.IfThen)
+               for c in campaigns for part in c.message.body.parts)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -57,3 +68,39 @@ def test_plan_decoding_rejects_unknown_fields() -> None:
     data["campaigns"][0]["surprise"] = 1
     with pytest.raises(msgspec.ValidationError):
         plan.from_json(msgspec.json.encode(data))
+
+
+def test_the_bundled_log_gives_best_time_and_languages_something_to_decide(tmp_path: Path) -> None:
+    """Replayed over the bundled log, the best-time digest sends at many local hours (each user's own,
+    within its window, Tuesday 08:00 for the early risers) and the multilingual cart in several languages,
+    each matched from the profile's `language` by the rule of SPEC §12.5."""
+    out = tmp_path / "decisions.jsonl"
+    events = ROOT / "examples" / "events.jsonl.gz"
+    assert main(["replay", str(ROOT / "examples" / "best_time_digest.push"),
+                 str(ROOT / "examples" / "multilingual_cart.push"), "--events", str(events), "--out", str(out)]) == 0
+    profiles: dict[str, dict[str, object]] = {}
+    with gzip.open(events, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if record.get("type") == "profile":
+                profiles[record["user"]] = record["props"]
+    decisions = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+    hours: collections.Counter[int] = collections.Counter()
+    for d in decisions:
+        if d["campaign"] == "best_time_digest" and d["outcome"] == "send":
+            local = dt.datetime.fromisoformat(d["at"]).astimezone(ZoneInfo(str(profiles[d["user"]]["timezone"])))
+            assert 8 <= local.hour < 21 and local.minute == 0, d
+            assert (local.strftime("%a"), local.hour >= 9) in {("Mon", True), ("Tue", False)}, d
+            hours[local.hour] += 1
+    assert len(hours) == 13 and min(hours.values()) >= 20, hours  # every hour from 08:00 to 20:00, each often
+
+    langs: collections.Counter[str | None] = collections.Counter()
+    for d in decisions:
+        if d["campaign"] == "cart_abandoned_intl" and d["outcome"] == "send":
+            spoken = str(profiles[d["user"]].get("language", "")).replace("_", "-").lower()
+            expected = next((tag for tag in ("pt-BR", "de", "fr", "es")
+                             if spoken == tag.lower() or spoken.startswith(tag.lower() + "-")), None)
+            assert d["lang"] == expected, (d, spoken)
+            langs[d["lang"]] += 1
+    assert set(langs) == {None, "de", "fr", "pt-BR", "es"}, langs

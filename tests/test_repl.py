@@ -190,7 +190,7 @@ def test_records_reads_the_bundled_gz_log_with_a_summary(tmp_path: Path) -> None
     said: list[str] = []
     session = Session([str(EXAMPLES / "abandoned_cart.push")], out=said.append)
     session.handle(f":records {EXAMPLES / 'events.jsonl.gz'}")
-    assert said[-1] == "33,038 records fed, clock 2026-12-31T22:00:00Z"
+    assert said[-1] == "51,946 records fed, clock 2026-12-31T22:00:00Z"
     assert said[-2].startswith("2,841 decisions (control 83, convert 267, delay 296, send 484, suppress 1,711)")
     assert len(said) == 2 and session.failed == 0  # the counts, the summary: no line per decision
     bad = tmp_path / "mixed.jsonl"

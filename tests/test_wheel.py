@@ -75,4 +75,4 @@ def test_installed_wheel_lints_examples_beside_a_stdlib_copy(bindir: Path, tmp_p
     lint = subprocess.run([str(bindir / "pushlang"), "lint", "examples/", "stdlib/"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "22 files checked: no problems." in lint.stdout
+    assert "24 files checked: no problems." in lint.stdout
