@@ -74,10 +74,20 @@ def personalisation_defaults(ctx: CheckContext) -> None:
                 for part in text.parts:
                     if not isinstance(part, ast.Interpolation) or any(f.name == "default" for f in part.filters):
                         continue
+                    conditions = _in_conditions(part.expr)
                     for prop, where in scoped_props(part.expr, scope):
+                        if id(prop) in conditions:
+                            continue  # a missing property makes an `if` take its `else`, not the text missing
                         event = where.trigger if prop.root == "trigger" else where.event
                         if prop.path and not schema.guarantees(prop.root, event, prop.path[0]):
                             ctx.report(codes.PERSONALISATION_WITHOUT_DEFAULT, path, part.span,
                                        f"`{prop.dotted()}` may be missing: such users get no push",
                                        help=f"add a default: `@{{{prop.dotted()} | default: '...'}}`, "
                                             "or mark the property required in the schema")
+
+
+def _in_conditions(expr: ast.Expr) -> set[int]:
+    """The properties read only by the condition of an `if … then … else …` (SPEC §6: a missing one
+    gives the `else` branch), by identity."""
+    return {id(node) for branch in walk(expr, into_did=False) if isinstance(branch, ast.IfThen)
+            for node in walk(branch.cond, into_did=False) if isinstance(node, ast.Prop)}
