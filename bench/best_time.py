@@ -151,15 +151,16 @@ def score(store: Any, zone_of: list[str], spec: plan.BestTime, out: array[int]) 
         for n in range(first, min(first + BATCH, len(zone_of))):
             by_zone.setdefault(zone_of[n], []).append(user_id(n))
         counts: dict[str, list[int]] = {}
+        runs: dict[str, best_time.Runs] = {}
         for zone, ids in by_zone.items():
             t = time.perf_counter()
-            runs = best_time.offset_runs(zone, since, S + best_time.DAY)
+            runs[zone] = best_time.offset_runs(zone, since, S + best_time.DAY)
             running += time.perf_counter() - t
-            counts.update(store.hour_counts(ids, spec.events, since, S, runs))
+            counts.update(store.hour_counts(ids, spec.events, since, S, runs[zone]))
         t1 = time.perf_counter()
         for n in range(first, min(first + BATCH, len(zone_of))):
             hours = counts[user_id(n)]
-            choice = best_time.decide(spec, hours, S, zone_of[n], None, None)
+            choice = best_time.decide(spec, hours, S, zone_of[n], None, None, runs[zone_of[n]])
             at = 25 * n
             out[at:at + 24] = array("i", hours)
             out[at + 24] = choice.k

@@ -34,11 +34,11 @@ def choices(store: Store, c: CompiledCampaign, asked: Sequence[Asked], s: int) -
     for user, zone, _, _ in asked:
         by_zone.setdefault(zone, []).append(user)
     counts: dict[str, list[int]] = {}
+    runs = {zone: best_time.offset_runs(zone, since, s + best_time.DAY) for zone in by_zone}
     for zone, ids in by_zone.items():
-        runs = best_time.offset_runs(zone, since, s + best_time.DAY)
-        counts.update(store.hour_counts(ids, spec.events, since, s, runs))
+        counts.update(store.hour_counts(ids, spec.events, since, s, runs[zone]))
     return [best_time.decide(spec, counts[user], s, zone, c.end,
-                             best_time.cutoff_on(c.plan.cutoff, date, schedule_zone))
+                             best_time.cutoff_on(c.plan.cutoff, date, schedule_zone), runs[zone])
             for user, zone, date, schedule_zone in asked]
 
 

@@ -15,8 +15,10 @@ is ``(ts + offset) // 1h mod 24`` everywhere, half-hour zones and DST changes in
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pushlang import plan
@@ -35,6 +37,7 @@ def offset_of(at: int, zone: str) -> int:
     return (offset.days * 86400 + offset.seconds) * US + offset.microseconds
 
 
+@lru_cache(maxsize=256)
 def offset_runs(zone: str, since: int, until: int) -> Runs:
     """The zone's UTC offsets over [since, until]: the first run starts at ``since``, each next one at
     the instant the offset changes."""
@@ -137,9 +140,25 @@ class Choice:
         return "\n".join([head, *("  " + line for line in self.chart())])
 
 
-def candidates(best: plan.BestTime, s: int, zone: str, end: int | None, cutoff: int | None) -> tuple[bool, ...]:
-    """Which k are candidates: the local time of day at s + k in `between` [from, to) (spanning midnight
-    when to < from), s + k before ``end`` and before ``cutoff`` (the cut-off on the local date of s)."""
+def local_seconds(s: int, zone: str, runs: Runs | None = None) -> tuple[int, ...]:
+    """The local time of day (seconds) at s + k for k = 0…23: from the zone's offset runs when they
+    cover s + 23h, else from the zone itself."""
+    if runs is None or runs[0][0] > s:
+        return tuple(_clock(wall(s + k * HOUR, zone)) for k in range(24))
+    starts = [r[0] for r in runs]
+    out = []
+    for k in range(24):
+        at = s + k * HOUR
+        offset = runs[max(bisect.bisect_right(starts, at) - 1, 0)][1]
+        out.append((at + offset) // US % 86400)
+    return tuple(out)
+
+
+def candidates(best: plan.BestTime, clock: tuple[int, ...], s: int, end: int | None,
+               cutoff: int | None) -> tuple[bool, ...]:
+    """Which k are candidates: the local time of day at s + k (``clock``) in `between` [from, to)
+    (spanning midnight when to < from), s + k before ``end`` and before ``cutoff`` (the cut-off on the
+    local date of s)."""
     window = None
     if best.start is not None and best.end is not None:
         window = (_seconds(best.start), _seconds(best.end))
@@ -148,8 +167,7 @@ def candidates(best: plan.BestTime, s: int, zone: str, end: int | None, cutoff: 
         at = s + k * HOUR
         ok = (end is None or at < end) and (cutoff is None or at < cutoff)
         if ok and window is not None:
-            t = wall(at, zone)
-            seconds = t.hour * 3600 + t.minute * 60 + t.second
+            seconds = clock[k]
             start, stop = window
             ok = start <= seconds < stop if start <= stop else (seconds >= start or seconds < stop)
         out.append(ok)
@@ -165,24 +183,27 @@ def choose(scores: tuple[int, ...], allowed: tuple[bool, ...]) -> int:
     return best_k
 
 
-def scores_of(counts: list[int], s: int, zone: str) -> tuple[int, ...]:
-    """score(k) = the events counted in the local hour that s + k has (an hour repeated on an autumn
-    DST day scores twice, one skipped in spring does not)."""
-    return tuple(counts[wall(s + k * HOUR, zone).hour] for k in range(24))
-
-
 def decide(best: plan.BestTime, counts: list[int], s: int, zone: str, end: int | None,
-           cutoff: int | None) -> Choice:
-    scores = scores_of(counts, s, zone)
-    allowed = candidates(best, s, zone, end, cutoff)
+           cutoff: int | None, runs: Runs | None = None) -> Choice:
+    """score(k) = the events counted in the local hour that s + k has (an hour repeated on an autumn
+    DST day scores twice, one skipped in spring does not); then the candidates and the choice.
+    ``runs``: the zone's offsets from before s to s + 24h (else looked up)."""
+    clock = local_seconds(s, zone, runs)
+    scores = tuple(counts[seconds // 3600] for seconds in clock)
+    allowed = candidates(best, clock, s, end, cutoff)
     return Choice(s, zone, scores, allowed, choose(scores, allowed), best.events)
 
 
+@lru_cache(maxsize=1024)
 def cutoff_on(cutoff: str | None, date: str | None, zone: str) -> int | None:
     """The cut-off instant on a local date, in the schedule's zone."""
     if cutoff is None or not date:
         return None
     return from_local(f"{date}T{cutoff}", zone)
+
+
+def _clock(t: dt.datetime) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
 
 
 def _seconds(hms: str) -> int:
