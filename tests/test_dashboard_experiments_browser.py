@@ -1,7 +1,8 @@
 """The dashboard's experiments in headless Chromium: `pushlang serve` reads an activity log with
 variants a/b/c, a control group, the global holdout and a winner record (written as the runtime
 writes them, SPEC §9.4), and the page shows each variant's figures, the winner, and the forest plots
-of the differences in conversion rate with their 95% intervals."""
+of the differences in conversion rate with their 95% intervals. And its languages: a log whose
+decisions used the texts of `lang` blocks (and the message's own) gives a row per language."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from browser_env import BROWSER, CHROMIUM, needs_browser, serving
 from test_experiment_stats import records
+from test_language_stats import records as language_records
 
 from pushlang.runtime.activity import ActivityLog
 from pushlang.runtime.stats import campaign_stats, comparison_text, from_outputs
@@ -103,3 +105,78 @@ def test_dashboard_shows_variants_the_winner_and_the_global_holdout(tmp_path: Pa
             ["Abandoned cart", "5", "1", "20%"], ["news", "2", "0", "0%"], ["All", "7", "1", "14.3%"]]
         assert len(texts[f"{holdout} [data-key=vs-holdout]"]) == 3 and len(texts[f"{holdout} svg.forest g.row"]) == 3
         assert texts[CARD.format("news")] == []  # no variants, no winner: no card of its own
+
+
+LANG_CART = '''campaign cart "Abandoned cart" {
+  platforms chrome
+  on "Added To Cart"
+  message {
+    title "Hi"
+    body "Your cart"
+    lang "fr" {
+      title "Bonjour"
+    }
+    lang "pt-BR" {
+      title "Olá"
+    }
+  }
+  control group 10%
+}
+'''
+LANGS = '.lang-card[data-campaign="{}"]'
+
+
+def test_dashboard_shows_each_language(tmp_path: Path) -> None:
+    (tmp_path / "cart.push").write_text(LANG_CART, encoding="utf-8")
+    (tmp_path / "news.push").write_text(NEWS, encoding="utf-8")
+    with serving(tmp_path, ["cart.push", "news.push"], TOKEN) as base:
+        log = ActivityLog(str(tmp_path / "state.db"))  # the service's file, on a connection of its own
+        for out in language_records():
+            log.record(out)
+        log.close()
+        expected = {c["id"]: c for c in campaign_stats(from_outputs(language_records()), {})["campaigns"]}
+        asking = urllib.request.Request(base + "/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+        served = {c["id"]: c for c in json.loads(urllib.request.urlopen(asking, timeout=5).read())["campaigns"]}
+        assert served["cart"]["languages"] == json.loads(json.dumps(expected["cart"]["languages"]))
+        assert served["news"]["languages"] == {}
+
+        shot = tmp_path / "languages.png"
+        cart = LANGS.format("cart")
+        selectors = [f"{cart} h3", f"{cart} thead th", f"{cart} tbody tr", f"{cart} tbody td.name",
+                     f"{cart} [data-key=vs-control]", f"{cart} svg.forest g.row", f"{cart} svg.forest g.row.up",
+                     f"{cart} svg.forest g.row.down", LANGS.format("news"), "#languages", "#languages-title"]
+        run = subprocess.run(["node", str(BROWSER / "screenshot.mjs"), "--url", base + f"/dashboard#token={TOKEN}",
+                              "--out", str(shot), "--height", "1200", *(arg for s in selectors for arg in ("--text", s))],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "CHROMIUM": CHROMIUM})
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "[page error]" not in run.stderr, run.stderr
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["ok"] and int(result["chartsReady"]) > 0
+        assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if os.environ.get("PUSHLANG_KEEP_SCREENSHOT"):  # a copy to look at
+            Path(os.environ["PUSHLANG_KEEP_SCREENSHOT"]).write_bytes(shot.read_bytes())
+        texts = {s: [(t.get("text") or "").strip() for t in found] for s, found in result["texts"].items()}
+        titles = {s: [t.get("title") for t in found] for s, found in result["texts"].items()}
+
+        assert texts[f"{cart} h3"] == ["Abandoned cart cart"]
+        assert texts["#languages-title"][0].startswith("Languages")
+        headers = texts[f"{cart} thead th"]
+        assert headers[:4] == ["Language", "Sends", "Viewed", "Clicked"] and "Δ vs control" in headers
+        rows = [row.split("\t") for row in texts[f"{cart} tbody tr"]]
+        assert [r[:10] for r in rows] == [
+            ["default", "6", "4", "2", "33.3%", "2", "33.3%", "20.00", "4", "25%"],
+            ["fr", "5", "3", "3", "60%", "1", "20%", "30.00", "2", "50%"],
+            ["pt-BR", "4", "1", "0", "0%", "2", "50%", "40.00", "0", "-"]]
+        assert [r[10:] for r in rows] == [["+8.3 pts [\u221248.4, +65.1]", "0.778", "+33.3%"],
+                                         ["\u221230.0 pts [\u2212107.7, +47.7]", "0.427", "-60%"],
+                                         ["-", "-", "-"]]  # pt-BR has no control group
+        assert titles[f"{cart} tbody td.name"][0] == \
+            "the message's own texts: no lang block matched the user's language"
+        # the intervals as `pushlang stats` gives them (its minus is ASCII, the page's U+2212)
+        languages = expected["cart"]["languages"]
+        assert [t.replace("\u2212", "-") for t in texts[f"{cart} [data-key=vs-control]"]] == [
+            comparison_text(languages[x]["vs_control"]).rsplit(" p", 1)[0] for x in ("default", "fr")] + ["-"]
+        # the forest: default − control and fr − control, neither significant
+        assert len(texts[f"{cart} svg.forest g.row"]) == 2
+        assert texts[f"{cart} svg.forest g.row.up"] == texts[f"{cart} svg.forest g.row.down"] == []
+        assert texts[LANGS.format("news")] == []  # no languages: no card

@@ -98,10 +98,11 @@ def by_id(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 UNDEFINED = {"diff": None, "low": None, "high": None, "p": None, "significant": False, "lift": None}
-# No variants, no winner, nobody in the global holdout: the figures of experiments a campaign has then.
+# No variants, no winner, nobody in the global holdout, no languages: the figures of experiments a campaign
+# has then.
 NO_EXPERIMENT = {"global_holdout": {"held_out": 0, "conversions": 0, "revenue": 0.0, "conversion_rate": None,
                                     "sends_vs_holdout": UNDEFINED},
-                 "variants": {}, "winners": []}
+                 "variants": {}, "winners": [], "languages": {}}
 WELCOME = {
     "id": "welcome", "name": "Welcome series", "labels": ["onboarding", "web"],
     "sends": 4, "control": 3, "delayed": 3, "throttled": 2, "suppressed": 4, "delivered": 3, "failed": 1, "viewed": 2,

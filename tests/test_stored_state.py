@@ -74,7 +74,7 @@ def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
             await asyncio.sleep(0.2)
             service.activity.commit()
             columns = [row[1] for row in service.activity.db.execute("PRAGMA table_info(activity)")]
-            assert columns[-3:] == ["variant", "rates", "significant"]  # migrated on open
+            assert columns[-4:] == ["variant", "rates", "significant", "lang"]  # migrated on open
             windows = [row[1] for row in service.store.connection.execute("PRAGMA table_info(windows)")]
             assert windows[-2:] == ["variant", "lang"]  # the store too (schemas 2 and 3)
             return [r for r in service.activity.rows() if r["outcome"] in ("send", "delivered", "failed")]

@@ -1,5 +1,5 @@
-"""`pushlang stats`: sends, views, clicks, conversions, revenue and lift per campaign, per variant, and for the
-global holdout."""
+"""`pushlang stats`: sends, views, clicks, conversions, revenue and lift per campaign, per variant, per language,
+and for the global holdout."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
                     "throttled, suppressed_by, delayed_by); for campaigns with variants, a row per variant "
                     "with its difference in conversion rate from the first variant and from control (95% "
                     "Wald interval, two-sided p of the pooled z-test, * when p < 0.05) and the winner record "
-                    "(JSON: variants, winners); and the global holdout's conversions against the sends' "
+                    "(JSON: variants, winners); for campaigns with `lang` blocks, a row per language whose texts "
+                    "the sends used, `default` for the message's own texts (sends, viewed, clicked, conversions, "
+                    "revenue, the control group of that language and the difference from it; JSON: languages); "
+                    "and the global holdout's conversions against the sends' "
                     "(JSON: global_holdout). The figures are the same ones /v1/stats and the dashboard show, "
                     "computed the same way.",
     )

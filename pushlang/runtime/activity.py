@@ -5,7 +5,8 @@ decision and its record are durable together or not at all); `pushlang stats` lo
 decisions into one in memory. Either way, :mod:`pushlang.runtime.stats` computes every figure over
 it with the same SQL.
 
-Each row keeps its record's ``variant`` (SPEC §12.3), and a `winner` record (SPEC §12.4; no user) its
+Each row keeps its record's ``variant`` (SPEC §12.3) and ``lang`` (§12.5, §9.4: the tag whose texts
+a decision used, null for the message's own), and a `winner` record (SPEC §12.4; no user) its
 ``rates`` and whether it was ``significant``. A file written before those columns existed is
 brought up to date when a log opens it (:func:`migrate`); the stats also read one that was not.
 """
@@ -38,7 +39,8 @@ COLUMNS = """
     platform TEXT,
     variant TEXT,                -- a decision of a campaign with variants, its conversions; a winner: the winner
     rates TEXT,                  -- a `winner` record: its rates, a JSON object {variant: rate}
-    significant INTEGER          -- a `winner` record: 1 when the winner differs from the runner-up, p < 0.05
+    significant INTEGER,         -- a `winner` record: 1 when the winner differs from the runner-up, p < 0.05
+    lang TEXT                    -- a decision, a conversion: the `lang` tag whose texts were used; null: the message's own
 """
 INDEXES = """
 CREATE INDEX IF NOT EXISTS activity_campaign_outcome ON activity (campaign, outcome, at);
@@ -49,9 +51,9 @@ SCHEMA = f"CREATE TABLE IF NOT EXISTS activity ({COLUMNS});\n{INDEXES}"
 # The columns of the first version of the table, which every later one keeps.
 _FIRST = ("id", "at", "campaign", "user_id", "outcome", "reason", "send_id", "revenue", "status", "attempts", "platform")
 _ROW = ("at", "campaign", "user_id", "outcome", "reason", "send_id", "revenue", "status", "attempts", "platform",
-        "variant", "rates", "significant")
+        "variant", "rates", "significant", "lang")
 _NAMES = ("at", "campaign", "user", "outcome", "reason", "send_id", "revenue", "status", "attempts", "platform",
-          "variant", "rates", "significant")
+          "variant", "rates", "significant", "lang")
 
 
 def migrate(db: sqlite3.Connection) -> bool:
@@ -59,26 +61,32 @@ def migrate(db: sqlite3.Connection) -> bool:
 
     The first version had no ``variant``, ``rates`` and ``significant`` columns and a NOT NULL
     ``user_id``: SQLite cannot relax a constraint in place, so the table is rebuilt (its rows, ids
-    and indexes kept), once, when a log opens the file. A current table, or none, is left alone.
+    and indexes kept). The second had those but no ``lang``: it gets the column, null in its rows
+    (they were written before the language was recorded). Either happens once, when a log opens the
+    file. A current table, or none, is left alone.
     """
-    def current() -> bool:
+    def missing() -> set[str]:
         columns = {str(row[1]) for row in db.execute("PRAGMA table_info(activity)")}
-        return not columns or "variant" in columns
+        return {"variant", "lang"} - columns if columns else set()
 
-    if current():
+    if not missing():
         return False
     db.execute("BEGIN IMMEDIATE")
     try:
-        if current():  # another connection migrated it meanwhile
+        lacking = missing()
+        if not lacking:  # another connection migrated it meanwhile
             db.execute("ROLLBACK")
             return False
-        first = ", ".join(_FIRST)
-        db.execute(f"CREATE TABLE activity_migrating ({COLUMNS})")
-        db.execute(f"INSERT INTO activity_migrating ({first}) SELECT {first} FROM activity ORDER BY id")
-        db.execute("DROP TABLE activity")  # and its indexes, made again below
-        db.execute("ALTER TABLE activity_migrating RENAME TO activity")
-        for statement in filter(str.strip, INDEXES.split(";")):
-            db.execute(statement)
+        if "variant" in lacking:  # the first version: rebuilt, with every later column
+            first = ", ".join(_FIRST)
+            db.execute(f"CREATE TABLE activity_migrating ({COLUMNS})")
+            db.execute(f"INSERT INTO activity_migrating ({first}) SELECT {first} FROM activity ORDER BY id")
+            db.execute("DROP TABLE activity")  # and its indexes, made again below
+            db.execute("ALTER TABLE activity_migrating RENAME TO activity")
+            for statement in filter(str.strip, INDEXES.split(";")):
+                db.execute(statement)
+        else:  # the second: the language of each decision
+            db.execute("ALTER TABLE activity ADD COLUMN lang TEXT")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -121,7 +129,7 @@ class ActivityLog:
         rates = None if out.rates is None else json.dumps(out.rates)
         significant = None if out.significant is None else int(out.significant)
         self._pending.append((out.at, out.campaign, user, out.outcome, out.reason, send_id, out.revenue,
-                              out.status, out.attempts, platform, out.variant, rates, significant))
+                              out.status, out.attempts, platform, out.variant, rates, significant, out.lang))
 
     def rename(self, anonymized: Anonymized, send_ids: Iterable[str]) -> None:
         """Records of these sends still to come (their delivery was under way when the user was

@@ -36,7 +36,20 @@ Per campaign:
   baseline: ``vs_first`` compares each later variant's conversion rate with the first's (null for
   the first), ``vs_control`` with the campaign's control group (null without control decisions);
 - ``winners``: the `winner` records (SPEC §12.4), oldest first: ``[{"at", "variant", "rates",
-  "significant"}, …]``, as the runtime wrote them.
+  "significant"}, …]``, as the runtime wrote them;
+- ``languages`` (SPEC §12.5, §12.7; ``{}`` for a campaign none of whose `send` or `control` decisions
+  carries a ``lang``: one without `lang` blocks, or one whose users have all got the message's own
+  texts so far): per language, ``{"sends", "viewed", "clicked", "click_rate", "conversions",
+  "conversion_rate", "revenue", "control", "control_conversions", "control_rate", "vs_control"}`` —
+  the figures above counted over the sends whose texts were that language's (views, clicks and
+  conversions belong to the language of the send they name), and over the campaign's control group
+  by the language its users would have got (SPEC §9.4). Keyed by the tag as the file wrote it, and
+  ``"default"`` (:data:`DEFAULT_LANG`) for the decisions that used the message's own texts (``lang``
+  null; no tag can be named so, lint wants 2 or 3 letters before a tag's first ``-``); ``default``
+  first, then the tags in code-point order. ``vs_control`` compares the language's conversion rate
+  with its control group's (null without control decisions in that language). Languages are not
+  compared with one another: who reads which language is not chosen at random, so a difference
+  between two of them is not the texts' doing.
 
 A comparison (:func:`compare`) of rate₁ = x₁/n₁ with rate₂ = x₂/n₂ is ``{"diff", "low", "high", "p",
 "significant", "lift"}``: ``diff`` = rate₁ − rate₂; ``low``, ``high`` its 95% Wald confidence interval
@@ -185,6 +198,52 @@ FROM counts ORDER BY campaign, variant
 """
 _VARIANT_COLUMNS = ("campaign", "variant", *VARIANT_COUNTS, "revenue", "click_rate", "conversion_rate")
 
+LANGUAGE_COUNTS = ("sends", "viewed", "clicked", "conversions", "control", "control_conversions")
+DEFAULT_LANG = "default"  # the key of the decisions that used the message's own texts (`lang` null)
+
+# Per language, of the campaigns whose sends or control-group decisions carry one: its sends and the
+# views, clicks and conversions of those sends, its control-group decisions (the language they would
+# have got, SPEC §9.4) and their conversions (each send_id once, as for the variants).
+_LANGUAGES_SQL = """
+WITH languaged AS (
+    SELECT DISTINCT campaign FROM activity
+    WHERE outcome IN ('send', 'control') AND lang IS NOT NULL {filter}
+),
+decided AS (
+    SELECT campaign, send_id, outcome, MIN(lang) AS lang, COUNT(*) AS n
+    FROM activity
+    WHERE campaign IN (SELECT campaign FROM languaged)
+      AND (outcome = 'send' OR (outcome = 'control' AND reason IS NOT 'global_holdout'))
+    GROUP BY campaign, send_id, outcome
+),
+rows AS (
+    SELECT campaign, lang, outcome, SUM(n) AS n, 0.0 AS revenue FROM decided GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT d.campaign, d.lang, d.outcome || ' ' || a.outcome,
+           CASE WHEN a.outcome = 'convert' THEN COUNT(*) ELSE COUNT(DISTINCT a.send_id) END, TOTAL(a.revenue)
+    FROM decided AS d JOIN activity AS a ON a.send_id = d.send_id AND a.campaign = d.campaign
+    WHERE a.outcome IN ('viewed', 'clicked', 'convert')
+    GROUP BY 1, 2, 3
+),
+counts AS (
+    SELECT campaign, lang,
+           SUM(CASE outcome WHEN 'send' THEN n ELSE 0 END) AS sends,
+           SUM(CASE outcome WHEN 'send viewed' THEN n ELSE 0 END) AS viewed,
+           SUM(CASE outcome WHEN 'send clicked' THEN n ELSE 0 END) AS clicked,
+           SUM(CASE outcome WHEN 'send convert' THEN n ELSE 0 END) AS conversions,
+           SUM(CASE outcome WHEN 'control' THEN n ELSE 0 END) AS control,
+           SUM(CASE outcome WHEN 'control convert' THEN n ELSE 0 END) AS control_conversions,
+           TOTAL(CASE outcome WHEN 'send convert' THEN revenue END) AS revenue
+    FROM rows GROUP BY campaign, lang
+)
+SELECT campaign, lang, sends, viewed, clicked, conversions, control, control_conversions, revenue,
+       CAST(clicked AS REAL) / NULLIF(sends, 0) AS click_rate,
+       CAST(conversions AS REAL) / NULLIF(sends, 0) AS conversion_rate,
+       CAST(control_conversions AS REAL) / NULLIF(control, 0) AS control_rate
+FROM counts ORDER BY campaign, lang IS NOT NULL, lang
+"""
+_LANGUAGE_COLUMNS = ("campaign", "lang", *LANGUAGE_COUNTS, "revenue", "click_rate", "conversion_rate", "control_rate")
+
 _WINNERS_SQL = """
 SELECT campaign, at, variant, rates, significant FROM activity WHERE outcome = 'winner' {filter}
 ORDER BY campaign, at, id
@@ -247,10 +306,11 @@ def _has_activity(db: sqlite3.Connection) -> bool:
         is not None
 
 
-def _has_variants(db: sqlite3.Connection) -> bool:
-    """Whether the table has the ``variant`` column (a file written before it, read without being
-    migrated, as ``pushlang stats --store`` reads, has none: no variants, no winners)."""
-    return any(row[1] == "variant" for row in db.execute("PRAGMA table_info(activity)"))
+def _has_column(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the table has this column (a file written before ``variant``, or before ``lang``, read
+    without being migrated, as ``pushlang stats --store`` reads, has none: no variants and no winners,
+    or no languages)."""
+    return any(row[1] == name for row in db.execute("PRAGMA table_info(activity)"))
 
 
 def all_labels(labels: Mapping[str, tuple[str, ...]]) -> list[str]:
@@ -283,7 +343,7 @@ def _describe(cid: str, labels: Mapping[str, tuple[str, ...]], names: Mapping[st
 def _empty_stats() -> dict[str, Any]:
     return {**dict.fromkeys(COUNTS, 0), "revenue": 0.0, "control_revenue": 0.0, "conversion_rate": None,
             "control_rate": None, "click_rate": None, "lift": None, "suppressed_by": {}, "delayed_by": {},
-            "global_holdout": _holdout(0, 0, 0.0, 0, 0), "variants": {}, "winners": []}
+            "global_holdout": _holdout(0, 0, 0.0, 0, 0), "variants": {}, "winners": [], "languages": {}}
 
 
 def _variants(db: sqlite3.Connection, selected: list[str] | None, params: dict[str, Any],
@@ -309,6 +369,20 @@ def _variants(db: sqlite3.Connection, selected: list[str] | None, params: dict[s
                                                "significant": None if significant is None else bool(significant)})
 
 
+def _languages(db: sqlite3.Connection, selected: list[str] | None, params: dict[str, Any],
+               found: dict[str, dict[str, Any]]) -> None:
+    """Each campaign's ``languages``, into ``found`` (its other figures)."""
+    for row in db.execute(_sql(_LANGUAGES_SQL, selected is not None), params):
+        values = dict(zip(_LANGUAGE_COLUMNS, row, strict=True))
+        campaign = found.get(str(values.pop("campaign")))
+        if campaign is None:
+            continue
+        lang = values.pop("lang")
+        values["vs_control"] = compare(values["conversions"], values["sends"], values["control_conversions"],
+                                       values["control"]) if values["control"] else None
+        campaign["languages"][DEFAULT_LANG if lang is None else str(lang)] = values
+
+
 def _largest_first(counts: Mapping[str, int]) -> dict[str, int]:
     """Reasons by count, largest first, ties by name (one order for every host and format)."""
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
@@ -325,9 +399,10 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
          "campaigns": [{"id", "name", "labels", "sends", "control", "delayed", "throttled", "suppressed",
                         "delivered", "failed", "viewed", "clicked", "conversions", "control_conversions",
                         "revenue", "control_revenue", "conversion_rate", "control_rate", "click_rate",
-                        "lift", "suppressed_by", "delayed_by", "global_holdout", "variants", "winners"}, ...],  # by id
+                        "lift", "suppressed_by", "delayed_by", "global_holdout", "variants", "winners",
+                        "languages"}, ...],  # by id
          "totals": {the counts, revenues and reasons summed over those campaigns, with their rates, and
-                    the global holdout over them (no variants, no winners)}}
+                    the global holdout over them (no variants, no winners, no languages)}}
 
     The figures are those of the module's docstring.
     """
@@ -342,10 +417,12 @@ def campaign_stats(db: sqlite3.Connection, labels: dict[str, tuple[str, ...]], *
                 values[key] = _largest_first(json.loads(values[key]))
             values["global_holdout"] = _holdout(values.pop("held_out"), values.pop("holdout_conversions"),
                                                 values.pop("holdout_revenue"), values["sends"], values["conversions"])
-            values["variants"], values["winners"] = {}, []
+            values["variants"], values["winners"], values["languages"] = {}, [], {}
             found[str(values.pop("campaign"))] = values
-        if _has_variants(db):
+        if _has_column(db, "variant"):
             _variants(db, selected, params, found)
+        if _has_column(db, "lang"):
+            _languages(db, selected, params, found)
     rows = [{**_describe(cid, labels, campaigns), **found.get(cid, _empty_stats())} for cid in ids]
     return {"label": label or None, "labels": all_labels(labels), "campaigns": rows, "totals": totals_of(rows)}
 
@@ -468,6 +545,13 @@ def render_table(stats: dict[str, Any]) -> str:
                   "two-sided p; * p < 0.05):"]
         for c in experiments:
             lines += [f"  {c['id']}", *(f"    {line}" for line in variant_lines(c))]
+    with_languages = [c for c in stats["campaigns"] if c["languages"]]
+    if with_languages:
+        lines += ["", "languages (the texts each send used, by `lang` tag; default: the message's own texts; "
+                  "conversion rate: difference from the control group of the same language, 95% CI, two-sided p; "
+                  "* p < 0.05):"]
+        for c in with_languages:
+            lines += [f"  {c['id']}", *(f"    {line}" for line in language_lines(c))]
     if stats["totals"]["global_holdout"]["held_out"]:
         lines += ["", "global holdout (held-out users' conversions against the sends'; 95% CI, two-sided p; "
                   "* p < 0.05):", *(f"  {line}" for line in holdout_lines(stats))]
@@ -513,6 +597,19 @@ def variant_lines(c: Mapping[str, Any]) -> list[str]:
         more = f"; the latest of {len(c['winners'])} winner records" if len(c["winners"]) > 1 else ""
         lines.append(f"winner: {w['variant']} at {w['at']} ({rates}), {called}{more}")
     return lines
+
+
+def language_lines(c: Mapping[str, Any]) -> list[str]:
+    """A campaign's languages, one a row (``default`` first)."""
+    rows = [("language", "sends", "viewed", "clicked", "click rate", "conversions", "conv. rate", "revenue",
+             "control", "control rate", "vs control", "lift")]
+    for tag, x in c["languages"].items():
+        lift = (x["vs_control"] or {}).get("lift")
+        rows.append((tag, f"{x['sends']:,}", f"{x['viewed']:,}", f"{x['clicked']:,}", _pct(x["click_rate"]),
+                     f"{x['conversions']:,}", _pct(x["conversion_rate"]), f"{x['revenue']:,.2f}",
+                     f"{x['control']:,}", _pct(x["control_rate"]), comparison_text(x["vs_control"]),
+                     "-" if lift is None else f"{lift:+.1%}"))
+    return _columns(rows) if c["languages"] else []
 
 
 def holdout_lines(stats: Mapping[str, Any]) -> list[str]:

@@ -4,6 +4,8 @@
 // and delayed decisions by reason. "Experiments" shows each campaign with variants (a row per
 // variant, its winner record) and the global holdout, each difference in conversion rate drawn as a
 // point with its 95% confidence interval against a zero line (a forest plot; SVG, no library).
+// "Languages" shows each campaign whose decisions carry a `lang` (a row per tag, "default" for the
+// message's own texts), each language against the control group of that language.
 //
 // Once the charts have drawn, <body data-charts-ready="N"> holds the number of data points drawn
 // (N = 0 when there is no activity yet); on a failed load, <body data-error="..."> says why.
@@ -101,6 +103,7 @@
       fillCampaigns(stats.campaigns, state.campaign);
       renderTable(stats);
       renderExperiments(stats);
+      renderLanguages(stats);
       lastSeries = series;
       renderCharts();
       const n = stats.campaigns.length;
@@ -419,6 +422,49 @@
     if (stats.totals.global_holdout.held_out) cards.push(holdoutCard(stats));
     $("experiments-body").replaceChildren(...cards);
     $("experiments").hidden = !cards.length;
+  }
+
+  // ---- languages: a campaign's sends by the `lang` tag whose texts they used ---------------------
+
+  function languageCard(c) {
+    const languages = Object.entries(c.languages);
+    const card = el("article", { className: "lang-card" });
+    card.dataset.campaign = c.id;
+    const title = el("h3", {}, c.name);
+    if (c.name !== c.id) title.append(" ", el("span", { className: "id", textContent: c.id }));
+    card.append(title, el("p", { className: "note", textContent:
+      "Who reads which language is not chosen at random: each language is compared with the users of its own " +
+      "control group (the language they would have got), not with the other languages." }));
+    const table = el("table", { className: "variants languages" },
+      head(["Language", "the lang tag as the campaign writes it; default: the message's own texts"], ["Sends"],
+           ["Viewed"], ["Clicked"], ["Click rate", "sends clicked / sends"], ["Conversions"],
+           ["Conv. rate", "conversions / sends"], ["Revenue"], ["Control", "users of the control group who would have got this language"],
+           ["Control rate", "control conversions / control"],
+           ["Δ vs control", "conversion rate − the control group's of this language, 95% confidence interval (Wald)"],
+           ["p", "two-sided, pooled z-test"], ["Lift", "(conv. rate − control rate) / control rate"]));
+    const body = el("tbody");
+    for (const [tag, x] of languages) {
+      const tr = el("tr");
+      tr.dataset.lang = tag;
+      const name = cell(tag, "name");
+      if (tag === "default") name.title = "the message's own texts: no lang block matched the user's language";
+      tr.append(name, cell(count.format(x.sends)), cell(count.format(x.viewed)), cell(count.format(x.clicked)),
+                cell(rate(x.click_rate)), cell(count.format(x.conversions)), cell(rate(x.conversion_rate)),
+                cell(money.format(x.revenue)), cell(count.format(x.control)), cell(rate(x.control_rate)),
+                ...comparisonCells(x.vs_control, "vs-control"), cell(liftText(x.vs_control)));
+      body.append(tr);
+    }
+    table.append(body);
+    card.append(el("div", { className: "table-wrap" }, table));
+    const rows = languages.filter(([, x]) => x.vs_control).map(([tag, x]) => ({ label: `${tag} − control`, c: x.vs_control }));
+    if (rows.length) card.append(forest(rows, `${c.name}: each language's difference in conversion rate from its control group`));
+    return card;
+  }
+
+  function renderLanguages(stats) {
+    const cards = stats.campaigns.filter((c) => Object.keys(c.languages || {}).length).map(languageCard);
+    $("languages-body").replaceChildren(...cards);
+    $("languages").hidden = !cards.length;
   }
 
   function onCampaignChange() {
