@@ -90,7 +90,7 @@ def problem_of(exc: BaseException) -> str | None:
     if isinstance(exc, ModuleNotFoundError):
         if exc.name == "redis":
             return "this command needs Redis support: pip install 'pushlang[redis]'"
-        if exc.name in ("pygls", "lsprotocol"):
+        if (exc.name or "").split(".")[0] in ("pygls", "lsprotocol"):
             return "the language server needs its extra: pip install 'pushlang[lsp]'"
         return None
     if isinstance(exc, ValueError):  # a UsageError, or bad input a library reported in words

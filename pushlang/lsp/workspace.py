@@ -8,6 +8,7 @@ files that load a changed file are checked again (`dependents`)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from pushlang.lsp.locate import names
 from pushlang.schema import Schema, load_schema
 from pushlang.source import Source, Span
 from pushlang.syntax.parser import parse
+
+_IMPORT_LINE = re.compile(r"""\s*import\s+("[^"\n]*"|'[^'\n]*')\s*(#.*)?$""")
 
 # Folders a search of the workspace for .push files does not enter.
 SKIPPED_FOLDERS = frozenset({"node_modules", "__pycache__", "site-packages"})
@@ -74,10 +77,11 @@ class _Loader(Loader):
     """The CLI's loader, reading open buffers before the disk, parsing through the workspace's cache, and
     noting which import line brings each file in."""
 
-    def __init__(self, sink: Sink, workspace: Workspace, root: Path) -> None:
+    def __init__(self, sink: Sink, workspace: Workspace, root: Path, *, uncached: str | None = None) -> None:
         super().__init__(sink)
         self.workspace = workspace
         self.root = root
+        self.uncached = uncached  # a file parsed without the cache: a stand-in for one that does not parse
         self.via: dict[Path, ast.Import] = {}
         self.targets: dict[tuple[Path, Span], Path] = {}
 
@@ -97,6 +101,8 @@ class _Loader(Loader):
         return target
 
     def parse_file(self, source: Source) -> ast.Module | None:
+        if source.path == self.uncached:
+            return parse(source, self.sink)
         return self.workspace.parse(source, self.sink)
 
 
@@ -194,11 +200,26 @@ class Workspace:
         schema = self._schema(schema_path, sink) if schema_path else None
         program, loader = self.load(path, sink)
         compile_program(program, config, schema, sink)
+        root = program.files.get(path)
+        if root is not None and root.module is None:  # being typed: its names as far as they can be known
+            program, loader = self._imports_only(path, root.source)
         checked = Checked(path, program, sink.sorted(), config, schema, loader.via, loader.targets,
                           self._definitions(program, config, schema))
         if path in self.buffers:
             self.checked[path] = checked
         return checked
+
+    def _imports_only(self, path: Path, source: Source) -> tuple[Program, _Loader]:
+        """A file that does not parse, loaded for the names in scope: its import lines (each where it is
+        written) with what they import, its own definitions as it last parsed."""
+        kept = [line if _IMPORT_LINE.match(line) else "" for line in source.text.split("\n")]
+        loader = _Loader(Sink(), self, path, uncached=source.path)
+        loader.load_text(source.path, "\n".join(kept))
+        last = self._good.get(source.path)
+        root = loader.program.files.get(path)
+        if root is not None and last is not None:
+            root.module = last
+        return loader.program, loader
 
     def scope(self, path: Path) -> Checked:
         """An open file's last check, else a new one."""
