@@ -181,6 +181,16 @@ async def test_an_error_is_reported_on_open_and_cleared_when_fixed(client: Langu
     assert await PUBLISHED.of(path.as_uri(), 2) == []
 
 
+async def test_columns_are_counted_in_the_client_s_code_units(client: LanguageClient, project: Path) -> None:
+    path = project / "emoji.push"
+    text = CART.replace("campaign cart_nudge", "campaign emoji").replace(
+        '    url "', '    title "🛒🛒 @{user.first_name | defualt: \'you\'}"\n    url "')
+    found = [d for d in await open_file(client, path, text) if d.code == "PL203"]  # unknown filter
+    line = text.split("\n")[found[0].range.start.line]
+    # VS Code counts UTF-16 code units: each 🛒 is two of them (one character to Python)
+    assert found[0].range.start.character == line.index("defualt") + 2
+
+
 async def test_changes_in_a_burst_are_checked_once_after_the_pause(client: LanguageClient, project: Path) -> None:
     path = project / "burst.push"
     text = CART.replace("campaign cart_nudge", "campaign burst")

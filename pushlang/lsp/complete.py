@@ -7,6 +7,7 @@ time zones and import paths."""
 
 from __future__ import annotations
 
+import os
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Literal
 from pushlang import ast
 from pushlang.builtins import FILTERS, FUNCTIONS, PLATFORMS, PUSH_EVENTS, URGENCIES, WEEKDAYS
 from pushlang.lsp.locate import line_state, nodes
-from pushlang.lsp.workspace import Checked
+from pushlang.lsp.workspace import SKIPPED_FOLDERS, Checked
 from pushlang.repl import Session, _open_blocks
 from pushlang.resources import stdlib_dir
 from pushlang.schema import BUILTIN_EVENT, BUILTIN_USER, PropertySpec
@@ -45,7 +46,7 @@ class Completions:
 @dataclass
 class Known:
     """What a file can name: its names in scope (name → where it is defined), the events and properties of
-    the schema and of the files, the icons of the config, and the files it can import."""
+    the schema and of the files, and the icons of the config (``path``: the file)."""
 
     segments: dict[str, str]
     templates: dict[str, str]
@@ -54,7 +55,7 @@ class Known:
     user_properties: dict[str, str]  # property → its type
     event_properties: dict[str, dict[str, str]]  # event → property → its type
     icons: dict[str, str]
-    imports: list[str]
+    path: Path
 
 
 def known(checked: Checked) -> Known:
@@ -96,7 +97,7 @@ def known(checked: Checked) -> Known:
         user_properties=user,
         event_properties=per_event,
         icons=dict(checked.config.icons),
-        imports=_importable(checked.path),
+        path=checked.path,
     )
 
 
@@ -104,15 +105,19 @@ def _type(spec: PropertySpec) -> str:
     return f"{spec.type}, required" if spec.required else spec.type
 
 
-def _importable(path: Path) -> list[str]:
+IMPORTABLE = 200  # files below an importing file's folder that completion offers at most
+
+
+def importable(path: Path) -> list[str]:
+    """What ``path`` can import: the standard library's modules, the .push files below its folder."""
     std = sorted(f"std/{p.stem}" for p in stdlib_dir().glob("*.push"))
-    folder = path.parent
-    try:
-        near = sorted(p for p in folder.rglob("*.push") if p != path and not any(
-            part.startswith(".") for part in p.relative_to(folder).parts))
-    except OSError:
-        near = []
-    return std + [f"./{p.relative_to(folder).as_posix()}" for p in near[:200]]
+    folder, near = path.parent, []
+    for top, dirs, entries in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_FOLDERS)
+        near += [Path(top, e) for e in sorted(entries) if e.endswith(".push") and Path(top, e) != path]
+        if len(near) >= IMPORTABLE:
+            break
+    return std + [f"./{p.relative_to(folder).as_posix()}" for p in near[:IMPORTABLE]]
 
 
 @cache
@@ -172,7 +177,7 @@ def _in_string(tail: str, start: int, earlier: str, known: Known) -> Completions
     if re.search(r"\btimezone\s*$", before):
         return _found(tail, typed, [Candidate(z, "timezone") for z in time_zones()])
     if re.search(r"^\s*import\s*$", before):
-        return _found(tail, typed, [Candidate(i, "module") for i in known.imports])
+        return _found(tail, typed, [Candidate(i, "module") for i in importable(known.path)])
     if re.search(r"\b(on|unless|did|not|conversion|by)\s*$", before) or \
             (re.search(r"\bbest\s+time\b.*\bby\b", before) and before.rstrip().endswith(",")):
         return _found(tail, typed, [Candidate(e, "event", where) for e, where in known.events.items()])
