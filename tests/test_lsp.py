@@ -8,7 +8,9 @@ reach another. Diagnostics are waited for by document version, so an earlier che
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -376,3 +378,48 @@ async def test_a_quick_fix_writes_the_name_the_diagnostic_suggests(client: Langu
 
     change(client, path, 2, fixed)
     assert await PUBLISHED.of(path.as_uri(), 2) == []
+
+
+# ---- debugging on TCP ------------------------------------------------------------------------------
+
+
+async def test_on_tcp_one_client_is_served_and_exit_ends_the_process_quietly(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pushlang", "lsp", "--tcp", f"127.0.0.1:{port}", cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        assert server.stderr is not None
+        assert (await asyncio.wait_for(server.stderr.readline(), WAIT)).decode().strip() == \
+            f"pushlang lsp: listening on 127.0.0.1:{port}"
+        for _ in range(100):  # the message comes just before the socket listens
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+
+        async def call(message: dict[str, object]) -> dict[str, object] | None:
+            body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+            writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+            if "id" not in message:
+                return None
+            length = int((await reader.readuntil(b"\r\n\r\n")).split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            answer: dict[str, object] = json.loads(await reader.readexactly(length))
+            return answer
+
+        answer = await call({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None,
+                                                                          "capabilities": {}}})
+        assert answer is not None and "hoverProvider" in str(answer["result"])
+        await call({"id": 2, "method": "shutdown"})
+        await call({"method": "exit"})
+        assert await asyncio.wait_for(server.wait(), WAIT) == 0
+        rest = (await server.stderr.read()).decode()
+        assert "Traceback" not in rest, rest
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()

@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
@@ -276,6 +277,13 @@ def _overlap(a: lsp.Range, b: lsp.Range) -> bool:
     return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
 
 
+def _exit_quietly(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """On TCP, pygls ends the process at `exit` from inside the connection's task: not an error to print."""
+    if isinstance(context.get("exception"), SystemExit):
+        return
+    loop.default_exception_handler(context)
+
+
 def uri_of(path: Path) -> str:
     return str(from_fs_path(str(path)))
 
@@ -297,6 +305,7 @@ def build(*, debounce: float = DEFAULT_DEBOUNCE, config_path: str | None = None,
         server.project.folders = [f for f in folders if f.is_dir()]
         if server.project.folders:  # config and paths as `pushlang lint` run at the project's root finds them
             os.chdir(server.project.folders[0])
+        asyncio.get_running_loop().set_exception_handler(_exit_quietly)
         options = params.initialization_options
         if isinstance(options, dict) and isinstance(options.get("debounce"), (int, float)):
             server.debounce = max(float(options["debounce"]), 0.0) / 1000
@@ -401,7 +410,7 @@ def serve(*, tcp: tuple[str, int] | None = None, debounce: float = DEFAULT_DEBOU
     """Serve one client on stdio (or, for debugging, on a TCP port) until it says exit; whether it asked
     for a shutdown first (the exit code is 1 otherwise)."""
     server = build(debounce=debounce, config_path=config_path, schema_path=schema_path)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):  # SystemExit: on TCP, the client said exit
         if tcp is None:
             # The protocol gets standard output to itself (and closes it at the end); anything else that
             # prints goes to standard error instead of into the stream of messages.
