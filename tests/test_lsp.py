@@ -324,6 +324,12 @@ async def test_go_to_a_segment_in_an_imported_file_and_find_its_uses(client: Lan
     files = {Path(u.uri).name for u in uses}
     assert {"common.push", "cart.push", "navigate.push"} <= files  # the definition and uses in files on disk
 
+    importers = await client.text_document_references_async(lsp.ReferenceParams(
+        text_document=doc(path), position=position(text, "./common"),
+        context=lsp.ReferenceContext(include_declaration=False)))
+    assert importers is not None and {"cart.push", "navigate.push"} <= {Path(u.uri).name for u in importers}
+    assert all(u.range.start.line == 1 for u in importers)  # each file's `import "./common.push"`
+
 
 async def test_document_and_workspace_symbols(client: LanguageClient, project: Path) -> None:
     path = project / "symbols.push"

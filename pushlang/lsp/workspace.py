@@ -281,11 +281,12 @@ class Workspace:
         """Every import line of the workspace's files that names ``target``."""
         for path in self.files():
             module = self.module(path)
-            if module is None:
+            imports = [item for item in module.items if isinstance(item, ast.Import)] if module is not None else []
+            if not imports:
                 continue
-            for item in module.items:
-                if isinstance(item, ast.Import) and self.import_target(path, item) == target:
-                    yield path, item.span
+            checked = self.checked.get(path)
+            targets = checked.targets if checked is not None else self.load(path)[1].targets
+            yield from ((path, item.span) for item in imports if targets.get((path, item.span)) == target)
 
     def import_target(self, path: Path, item: ast.Import) -> Path | None:
         """The file an import line of ``path`` names (None: none it can find)."""
