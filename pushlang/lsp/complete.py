@@ -24,7 +24,7 @@ from pushlang.resources import stdlib_dir
 from pushlang.schema import BUILTIN_EVENT, BUILTIN_USER, PropertySpec
 from pushlang.syntax.keywords import DECLARATIONS, KEYWORDS
 
-Kind = Literal["keyword", "segment", "template", "campaign", "event", "property", "filter", "function", "value",
+Kind = Literal["keyword", "segment", "template", "event", "property", "filter", "function", "value",
                "timezone", "module"]
 
 
@@ -50,7 +50,6 @@ class Known:
 
     segments: dict[str, str]
     templates: dict[str, str]
-    campaigns: dict[str, str]
     events: dict[str, str]  # event → where it is known from
     user_properties: dict[str, str]  # property → its type
     event_properties: dict[str, dict[str, str]]  # event → property → its type
@@ -92,7 +91,6 @@ def known(checked: Checked) -> Known:
     return Known(
         segments={name: where(d.path, d.node.name_span) for name, d in ctx.segments.items()},
         templates={name: where(d.path, d.node.name_span) for name, d in ctx.templates.items()},
-        campaigns={v.node.id: where(v.path, v.node.id_span) for v in ctx.campaigns},
         events=events,
         user_properties=user,
         event_properties=per_event,

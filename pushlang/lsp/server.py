@@ -33,7 +33,7 @@ _SEVERITY = {Severity.ERROR: lsp.DiagnosticSeverity.Error, Severity.WARNING: lsp
              Severity.INFO: lsp.DiagnosticSeverity.Information}
 _ITEM_KIND: dict[Kind, lsp.CompletionItemKind] = {
     "keyword": lsp.CompletionItemKind.Keyword, "segment": lsp.CompletionItemKind.Variable,
-    "template": lsp.CompletionItemKind.Struct, "campaign": lsp.CompletionItemKind.Event,
+    "template": lsp.CompletionItemKind.Struct,
     "event": lsp.CompletionItemKind.Event, "property": lsp.CompletionItemKind.Field,
     "filter": lsp.CompletionItemKind.Function, "function": lsp.CompletionItemKind.Function,
     "value": lsp.CompletionItemKind.EnumMember, "timezone": lsp.CompletionItemKind.Constant,
