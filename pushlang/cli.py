@@ -18,6 +18,7 @@ from pushlang.commands import (
     ingest,
     keys,
     lint,
+    lsp,
     preview,
     reach,
     repl,
@@ -31,7 +32,7 @@ from pushlang.commands.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, Finding
 
 # The commands, in the order `pushlang --help` lists them.
 COMMANDS = (lint, fmt, compile, replay, preview, stats, diff, reach, keys, send_test, repl, serve, worker, ingest,
-            dispatch, explain, forget)
+            dispatch, explain, forget, lsp)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,6 +90,8 @@ def problem_of(exc: BaseException) -> str | None:
     if isinstance(exc, ModuleNotFoundError):
         if exc.name == "redis":
             return "this command needs Redis support: pip install 'pushlang[redis]'"
+        if (exc.name or "").split(".")[0] in ("pygls", "lsprotocol"):
+            return "the language server needs its extra: pip install 'pushlang[lsp]'"
         return None
     if isinstance(exc, ValueError):  # a UsageError, or bad input a library reported in words
         return str(exc)

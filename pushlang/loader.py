@@ -119,7 +119,7 @@ class Loader:
                 return
         else:
             source = Source(shown, text)
-        module = parse(source, self.sink)
+        module = self.parse_file(source)
         self.program.files[resolved] = LoadedFile(source, module, root)
         if module is None:
             return
@@ -128,6 +128,11 @@ class Loader:
             if isinstance(item, ast.Import):
                 self._import(source.path, resolved, item)
         self._stack.pop()
+
+    def parse_file(self, source: Source) -> ast.Module | None:
+        """A loaded file's syntax tree (None: it does not parse, and the sink says why). A host that keeps
+        files between loads (the language server) gives back what it parsed before from the same text."""
+        return parse(source, self.sink)
 
     def _import(self, importer: str, importer_path: Path, item: ast.Import) -> None:
         target = self._resolve(importer_path, item)

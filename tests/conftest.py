@@ -54,7 +54,7 @@ def push_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
         yield tmp_path, push
 
 
-# Whole modules that start real browsers, Redis servers, crashing services or fuzzers: `slow`, so that
+# Whole modules that start real browsers, a real editor, Redis servers, crashing services or fuzzers: `slow`, so that
 # `pytest -m "not slow"` is the quick run (the language, the runtime, the CLI, in-process services).
 SLOW_MODULES = frozenset({
     "test_dashboard_browser", "test_dashboard_experiments_browser", "test_serve_browser", "test_service_worker", "test_repl_pty",
@@ -62,7 +62,8 @@ SLOW_MODULES = frozenset({
     "test_scaleout_worker", "test_scaleout_faults", "test_scaleout_ingest", "test_scenarios_worker",
     "test_service_crash", "test_forget", "test_serve_fuzz", "test_fuzz", "test_properties", "test_properties_delivery",
     "test_bench_dispatch_smoke", "test_bench_serve_memory_smoke", "test_wheel", "test_serve_hardening",
-    "test_serve_identity", "test_stored_state", "test_apns_service", "test_webpush_service",
+    "test_serve_identity", "test_stored_state", "test_apns_service", "test_webpush_service", "test_lsp_neovim",
+    "test_bench_lsp_smoke",
 })
 
 

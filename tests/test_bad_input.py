@@ -100,6 +100,8 @@ def cases(bad: Path) -> list[list[str]]:
         ["dispatch", CART, "--redis", "redis://127.0.0.1:9/0"],  # no credentials: refused, the outboxes wait
         ["worker", CART, "--redis", "redis://127.0.0.1:9/0", "--idle-exit", "1"],  # no Redis: gives up
         ["ingest", f"{b}/garbage.gz", "--to", "not-a-url"],
+        # the language server: refused before it serves
+        ["lsp", "--tcp", "nonsense"], ["lsp", "--tcp", "999.1.1.1:2087"], ["lsp", "--config", missing],
     ]
 
 

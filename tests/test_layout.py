@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("plan", ("plan", "compiler")),
     ("runtime", ("runtime",)),
     ("dispatch", ("dispatch",)),
-    ("hosts", ("service", "scaleout", "repl")),
+    ("hosts", ("service", "scaleout", "repl", "lsp")),
     ("commands", ("commands",)),
     ("cli", ("cli", "__main__")),
 ]
