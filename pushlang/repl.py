@@ -515,14 +515,10 @@ class Session:
         return sorted(ids)[:COMPLETED_USERS] if len(ids) > COMPLETED_USERS else sorted(ids)
 
     def completions(self, before: str, earlier: str = "") -> tuple[str, list[str]]:
-        """Tab for the text before the cursor: the word being typed and what may complete it, by
-        context — commands at the start of a line, campaign ids and user ids where a command takes
-        them, files after `:load` and `:records`, the items of a `when` block at the start of one of
-        its lines, the rest of a `deliver` item there (`in user timezone`, `at best time`, then
-        `between … and …` and `by`), periods after `per`, the words of
-        `test P% then winner by clicks|conversions after D` one after the other, `then` and `else` of
-        an open `if`, else keywords, names, events and properties (not on an empty word: every
-        keyword is no help). ``earlier``: the lines typed before this one in an unfinished definition."""
+        """Tab for the text before the cursor: the word being typed and what may complete it —
+        commands at the start of a line, campaign ids and user ids where a command takes them, files
+        after `:load` and `:records`; in a definition or an expression, :func:`text_completions` with
+        this session's words. ``earlier``: the lines typed before this one in an unfinished definition."""
         parts = before.split(" ")
         word, done = parts[-1], [p for p in parts[:-1] if p]
         if done and done[0].startswith(":") and before.lstrip().startswith(":"):
@@ -538,24 +534,39 @@ class Session:
                 candidates = []
         elif not done and word.startswith(":"):
             candidates = list(COMMANDS)
-        elif done and done[-1] == "per":
-            item = done[0] if done[0] != "{" else done[1] if len(done) > 1 else ""
-            candidates = list(THROTTLE_PERIODS if item == "throttle" else LIMIT_PERIODS if item == "limit"
-                              else LIMIT_PERIODS + THROTTLE_PERIODS)
-        elif "test" in done and done[::-1].index("test") + 1 in _AFTER_TEST:
-            candidates = list(_AFTER_TEST[done[::-1].index("test") + 1])
-        elif not word and (after_if := _if_next(done)) is not None:
-            candidates = [after_if]
-        elif (not done or done[-1] == "{") and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]:
-            candidates = list(WHEN_ITEMS)
-        elif ((after_deliver := _deliver_next(done)) is not None
-              and _open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]):
-            candidates = after_deliver
-        elif not word:
-            candidates = []
         else:
-            candidates = self.words()
+            return text_completions(before, earlier, self.words)
         return word, [c for c in candidates if c.startswith(word) and c != word]
+
+
+def text_completions(before: str, earlier: str, words: Callable[[], list[str]]) -> tuple[str, list[str]]:
+    """Tab in `.push` text (the REPL's definitions, an editor's file through `pushlang lsp`): the word
+    being typed and what may complete it, by context — the items of a `when` block at the start of one
+    of its lines, the rest of a `deliver` item there (`in user timezone`, `at best time`, then
+    `between … and …` and `by`), periods after `per`, the words of
+    `test P% then winner by clicks|conversions after D` one after the other, `then` and `else` of an
+    open `if`, else ``words()`` (keywords, names, events and properties; not on an empty word: every
+    keyword is no help). ``earlier``: the lines before this one in an unfinished definition."""
+    parts = before.split(" ")
+    word, done = parts[-1], [p for p in parts[:-1] if p]
+    if done and done[-1] == "per":
+        item = done[0] if done[0] != "{" else done[1] if len(done) > 1 else ""
+        candidates = list(THROTTLE_PERIODS if item == "throttle" else LIMIT_PERIODS if item == "limit"
+                          else LIMIT_PERIODS + THROTTLE_PERIODS)
+    elif "test" in done and done[::-1].index("test") + 1 in _AFTER_TEST:
+        candidates = list(_AFTER_TEST[done[::-1].index("test") + 1])
+    elif not word and (after_if := _if_next(done)) is not None:
+        candidates = [after_if]
+    elif (not done or done[-1] == "{") and open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]:
+        candidates = list(WHEN_ITEMS)
+    elif ((after_deliver := _deliver_next(done)) is not None
+          and open_blocks(f"{earlier}\n{before}")[-1:] == ["when"]):
+        candidates = after_deliver
+    elif not word:
+        candidates = []
+    else:
+        candidates = words()
+    return word, [c for c in candidates if c.startswith(word) and c != word]
 
 
 def _deliver_next(done: list[str]) -> list[str] | None:
@@ -605,7 +616,7 @@ def _if_next(done: list[str]) -> str | None:
     return expecting[-1]
 
 
-def _open_blocks(text: str) -> list[str]:
+def open_blocks(text: str) -> list[str]:
     """The blocks still open at the end of ``text``, outermost first, each named by the word before
     its `{` (`when`, `who`, `message`, a campaign's id...); strings and comments are skipped."""
     opened: list[str] = []

@@ -1,7 +1,7 @@
 """Completion: what may be written at the cursor of a .push file, by context.
 
 The contexts the REPL's Tab knows (the items of a `when` block, the periods after `per`, the words of a
-winner test, `then` and `else` of an open `if`) are answered by the REPL's own code (`Session.completions`);
+winner test, `then` and `else` of an open `if`) are answered by the REPL's own code (`repl.text_completions`);
 the file adds the names in scope across its imports, the schema's events and properties, filters, icons,
 time zones and import paths."""
 
@@ -19,7 +19,7 @@ from pushlang import ast
 from pushlang.builtins import FILTERS, FUNCTIONS, PLATFORMS, PUSH_EVENTS, URGENCIES, WEEKDAYS
 from pushlang.lsp.locate import line_state, nodes
 from pushlang.lsp.workspace import SKIPPED_FOLDERS, Checked
-from pushlang.repl import Session, _open_blocks
+from pushlang.repl import open_blocks, text_completions
 from pushlang.resources import stdlib_dir
 from pushlang.schema import BUILTIN_EVENT, BUILTIN_USER, PropertySpec
 from pushlang.syntax.keywords import DECLARATIONS, KEYWORDS
@@ -123,21 +123,6 @@ def time_zones() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
 
 
-class _Tab(Session):
-    """The REPL's Tab over a file: `Session.completions` with the file's words, no session behind it (no
-    store, config or engine: the contexts of a file never reach the REPL's commands)."""
-
-    def __init__(self, words: list[str]) -> None:
-        self.plan = None
-        self._file_words = words
-
-    def words(self) -> list[str]:
-        return self._file_words
-
-    def user_ids(self) -> list[str]:
-        return []
-
-
 _GENERAL = [*KEYWORDS, *FUNCTIONS]
 _PROPERTY = re.compile(r"(?<![\w.@])(user|event|trigger)\.(\w*)$")
 _SHORT_PROPERTY = re.compile(r"(?<!@)@(user|event|trigger)\.(\w*)$")
@@ -198,7 +183,7 @@ def _in_expression(tail: str, start: int, earlier: str, known: Known) -> Complet
 def _in_code(tail: str, earlier: str, known: Known) -> Completions | None:
     if m := _PROPERTY.search(tail):
         return _properties(tail, m.group(1), m.group(2), earlier, known)
-    blocks = _open_blocks(f"{earlier}\n{tail}")
+    blocks = open_blocks(f"{earlier}\n{tail}")
     if blocks and (m := re.search(r"\bsegment\s+(\w*)$", tail)):
         return _found(tail, m.group(1), [Candidate(n, "segment", w) for n, w in known.segments.items()])
     if m := re.search(r"\buse\s+(\w*)$", tail):
@@ -216,7 +201,7 @@ def _in_code(tail: str, earlier: str, known: Known) -> Completions | None:
     if not blocks and re.fullmatch(r"\s*\w*", tail):
         word = tail.strip()
         return _found(tail, word, [Candidate(d, "keyword") for d in DECLARATIONS if d.startswith(word)])
-    word, words = _Tab(_GENERAL).completions(tail, earlier)
+    word, words = text_completions(tail, earlier, lambda: _GENERAL)
     names = set(FUNCTIONS) - set(KEYWORDS)
     return _found(tail, word, [Candidate(w, "function" if w in names else "keyword", FUNCTIONS[w][2]
                                          if w in names else None) for w in words])
