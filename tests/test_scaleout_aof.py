@@ -147,8 +147,9 @@ def test_redis_restarted_from_its_aof_mid_run_loses_nothing_acknowledged(aof_red
         assert (accepted, rejected) == (len(w.lines), [])
         total = _remaining(client)
         entries = {p: [eid for eid, _ in client.xrange(keys.stream_key(p))] for p in range(PARTITIONS)}
-        # idle_exit: generous, so a worker outlives the outage and the reconnection of the other
-        procs = [_start_worker(client, w, f"a{i}", idle_exit=6.0, batch=50) for i in range(2)]
+        # idle_exit: generous, so a worker outlives the outage and the reconnection of the other (loading the
+        # AOF can take seconds on a busy machine: a worker waits that long before it calls Redis gone)
+        procs = [_start_worker(client, w, f"a{i}", idle_exit=12.0, batch=50) for i in range(2)]
 
         # wait until some batches are committed (outputs written, entries acknowledged)
         deadline = time.monotonic() + 30
