@@ -1,6 +1,7 @@
-"""Web Push delivery (Chrome, Firefox, Edge, Safari 16+) with pywebpush, and SPEC §9.5's error taxonomy.
+"""Web Push delivery (Chrome, Firefox, Edge, Safari 16+), and SPEC §9.5's error taxonomy.
 
-One shared aiohttp session; a queue per push-service origin (its own concurrency bound and
+The message encryption of RFC 8291 (:mod:`pushlang.dispatch.ece`: http_ece's steps, which
+pywebpush calls, on the same primitives), VAPID by py_vapid. One shared aiohttp session; a queue per push-service origin (its own concurrency bound and
 first-request probe, so one slow or throttling service never delays another); a VAPID JWT cached
 per origin until shortly before it expires; TTL always set, Urgency when the message has one, Topic
 always (the message's ``tag``, else a digest of the send_id: :func:`topic_for`).
@@ -31,9 +32,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from py_vapid import Vapid02
-from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
+from pushlang.dispatch import ece
 from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.webpush")
@@ -306,17 +307,15 @@ def topic_for(send_id: str) -> str:
 
 
 def _encrypt(target: WebPushTarget, payload: bytes) -> bytes | None:
-    """The aes128gcm body (RFC 8291) by pywebpush, through http_ece, with a fresh ephemeral key and
-    salt; None when the subscription's keys are not a P-256 point and a 16-byte secret.
+    """The aes128gcm body (RFC 8291, :func:`ece.encrypt`) with a fresh ephemeral key and salt; None
+    when the subscription's keys are not a P-256 point and an auth secret.
 
     It runs inside the concurrency bound, so encryption overlaps the requests in flight; a retry
     resends the same body."""
-    info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
     try:
-        body: bytes = WebPusher(info).encode(payload, "aes128gcm")["body"]
-    except (ValueError, TypeError, IndexError, WebPushException):  # pywebpush on bad keys; binascii.Error is a ValueError
+        return ece.encrypt(payload, ece.b64url_decode(target.p256dh), ece.b64url_decode(target.auth))
+    except (ValueError, TypeError):  # not base64 (binascii.Error is a ValueError), not a point, no secret
         return None
-    return body
 
 
 def endpoint_origin(endpoint: str) -> str:
