@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import logging
 import random
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ JWT_RENEW_BEFORE = 10 * 60
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ENDPOINT = 2048
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # what isspace() or a control means in ASCII
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +124,21 @@ class WebPushChannel:
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None, wire: Wire | None = None) -> Delivery:
         """Deliver one push; ``wire`` is told when its requests are out."""
-        problem = endpoint_problem(target.endpoint, allow_http=self.allow_loopback)
+        endpoint = target.endpoint
+        origin = endpoint_origin(endpoint) if isinstance(endpoint, str) else ""
+        queue = self._origins.get(origin)
+        if queue is not None and endpoint.startswith(origin):
+            # The origin passed every check of endpoint_problem before (they depend on the scheme
+            # and the host alone): what is left is the endpoint's length and characters.
+            problem = _text_problem(endpoint)
+        else:
+            problem = endpoint_problem(endpoint, allow_http=self.allow_loopback)
         if problem is not None:
             log.warning("Web Push: not delivering to an invalid endpoint: %s", problem)
             return Delivery(False, None, "invalid_endpoint", 0)
-        origin = endpoint_origin(target.endpoint)
-        queue = self._origins.get(origin)
         if queue is None:
             queue = self._origins[origin] = _Origin(self._concurrency)
-        hold = await queue.probe.turn()
+        hold = None if queue.probe.answered else await queue.probe.turn()
         try:
             return await self._deliver(target, origin, queue, payload, ttl=ttl, urgency=urgency, topic=topic,
                                        hold=hold, wire=wire)
@@ -229,10 +237,9 @@ def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
     ``allow_http`` also takes ``http`` on a loopback address: a local test push service."""
     if not isinstance(endpoint, str) or not endpoint:
         return "no endpoint"
-    if len(endpoint) > MAX_ENDPOINT:
-        return f"the endpoint is longer than {MAX_ENDPOINT} characters"
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in endpoint):
-        return "the endpoint contains spaces or control characters"
+    problem = _text_problem(endpoint)
+    if problem is not None:
+        return problem
     try:
         parts = urlsplit(endpoint)
         port = parts.port
@@ -256,6 +263,16 @@ def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
         host.encode("idna")
     except (ValueError, UnicodeError) as error:
         return f"the endpoint's host is not valid ({type(error).__name__})"
+    return None
+
+
+def _text_problem(endpoint: str) -> str | None:
+    """The checks of :func:`endpoint_problem` that look at the whole text, not at its origin."""
+    if len(endpoint) > MAX_ENDPOINT:
+        return f"the endpoint is longer than {MAX_ENDPOINT} characters"
+    if (_ASCII_SPACE_OR_CONTROL.search(endpoint) is not None if endpoint.isascii()
+            else any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in endpoint)):
+        return "the endpoint contains spaces or control characters"
     return None
 
 
