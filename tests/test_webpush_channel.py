@@ -163,6 +163,29 @@ def test_a_subscription_with_unusable_keys_fails_alone(vapid: tuple[VapidAuth, s
     assert len(service.requests) == 1 and service.requests[0].payload == b"{}" and slept == []
 
 
+
+def test_an_endpoint_on_a_known_push_service_is_still_checked_whole(vapid: tuple[VapidAuth, str]) -> None:
+    """Once an origin has passed, the channel checks only what else can be wrong with an endpoint
+    there: its length and characters; the same endpoints fail on a fresh channel too."""
+    auth, public = vapid
+    service = serving(WebPushService(application_server_key=public))
+    good = service.new_subscription()
+    bad = [f"{good.endpoint}/x y", f"{good.endpoint}\t", f"{good.endpoint}\x7f", f"{good.endpoint}\u2003",
+           f"{good.endpoint}?{'a' * 2048}"]
+
+    async def body(channel: WebPushChannel, _: list[float]) -> list[Delivery]:
+        first = await channel.deliver(target(good), b"{}", ttl=60)
+        return [first, *[await channel.deliver(WebPushTarget(e, good.p256dh, good.auth), b"{}", ttl=60) for e in bad]]
+
+    async def fresh(channel: WebPushChannel, _: list[float]) -> list[Delivery]:
+        return [await channel.deliver(WebPushTarget(e, good.p256dh, good.auth), b"{}", ttl=60) for e in bad]
+
+    results, _ = run(service, body, auth)
+    assert [(r.delivered, r.reason) for r in results] == [(True, None)] + [(False, "invalid_endpoint")] * len(bad)
+    assert [r.reason for r in run(service, fresh, auth)[0]] == ["invalid_endpoint"] * len(bad)
+    assert len(service.requests) == 1
+
+
 def test_a_rejected_vapid_key_halts_the_channel_after_one_attempt(tmp_path: Path) -> None:
     wrong = VapidAuth(Vapid02.from_file(str(_key(tmp_path, "wrong.pem"))), SUBJECT)
     service = serving(WebPushService(application_server_key=generate(tmp_path / "right.pem")))  # pinned
