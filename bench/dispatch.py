@@ -513,7 +513,8 @@ def main() -> int:
             print(f"(d) / (c) crypto floor: {d.rate:,.0f} / {c.rate:,.0f} = {value:.1%} (target ≥ "
                   f"{TARGET_OF_FLOOR:.0%}: {'met' if value >= TARGET_OF_FLOOR else 'not met'}); per round "
                   f"{per_round(rounds, 'floor')}; the sender's CPU per push {d.cpu_per_push * 1e6:,.0f} µs, "
-                  f"the floor's {c.cpu_per_push * 1e6:,.0f} µs")
+                  f"the floor's {c.cpu_per_push * 1e6:,.0f} µs ({c.cpu_per_push / d.cpu_per_push:.0%}: the ratio "
+                  "where the sender has a core to itself)")
         if "async" in rows:
             value = ratio(rows, "async")
             print(f"(d) / (b) webpush_async loop: {value:.2f}× (target ≥ {TARGET_OF_ASYNC}×: "

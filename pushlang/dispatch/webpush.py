@@ -1,17 +1,18 @@
 """Web Push delivery (Chrome, Firefox, Edge, Safari 16+), and SPEC §9.5's error taxonomy.
 
-The message encryption of RFC 8291 (:mod:`pushlang.dispatch.ece`: http_ece's steps, which
-pywebpush calls, on the same primitives), VAPID by py_vapid. One shared aiohttp session; a queue per push-service origin (its own concurrency bound and
-first-request probe, so one slow or throttling service never delays another); a VAPID JWT cached
-per origin until shortly before it expires; TTL always set, Urgency when the message has one, Topic
-always (the message's ``tag``, else a digest of the send_id: :func:`topic_for`).
-Outcomes: delivered on any 2xx; 404/410 deactivate the subscription; 429/500/503 (and network
-errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; a timeout is
-retried once at most (the service may have taken the first: Topic makes it replace it); 400 and 413
-fail at once; 401/403 halt the channel — the first request to a push service is a probe, so a
-rejected VAPID key costs one attempt, not one per user, and a request still waiting for its turn
-when the channel halts never goes out. An endpoint that cannot be signed for or sent to fails that
-subscription alone (``invalid_endpoint``).
+The message encryption of RFC 8291 (:mod:`pushlang.dispatch.ece`: http_ece's steps, which pywebpush
+calls, on the same primitives), VAPID by py_vapid. One shared aiohttp session; a queue per
+push-service origin (its own concurrency bound and first-request probe, so one slow or throttling
+service never delays another); a VAPID JWT cached per origin until shortly before it expires; a
+request's turn encrypts its body and the next few waiting (:data:`ENCRYPT_AHEAD`); TTL always set,
+Urgency when the message has one, Topic always (the message's ``tag``, else a digest of the send_id:
+:func:`topic_for`). Outcomes: delivered on any 2xx; 404/410 deactivate the subscription; 429/500/503
+(and network errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; a
+timeout is retried once at most (the service may have taken the first: Topic makes it replace it);
+400 and 413 fail at once; 401/403 halt the channel — the first request to a push service is a probe,
+so a rejected VAPID key costs one attempt, not one per user, and a request still waiting for its
+turn when the channel halts never goes out. An endpoint that cannot be signed for or sent to fails
+that subscription alone (``invalid_endpoint``).
 """
 
 from __future__ import annotations
