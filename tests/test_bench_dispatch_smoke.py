@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_dispatch_runs_every_mode() -> None:
     proc = subprocess.run(
-        [sys.executable, "bench/dispatch.py", "--subscriptions", "50", "--sync-sample", "10"],
+        [sys.executable, "bench/dispatch.py", "--subscriptions", "50", "--sync-sample", "10", "--verify-every", "7"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -20,8 +21,14 @@ def test_bench_dispatch_runs_every_mode() -> None:
                    "(d) pushlang WebPushChannel"):
         assert any(line.startswith(prefix) for line in lines), f"no line for {prefix!r}:\n{proc.stdout}"
     assert "(a) was measured on a sample of 10 of the 50 subscriptions" in proc.stdout
-    assert any(line.startswith("(d) / (c) crypto floor:") for line in lines), proc.stdout
-    assert any(line.startswith("(d) / (b) webpush_async loop:") for line in lines), proc.stdout
-    # the service accepted and decrypted every push of (d), in every round
+    assert "5 interleaved round(s), each row the median round" in proc.stdout
+    assert "1 push in 7 checked" in proc.stdout
+    for prefix in ("(d) / (c) crypto floor:", "(d) / (b) webpush_async loop:"):
+        ratio = [line for line in lines if line.startswith(prefix)]
+        assert ratio and ("target ≥" in ratio[0] and (": met)" in ratio[0] or ": not met)" in ratio[0])), proc.stdout
+    assert "the sender's CPU per push" in proc.stdout
+    # the service accepted every push of (d), in every round, and every one it checked decrypted
     check = [line for line in lines if line.startswith("service check (d):")]
     assert check and check[0].endswith("-> OK"), proc.stdout
+    found = re.search(r"250 answered 201, (\d+) checked of which (\d+) decrypted", check[0])
+    assert found and int(found[1]) == int(found[2]) > 0, proc.stdout

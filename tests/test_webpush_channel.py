@@ -163,6 +163,59 @@ def test_a_subscription_with_unusable_keys_fails_alone(vapid: tuple[VapidAuth, s
     assert len(service.requests) == 1 and service.requests[0].payload == b"{}" and slept == []
 
 
+
+def test_an_endpoint_on_a_known_push_service_is_still_checked_whole(vapid: tuple[VapidAuth, str]) -> None:
+    """Once an origin has passed, the channel checks only what else can be wrong with an endpoint
+    there: its length and characters; the same endpoints fail on a fresh channel too."""
+    auth, public = vapid
+    service = serving(WebPushService(application_server_key=public))
+    good = service.new_subscription()
+    bad = [f"{good.endpoint}/x y", f"{good.endpoint}\t", f"{good.endpoint}\x7f", f"{good.endpoint}\u2003",
+           f"{good.endpoint}?{'a' * 2048}"]
+
+    async def body(channel: WebPushChannel, _: list[float]) -> list[Delivery]:
+        first = await channel.deliver(target(good), b"{}", ttl=60)
+        return [first, *[await channel.deliver(WebPushTarget(e, good.p256dh, good.auth), b"{}", ttl=60) for e in bad]]
+
+    async def fresh(channel: WebPushChannel, _: list[float]) -> list[Delivery]:
+        return [await channel.deliver(WebPushTarget(e, good.p256dh, good.auth), b"{}", ttl=60) for e in bad]
+
+    results, _ = run(service, body, auth)
+    assert [(r.delivered, r.reason) for r in results] == [(True, None)] + [(False, "invalid_endpoint")] * len(bad)
+    assert [r.reason for r in run(service, fresh, auth)[0]] == ["invalid_endpoint"] * len(bad)
+    assert len(service.requests) == 1
+
+
+
+def test_bodies_encrypted_ahead_go_to_their_own_subscribers_and_never_out_after_a_halt(
+        vapid: tuple[VapidAuth, str]) -> None:
+    """A request's turn encrypts the bodies of the next pushes waiting for theirs: each still reaches
+    its own subscriber, a push with unusable keys among them fails alone, and those still waiting
+    when the channel halts never go out."""
+    auth, public = vapid
+    service = serving(WebPushService(application_server_key=public))  # checks and decrypts every request
+    subs = [service.new_subscription() for _ in range(8)]
+    later = [service.new_subscription() for _ in range(6)]
+    service.script(later[1].id, [401])
+    broken = WebPushTarget(subs[0].endpoint, "BPk", subs[0].auth)
+
+    async def body(channel: WebPushChannel, _: list[float]) -> list[list[Delivery]]:
+        first = await channel.deliver(target(subs[0]), b"probe", ttl=60)  # the probe, alone
+        batch = [target(s) for s in subs[1:4]] + [broken] + [target(s) for s in subs[4:]]
+        sent = await asyncio.gather(*(channel.deliver(t, t.endpoint.encode(), ttl=60) for t in batch))
+        halted = await asyncio.gather(*(channel.deliver(target(s), b"{}", ttl=60) for s in later))
+        return [[first], list(sent), list(halted)]
+
+    (first, sent, halted), _ = run(service, body, auth, concurrency=1)
+    assert first[0].delivered and [r.reason for r in sent] == [None] * 3 + ["invalid_subscription_keys"] + [None] * 4
+    for sub in subs[1:]:
+        assert service.payloads(sub.id) == [sub.endpoint.encode()]
+    assert [(r.reason, r.attempts) for r in halted] == [(None, 1), ("vapid_rejected", 1)] + [
+        ("channel_halted", 0)] * 4
+    assert [r.subscription_id for r in service.requests[-2:]] == [later[0].id, later[1].id]
+    assert len(service.requests) == 1 + 7 + 2
+
+
 def test_a_rejected_vapid_key_halts_the_channel_after_one_attempt(tmp_path: Path) -> None:
     wrong = VapidAuth(Vapid02.from_file(str(_key(tmp_path, "wrong.pem"))), SUBJECT)
     service = serving(WebPushService(application_server_key=generate(tmp_path / "right.pem")))  # pinned

@@ -232,6 +232,33 @@ def test_async_client_with_one_shared_session_on_the_tests_loop(vapid: Vapid) ->
     assert all(r.payload == f"hello {r.platform}".encode() for r in records)
 
 
+
+def test_verify_every_n_checks_a_sample_and_answers_the_rest_at_once(vapid: Vapid) -> None:
+    """The benchmark's mode: the first request and every Nth after it get every check; the others
+    are answered at once, without decryption, and say so in their record."""
+    with pytest.raises(ValueError):
+        WebPushService(verify_every=0)
+    with WebPushService(verify_every=3) as service:
+        subscription = service.new_subscription()
+        unknown = post(f"{service.url}/push/no-such-subscription", b"", {"TTL": "0"})[0]
+        statuses = [send(subscription, f"push {i}", vapid)[0] for i in range(6)]
+        # outside the sample a bad request is answered like a good one; in the sample it is refused
+        no_vapid = [send(subscription, "no key", None)[0] for _ in range(3)]
+        assert send(subscription, "checked", vapid)[0] == 201
+        service.script(subscription.id, [503])
+        scripted = send(subscription, "scripted", vapid)[0]  # unchecked, it still takes its scripted reply
+
+    assert unknown == 404  # the subscription is looked up on every request
+    assert statuses == [201] * 6 and no_vapid == [401, 201, 201] and scripted == 503
+    records = service.requests_for(subscription.id)
+    assert [r.verified for r in records] == [True, False, False] * 3 + [True, False]
+    assert [r.payload for r in records] == [b"push 0", None, None, b"push 3", None, None,
+                                            None, None, None, b"checked", None]
+    assert all(r.claims is None and r.ttl is None for r in records if not r.verified)
+    assert all(r.claims is not None for r in records if r.verified and r.status == 201)
+    assert records[-1].status == 503
+
+
 # -- VAPID ------------------------------------------------------------------------------------------
 
 

@@ -1,16 +1,18 @@
-"""Web Push delivery (Chrome, Firefox, Edge, Safari 16+) with pywebpush, and SPEC §9.5's error taxonomy.
+"""Web Push delivery (Chrome, Firefox, Edge, Safari 16+), and SPEC §9.5's error taxonomy.
 
-One shared aiohttp session; a queue per push-service origin (its own concurrency bound and
-first-request probe, so one slow or throttling service never delays another); a VAPID JWT cached
-per origin until shortly before it expires; TTL always set, Urgency when the message has one, Topic
-always (the message's ``tag``, else a digest of the send_id: :func:`topic_for`).
-Outcomes: delivered on any 2xx; 404/410 deactivate the subscription; 429/500/503 (and network
-errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; a timeout is
-retried once at most (the service may have taken the first: Topic makes it replace it); 400 and 413
-fail at once; 401/403 halt the channel — the first request to a push service is a probe, so a
-rejected VAPID key costs one attempt, not one per user, and a request still waiting for its turn
-when the channel halts never goes out. An endpoint that cannot be signed for or sent to fails that
-subscription alone (``invalid_endpoint``).
+The message encryption of RFC 8291 (:mod:`pushlang.dispatch.ece`: http_ece's steps, which pywebpush
+calls, on the same primitives), VAPID by py_vapid. One shared aiohttp session; a queue per
+push-service origin (its own concurrency bound and first-request probe, so one slow or throttling
+service never delays another); a VAPID JWT cached per origin until shortly before it expires; a
+request's turn encrypts its body and the next few waiting (:data:`ENCRYPT_AHEAD`); TTL always set,
+Urgency when the message has one, Topic always (the message's ``tag``, else a digest of the send_id:
+:func:`topic_for`). Outcomes: delivered on any 2xx; 404/410 deactivate the subscription; 429/500/503
+(and network errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; a
+timeout is retried once at most (the service may have taken the first: Topic makes it replace it);
+400 and 413 fail at once; 401/403 halt the channel — the first request to a push service is a probe,
+so a rejected VAPID key costs one attempt, not one per user, and a request still waiting for its
+turn when the channel halts never goes out. An endpoint that cannot be signed for or sent to fails
+that subscription alone (``invalid_endpoint``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import hashlib
 import ipaddress
 import logging
 import random
+import re
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -31,9 +35,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from py_vapid import Vapid02
-from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
+from pushlang.dispatch import ece
 from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.webpush")
@@ -43,6 +47,9 @@ JWT_RENEW_BEFORE = 10 * 60
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ENDPOINT = 2048
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+ENCRYPT_AHEAD = 32  # bodies encrypted in one run when a request gets its turn (its own and the next ones)
+_UNUSABLE = b""  # the body of a push whose subscription keys cannot be used
+_ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # what isspace() or a control means in ASCII
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +128,21 @@ class WebPushChannel:
     async def deliver(self, target: WebPushTarget, payload: bytes, *, ttl: int, urgency: str | None = None,
                       topic: str | None = None, wire: Wire | None = None) -> Delivery:
         """Deliver one push; ``wire`` is told when its requests are out."""
-        problem = endpoint_problem(target.endpoint, allow_http=self.allow_loopback)
+        endpoint = target.endpoint
+        origin = endpoint_origin(endpoint) if isinstance(endpoint, str) else ""
+        queue = self._origins.get(origin)
+        if queue is not None and endpoint.startswith(origin):
+            # The origin passed every check of endpoint_problem before (they depend on the scheme
+            # and the host alone): what is left is the endpoint's length and characters.
+            problem = _text_problem(endpoint)
+        else:
+            problem = endpoint_problem(endpoint, allow_http=self.allow_loopback)
         if problem is not None:
             log.warning("Web Push: not delivering to an invalid endpoint: %s", problem)
             return Delivery(False, None, "invalid_endpoint", 0)
-        origin = endpoint_origin(target.endpoint)
-        queue = self._origins.get(origin)
         if queue is None:
             queue = self._origins[origin] = _Origin(self._concurrency)
-        hold = await queue.probe.turn()
+        hold = None if queue.probe.answered else await queue.probe.turn()
         try:
             return await self._deliver(target, origin, queue, payload, ttl=ttl, urgency=urgency, topic=topic,
                                        hold=hold, wire=wire)
@@ -153,72 +166,107 @@ class WebPushChannel:
             headers["Urgency"] = urgency
         if topic:
             headers["Topic"] = topic
-        body: bytes | None = None
-        status: int | None = None
-        timeouts = 0
-        for attempt in range(1, self.max_attempts + 1):
-            retry_after: float | None = None
-            timed_out = False
-            async with queue.limit:
-                if self.halted is not None:  # halted while this request waited for its turn: it never goes out
-                    return Delivery(False, None, "channel_halted", attempt - 1)
-                if body is None:
-                    body = _encrypt(target, payload)
+        push = _Push(target, payload)
+        queue.waiting.append(push)
+        try:
+            status: int | None = None
+            timeouts = 0
+            for attempt in range(1, self.max_attempts + 1):
+                retry_after: float | None = None
+                timed_out = False
+                async with queue.limit:
+                    if self.halted is not None:  # halted while this request waited for its turn: it never goes out
+                        return Delivery(False, None, "channel_halted", attempt - 1)
+                    body = push.body
                     if body is None:
+                        body = queue.encrypt(push)
+                    if not body:  # the subscription's keys cannot be used
                         return Delivery(False, None, "invalid_subscription_keys", 0)
-                if wire is not None:
-                    wire.on()
-                try:
-                    async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
-                        status = response.status
-                        retry_after = _retry_after(response.headers.get("Retry-After"))
-                except aiohttp.ConnectionTimeoutError:
-                    status = None  # it never reached the push service: a network error
-                except TimeoutError:
-                    status, timed_out = None, True
-                except (aiohttp.ClientError, OSError, ValueError):
-                    status = None  # the network failed: like a 503, worth another try
-            if hold is not None:  # the push service has answered (or is unreachable): nobody waits any more
-                hold.release(answered=True)
-                hold = None
-            if status is not None and 200 <= status < 300:
-                return Delivery(True, status, None, attempt)
-            if status in (404, 410):
-                return Delivery(False, status, "subscription_gone", attempt, deactivate=True)
-            if status in (401, 403):
-                self._halt(f"the push service at {urlsplit(origin).netloc} answered {status}: "
-                           "the VAPID key or subject was rejected")
-                return Delivery(False, status, "vapid_rejected", attempt)
-            if status is not None and status not in RETRY_STATUSES:
-                reason = {400: "bad_request", 413: "payload_too_large"}.get(status, f"http_{status}")
-                return Delivery(False, status, reason, attempt)
-            if timed_out and wire is not None:
-                wire.doubt()
-            if timed_out:
-                # The push service may have taken it and answered late: one more try at most (the
-                # Topic header makes the push service replace an undelivered first copy).
-                timeouts += 1
-                if timeouts > 1:
-                    return Delivery(False, None, "timeout", attempt)
-            if attempt < self.max_attempts:
-                if wire is not None:
-                    wire.off()
-                await self._sleep(self._backoff(attempt, retry_after))
-        return Delivery(False, status, "retries_exhausted", self.max_attempts)
+                    if wire is not None:
+                        wire.on()
+                    try:
+                        async with self.session.post(url, data=body, headers=headers, timeout=self.timeout) as response:
+                            status = response.status
+                            retry_after = _retry_after(response.headers.get("Retry-After"))
+                    except aiohttp.ConnectionTimeoutError:
+                        status = None  # it never reached the push service: a network error
+                    except TimeoutError:
+                        status, timed_out = None, True
+                    except (aiohttp.ClientError, OSError, ValueError):
+                        status = None  # the network failed: like a 503, worth another try
+                if hold is not None:  # the push service has answered (or is unreachable): nobody waits any more
+                    hold.release(answered=True)
+                    hold = None
+                if status is not None and 200 <= status < 300:
+                    return Delivery(True, status, None, attempt)
+                if status in (404, 410):
+                    return Delivery(False, status, "subscription_gone", attempt, deactivate=True)
+                if status in (401, 403):
+                    self._halt(f"the push service at {urlsplit(origin).netloc} answered {status}: "
+                               "the VAPID key or subject was rejected")
+                    return Delivery(False, status, "vapid_rejected", attempt)
+                if status is not None and status not in RETRY_STATUSES:
+                    reason = {400: "bad_request", 413: "payload_too_large"}.get(status, f"http_{status}")
+                    return Delivery(False, status, reason, attempt)
+                if timed_out and wire is not None:
+                    wire.doubt()
+                if timed_out:
+                    # The push service may have taken it and answered late: one more try at most (the
+                    # Topic header makes the push service replace an undelivered first copy).
+                    timeouts += 1
+                    if timeouts > 1:
+                        return Delivery(False, None, "timeout", attempt)
+                if attempt < self.max_attempts:
+                    if wire is not None:
+                        wire.off()
+                    await self._sleep(self._backoff(attempt, retry_after))
+            return Delivery(False, status, "retries_exhausted", self.max_attempts)
+        finally:
+            push.done = True
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         return backoff(attempt, retry_after, base=self.base_delay, ceiling=self.max_delay, jitter=self._jitter())
 
 
+class _Push:
+    """One push on its way: its body once encrypted; ``done`` once it has ended, however."""
+
+    __slots__ = ("body", "done", "payload", "target")
+
+    def __init__(self, target: WebPushTarget, payload: bytes) -> None:
+        self.target = target
+        self.payload = payload
+        self.body: bytes | None = None
+        self.done = False
+
+
 class _Origin:
     """One push service's queue: its own concurrency bound and first-request probe, so that one
-    slow or throttling service never holds the requests to another."""
+    slow or throttling service never holds the requests to another; the pushes waiting for their
+    turn, in order, so that one request's turn encrypts the next few bodies too."""
 
-    __slots__ = ("limit", "probe")
+    __slots__ = ("limit", "probe", "waiting")
 
     def __init__(self, concurrency: int) -> None:
         self.limit = asyncio.Semaphore(concurrency)
         self.probe = Probe()
+        self.waiting: deque[_Push] = deque()
+
+    def encrypt(self, push: _Push) -> bytes:
+        """``push``'s body, and those of up to ENCRYPT_AHEAD - 1 pushes waiting for their turn after
+        it (a run of encryptions costs less CPU a push than one between every two requests)."""
+        body = push.body = _encrypt(push.target, push.payload) or _UNUSABLE
+        waiting, left = self.waiting, ENCRYPT_AHEAD - 1
+        while waiting and left > 0:
+            other = waiting.popleft()
+            if other.done or other.body is not None:
+                continue
+            try:
+                other.body = _encrypt(other.target, other.payload) or _UNUSABLE
+            except Exception:  # it fails on its own turn, as its own delivery
+                continue
+            left -= 1
+        return body
 
 
 def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
@@ -228,10 +276,9 @@ def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
     ``allow_http`` also takes ``http`` on a loopback address: a local test push service."""
     if not isinstance(endpoint, str) or not endpoint:
         return "no endpoint"
-    if len(endpoint) > MAX_ENDPOINT:
-        return f"the endpoint is longer than {MAX_ENDPOINT} characters"
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in endpoint):
-        return "the endpoint contains spaces or control characters"
+    problem = _text_problem(endpoint)
+    if problem is not None:
+        return problem
     try:
         parts = urlsplit(endpoint)
         port = parts.port
@@ -255,6 +302,16 @@ def endpoint_problem(endpoint: str, *, allow_http: bool = False) -> str | None:
         host.encode("idna")
     except (ValueError, UnicodeError) as error:
         return f"the endpoint's host is not valid ({type(error).__name__})"
+    return None
+
+
+def _text_problem(endpoint: str) -> str | None:
+    """The checks of :func:`endpoint_problem` that look at the whole text, not at its origin."""
+    if len(endpoint) > MAX_ENDPOINT:
+        return f"the endpoint is longer than {MAX_ENDPOINT} characters"
+    if (_ASCII_SPACE_OR_CONTROL.search(endpoint) is not None if endpoint.isascii()
+            else any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in endpoint)):
+        return "the endpoint contains spaces or control characters"
     return None
 
 
@@ -306,17 +363,15 @@ def topic_for(send_id: str) -> str:
 
 
 def _encrypt(target: WebPushTarget, payload: bytes) -> bytes | None:
-    """The aes128gcm body (RFC 8291) by pywebpush, through http_ece, with a fresh ephemeral key and
-    salt; None when the subscription's keys are not a P-256 point and a 16-byte secret.
+    """The aes128gcm body (RFC 8291, :func:`ece.encrypt`) with a fresh ephemeral key and salt; None
+    when the subscription's keys are not a P-256 point and an auth secret.
 
     It runs inside the concurrency bound, so encryption overlaps the requests in flight; a retry
     resends the same body."""
-    info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
     try:
-        body: bytes = WebPusher(info).encode(payload, "aes128gcm")["body"]
-    except (ValueError, TypeError, IndexError, WebPushException):  # pywebpush on bad keys; binascii.Error is a ValueError
+        return ece.encrypt(payload, ece.b64url_decode(target.p256dh), ece.b64url_decode(target.auth))
+    except (ValueError, TypeError):  # not base64 (binascii.Error is a ValueError), not a point, no secret
         return None
-    return body
 
 
 def endpoint_origin(endpoint: str) -> str:

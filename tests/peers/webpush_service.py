@@ -16,14 +16,21 @@ Safari 16+ endpoints, as far as an application server can tell (RFC 8030, RFC 82
 
 Tests program it per subscription (``script``), and every request is recorded (``requests``).
 
+A benchmark can make it verify a sample (``verify_every=N``): the first request and every Nth
+after it go through every check below; the others are answered at once, as if they had passed
+(``PushRequest.verified`` is false on them), so that the service's own CPU — the ECDH and
+decryption of a push cost about as much as the sender's encryption — does not cap the sender's
+throughput. The default, 1, verifies every request, and the delivery tests rely on it.
+
 Order of checks for ``POST /push/<id>`` (a failed check answers at once, and does not consume a
-scripted response): unknown id → 404 (errno 102); expired subscription (``expire``) → 410 (106);
-VAPID missing/invalid → 401 (109); key not the pinned one → 403 (109); ``TTL`` missing → 400 (111) or
-not an integer ≥ 0 → 400 (112); ``Topic`` not 1–32 URL-safe base64 characters → 400 (113); ``Urgency``
-not very-low/low/normal/high → 400 (999); body over ``max_body`` → 413 (104); a body without
-``Content-Encoding`` → 400 (111), another encoding than ``aes128gcm`` → 400 (110); a body that does not
-decrypt → 400 (110). A request that passes all checks gets the next scripted response of its
-subscription, else of the default queue, else the standing default (201 unless ``set_default``).
+scripted response): unknown id → 404 (errno 102); expired subscription (``expire``) → 410 (106); (a
+request outside the sample is checked no further) VAPID missing/invalid → 401 (109); key not the
+pinned one → 403 (109); ``TTL`` missing → 400 (111) or not an integer ≥ 0 → 400 (112); ``Topic`` not
+1–32 URL-safe base64 characters → 400 (113); ``Urgency`` not very-low/low/normal/high → 400 (999);
+body over ``max_body`` → 413 (104); a body without ``Content-Encoding`` → 400 (111), another
+encoding than ``aes128gcm`` → 400 (110); a body that does not decrypt → 400 (110). A request that
+passes all checks gets the next scripted response of its subscription, else of the default queue,
+else the standing default (201 unless ``set_default``).
 
 Asyncio, with no pytest plugin: the same object runs in either of two ways.
 
@@ -178,6 +185,7 @@ class PushRequest:
     at: float  # arrival, time.monotonic()
     wall: float  # arrival, time.time()
     platform: str | None = None  # None for an unknown subscription
+    verified: bool = True  # False: outside the sample (``verify_every``), answered without the checks
 
     @property
     def accepted(self) -> bool:
@@ -216,12 +224,19 @@ class WebPushService:
         application_server_key: str | None = None,
         require_vapid: bool = True,
         max_body: int = MAX_BODY,
+        verify_every: int = 1,
     ) -> None:
         """``application_server_key``: pin every new subscription to this VAPID public key (URL-safe
         base64 of the uncompressed point), as ``pushManager.subscribe({applicationServerKey})`` does.
-        ``require_vapid=False`` accepts requests without an Authorization header."""
+        ``require_vapid=False`` accepts requests without an Authorization header. ``verify_every``:
+        check the first request and every Nth after it (VAPID, headers, size, decryption) and answer
+        the others at once (1, the default: every request)."""
         if application_server_key is not None:
             _public_key(application_server_key)  # fail early on a malformed key
+        if verify_every < 1:
+            raise ValueError("verify_every must be at least 1")
+        self.verify_every = verify_every
+        self._arrivals = 0  # requests to a known, unexpired subscription: the sample is every Nth
         self.application_server_key = application_server_key
         self.require_vapid = require_vapid
         self.max_body = max_body
@@ -441,28 +456,33 @@ class WebPushService:
             with self._lock:
                 key = self._keys.get(sub_id)
                 expired = key is not None and key.expired
+                arrival = self._arrivals
+                if key is not None and not expired:
+                    self._arrivals += 1
             if key is None:
                 raise _Rejected(404, 102, "Request did not validate: invalid token")
             platform = key.subscription.platform
             if expired:
                 raise _Rejected(410, 106, "Request did not validate: no such subscription")
-            vapid = self._check_vapid(headers, key.subscription)
-            if vapid is not None:
-                seen.update(auth_scheme=vapid.scheme, vapid_key=b64url_encode(vapid.key))
-                self._check_pin_and_claims(vapid, key.subscription)
-                seen["claims"] = vapid.claims
-            seen["ttl"] = _check_ttl(headers.get("ttl"))
-            _check_topic(headers.get("topic"))
-            _check_urgency(headers.get("urgency"))
-            if len(body) > self.max_body:
-                raise _Rejected(
-                    413,
-                    104,
-                    f"This message is intended for a constrained device and is limited in size. "
-                    f"Converted buffer is too long by {len(body) - self.max_body} bytes",
-                )
-            if body:
-                seen["payload"] = _decrypt(headers, body, key)
+            verified = arrival % self.verify_every == 0  # else outside the sample: not checked
+            if verified:
+                vapid = self._check_vapid(headers, key.subscription)
+                if vapid is not None:
+                    seen.update(auth_scheme=vapid.scheme, vapid_key=b64url_encode(vapid.key))
+                    self._check_pin_and_claims(vapid, key.subscription)
+                    seen["claims"] = vapid.claims
+                seen["ttl"] = _check_ttl(headers.get("ttl"))
+                _check_topic(headers.get("topic"))
+                _check_urgency(headers.get("urgency"))
+                if len(body) > self.max_body:
+                    raise _Rejected(
+                        413,
+                        104,
+                        f"This message is intended for a constrained device and is limited in size. "
+                        f"Converted buffer is too long by {len(body) - self.max_body} bytes",
+                    )
+                if body:
+                    seen["payload"] = _decrypt(headers, body, key)
         except _Rejected as rejected:
             record = PushRequest(
                 subscription_id=sub_id,
@@ -497,6 +517,7 @@ class WebPushService:
                     at=at,
                     wall=wall,
                     platform=platform,
+                    verified=verified,
                     **seen,
                 )
             )
