@@ -1,18 +1,17 @@
-"""Web Push delivery (Chrome, Firefox, Edge, Safari 16+), and SPEC §9.5's error taxonomy.
+"""Web Push delivery (Chrome, Firefox, Edge, Safari 16+) with pywebpush, and SPEC §9.5's error taxonomy.
 
-The message encryption of RFC 8291 (:mod:`pushlang.dispatch.ece`: http_ece's steps, which pywebpush
-calls, on the same primitives), VAPID by py_vapid. One shared aiohttp session; a queue per
-push-service origin (its own concurrency bound and first-request probe, so one slow or throttling
-service never delays another); a VAPID JWT cached per origin until shortly before it expires; a
-request's turn encrypts its body and the next few waiting (:data:`ENCRYPT_AHEAD`); TTL always set,
-Urgency when the message has one, Topic always (the message's ``tag``, else a digest of the send_id:
-:func:`topic_for`). Outcomes: delivered on any 2xx; 404/410 deactivate the subscription; 429/500/503
-(and network errors) retry with exponential backoff and jitter, honouring Retry-After, then fail; a
-timeout is retried once at most (the service may have taken the first: Topic makes it replace it);
-400 and 413 fail at once; 401/403 halt the channel — the first request to a push service is a probe,
-so a rejected VAPID key costs one attempt, not one per user, and a request still waiting for its
-turn when the channel halts never goes out. An endpoint that cannot be signed for or sent to fails
-that subscription alone (``invalid_endpoint``).
+The message encryption of RFC 8291 by pywebpush (aes128gcm), VAPID by py_vapid. One shared aiohttp
+session; a queue per push-service origin (its own concurrency bound and first-request probe, so one
+slow or throttling service never delays another); a VAPID JWT cached per origin until shortly before
+it expires; a request's turn encrypts its body and the next few waiting (:data:`ENCRYPT_AHEAD`); TTL
+always set, Urgency when the message has one, Topic always (the message's ``tag``, else a digest of
+the send_id: :func:`topic_for`). Outcomes: delivered on any 2xx; 404/410 deactivate the
+subscription; 429/500/503 (and network errors) retry with exponential backoff and jitter, honouring
+Retry-After, then fail; a timeout is retried once at most (the service may have taken the first:
+Topic makes it replace it); 400 and 413 fail at once; 401/403 halt the channel — the first request
+to a push service is a probe, so a rejected VAPID key costs one attempt, not one per user, and a
+request still waiting for its turn when the channel halts never goes out. An endpoint that cannot be
+signed for or sent to fails that subscription alone (``invalid_endpoint``).
 """
 
 from __future__ import annotations
@@ -35,9 +34,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from py_vapid import Vapid02
+from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
-from pushlang.dispatch import ece
 from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
 
 log = logging.getLogger("pushlang.dispatch.webpush")
@@ -363,15 +362,17 @@ def topic_for(send_id: str) -> str:
 
 
 def _encrypt(target: WebPushTarget, payload: bytes) -> bytes | None:
-    """The aes128gcm body (RFC 8291, :func:`ece.encrypt`) with a fresh ephemeral key and salt; None
-    when the subscription's keys are not a P-256 point and an auth secret.
+    """The aes128gcm body (RFC 8291) by pywebpush, through http_ece, with a fresh ephemeral key and
+    salt; None when the subscription's keys are not a P-256 point and a 16-byte secret.
 
     It runs inside the concurrency bound, so encryption overlaps the requests in flight; a retry
     resends the same body."""
+    info = {"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}}
     try:
-        return ece.encrypt(payload, ece.b64url_decode(target.p256dh), ece.b64url_decode(target.auth))
-    except (ValueError, TypeError):  # not base64 (binascii.Error is a ValueError), not a point, no secret
+        body: bytes = WebPusher(info).encode(payload, "aes128gcm")["body"]
+    except (ValueError, TypeError, IndexError, WebPushException):  # pywebpush on bad keys; binascii.Error is a ValueError
         return None
+    return body
 
 
 def endpoint_origin(endpoint: str) -> str:
