@@ -24,10 +24,11 @@ the processes is the old side's per-campaign tallies, about a megabyte for a mil
 twice the peak memory (two stores at once). Each process runs a whole replay, so every rule holds as
 it does in one process — the throttle and a winner test, which couple the users of a campaign, and
 the global limits and ``min_gap``, which couple a user's campaigns — and the report is byte-identical
-to the one of ``jobs=1``. More than two processes would need the users partitioned (each process
-replaying both versions for its share of them) with the rules that cross users merged; a plan with
-any throttle or winner test could not be split that way without changing decisions, and a user
-never could. Two replays side by side need none of that, so more than 2 jobs run as 2.
+to the one of ``jobs=1``. More than two processes would need the users partitioned, each process
+replaying both versions for its share of them: a user's global limits and ``min_gap`` tie all of that
+user's campaigns to one process, and a throttle or a winner test ties all of a campaign's users to
+one, so a plan with either could only be split with those rules merged across the processes. Two
+replays side by side need none of that, so more than 2 jobs run as 2.
 """
 
 from __future__ import annotations
