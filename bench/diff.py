@@ -9,11 +9,12 @@ Each round runs the real command, `python -m pushlang diff OLD NEW --events FILE
 with `--jobs 1` (the two replays one after the other, in one process) and once with `--jobs 2` (the old
 version in a worker process while the new one replays in the command's own), in turns whose order
 alternates, each in a fresh process; the time is the command's wall time, start-up and compile
-included. It prints one row per setting (median, fastest, slowest, spread over the rounds, and the
-peak RSS of the command's largest process: with `--jobs 2` there are two such processes), the ratio
-of the medians against the target (`--jobs 2` at least 1.7× as fast), whether every run's report was
-byte-identical, and the load average before and after (the two jobs need two idle cores: a busy machine
-shows here). Exit status 1 when the reports differ.
+included. It prints one row per setting (median, fastest, slowest, spread over the rounds, the median
+CPU time — about the same for both: the same two replays — and the peak RSS of the command's largest
+process: with `--jobs 2` there are two such processes), the ratio of the medians against the target
+(`--jobs 2` at least 1.7× as fast), the ratio within each round, whether every run's report was
+byte-identical, and the load average before and after (the two jobs need two idle cores: a busy
+machine shows here, as a wide spread). Exit status 1 when the reports differ.
 
     python bench/diff.py [--records 1000000] [--users 100000] [--rounds 5]
 """
@@ -53,9 +54,9 @@ def versions(work: Path) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
-def run_diff(work: Path, jobs: int) -> tuple[float, float, str]:
-    """One `pushlang diff` in a fresh process: its wall time (s), the peak RSS (MiB) of its largest
-    process, and the sha256 of its report."""
+def run_diff(work: Path, jobs: int) -> tuple[float, float, float, str]:
+    """One `pushlang diff` in a fresh process: its wall time (s), its CPU time (s, user + system, its
+    worker's included), the peak RSS (MiB) of its largest process, and the sha256 of its report."""
     out = work / f"report-{jobs}.json"
     argv = [sys.executable, "-m", "pushlang", "diff", "old", "new", "--events", "records.jsonl",
             "--format", "json", "--jobs", str(jobs)]
@@ -70,7 +71,8 @@ def run_diff(work: Path, jobs: int) -> tuple[float, float, str]:
         if proc.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"pushlang diff --jobs {jobs} exited {proc.returncode}:\n{stderr.read().decode()}")
-    return seconds, usage.ru_maxrss / 1024, hashlib.sha256(out.read_bytes()).hexdigest()
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, usage.ru_maxrss / 1024, hashlib.sha256(out.read_bytes()).hexdigest()
 
 
 def main() -> int:
@@ -86,7 +88,7 @@ def main() -> int:
         generate(work / "records.jsonl", args.records, args.users)
         versions(work)
         load_before = os.getloadavg()
-        found: dict[int, list[tuple[float, float, str]]] = {1: [], 2: []}
+        found: dict[int, list[tuple[float, float, float, str]]] = {1: [], 2: []}
         for n in range(args.rounds):
             for jobs in (1, 2) if n % 2 == 0 else (2, 1):
                 print(f"round {n + 1}/{args.rounds}: --jobs {jobs} ...", file=sys.stderr)
@@ -96,19 +98,25 @@ def main() -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"pushlang diff, {args.records:,} records, {args.users:,} users, 100 campaigns (20 changed DND, "
           f"{LIMITED} a lower limit), {args.rounds} interleaved rounds each, {cpus} CPUs")
-    print(f"{'':9} {'median s':>9} {'min s':>7} {'max s':>7} {'spread':>7} {'records/s':>10} {'peak MiB':>9}")
+    print(f"{'':9} {'median s':>9} {'min s':>7} {'max s':>7} {'spread':>7} {'records/s':>10} {'CPU s':>7} "
+          f"{'peak MiB':>9}")
     medians = {}
     for jobs, runs in found.items():
         seconds = [r[0] for r in runs]
         median = medians[jobs] = statistics.median(seconds)
         spread = (max(seconds) - min(seconds)) / median
-        peak = max(r[1] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        peak = max(r[2] for r in runs)
         print(f"--jobs {jobs:<2} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {spread:7.1%} "
-              f"{args.records / median:10,.0f} {peak:9,.0f}" + (" (each of 2 processes)" if jobs == 2 else ""))
+              f"{args.records / median:10,.0f} {cpu:7.2f} {peak:9,.0f}"
+              + (" (each of 2 processes)" if jobs == 2 else ""))
     speedup = medians[1] / medians[2]
     print(f"--jobs 2 / --jobs 1: {speedup:.2f}× as fast (target ≥ {TARGET}×) -> "
           f"{'met' if speedup >= TARGET else 'NOT MET'}")
-    digests = {r[2] for runs in found.values() for r in runs}
+    rounds = [one[0] / two[0] for one, two in zip(found[1], found[2], strict=True)]
+    print("per round (the two runs of a round share the machine's load): "
+          + ", ".join(f"{r:.2f}×" for r in rounds))
+    digests = {r[3] for runs in found.values() for r in runs}
     print(f"reports byte-identical in every run: {'yes' if len(digests) == 1 else 'NO'}")
     print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}"
           .format(*load_before, *load_after))

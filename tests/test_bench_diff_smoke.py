@@ -24,10 +24,12 @@ def test_bench_diff_rows_and_identical_reports() -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("pushlang diff, 3,000 records, 300 users, 100 campaigns"), proc.stdout
     assert "1 interleaved rounds each" in lines[0]
-    assert lines[1].split() == ["median", "s", "min", "s", "max", "s", "spread", "records/s", "peak", "MiB"]
+    assert lines[1].split() == ["median", "s", "min", "s", "max", "s", "spread", "records/s", "CPU", "s", "peak",
+                                "MiB"]
     assert lines[2].startswith("--jobs 1 ") and lines[3].startswith("--jobs 2 "), proc.stdout
     assert lines[4].startswith("--jobs 2 / --jobs 1: ") and "(target ≥ 1.7×) -> " in lines[4], proc.stdout
     assert lines[4].endswith(("-> met", "-> NOT MET")), proc.stdout
-    assert lines[5] == "reports byte-identical in every run: yes", proc.stdout
-    assert lines[6].startswith("load average (1, 5, 15 min) before: "), proc.stdout
+    assert lines[5].startswith("per round (the two runs of a round share the machine's load): "), proc.stdout
+    assert lines[6] == "reports byte-identical in every run: yes", proc.stdout
+    assert lines[7].startswith("load average (1, 5, 15 min) before: "), proc.stdout
     assert "round 1/1: --jobs 1 ..." in proc.stderr and "round 1/1: --jobs 2 ..." in proc.stderr
