@@ -338,3 +338,43 @@ def test_a_corrupt_gzip_is_reported_once(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["diff", str(old), str(new), "--events", str(records), "--jobs", "2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pushlang: error: a compressed input is corrupt or truncated") and err.count("\n") == 1
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (Z: a zombie, done), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+@pytest.mark.slow  # a crash test: a command killed while its worker replays
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker process through /proc")
+def test_a_killed_command_leaves_no_worker_running(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    old, new = write_versions(tmp_path)
+    records = tmp_path / "many.jsonl.gz"  # a replay of several seconds in a small file
+    lines = generate(tmp_path / "records.jsonl", 11, users=100).read_bytes()
+    idle = (json.dumps({"user": "u000", "ts": "2026-12-04T00:00:00Z", "name": "Idle"}) + "\n").encode()
+    with gzip.open(records, "wb", compresslevel=1) as f:
+        f.write(lines)
+        for _ in range(30):
+            f.write(idle * 100_000)
+    proc = subprocess.Popen([sys.executable, "-m", "pushlang", "diff", str(old), str(new), "--events", str(records),
+                             "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline:
+        workers = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        time.sleep(0.05)
+    assert workers, "the worker process never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 2  # it notices between two batches of its replay, long before its end
+    while _state(workers[0]) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(workers[0]) in (None, "Z"), "the worker went on without its command"

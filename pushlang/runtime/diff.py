@@ -276,13 +276,27 @@ def _context() -> ForkContext | SpawnContext:
     return multiprocessing.get_context("spawn")
 
 
-def _worker(send: Connection, compiled: plan.Plan, records: RecordFile, until: int | None,
-            track: set[str]) -> None:
-    """The old version's replay in the worker process: ``("ok", run)`` or ``("error", exc, traceback)``."""
+class _Orphaned(Exception):
+    """The command that started the worker process is gone."""
+
+
+def _worker(receive: Connection, send: Connection, compiled: plan.Plan, records: RecordFile,
+            until: int | None, track: set[str]) -> None:
+    """The old version's replay in the worker process: ``("ok", run)`` or ``("error", exc, traceback)``
+    to the command; nothing when the command is gone (it stops between batches then)."""
+    receive.close()  # a forked worker holds the reading end too: closed, a write to a gone command breaks
+    command = os.getppid()
+
+    def stop_if_orphaned(_count: int) -> None:
+        if os.getppid() != command:
+            raise _Orphaned()
+
     try:
         with records() as lines:
-            run = _replay(compiled, lines, until, track)
+            run = _replay(compiled, lines, until, track, progress=stop_if_orphaned)
         message: tuple[Any, ...] = ("ok", run)
+    except _Orphaned:
+        return
     except BaseException as exc:  # KeyboardInterrupt too: the parent is told, never left waiting
         text = "".join(traceback.format_exception(exc))
         try:
@@ -290,7 +304,7 @@ def _worker(send: Connection, compiled: plan.Plan, records: RecordFile, until: i
             message = ("error", exc, text)
         except Exception:  # an exception that does not pickle goes as its words
             message = ("error", WorkerFailed(f"{type(exc).__name__}: {exc}"), text)
-    with send:
+    with send, contextlib.suppress(BrokenPipeError):  # broken: the command has stopped, nobody to tell
         send.send(message)
 
 
@@ -348,7 +362,7 @@ def _replay_both(old_plan: plan.Plan, new_plan: plan.Plan, records: RecordSource
     with _as_file(records) as source:
         context = _context()
         receive, send = context.Pipe(duplex=False)
-        worker = context.Process(target=_worker, args=(send, old_plan, source, until, track),
+        worker = context.Process(target=_worker, args=(receive, send, old_plan, source, until, track),
                                  name="pushlang diff: old version", daemon=True)
         for stream in (sys.stdout, sys.stderr):  # a forked worker flushes its copy of what is buffered
             stream.flush()
