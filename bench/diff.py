@@ -10,11 +10,14 @@ with `--jobs 1` (the two replays one after the other, in one process) and once w
 version in a worker process while the new one replays in the command's own), in turns whose order
 alternates, each in a fresh process; the time is the command's wall time, start-up and compile
 included. It prints one row per setting (median, fastest, slowest, spread over the rounds, the median
-CPU time — about the same for both: the same two replays — and the peak RSS of the command's largest
-process: with `--jobs 2` there are two such processes), the ratio of the medians against the target
-(`--jobs 2` at least 1.7× as fast), the ratio within each round, whether every run's report was
-byte-identical, and the load average before and after (the two jobs need two idle cores: a busy
-machine shows here, as a wide spread). Exit status 1 when the reports differ.
+CPU time — about the same for both: the same two replays — the cores the command had, CPU time over
+wall time, and the peak RSS of the command's largest process: with `--jobs 2` there are two such
+processes), the ratio of the medians against the target (`--jobs 2` at least 1.7× as fast), the ratio
+within each round, whether every run's report was byte-identical, and the load average before and
+after. The two jobs need two idle cores: on a busy machine `--jobs 2` has well under 2 cores, and the
+rounds it shared with other work show as a wide spread. (Linux's autogroup scheduling shares the
+CPUs between sessions, not processes: one busy process of another session leaves the command's two
+one core.) Exit status 1 when the reports differ.
 
     python bench/diff.py [--records 1000000] [--users 100000] [--rounds 5]
 """
@@ -99,16 +102,17 @@ def main() -> int:
     print(f"pushlang diff, {args.records:,} records, {args.users:,} users, 100 campaigns (20 changed DND, "
           f"{LIMITED} a lower limit), {args.rounds} interleaved rounds each, {cpus} CPUs")
     print(f"{'':9} {'median s':>9} {'min s':>7} {'max s':>7} {'spread':>7} {'records/s':>10} {'CPU s':>7} "
-          f"{'peak MiB':>9}")
+          f"{'cores':>5} {'peak MiB':>9}")
     medians = {}
     for jobs, runs in found.items():
         seconds = [r[0] for r in runs]
         median = medians[jobs] = statistics.median(seconds)
         spread = (max(seconds) - min(seconds)) / median
         cpu = statistics.median(r[1] for r in runs)
+        cores = statistics.median(r[1] / r[0] for r in runs)
         peak = max(r[2] for r in runs)
         print(f"--jobs {jobs:<2} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {spread:7.1%} "
-              f"{args.records / median:10,.0f} {cpu:7.2f} {peak:9,.0f}"
+              f"{args.records / median:10,.0f} {cpu:7.2f} {cores:5.2f} {peak:9,.0f}"
               + (" (each of 2 processes)" if jobs == 2 else ""))
     speedup = medians[1] / medians[2]
     print(f"--jobs 2 / --jobs 1: {speedup:.2f}× as fast (target ≥ {TARGET}×) -> "

@@ -24,8 +24,8 @@ def test_bench_diff_rows_and_identical_reports() -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("pushlang diff, 3,000 records, 300 users, 100 campaigns"), proc.stdout
     assert "1 interleaved rounds each" in lines[0]
-    assert lines[1].split() == ["median", "s", "min", "s", "max", "s", "spread", "records/s", "CPU", "s", "peak",
-                                "MiB"]
+    assert lines[1].split() == ["median", "s", "min", "s", "max", "s", "spread", "records/s", "CPU", "s", "cores",
+                                "peak", "MiB"]
     assert lines[2].startswith("--jobs 1 ") and lines[3].startswith("--jobs 2 "), proc.stdout
     assert lines[4].startswith("--jobs 2 / --jobs 1: ") and "(target ≥ 1.7×) -> " in lines[4], proc.stdout
     assert lines[4].endswith(("-> met", "-> NOT MET")), proc.stdout
