@@ -1,0 +1,35 @@
+"""bench/diff.py still runs end to end: a tiny run of both settings, both rows, the ratio against the
+target and identical reports printed (no timing figure asserted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses)
+
+
+def test_bench_diff_rows_and_identical_reports() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/diff.py", "--records", "3000", "--users", "300", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("pushlang diff, 3,000 records, 300 users, 100 campaigns"), proc.stdout
+    assert "1 interleaved rounds each" in lines[0]
+    assert lines[1].split() == ["median", "s", "min", "s", "max", "s", "spread", "records/s", "CPU", "s", "cores",
+                                "peak", "MiB"]
+    assert lines[2].startswith("--jobs 1 ") and lines[3].startswith("--jobs 2 "), proc.stdout
+    assert lines[4].startswith("--jobs 2 / --jobs 1: ") and "(target ≥ 1.7×) -> " in lines[4], proc.stdout
+    assert lines[4].endswith(("-> met", "-> NOT MET")), proc.stdout
+    assert lines[5].startswith("per round (the two runs of a round share the machine's load): "), proc.stdout
+    assert lines[6] == "reports byte-identical in every run: yes", proc.stdout
+    assert lines[7].startswith("load average (1, 5, 15 min) before: "), proc.stdout
+    assert "round 1/1: --jobs 1 ..." in proc.stderr and "round 1/1: --jobs 2 ..." in proc.stderr
