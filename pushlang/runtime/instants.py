@@ -27,10 +27,20 @@ def to_datetime(us: int) -> dt.datetime:
 
 def iso(us: int) -> str:
     """``2026-12-01T08:15:00Z``: UTC, seconds precision (SPEC §9.4)."""
-    day, second = divmod(us // US, 86400)
+    global _last_iso
+    seconds = us // US
+    last = _last_iso
+    if last[0] == seconds:  # the decisions of one record, the timers of one instant: the same second
+        return last[1]
+    day, second = divmod(seconds, 86400)
     hour, second = divmod(second, 3600)
     minute, second = divmod(second, 60)
-    return f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    text = f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    _last_iso = (seconds, text)  # one assignment: a thread never reads one second's text for another
+    return text
+
+
+_last_iso: tuple[int | None, str] = (None, "")
 
 
 @lru_cache(maxsize=4096)
