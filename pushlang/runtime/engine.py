@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -152,19 +153,27 @@ def _together(timers: list[Timer]) -> list[Timer | list[Timer]]:
     return out
 
 
-def _stale(period: str, oldest_day: str, oldest_week: str) -> bool:
+def _stale(period: str, oldest_day: str, oldest_week: tuple[int, int]) -> bool:
     """Whether a counter's period (``2026-12-01``, ``2026-W49`` or ``all``) is before the oldest kept
     (an instant, ``@…``, is dropped when its window has passed, as the next send finds it)."""
-    if period.startswith(ROLLING) or period == "last":
-        return False
     if "-W" in period:
-        return _week(period) < _week(oldest_week)
-    return period != "all" and period < oldest_day
+        return _week(period) < oldest_week
+    return period[:1].isdigit() and period < oldest_day  # a day; not ``all``, ``last`` or ``@…``
 
 
 def _week(period: str) -> tuple[int, int]:
     year, _, week = period.partition("-W")
     return int(year), int(week)
+
+
+@lru_cache(maxsize=64)
+def _oldest_kept(today: str) -> tuple[str, tuple[int, int]]:
+    """The oldest local day and ISO week whose counters a limit can still read on ``today``: the day
+    before yesterday (the margin covers a user whose zone moves west and steps back into the previous
+    local day) and last week."""
+    day = dt.date.fromisoformat(today)
+    year, week, _ = (day - dt.timedelta(days=7)).isocalendar()
+    return (day - dt.timedelta(days=2)).isoformat(), (year, week)
 
 
 class CompiledPlan:
@@ -835,13 +844,9 @@ class Engine:
             self.store.drop_counter(state, key)
 
     def _prune_counters(self, state: UserState, today: str) -> None:
-        """Drop the per-day counters older than the day before yesterday and the per-week ones older
-        than last week: no limit reads them again (the margin covers a user whose zone moves west
-        and steps back into the previous local day). Per-campaign totals (``|all``) stay."""
-        day = dt.date.fromisoformat(today)
-        oldest_day = (day - dt.timedelta(days=2)).isoformat()
-        year, week, _ = (day - dt.timedelta(days=7)).isocalendar()
-        oldest_week = f"{year}-W{week:02d}"
+        """Drop the per-day and per-week counters no limit reads again (:func:`_oldest_kept`).
+        Per-campaign totals (``|all``) stay."""
+        oldest_day, oldest_week = _oldest_kept(today)
         for key in [k for k in state.counters if _stale(k.rpartition("|")[2], oldest_day, oldest_week)]:
             self.store.drop_counter(state, key)
 

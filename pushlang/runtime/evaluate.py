@@ -49,7 +49,7 @@ class Env:
         self.profile = profile
         self.now = now
         self.history = history
-        self.segments = segments or {}
+        self.segments = segments if segments is not None else {}  # (an empty Segments is still the one to share)
         self.event = event
         self.event_name = event_name
         self.event_ts = event_ts

@@ -27,10 +27,20 @@ def to_datetime(us: int) -> dt.datetime:
 
 def iso(us: int) -> str:
     """``2026-12-01T08:15:00Z``: UTC, seconds precision (SPEC §9.4)."""
-    day, second = divmod(us // US, 86400)
+    global _last_iso
+    seconds = us // US
+    last = _last_iso
+    if last[0] == seconds:  # the decisions of one record, the timers of one instant: the same second
+        return last[1]
+    day, second = divmod(seconds, 86400)
     hour, second = divmod(second, 3600)
     minute, second = divmod(second, 60)
-    return f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    text = f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
+    _last_iso = (seconds, text)  # one assignment: a thread never reads one second's text for another
+    return text
+
+
+_last_iso: tuple[int | None, str] = (None, "")
 
 
 @lru_cache(maxsize=4096)
@@ -90,7 +100,12 @@ def wall(us: int, tz: str) -> dt.datetime:
     """``local(us, tz)`` without its zone: the naive wall-clock date-time, for the engine's hot path.
 
     A zone's UTC offset is looked up once per hour of UTC time and reused; an hour in which the
-    offset changes (a DST change at any minute) is left to ``local``."""
+    offset changes (a DST change at any minute) is left to ``local``. The last instant asked is
+    answered again without a look-up (the decisions of one record, the steps of one decision)."""
+    global _last_wall
+    last = _last_wall
+    if last[0] == us and last[1] == tz:
+        return last[2]
     key = (tz, us // HOUR)
     offset = _hour_offsets.get(key, _UNKNOWN)
     if offset is _UNKNOWN:
@@ -98,9 +113,15 @@ def wall(us: int, tz: str) -> dt.datetime:
             _hour_offsets.clear()
         offset = _hour_offsets[key] = _offset_through(tz, key[1] * HOUR)
     if offset is None:
-        return local(us, tz).replace(tzinfo=None)
-    assert isinstance(offset, int)
-    return _EPOCH_NAIVE + dt.timedelta(microseconds=us + offset)
+        found = local(us, tz).replace(tzinfo=None)
+    else:
+        assert isinstance(offset, int)
+        found = _EPOCH_NAIVE + dt.timedelta(microseconds=us + offset)
+    _last_wall = (us, tz, found)  # one assignment: a thread never reads one instant's time for another
+    return found
+
+
+_last_wall: tuple[int | None, str, dt.datetime] = (None, "", _EPOCH_NAIVE)
 
 
 def _offset_through(tz: str, start: int) -> int | None:

@@ -567,7 +567,7 @@ class Render(Step):
             return _PAYLOAD_TOO_LARGE
         a.send = PendingSend(send_id=a.send_id, title=rendered.title, body=rendered.body, url=rendered.url,
                              image=rendered.image, icon=rendered.icon, buttons=rendered.buttons,
-                             platforms=tuple(sorted({s.platform for s in subs})), date=a.date,
+                             platforms=_platforms(subs), date=a.date,
                              zone=a.schedule_zone, variant=a.variant, lang=a.lang)
         return None
 
@@ -582,6 +582,13 @@ class Render(Step):
             return chosen + "only Safari subscriptions, and the message has no url"
         renderer, message = _message(a)
         return chosen + f"{_payload_size(a.c, message, renderer.render(a.env), a.send_id):,} bytes > {MAX_PLAINTEXT:,}"
+
+
+def _platforms(subs: list[Subscription]) -> tuple[str, ...]:
+    """The platforms of these subscriptions, each once, sorted: what a `send` record lists."""
+    if len(subs) == 1:
+        return (subs[0].platform,)
+    return tuple(sorted({s.platform for s in subs}))
 
 
 def _message(a: Attempt) -> tuple[MessageRenderer, plan.Message]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -21,6 +20,8 @@ class MissingProperty(Exception):
 
 
 def format_value(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -97,8 +98,7 @@ def _apply(name: str, value: Any, arg: Any) -> Any:
     return urllib.parse.quote(text, safe="")  # urlencode: RFC 3986 unreserved characters stay
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
+class Rendered(msgspec.Struct, frozen=True, gc=False):
     title: str
     body: str
     url: str | None
@@ -109,8 +109,12 @@ class Rendered:
     def may_exceed(self, limit: int) -> bool:
         """False when the payload cannot reach ``limit`` bytes whatever its encoding: a JSON string
         takes at most 6 bytes a character (``\\u0000``), and the rest of the payload well under 512."""
-        chars = len(self.title) + len(self.body) + sum(len(x) for x in (self.url, self.image, self.icon) if x)
-        chars += sum(len(label) + len(url) for label, url in self.buttons)
+        chars = len(self.title) + len(self.body)
+        for text in (self.url, self.image, self.icon):
+            if text:
+                chars += len(text)
+        for label, url in self.buttons:
+            chars += len(label) + len(url)
         return 6 * chars + 512 >= limit
 
 
@@ -130,13 +134,14 @@ class MessageRenderer:
 
     def render(self, env: Env) -> Rendered:
         """Raises MissingProperty when a personalisation has no value and no default."""
+        url, image, icon, buttons = self._url, self._image, self._icon, self._buttons
         return Rendered(
-            title=self._title(env),
-            body=self._body(env),
-            url=self._url(env) if self._url else None,
-            image=self._image(env) if self._image else None,
-            icon=self._icon(env) if self._icon else None,
-            buttons=tuple((label(env), url(env)) for label, url in self._buttons),
+            self._title(env),
+            self._body(env),
+            url(env) if url else None,
+            image(env) if image else None,
+            icon(env) if icon else None,
+            tuple([(label(env), link(env)) for label, link in buttons]) if buttons else (),
         )
 
 
