@@ -234,10 +234,14 @@ class SqliteStore(PersistentStore):
         # False while SQL is known to hold no user that memory lacks: lookups of new users skip SQL.
         self._maybe_stored = self._db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
 
+        # the keys of the timers the table holds: one added and gone between two commits is never
+        # written, and needs no DELETE either
+        self._stored_timers: set[str] = set()
         for key, due, campaign, user, kind, payload in self._db.execute(
             "SELECT key, due, campaign, user, kind, payload FROM timers"
         ):
             MemoryStore.add_timer(self, Timer(due, campaign, user, key, kind, _decode_props(payload)))
+            self._stored_timers.add(key)
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             decoded = _decode(value)
             if decoded is None:  # an entry removed by an earlier version, which wrote null
@@ -259,6 +263,12 @@ class SqliteStore(PersistentStore):
     def user_ids(self) -> list[str]:
         stored = {row[0] for row in self._db.execute("SELECT user_id FROM users")}
         return sorted(stored.union(self._users))
+
+    def user(self, user: str, ts: int) -> UserState:
+        state = self._users.get(user)
+        if state is not None and self.cache_size is None:  # the common case, without a call further down
+            return state
+        return super().user(user, ts)
 
     def get(self, user: str) -> UserState | None:
         cached = self._users
@@ -381,10 +391,10 @@ class SqliteStore(PersistentStore):
 
     def set_meta(self, key: str, value: Any) -> None:
         if value is None:
-            self._meta.pop(key, None)
-            self._dirty_meta.add(key)  # deleted from the table at the next commit
+            self._meta.pop(key, None)  # deleted from the table at the next commit
         else:
-            super().set_meta(key, value)
+            self._meta[key] = value  # (the engine sets the clock at every record: no call further down)
+        self._dirty_meta.add(key)
 
     def open_window(self, state: UserState, window: Window) -> None:
         super().open_window(state, window)
@@ -446,6 +456,7 @@ class SqliteStore(PersistentStore):
         self._dirty.pop(user, None)
         for key in timers:
             del self._timers[key]
+        self._stored_timers.difference_update(timers)
         self._heap = [entry for entry in self._heap if entry[3] in self._timers]
         heapq.heapify(self._heap)
         for key in meta:
@@ -569,10 +580,12 @@ class SqliteStore(PersistentStore):
                                for w in state.windows)
         timers: list[tuple[str, int, str, str, str, str | None]] = []
         drop_timers: list[tuple[str]] = []
+        stored = self._stored_timers
         for key in self._dirty_timers:
             timer = self._timers.get(key)
             if timer is None:
-                drop_timers.append((key,))
+                if key in stored:
+                    drop_timers.append((key,))
             else:
                 timers.append(
                     (key, timer.due, timer.campaign, timer.user, timer.kind, _encode_props(timer.payload))
@@ -644,6 +657,8 @@ class SqliteStore(PersistentStore):
             if db.in_transaction:
                 db.execute("ROLLBACK")  # memory and the pending changes stay: a later commit retries
             raise
+        stored.difference_update(key for (key,) in drop_timers)
+        stored.update(row[0] for row in timers)
 
     def _evict(self, bound: int) -> None:
         """Drop the least recently used users until ``bound`` remain (none has uncommitted changes)."""
