@@ -76,10 +76,11 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
     size = os.path.getsize(events) if events != "-" and os.path.isfile(events) else None
 
     pending: list[Output] = []  # encoded and written a thousand at a time, by one encoder call
+    at_once = 1 if sink.isatty() else 1000  # (a terminal shows each as it is decided)
 
     def emit(record: Output) -> None:
         pending.append(record)
-        if len(pending) == 1000:
+        if len(pending) >= at_once:
             sink.write(encoder.encode_lines(pending))
             pending.clear()
 
