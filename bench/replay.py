@@ -22,7 +22,10 @@ peak memory, and then the targets of issue #19, each marked met or not:
 - peak memory of a replay < 400 MiB at 1,000,000 records over 100,000 users.
 
 A ratio is of the medians; beside it, the lowest and highest ratio of one round's pair (the runs of
-a round are next to each other in time, so a busy machine moves both).
+a round are next to each other in time, so a busy machine moves both) and the ratio of the median CPU
+times (which other processes on a busy machine do not inflate). With ``--baseline DIR`` (another
+checkout) its two replays run in the same rounds, and its targets are printed below this tree's: a
+before and after measured under the same load.
 
 With ``--controls`` it times the in-memory replay of the same records twice, ``--rounds`` times each,
 interleaved: as generated, and with the delivery controls on every campaign (`throttle 1 per minute`,
@@ -34,7 +37,7 @@ instead times the in-memory replay of this tree and of that one, ``--rounds`` ti
 on the same records, and prints both medians with their spread, and whether the decisions are
 identical: the check that a change did not make replay slower.
 
-    python bench/replay.py [--records 1000000] [--users 100000] [--rounds 5]
+    python bench/replay.py [--records 1000000] [--users 100000] [--rounds 5] [--baseline DIR]
     python bench/replay.py --controls [--rounds 5]
     python bench/replay.py --against /tmp/base [--rounds 5]
 """
@@ -126,7 +129,7 @@ def generate(path: Path, records: int, users: int, seed: int = 2) -> None:
 
 
 def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[str, float]:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     decisions = 0
     if mode == "floor":
         from pushlang.runtime.records import _decoder
@@ -152,7 +155,7 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         by_trigger = Engine(result.plan, MemoryStore(), lambda _: None).by_trigger
         profile: dict[str, object] = {}
         outputs: list[Output] = []
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with records.open("rb") as f:
             for line in f:
                 raw = _decoder.decode(line)
@@ -182,7 +185,7 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
             store: MemoryStore = SqliteStore(str(workdir / "bench.db"))
         else:
             store = MemoryStore()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         count = [0]
         digest = hashlib.sha256()
         encode = msgspec.json.Encoder().encode
@@ -201,14 +204,16 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         decisions = count[0]
         if mode == "versus":
             elapsed = time.perf_counter() - start
-            return {"seconds": elapsed, "decisions": decisions, "digest": digest.hexdigest()}
+            return {"seconds": elapsed, "cpu": time.process_time() - cpu_start, "decisions": decisions,
+                    "digest": digest.hexdigest()}
         if mode in ("memory", "controls"):
             elapsed = time.perf_counter() - start
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions, "reasons": reasons}
+            return {"seconds": elapsed, "cpu": time.process_time() - cpu_start, "peak_mib": peak_mib,
+                    "decisions": decisions, "reasons": reasons}
     elapsed = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": elapsed, "peak_mib": peak_mib, "decisions": decisions}
+    return {"seconds": elapsed, "cpu": time.process_time() - cpu_start, "peak_mib": peak_mib, "decisions": decisions}
 
 
 def interleaved(work: Path, runs: dict[str, tuple[str, str | None]], rounds: int) -> dict[str, list[dict[str, Any]]]:
@@ -232,18 +237,20 @@ def interleaved(work: Path, runs: dict[str, tuple[str, str | None]], rounds: int
 
 
 def medians(found: dict[str, list[dict[str, Any]]], records: int, width: int) -> dict[str, float]:
-    """One row per run: the median, the fastest and the slowest time, the spread, the peak memory
-    (the highest of its rounds) and the decisions."""
+    """One row per run: the median, the fastest and the slowest time, the spread, the median CPU time
+    (what other processes on the machine take from it does not count there), the peak memory (the
+    highest of its rounds) and the decisions."""
     print(f"{'':{width}} {'median s':>9} {'min s':>7} {'max s':>7} {'events/s':>10} {'spread':>7} "
-          f"{'peak MiB':>9} {'decisions':>10}")
+          f"{'CPU s':>7} {'peak MiB':>9} {'decisions':>10}")
     out = {}
     for label, runs in found.items():
         seconds = [float(r["seconds"]) for r in runs]
         median = out[label] = statistics.median(seconds)
         spread = (max(seconds) - min(seconds)) / median
+        cpu = statistics.median(float(r.get("cpu", 0)) for r in runs)
         peak = max(float(r.get("peak_mib", 0)) for r in runs)
         print(f"{label:{width}} {median:9.2f} {min(seconds):7.2f} {max(seconds):7.2f} {records / median:10,.0f} "
-              f"{spread:7.1%} {peak:9.0f} {int(float(runs[0]['decisions'])):10,}")
+              f"{spread:7.1%} {cpu:7.2f} {peak:9.0f} {int(float(runs[0]['decisions'])):10,}")
     return out
 
 
@@ -251,13 +258,17 @@ def target(words: str, met: bool) -> str:
     return f"{words} -> {'met' if met else 'NOT MET'}"
 
 
-def ratio_row(found: dict[str, list[dict[str, Any]]], times: dict[str, float], part: str, whole: str,
-              words: str, goal: float) -> str:
-    """``part``'s events/s as a share of ``whole``'s: of the medians, and the range of one round's pair."""
-    share = times[whole] / times[part]
+def ratio_row(found: dict[str, list[dict[str, Any]]], part: str, whole: str, words: str, goal: float) -> str:
+    """``part``'s events/s as a share of ``whole``'s: of the medians, the range of one round's pair (the
+    two ran one after the other), and of the median CPU times; met or not by the medians."""
+    def median(label: str, what: str) -> float:
+        return statistics.median(float(r[what]) for r in found[label])
+
+    share = median(whole, "seconds") / median(part, "seconds")
     rounds = [float(w["seconds"]) / float(p["seconds"]) for p, w in zip(found[part], found[whole], strict=True)]
-    return target(f"{words}: {share:.1%} (rounds {min(rounds):.1%}–{max(rounds):.1%}; target ≥ {goal:.0%})",
-                  share >= goal)
+    cpu = median(whole, "cpu") / median(part, "cpu")
+    return target(f"{words}: {share:.1%} (rounds {min(rounds):.1%}–{max(rounds):.1%}; on CPU time {cpu:.1%}; "
+                  f"target ≥ {goal:.0%})", share >= goal)
 
 
 LABELS = {"floor": "floor: msgspec decode + dispatch by name",
@@ -265,19 +276,25 @@ LABELS = {"floor": "floor: msgspec decode + dispatch by name",
           "memory": "replay, in-memory store", "sqlite": "replay, SQLite store"}
 
 
-def targets(work: Path, rounds: int, records: int, users: int) -> int:
-    """The floor, the reference and both replays, interleaved, with the targets of issue #19."""
-    found = interleaved(work, {LABELS[mode]: (mode, None) for mode in ("floor", "conditions", "memory", "sqlite")},
-                        rounds)
-    print(f"{records:,} records, {users:,} users, 100 campaigns, {rounds} interleaved rounds each")
-    times = medians(found, records, 44)
+def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | None = None) -> int:
+    """The floor, the reference and both replays, interleaved, with the targets of issue #19; with
+    ``baseline`` (another checkout), its two replays too, in the same rounds, and its targets."""
+    runs: dict[str, tuple[str, str | None]] = {LABELS[mode]: (mode, None)
+                                               for mode in ("floor", "conditions", "memory", "sqlite")}
+    if baseline is not None:
+        runs.update({f"baseline: {LABELS[mode]}": (mode, str(baseline)) for mode in ("memory", "sqlite")})
+    found = interleaved(work, runs, rounds)
+    print(f"{records:,} records, {users:,} users, 100 campaigns, {rounds} interleaved rounds each"
+          + (f" (baseline: {baseline})" if baseline is not None else ""))
+    medians(found, records, 54 if baseline is not None else 44)
     print("(decisions: output records; for the reference, one bare record per trigger whose `where` held)")
-    memory, sqlite = LABELS["memory"], LABELS["sqlite"]
-    print(ratio_row(found, times, memory, LABELS["conditions"], "in-memory replay / reference", 0.40))
-    print(ratio_row(found, times, sqlite, memory, "SQLite replay / in-memory replay", 0.60))
-    peaks = [float(r["peak_mib"]) for label in (memory, sqlite) for r in found[label]]
-    print(target(f"peak memory of a replay: {max(peaks):,.0f} MiB (lowest round {min(peaks):,.0f}; target < 400 MiB)",
-                 max(peaks) < 400))
+    for prefix in ("", "baseline: ") if baseline is not None else ("",):
+        memory, sqlite = prefix + LABELS["memory"], prefix + LABELS["sqlite"]
+        print(ratio_row(found, memory, LABELS["conditions"], f"{prefix}in-memory replay / reference", 0.40))
+        print(ratio_row(found, sqlite, memory, f"{prefix}SQLite replay / in-memory replay", 0.60))
+        peaks = [float(r["peak_mib"]) for label in (memory, sqlite) for r in found[label]]
+        print(target(f"{prefix}peak memory of a replay: {max(peaks):,.0f} MiB (lowest round {min(peaks):,.0f}; "
+                     "target < 400 MiB)", max(peaks) < 400))
     return 0
 
 
@@ -317,6 +334,8 @@ def main() -> int:
     ap.add_argument("--against", metavar="DIR", help="another checkout: time its replay beside this tree's")
     ap.add_argument("--rounds", type=int, default=5,
                     help="runs of each, interleaved (default 5)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="another checkout: its replays in the same rounds as this tree's, and its targets")
     ap.add_argument("--controls", action="store_true",
                     help="time the replay with throttle and min_gap on every campaign beside the same without")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
@@ -340,7 +359,8 @@ def main() -> int:
             return controls(work, args.rounds, args.records)
         if args.against:
             return versus(work, Path(args.against).resolve(), args.rounds, args.records)
-        return targets(work, args.rounds, args.records, args.users)
+        return targets(work, args.rounds, args.records, args.users,
+                       Path(args.baseline).resolve() if args.baseline else None)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,25 @@ def test_committed_state_survives_reopen(db: Path) -> None:
     reopened.close()
 
 
+def test_users_preloaded_together_are_the_users_loaded_one_by_one(db: Path) -> None:
+    store = SqliteStore(db)
+    feed(store)
+    store.close()
+
+    def orders(state: UserState | None) -> tuple[object, ...]:
+        assert state is not None
+        return (list(state.subscriptions), list(state.history), list(state.counters), state.windows)
+
+    with SqliteStore(db) as one_by_one, SqliteStore(db) as together:
+        together.preload(["u3", "nobody", "u1", "u2", "u1"])
+        assert list(together._users) == ["u3", "u1", "u2"]  # as asked, each once; nobody is not stored
+        for user in ("u1", "u2", "u3"):
+            state = one_by_one.get(user)
+            assert together._users[user] == state
+            assert orders(together._users[user]) == orders(state)
+        assert together.get("nobody") is None
+
+
 def test_changes_after_a_reopen_are_kept_too(db: Path) -> None:
     expected = MemoryStore()
     feed(expected)
@@ -348,6 +367,8 @@ def random_script(seed: int, db: Path) -> None:
         elif roll < 0.07:
             store.close()
             store = SqliteStore(db, cache_size=store.cache_size)
+        elif roll < 0.09:
+            store.preload(rng.sample(users, rng.randint(1, len(users))))  # a replay's read-ahead
     store.close()
     with SqliteStore(db) as reopened:
         assert_same(reopened, expected)

@@ -75,9 +75,14 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
     size = os.path.getsize(events) if events != "-" and os.path.isfile(events) else None
 
+    pending: list[Output] = []  # encoded and written a thousand at a time, by one encoder call
+    at_once = 1 if sink.isatty() else 1000  # (a terminal shows each as it is decided)
+
     def emit(record: Output) -> None:
-        sink.write(encoder.encode(record))
-        sink.write(b"\n")
+        pending.append(record)
+        if len(pending) >= at_once:
+            sink.write(encoder.encode_lines(pending))
+            pending.clear()
 
     halts: list[str] = []
     dispatch = None
@@ -93,10 +98,13 @@ def run_replay(compiled: plan.Plan, *, events: str, out: str | None, until: str 
         if dispatch is not None:
             dispatch.close()
         store.close()
-        if out:
-            sink.close()
-        else:
-            sink.flush()
+        try:
+            sink.write(encoder.encode_lines(pending))
+        finally:
+            if out:
+                sink.close()
+            else:
+                sink.flush()
     if rejects:
         Path(rejects).write_text("".join(msgspec.json.encode(r).decode() + "\n" for r in summary.rejects),
                                  encoding="utf-8")

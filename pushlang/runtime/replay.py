@@ -7,6 +7,7 @@ import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from pushlang import plan
@@ -110,20 +111,23 @@ def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: Store,
         resume = engine.clock if store.meta("clock") is not None else None
         seen_at_resume = store.meta("records_at_clock", 0)
         count = 0
-        for record in read_records(lines, summary.rejects):
-            if resume is not None and (record.ts < resume or (record.ts == resume and seen_at_resume > 0)):
-                seen_at_resume -= record.ts == resume
-                summary.skipped += 1
-                continue
-            engine.feed(record)
-            count += 1
-            if count % batch == 0:
-                if dispatch is not None:
-                    for delivery in dispatch.flush():
-                        out(delivery)
-                store.commit()
-                if progress is not None:
-                    progress(count)
+        records = read_records(lines, summary.rejects)
+        while chunk := list(islice(records, batch)):  # read ahead: a store loads the users of a chunk at once
+            store.preload(r.user for r in chunk if resume is None or r.ts >= resume)
+            for record in chunk:
+                if resume is not None and (record.ts < resume or (record.ts == resume and seen_at_resume > 0)):
+                    seen_at_resume -= record.ts == resume
+                    summary.skipped += 1
+                    continue
+                engine.feed(record)
+                count += 1
+                if count % batch == 0:
+                    if dispatch is not None:
+                        for delivery in dispatch.flush():
+                            out(delivery)
+                    store.commit()
+                    if progress is not None:
+                        progress(count)
         engine.finish(until)
         if dispatch is not None:
             for delivery in dispatch.flush():

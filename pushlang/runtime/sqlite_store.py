@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice, pairwise
 from pathlib import Path
@@ -234,10 +235,14 @@ class SqliteStore(PersistentStore):
         # False while SQL is known to hold no user that memory lacks: lookups of new users skip SQL.
         self._maybe_stored = self._db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
 
+        # the keys of the timers the table holds: one added and gone between two commits is never
+        # written, and needs no DELETE either
+        self._stored_timers: set[str] = set()
         for key, due, campaign, user, kind, payload in self._db.execute(
             "SELECT key, due, campaign, user, kind, payload FROM timers"
         ):
             MemoryStore.add_timer(self, Timer(due, campaign, user, key, kind, _decode_props(payload)))
+            self._stored_timers.add(key)
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             decoded = _decode(value)
             if decoded is None:  # an entry removed by an earlier version, which wrote null
@@ -260,6 +265,12 @@ class SqliteStore(PersistentStore):
         stored = {row[0] for row in self._db.execute("SELECT user_id FROM users")}
         return sorted(stored.union(self._users))
 
+    def user(self, user: str, ts: int) -> UserState:
+        state = self._users.get(user)
+        if state is not None and self.cache_size is None:  # the common case, without a call further down
+            return state
+        return super().user(user, ts)
+
     def get(self, user: str) -> UserState | None:
         cached = self._users
         state = cached.get(user)
@@ -271,49 +282,78 @@ class SqliteStore(PersistentStore):
         return state
 
     def _load(self, user: str) -> UserState | None:
+        return self._load_many([user]).get(user)
+
+    def preload(self, users: Iterable[str]) -> None:
+        """Bring those of ``users`` that SQL holds and memory does not into memory, a few hundred in
+        one query per table rather than one user in seven (a replay on a store asks for the users of
+        its next records)."""
+        if not self._maybe_stored:
+            return
+        cached = self._users
+        wanted = [user for user in dict.fromkeys(users) if user not in cached]
+        if wanted:
+            self._load_many(wanted)
+
+    def _load_many(self, users: list[str]) -> dict[str, UserState]:
+        """The state of those of ``users`` that SQL holds, each put in memory as the most recently used
+        (in the order given)."""
         db = self._db
-        row = db.execute("SELECT first_seen FROM users WHERE user_id = ?", (user,)).fetchone()
-        if row is None:
-            return None
-        state = UserState(user, row[0])
-        row = db.execute("SELECT props FROM profiles WHERE user_id = ?", (user,)).fetchone()
-        if row is not None:
-            state.profile = _decode(row[0])
-        for key, platform, endpoint, keys, device_token, active, since in db.execute(
-            "SELECT key, platform, endpoint, keys, device_token, active, since"
-            " FROM subscriptions WHERE user_id = ?",
-            (user,),
-        ):
-            state.subscriptions[key] = Subscription(
-                key,
-                platform,
-                since,
-                endpoint,
-                None if keys is None else _decode(keys),
-                device_token,
-                bool(active),
-            )
-        history = state.history
-        for name, ts, props in db.execute(
-            "SELECT name, ts, props FROM events WHERE user_id = ? ORDER BY name, id", (user,)
-        ):
-            events = history.get(name)
-            if events is None:
-                events = history[name] = []
-            events.append((ts, _decode_props(props)))
-        state.counters = dict(
-            db.execute("SELECT key, count FROM counters WHERE user_id = ?", (user,)).fetchall()
-        )
-        state.sends = {r[0] for r in db.execute("SELECT send_id FROM sends WHERE user_id = ?", (user,))}
-        state.windows = [
-            Window(campaign, send_id, start, end, variant, lang)
-            for campaign, send_id, start, end, variant, lang in db.execute(
-                'SELECT campaign, send_id, start, "end", variant, lang FROM windows WHERE user_id = ? ORDER BY id',
-                (user,)
-            )
-        ]
-        self._users[user] = state
-        return state
+        found: dict[str, UserState] = {}
+        for i in range(0, len(users), _CHUNK):
+            chunk = users[i:i + _CHUNK]
+            where = f"user_id IN ({', '.join('?' * len(chunk))})"
+            states = {user: UserState(user, first_seen)
+                      for user, first_seen in db.execute(f"SELECT user_id, first_seen FROM users WHERE {where}", chunk)}
+            if not states:
+                continue
+            for user, props in db.execute(f"SELECT user_id, props FROM profiles WHERE {where}", chunk):
+                if (state := states.get(user)) is not None:
+                    state.profile = _decode(props)
+            for user, key, platform, endpoint, keys, device_token, active, since in db.execute(
+                "SELECT user_id, key, platform, endpoint, keys, device_token, active, since"
+                f" FROM subscriptions WHERE {where} ORDER BY user_id, key",
+                chunk,
+            ):
+                if (state := states.get(user)) is not None:
+                    state.subscriptions[key] = Subscription(
+                        key,
+                        platform,
+                        since,
+                        endpoint,
+                        None if keys is None else _decode(keys),
+                        device_token,
+                        bool(active),
+                    )
+            for user, name, ts, props in db.execute(
+                f"SELECT user_id, name, ts, props FROM events WHERE {where} ORDER BY user_id, name, id", chunk
+            ):
+                if (state := states.get(user)) is not None:
+                    events = state.history.get(name)
+                    if events is None:
+                        events = state.history[name] = []
+                    events.append((ts, _decode_props(props)))
+            for user, key, count in db.execute(
+                f"SELECT user_id, key, count FROM counters WHERE {where} ORDER BY user_id, key", chunk
+            ):
+                if (state := states.get(user)) is not None:
+                    state.counters[key] = count
+            for user, send_id in db.execute(f"SELECT user_id, send_id FROM sends WHERE {where}", chunk):
+                if (state := states.get(user)) is not None:
+                    state.sends.add(send_id)
+            for user, campaign, send_id, start, end, variant, lang in db.execute(
+                'SELECT user_id, campaign, send_id, start, "end", variant, lang FROM windows'
+                f" WHERE {where} ORDER BY user_id, id",
+                chunk,
+            ):
+                if (state := states.get(user)) is not None:
+                    state.windows.append(Window(campaign, send_id, start, end, variant, lang))
+            found.update(states)
+        cached = self._users
+        for user in users:
+            if (state := found.get(user)) is not None:
+                cached[user] = state
+        return found
 
     def _created(self, state: UserState) -> None:
         self._dirt(state).created = True
@@ -381,10 +421,10 @@ class SqliteStore(PersistentStore):
 
     def set_meta(self, key: str, value: Any) -> None:
         if value is None:
-            self._meta.pop(key, None)
-            self._dirty_meta.add(key)  # deleted from the table at the next commit
+            self._meta.pop(key, None)  # deleted from the table at the next commit
         else:
-            super().set_meta(key, value)
+            self._meta[key] = value  # (the engine sets the clock at every record: no call further down)
+        self._dirty_meta.add(key)
 
     def open_window(self, state: UserState, window: Window) -> None:
         super().open_window(state, window)
@@ -446,6 +486,7 @@ class SqliteStore(PersistentStore):
         self._dirty.pop(user, None)
         for key in timers:
             del self._timers[key]
+        self._stored_timers.difference_update(timers)
         self._heap = [entry for entry in self._heap if entry[3] in self._timers]
         heapq.heapify(self._heap)
         for key in meta:
@@ -569,10 +610,12 @@ class SqliteStore(PersistentStore):
                                for w in state.windows)
         timers: list[tuple[str, int, str, str, str, str | None]] = []
         drop_timers: list[tuple[str]] = []
+        stored = self._stored_timers
         for key in self._dirty_timers:
             timer = self._timers.get(key)
             if timer is None:
-                drop_timers.append((key,))
+                if key in stored:
+                    drop_timers.append((key,))
             else:
                 timers.append(
                     (key, timer.due, timer.campaign, timer.user, timer.kind, _encode_props(timer.payload))
@@ -644,6 +687,8 @@ class SqliteStore(PersistentStore):
             if db.in_transaction:
                 db.execute("ROLLBACK")  # memory and the pending changes stay: a later commit retries
             raise
+        stored.difference_update(key for (key,) in drop_timers)
+        stored.update(row[0] for row in timers)
 
     def _evict(self, bound: int) -> None:
         """Drop the least recently used users until ``bound`` remain (none has uncommitted changes)."""

@@ -9,6 +9,7 @@ occurrence belongs to everybody.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
@@ -73,6 +74,7 @@ class Store(Protocol):
     def get(self, user: str) -> UserState | None: ...
     def user(self, user: str, ts: int) -> UserState: ...
     def user_ids(self) -> list[str]: ...
+    def preload(self, users: Iterable[str]) -> None: ...
     def merge_profile(self, state: UserState, props: dict[str, Any]) -> None: ...
     def put_subscription(self, state: UserState, sub: Subscription) -> None: ...
     def set_active(self, state: UserState, key: str, active: bool) -> None: ...
@@ -137,6 +139,10 @@ class MemoryStore:
 
     def user_ids(self) -> list[str]:
         return sorted(self._users)
+
+    def preload(self, users: Iterable[str]) -> None:
+        """A hint that these users are about to be asked for: a store that keeps them elsewhere may
+        load them together (here every user is in memory already)."""
 
     def _created(self, state: UserState) -> None:
         """Hook for persistent stores."""
