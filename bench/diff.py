@@ -13,8 +13,9 @@ included. It prints one row per setting (median, fastest, slowest, spread over t
 CPU time — about the same for both: the same two replays — the cores the command had, CPU time over
 wall time, and the peak RSS of the command's largest process: with `--jobs 2` there are two such
 processes), the ratio of the medians against the target (`--jobs 2` at least 1.7× as fast), the ratio
-within each round, whether every run's report was byte-identical, and the load average before and
-after. The two jobs need two idle cores: on a busy machine `--jobs 2` has well under 2 cores, and the
+within each round beside what two busy processes gained over one just before the round (a few seconds
+of pure Python: 2× on two idle cores, the most `--jobs 2` could gain then), whether every run's report
+was byte-identical, and the load average before and after. The two jobs need two idle cores: on a busy machine `--jobs 2` has well under 2 cores, and the
 rounds it shared with other work show as a wide spread. (Linux's autogroup scheduling shares the
 CPUs between sessions, not processes: one busy process of another session leaves the command's two
 one core.) Exit status 1 when the reports differ.
@@ -78,6 +79,30 @@ def run_diff(work: Path, jobs: int) -> tuple[float, float, float, str]:
     return seconds, cpu, usage.ru_maxrss / 1024, hashlib.sha256(out.read_bytes()).hexdigest()
 
 
+def _spin(n: int) -> None:
+    total = 0
+    for i in range(n):
+        total += i
+
+
+def machine_ceiling(n: int = 10_000_000) -> float:
+    """How much faster two busy Python processes finish than one does twice, on this machine now:
+    2.0 with two idle cores, less when other work has them (the most `--jobs 2` can gain)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    times = []
+    for k in (1, 2):
+        workers = [context.Process(target=_spin, args=(n,)) for _ in range(k)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        times.append(time.perf_counter() - start)
+    return 2 * times[0] / times[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--records", type=int, default=1_000_000, help="records to generate (default 1,000,000)")
@@ -92,7 +117,9 @@ def main() -> int:
         versions(work)
         load_before = os.getloadavg()
         found: dict[int, list[tuple[float, float, float, str]]] = {1: [], 2: []}
+        ceilings = []
         for n in range(args.rounds):
+            ceilings.append(machine_ceiling())
             for jobs in (1, 2) if n % 2 == 0 else (2, 1):
                 print(f"round {n + 1}/{args.rounds}: --jobs {jobs} ...", file=sys.stderr)
                 found[jobs].append(run_diff(work, jobs))
@@ -118,8 +145,8 @@ def main() -> int:
     print(f"--jobs 2 / --jobs 1: {speedup:.2f}× as fast (target ≥ {TARGET}×) -> "
           f"{'met' if speedup >= TARGET else 'NOT MET'}")
     rounds = [one[0] / two[0] for one, two in zip(found[1], found[2], strict=True)]
-    print("per round (the two runs of a round share the machine's load): "
-          + ", ".join(f"{r:.2f}×" for r in rounds))
+    print("per round (in brackets: two busy processes beside one just before it, the most --jobs 2 could gain): "
+          + ", ".join(f"{r:.2f}× ({c:.2f}×)" for r, c in zip(rounds, ceilings, strict=True)))
     digests = {r[3] for runs in found.values() for r in runs}
     print(f"reports byte-identical in every run: {'yes' if len(digests) == 1 else 'NO'}")
     print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}"

@@ -29,7 +29,8 @@ def test_bench_diff_rows_and_identical_reports() -> None:
     assert lines[2].startswith("--jobs 1 ") and lines[3].startswith("--jobs 2 "), proc.stdout
     assert lines[4].startswith("--jobs 2 / --jobs 1: ") and "(target ≥ 1.7×) -> " in lines[4], proc.stdout
     assert lines[4].endswith(("-> met", "-> NOT MET")), proc.stdout
-    assert lines[5].startswith("per round (the two runs of a round share the machine's load): "), proc.stdout
+    assert lines[5].startswith("per round (in brackets: two busy processes beside one just before it"), proc.stdout
+    assert lines[5].count("×") == 2, proc.stdout  # one round: its ratio and the machine's
     assert lines[6] == "reports byte-identical in every run: yes", proc.stdout
     assert lines[7].startswith("load average (1, 5, 15 min) before: "), proc.stdout
     assert "round 1/1: --jobs 1 ..." in proc.stderr and "round 1/1: --jobs 2 ..." in proc.stderr
