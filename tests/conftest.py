@@ -63,7 +63,7 @@ SLOW_MODULES = frozenset({
     "test_service_crash", "test_forget", "test_serve_fuzz", "test_fuzz", "test_properties", "test_properties_delivery",
     "test_bench_dispatch_smoke", "test_bench_serve_memory_smoke", "test_wheel", "test_serve_hardening",
     "test_serve_identity", "test_stored_state", "test_apns_service", "test_webpush_service", "test_lsp_neovim",
-    "test_bench_lsp_smoke",
+    "test_bench_lsp_smoke", "test_replay_resume",
 })
 
 
