@@ -824,3 +824,33 @@ def test_example_shop_advent_sale(capsys: pytest.CaptureFixture[str], monkeypatc
     assert in_sql["control"] == 0
     # the only notes: the example config's global limits, what they will do to these users
     assert [n.split(":")[0] for n in in_sql["notes"]] == ["global limit", "min_gap 2h"]
+
+
+def test_a_log_replayed_for_reach_alone_keeps_the_state_a_full_replay_keeps() -> None:
+    """`reach --events` into memory replays without deciding (nothing of a decision is read by the
+    count): every user's profile, subscriptions, history and first record are those of a replay that
+    decides, and so is the reach of every example campaign, at the end of the log and a week before."""
+    result = compile_paths([str(ROOT / "examples")])
+    assert result.plan is not None, result.diagnostics
+    with gzip.open(ROOT / "examples" / "events.jsonl.gz", "rb") as f:
+        lines = f.read().splitlines()
+    deciding, state_only = MemoryStore(), MemoryStore()
+    decisions: list[object] = []
+    replay(result.plan, lines, deciding, decisions.append)
+    alone: list[object] = []
+    replay(result.plan, lines, state_only, alone.append, deciding=False)
+    assert len(decisions) > 60_000 and alone == []  # the full replay decided; this one decided nothing
+    assert state_only.pending_timers() == []
+    assert state_only.user_ids() == deciding.user_ids()
+    for user in deciding.user_ids():
+        a, b = deciding.get(user), state_only.get(user)
+        assert a is not None and b is not None
+        assert (b.first_seen, b.profile, b.subscriptions, b.history) == \
+            (a.first_seen, a.profile, a.subscriptions, a.history), user
+        assert not b.counters and not b.sends and not b.windows
+    clock = deciding.meta("clock")
+    assert state_only.meta("clock") == clock
+    for at in (clock, clock - 7 * 86400 * US):
+        for campaign in result.plan.campaigns:
+            full = count_reach(result.plan, campaign, deciding, at).to_json()
+            assert count_reach(result.plan, campaign, state_only, at).to_json() == full, (campaign.id, at)

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from pushlang.runtime.records import open_records
     from pushlang.runtime.replay import replay
     from pushlang.runtime.sqlite_store import open_store
+    from pushlang.runtime.store import PersistentStore
 
     compiled, _ = common.compile_checked(args.paths, config_path=args.config)
     campaign = common.find_campaign(compiled, args.campaign)
@@ -83,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError(f"--store {args.store}: {exc}") from None
     try:
         if args.events:
+            # a store kept on disk is filled as `pushlang replay --store` fills it (a later replay goes on
+            # from it); one in memory, thrown away afterwards, needs only the users' state: no decisions
             with open_records(args.events) as lines:
-                summary = replay(compiled, lines, store, lambda decision: None)
+                summary = replay(compiled, lines, store, lambda decision: None,
+                                 deciding=isinstance(store, PersistentStore))
             if summary.rejects:
                 print(f"pushlang reach: {len(summary.rejects):,} of {summary.records + len(summary.rejects):,} "
                       f"records rejected (`pushlang replay --rejects FILE` lists them)", file=sys.stderr)

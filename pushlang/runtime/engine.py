@@ -247,11 +247,14 @@ class CompiledPlan:
 class Engine:
     def __init__(self, compiled: plan.Plan | CompiledPlan, store: Store, emit: Callable[[Output], None],
                  on_send: Callable[[SendJob], None] | None = None, keep_history: int | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, *, deciding: bool = True) -> None:
         """``compiled``: the plan, or a :class:`CompiledPlan` of it shared with other engines.
         ``keep_history`` (µs): keep every event that long, not only what the campaigns read
         (the REPL, where the operator asks questions the campaigns do not). ``observer``: told of
-        every decision step by step (slower: each decision is traced as well as made)."""
+        every decision step by step (slower: each decision is traced as well as made).
+        ``deciding=False``: only the users' state is kept (profiles, subscriptions, the history the
+        campaigns read, as the plan retains it): no trigger, timer or occurrence, no output. What
+        `reach` needs of a log it replays into a store that is thrown away afterwards."""
         shared = compiled if isinstance(compiled, CompiledPlan) else CompiledPlan(compiled)
         self.compiled = shared
         self.plan = shared.plan
@@ -264,13 +267,13 @@ class Engine:
         self._at_clock: int = store.meta("records_at_clock", 0)
         self.campaigns = shared.campaigns
         self.pipelines = shared.pipelines
-        self.by_trigger = shared.by_trigger
-        self.by_unless = shared.by_unless
-        self.by_conversion = shared.by_conversion
+        self.by_trigger = shared.by_trigger if deciding else {}
+        self.by_unless = shared.by_unless if deciding else {}
+        self.by_conversion = shared.by_conversion if deciding else {}
         self.by_id = shared.by_id
         self.retention = shared.retention
         self.keep_history = keep_history if shared.keep_every is None else max(keep_history or 0, shared.keep_every)
-        self._by_user_zone = shared.by_user_zone
+        self._by_user_zone = shared.by_user_zone if deciding else []
         # the work done (timers fired, users visited by occurrences): what advance's budget counts
         self.work = 0
         self._stop_at: int | None = None  # stop an advance when ``work`` reaches it
@@ -289,7 +292,7 @@ class Engine:
         for key, test in store.meta_items("test:"):
             campaign, _, s = key[len("test:"):].rpartition(":")
             self._tests.setdefault(campaign, {})[int(s)] = test
-        for c in shared.scheduled:
+        for c in shared.scheduled if deciding else ():
             self._ensure_occurrence(c, c.tz if c.plan.deliver_in_user_timezone else "")
 
     def _observing(self, campaign: str, user: str) -> Observer | None:

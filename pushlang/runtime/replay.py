@@ -103,7 +103,7 @@ def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: Store,
            emit: Callable[[Output], None], *, until: int | None = None,
            progress: Callable[[int], None] | None = None, batch: int = 1000,
            dispatch: Dispatch | None = None, observer: Observer | None = None,
-           commit_every: int | None = None) -> Summary:
+           commit_every: int | None = None, deciding: bool = True) -> Summary:
     """Run the plan over JSON lines; every output goes to ``emit`` and into the summary.
 
     Without ``dispatch`` it is a dry run; with it, sends are delivered at the end of each batch of
@@ -112,14 +112,15 @@ def replay(compiled: plan.Plan, lines: Iterable[bytes | str], store: Store,
     store on disk writes each page a commit changes, and the users of a stream are spread over the
     whole of its tables, so fewer, larger commits write far fewer pages; a replay interrupted goes
     on from its last commit either way. ``observer`` sees every decision step by step (the
-    engine's :class:`Observer`)."""
+    engine's :class:`Observer`). ``deciding=False``: the users' state only, no decision (the engine's
+    ``deciding``)."""
     summary = Summary({c.id: CampaignSummary() for c in sorted(compiled.campaigns, key=lambda c: c.id)})
 
     def out(record: Output) -> None:
         summary.add(record)
         emit(record)
 
-    engine = Engine(compiled, store, out, on_send=dispatch, observer=observer)
+    engine = Engine(compiled, store, out, on_send=dispatch, observer=observer, deciding=deciding)
     with _few_full_collections():
         resume = engine.clock if store.meta("clock") is not None else None
         seen_at_resume = store.meta("records_at_clock", 0)
