@@ -22,10 +22,13 @@ chosen from their history as the engine chooses it at an occurrence s = --at), i
 timezone, as a histogram (`best_time_hours` in JSON). Shares are of the known users (users with any
 record at or before --at); a variant's share is of the users not held out.
 
-State comes from --events (records replayed into the store first, decisions discarded) and/or an
-existing --store (e.g. the SQLite file a `pushlang replay --store` left). Over a SQLite store the
-audience is counted in SQL where its conditions translate exactly; otherwise, and over the
-in-memory store, each user is evaluated in turn. The output says which was done.
+State comes from --events (records replayed into the store first) and/or an existing --store (e.g.
+the SQLite file a `pushlang replay --store` left). Into memory, the replay keeps only what the count
+reads (profiles, subscriptions, the history the campaigns read) and makes no decisions; into a
+--store it is the whole replay, decisions discarded, so that a later `pushlang replay --store` goes
+on from it. Over a SQLite store the audience is counted in SQL where its conditions translate
+exactly; otherwise, and over the in-memory store, each user is evaluated in turn. The output says
+which was done.
 
 Not counted: start/end, DND, limits, and messages that would fail to render. A live campaign's
 `who` is evaluated without a triggering event, so conditions on event.* are false."""
