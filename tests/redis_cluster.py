@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from redis_server import _free_port, require_redis, stop_process
+from redis_server import _free_port, missing, require_redis, stop_process
 
 START_TIMEOUT = 20.0
 
@@ -120,7 +119,7 @@ def redis_cluster(tmp: Path, masters: int = 3) -> Iterator[Cluster]:
     binary, _redis = require_redis()
     cli = shutil.which("redis-cli")
     if cli is None:
-        pytest.skip("redis-cli is not on PATH (it comes with Debian's redis-tools; .ci/run installs it)")
+        missing("redis-cli is not on PATH (it comes with Debian's redis-tools; .ci/run installs it)")
     cluster = Cluster(tmp, binary, [_cluster_port() for _ in range(masters)])
     try:
         for i in range(masters):
