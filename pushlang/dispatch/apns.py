@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from h2.exceptions import H2Error
 
-from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
+from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, after_timeout, backoff
 
 log = logging.getLogger("pushlang.dispatch.apns")
 
@@ -232,12 +232,10 @@ class ApnsChannel:
                 else:
                     failure = {413: "payload_too_large"}.get(status, f"http_{status}")
                 return Delivery(False, status, failure, attempt)
-            if timed_out and wire is not None:
-                wire.doubt()
-            if timed_out:  # APNs may have taken it: one more try at most, under the same collapse id
-                timeouts += 1
-                if timeouts > 1:
-                    return Delivery(False, None, "timeout", attempt)
+            if timed_out:
+                timeouts, gave_up = after_timeout(wire, timeouts, attempt)
+                if gave_up is not None:
+                    return gave_up
             if attempt < self.max_attempts:
                 if wire is not None:
                     wire.off()

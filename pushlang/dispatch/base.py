@@ -52,6 +52,17 @@ def backoff(attempt: int, retry_after: float | None, *, base: float, ceiling: fl
     return top / 2 + jitter * top / 2
 
 
+def after_timeout(wire: Wire | None, timeouts: int, attempt: int) -> tuple[int, Delivery | None]:
+    """A try that timed out (SPEC §9.5): the service may have taken it and answered late, so its request
+    is in doubt on the wire, and it gets one more try at most (the Topic header, or APNs' collapse id,
+    makes the service replace an undelivered first copy). Returns the timeouts so far and, at the
+    second, the delivery that gives up."""
+    if wire is not None:
+        wire.doubt()
+    timeouts += 1
+    return timeouts, Delivery(False, None, "timeout", attempt) if timeouts > 1 else None
+
+
 class Halt:
     """A channel's credentials were rejected: stop it once, tell the operator once. `pushlang serve`
     builds new channels when the operator has fixed the key (a reload, or ``POST

@@ -37,7 +37,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 from yarl import URL
 
-from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, backoff
+from pushlang.dispatch.base import Delivery, Halt, Hold, Probe, Wire, after_timeout, backoff
 
 log = logging.getLogger("pushlang.dispatch.webpush")
 
@@ -207,14 +207,10 @@ class WebPushChannel:
                 if status is not None and status not in RETRY_STATUSES:
                     reason = {400: "bad_request", 413: "payload_too_large"}.get(status, f"http_{status}")
                     return Delivery(False, status, reason, attempt)
-                if timed_out and wire is not None:
-                    wire.doubt()
                 if timed_out:
-                    # The push service may have taken it and answered late: one more try at most (the
-                    # Topic header makes the push service replace an undelivered first copy).
-                    timeouts += 1
-                    if timeouts > 1:
-                        return Delivery(False, None, "timeout", attempt)
+                    timeouts, gave_up = after_timeout(wire, timeouts, attempt)
+                    if gave_up is not None:
+                        return gave_up
                 if attempt < self.max_attempts:
                     if wire is not None:
                         wire.off()
