@@ -3,24 +3,14 @@ scores identical and no user loaded by the SQLite scoring (no timing or memory f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_env import run_bench
 
 pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses)
 
 
 def test_bench_best_time_scores_identical_on_both_stores() -> None:
-    proc = subprocess.run(
-        [sys.executable, "bench/best_time.py", "--users", "200", "--events", "8", "--rounds", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_bench("best_time.py", "--users", "200", "--events", "8", "--rounds", "1", timeout=120)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("200 users × 8 events (1,600), 10 zones"), proc.stdout
     for label in ("SQLite (SQL over the index)", "in memory (Python)"):

@@ -3,24 +3,14 @@ target and identical reports printed (no timing figure asserted)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_env import run_bench
 
 pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses)
 
 
 def test_bench_diff_rows_and_identical_reports() -> None:
-    proc = subprocess.run(
-        [sys.executable, "bench/diff.py", "--records", "3000", "--users", "300", "--rounds", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_bench("diff.py", "--records", "3000", "--users", "300", "--rounds", "1", timeout=180)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("pushlang diff, 3,000 records, 300 users, 100 campaigns"), proc.stdout
     assert "1 interleaved rounds each" in lines[0]

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_env import run_bench
 
 
 def test_bench_dispatch_runs_every_mode() -> None:
-    proc = subprocess.run(
-        [sys.executable, "bench/dispatch.py", "--subscriptions", "50", "--sync-sample", "10", "--verify-every", "7"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_bench("dispatch.py", "--subscriptions", "50", "--sync-sample", "10", "--verify-every", "7", timeout=300)
     lines = proc.stdout.splitlines()
     for prefix in ("(a) pywebpush.webpush() loop", "(b) pywebpush.webpush_async() loop", "(c) crypto floor",
                    "(d) pushlang WebPushChannel"):

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_env import run_bench
 
 
 def test_bench_lsp_prints_every_row() -> None:
-    proc = subprocess.run([sys.executable, "bench/lsp.py", "--rounds", "2"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_bench("lsp.py", "--rounds", "2", timeout=300)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("workspace: 2,000 lines in 7 files"), proc.stdout
     for prefix in ("change in a 300-line file of the workspace", "change in one 2,000-line file",

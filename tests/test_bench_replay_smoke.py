@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_env import run_bench
 
 pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses)
 
 
 def test_bench_replay_prints_every_row_and_target() -> None:
-    proc = subprocess.run([sys.executable, "bench/replay.py", "--records", "3000", "--users", "300", "--rounds", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_bench("replay.py", "--records", "3000", "--users", "300", "--rounds", "2", timeout=300)
     lines = proc.stdout.splitlines()
     for prefix in ("floor: msgspec decode", "reference: floor + conditions", "replay, in-memory store",
                    "replay, SQLite store"):

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_env import run_bench
 
 
 def test_bench_serve_memory_runs_both_servers() -> None:
-    proc = subprocess.run(
-        [sys.executable, "bench/serve_memory.py", "--users", "2000", "--cache-users", "500", "--batch", "500"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 1: the verdict is not met
+    proc = run_bench("serve_memory.py", "--users", "2000", "--cache-users", "500", "--batch", "500", timeout=300,
+                     codes=(0, 1))  # 1: the verdict is not met
     lines = proc.stdout.splitlines()
     assert any(line.split()[:1] == ["2,000"] and line.count("/") == 2 for line in lines), proc.stdout
     for label in ("cache_users = 500", "cache_users = 0 (unbounded)"):
