@@ -25,7 +25,9 @@ A ratio is of the medians; beside it, the lowest and highest ratio of one round'
 a round are next to each other in time, so a busy machine moves both) and the ratio of the median CPU
 times (which other processes on a busy machine do not inflate). With ``--baseline DIR`` (another
 checkout) its two replays run in the same rounds, and its targets are printed below this tree's: a
-before and after measured under the same load.
+before and after measured under the same load. With ``--compiled`` a copy of this tree whose runtime
+is compiled (bench/compiled_tree.py: the mypyc build, about a minute) runs its reference and its two
+replays in the same rounds, and its targets are printed too, its replays against its own reference.
 
 With ``--controls`` it times the in-memory replay of the same records twice, ``--rounds`` times each,
 interleaved: as generated, and with the delivery controls on every campaign (`throttle 1 per minute`,
@@ -37,7 +39,7 @@ instead times the in-memory replay of this tree and of that one, ``--rounds`` ti
 on the same records, and prints both medians with their spread, and whether the decisions are
 identical: the check that a change did not make replay slower.
 
-    python bench/replay.py [--records 1000000] [--users 100000] [--rounds 5] [--baseline DIR]
+    python bench/replay.py [--records 1000000] [--users 100000] [--rounds 5] [--baseline DIR] [--compiled]
     python bench/replay.py --controls [--rounds 5]
     python bench/replay.py --against /tmp/base [--rounds 5]
 """
@@ -143,9 +145,10 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
                     handlers[raw.name] += 1
     elif mode == "conditions":
         from pushlang.compiler import compile_paths
-        from pushlang.runtime.engine import Engine, Output
+        from pushlang.runtime.engine import Engine
         from pushlang.runtime.evaluate import Env
         from pushlang.runtime.instants import US, iso
+        from pushlang.runtime.outcomes import Output
         from pushlang.runtime.pipeline import send_id_for
         from pushlang.runtime.records import _decoder
         from pushlang.runtime.store import MemoryStore
@@ -169,7 +172,7 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
         decisions += len(outputs)
     else:
         from pushlang.compiler import compile_paths
-        from pushlang.runtime.engine import Output
+        from pushlang.runtime.outcomes import Output
         from pushlang.runtime.replay import replay
         from pushlang.runtime.store import MemoryStore
 
@@ -276,21 +279,37 @@ LABELS = {"floor": "floor: msgspec decode + dispatch by name",
           "memory": "replay, in-memory store", "sqlite": "replay, SQLite store"}
 
 
-def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | None = None) -> int:
+def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | None = None,
+            compiled: bool = False) -> int:
     """The floor, the reference and both replays, interleaved, with the targets of issue #19; with
-    ``baseline`` (another checkout), its two replays too, in the same rounds, and its targets."""
+    ``baseline`` (another checkout), its two replays too, in the same rounds, and its targets; with
+    ``compiled``, a compiled copy of this tree's reference and replays, and its targets."""
     runs: dict[str, tuple[str, str | None]] = {LABELS[mode]: (mode, None)
                                                for mode in ("floor", "conditions", "memory", "sqlite")}
+    prefixes = [""]
     if baseline is not None:
         runs.update({f"baseline: {LABELS[mode]}": (mode, str(baseline)) for mode in ("memory", "sqlite")})
+        prefixes.append("baseline: ")
+    if compiled:
+        from compiled_tree import compiled_tree
+
+        print("building the compiled copy of this tree ...", file=sys.stderr)
+        compiled_tree(work / "compiled")
+        runs.update({f"compiled: {LABELS[mode]}": (mode, str(work / "compiled"))
+                     for mode in ("conditions", "memory", "sqlite")})
+        prefixes.append("compiled: ")
     found = interleaved(work, runs, rounds)
+    kinds = {label: "compiled runtime" if r[0].get("compiled") else "pure Python" for label, r in found.items()}
+    assert all((kind == "compiled runtime") == label.startswith("compiled: ") for label, kind in kinds.items()), kinds
     print(f"{records:,} records, {users:,} users, 100 campaigns, {rounds} interleaved rounds each"
-          + (f" (baseline: {baseline})" if baseline is not None else ""))
-    medians(found, records, 54 if baseline is not None else 44)
+          + (f" (baseline: {baseline})" if baseline is not None else "")
+          + ("; compiled: this tree's runtime built with mypyc" if compiled else ""))
+    medians(found, records, 54 if len(prefixes) > 1 else 44)
     print("(decisions: output records; for the reference, one bare record per trigger whose `where` held)")
-    for prefix in ("", "baseline: ") if baseline is not None else ("",):
+    for prefix in prefixes:
         memory, sqlite = prefix + LABELS["memory"], prefix + LABELS["sqlite"]
-        print(ratio_row(found, memory, LABELS["conditions"], f"{prefix}in-memory replay / reference", 0.40))
+        reference = prefix + LABELS["conditions"] if prefix + LABELS["conditions"] in found else LABELS["conditions"]
+        print(ratio_row(found, memory, reference, f"{prefix}in-memory replay / reference", 0.40))
         print(ratio_row(found, sqlite, memory, f"{prefix}SQLite replay / in-memory replay", 0.60))
         peaks = [float(r["peak_mib"]) for label in (memory, sqlite) for r in found[label]]
         print(target(f"{prefix}peak memory of a replay: {max(peaks):,.0f} MiB (lowest round {min(peaks):,.0f}; "
@@ -336,6 +355,8 @@ def main() -> int:
                     help="runs of each, interleaved (default 5)")
     ap.add_argument("--baseline", metavar="DIR",
                     help="another checkout: its replays in the same rounds as this tree's, and its targets")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also a copy of this tree with its runtime compiled (mypyc), in the same rounds, and its targets")
     ap.add_argument("--controls", action="store_true",
                     help="time the replay with throttle and min_gap on every campaign beside the same without")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
@@ -344,7 +365,11 @@ def main() -> int:
 
     if args.mode:  # a child process: one mode, figures as JSON on stdout
         work = Path(args.workdir)
-        print(json.dumps(run_mode(args.mode, work / "records.jsonl", work / "bench.push", work)))
+        import pushlang
+
+        compiled = getattr(pushlang, "compiled", lambda: False)()  # a baseline from before it may lack it
+        print(json.dumps({**run_mode(args.mode, work / "records.jsonl", work / "bench.push", work),
+                          "compiled": compiled}))
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -360,7 +385,7 @@ def main() -> int:
         if args.against:
             return versus(work, Path(args.against).resolve(), args.rounds, args.records)
         return targets(work, args.rounds, args.records, args.users,
-                       Path(args.baseline).resolve() if args.baseline else None)
+                       Path(args.baseline).resolve() if args.baseline else None, args.compiled)
 
 
 if __name__ == "__main__":

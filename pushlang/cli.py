@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pushlang import __version__
+from pushlang import __version__, compiled
 from pushlang.commands import (
     compile,
     diff,
@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
         epilog="Run `pushlang COMMAND --help` for a command's options. "
                "Exit codes: 0 clean, 1 problems found, 2 usage or internal error.",
     )
-    root.add_argument("--version", action="version", version=f"pushlang {__version__}")
+    runtime = "compiled runtime" if compiled() else "pure Python"
+    root.add_argument("--version", action="version", version=f"pushlang {__version__} ({runtime})")
     commands = root.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(commands).set_defaults(run=command.run)

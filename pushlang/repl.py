@@ -23,9 +23,10 @@ from pushlang.diagnostics import Diagnostic, Sink
 from pushlang.diagnostics.render import render_text
 from pushlang.loader import LoadedFile, Loader, Program
 from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_segments
-from pushlang.runtime.engine import Engine, Output
+from pushlang.runtime.engine import Engine
 from pushlang.runtime.evaluate import MISSING, Compiler, Env
 from pushlang.runtime.instants import US, iso, parse_datetime
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.preview import explain_now
 from pushlang.runtime.records import (
     Event,

@@ -20,7 +20,8 @@ from peers.webpush_service import Subscription, WebPushService
 from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings
-from pushlang.runtime.engine import Engine, Output, SendJob
+from pushlang.runtime.engine import Engine, SendJob
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.pipeline import encode_queued
 from pushlang.runtime.records import decode_record
 from pushlang.runtime.store import MemoryStore

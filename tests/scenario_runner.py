@@ -24,8 +24,8 @@ from pushlang import plan
 from pushlang.compiler import compile_paths
 from pushlang.config import Config, load_config
 from pushlang.diagnostics import Sink
-from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import parse_datetime
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import InvalidRecord, decode_record
 from pushlang.runtime.replay import replay
 from pushlang.runtime.store import MemoryStore

@@ -1,22 +1,33 @@
-"""bench/replay.py still runs end to end: a tiny run of two rounds, every row and target printed (no timing asserted)."""
+"""bench/replay.py still runs end to end: a tiny run of two rounds with the compiled copy beside this tree,
+every row and target printed (no timing asserted), the same decisions from every replay."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from bench_env import run_bench
+from redis_server import missing
 
-pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses)
+pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses, and the compiled build: about a minute)
 
 
 def test_bench_replay_prints_every_row_and_target() -> None:
-    proc = run_bench("replay.py", "--records", "3000", "--users", "300", "--rounds", "2", timeout=300)
+    if shutil.which("cc") is None:
+        missing("no C compiler (apt-get install gcc) for `bench/replay.py --compiled`")
+    proc = run_bench("replay.py", "--records", "3000", "--users", "300", "--rounds", "2", "--compiled", timeout=900)
     lines = proc.stdout.splitlines()
-    for prefix in ("floor: msgspec decode", "reference: floor + conditions", "replay, in-memory store",
-                   "replay, SQLite store"):
-        row = next((line for line in lines if line.startswith(prefix)), None)
-        assert row is not None, f"no row {prefix!r}:\n{proc.stdout}"
-    replays = [line.split()[-1] for line in lines if line.startswith("replay, ")]
-    assert len(set(replays)) == 1, proc.stdout  # both stores make the same decisions
+    for tree in ("", "compiled: "):
+        for prefix in ("floor: msgspec decode", "reference: floor + conditions", "replay, in-memory store",
+                       "replay, SQLite store"):
+            if tree and prefix.startswith("floor"):
+                continue  # the floor is msgspec's alone: measured once
+            row = next((line for line in lines if line.startswith(tree + prefix)), None)
+            assert row is not None, f"no row {tree + prefix!r}:\n{proc.stdout}"
+    replays = [line.split()[-1] for line in lines if line.startswith(("replay, ", "compiled: replay, "))]
+    assert len(replays) == 4 and len(set(replays)) == 1, proc.stdout  # both stores, both runtimes: the same decisions
     verdicts = [line for line in lines if line.endswith(("-> met", "-> NOT MET"))]
-    assert [v.split(":")[0] for v in verdicts] == ["in-memory replay / reference", "SQLite replay / in-memory replay",
-                                                   "peak memory of a replay"], proc.stdout
+    assert [v.split(":", 1)[1].split(":")[0].strip() if v.startswith("compiled: ") else v.split(":")[0]
+            for v in verdicts] == ["in-memory replay / reference", "SQLite replay / in-memory replay",
+                                   "peak memory of a replay"] * 2, proc.stdout
+    assert sum(v.startswith("compiled: ") for v in verdicts) == 3, proc.stdout

@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 from pushlang import plan
 from pushlang.compiler import compile_text
 from pushlang.runtime import best_time
-from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import US
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.replay import replay
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import MemoryStore, Store

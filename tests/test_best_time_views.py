@@ -21,8 +21,8 @@ from pushlang.commands.reach import add_parser, run
 from pushlang.compiler import compile_paths
 from pushlang.repl import Session
 from pushlang.runtime import reach
-from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import US, iso, parse_instant, wall
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.preview import Note, preview
 from pushlang.runtime.reach import COUNTED_IN_SQL, Reach, count_reach, render_text
 from pushlang.runtime.records import decode_record

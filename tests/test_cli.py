@@ -169,3 +169,16 @@ def test_redis_commands_say_when_the_server_is_unreachable(tmp_path: Path, capsy
     monkeypatch.chdir(tmp_path)
     assert main(["ingest", "--to", "redis://127.0.0.1:1", "records.jsonl"]) == 2
     assert "pushlang: error: Redis: " in capsys.readouterr().err
+
+
+def test_version_names_the_runtime_this_install_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pushlang --version` says whether the runtime is compiled; where the compiled build's test runs
+    the quick suite (PUSHLANG_EXPECT_COMPILED, tests/test_compiled.py), it must be, or that run proves nothing."""
+    import os
+
+    from pushlang import __version__, compiled
+
+    assert main(["--version"]) == 0
+    runtime = "compiled runtime" if compiled() else "pure Python"
+    assert capsys.readouterr().out == f"pushlang {__version__} ({runtime})\n"
+    assert compiled() == bool(os.environ.get("PUSHLANG_EXPECT_COMPILED"))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pushlang.compiler import compile_paths
-from pushlang.runtime.engine import Engine, Output
+from pushlang.runtime.engine import Engine
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import decode_record
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import MemoryStore

@@ -13,7 +13,7 @@ from pathlib import Path
 from browser_env import BROWSER, CHROMIUM, needs_browser, serving
 
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 
 pytestmark = needs_browser
 

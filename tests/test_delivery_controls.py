@@ -104,7 +104,7 @@ def test_two_triggers_at_one_instant_stay_two_decisions_across_a_resumed_replay(
     """SPEC §9.4: the second trigger's send_id hashes ordinal 1, also when the replay stops between the
     two records of that instant and resumes on the SQLite store."""
     from pushlang.compiler import compile_text
-    from pushlang.runtime.engine import Output
+    from pushlang.runtime.outcomes import Output
     from pushlang.runtime.replay import replay
     from pushlang.runtime.sqlite_store import SqliteStore
     from pushlang.runtime.store import MemoryStore

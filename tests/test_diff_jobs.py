@@ -173,7 +173,7 @@ def test_throttle_delays_and_winner_rates_are_exercised(tmp_path: Path) -> None:
     """The generated log is not too tame: throttled delays, and a winner chosen on clicks (not a tie of
     zero rates), in one replay of the old version."""
     from pushlang.compiler import compile_paths
-    from pushlang.runtime.engine import Output
+    from pushlang.runtime.outcomes import Output
     from pushlang.runtime.replay import replay
     from pushlang.runtime.store import MemoryStore
 

@@ -24,7 +24,7 @@ from conftest import TOKEN
 
 from pushlang.cli import main
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.stats import by_campaign, campaign_stats, compare, from_outputs, render_table, series
 from pushlang.service.app import LiveService
 

@@ -20,8 +20,8 @@ from peers.webpush_service import WebPushService
 
 from pushlang.cli import main
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import parse_instant
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.pipeline import in_control_group, send_id_for
 from pushlang.runtime.stats import by_campaign, campaign_stats, compare, from_outputs, render_table
 from pushlang.service.app import LiveService

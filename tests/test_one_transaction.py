@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.sqlite_store import SqliteStore
 
 FAIL_SENDS = """CREATE TRIGGER refuse_sends BEFORE INSERT ON activity WHEN NEW.outcome = 'send'

@@ -12,17 +12,10 @@ from scenario_runner import Scenario, plan_of, record_lines, scenarios, until_of
 
 from pushlang.cli import main
 from pushlang.runtime.campaigns import compile_campaign, compile_segments
-from pushlang.runtime.engine import Observer, Output
+from pushlang.runtime.engine import Observer
 from pushlang.runtime.instants import iso, parse_instant
-from pushlang.runtime.pipeline import (
-    STEP_NAMES,
-    Delay,
-    PendingSend,
-    Pipeline,
-    Trace,
-    pending_from,
-    pending_payload,
-)
+from pushlang.runtime.outcomes import Delay, Output, PendingSend
+from pushlang.runtime.pipeline import STEP_NAMES, Pipeline, Trace, pending_from, pending_payload
 from pushlang.runtime.preview import preview
 from pushlang.runtime.records import decode_record
 from pushlang.runtime.replay import replay

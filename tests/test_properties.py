@@ -33,8 +33,8 @@ from pushlang import plan
 from pushlang.compiler import compile_text
 from pushlang.config import load_config
 from pushlang.diagnostics import Sink
-from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import US
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.replay import replay
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import MemoryStore

@@ -12,7 +12,7 @@ import pytest
 from pushlang import plan
 from pushlang.cli import main
 from pushlang.compiler import compile_text
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import Reject, read_records
 from pushlang.runtime.replay import Summary, replay
 from pushlang.runtime.store import MemoryStore

@@ -15,7 +15,7 @@ import pytest
 
 from pushlang.compiler import compile_paths
 from pushlang.plan import Plan
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.replay import DRY_COMMIT_EVERY, replay
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import MemoryStore

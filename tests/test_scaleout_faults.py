@@ -31,7 +31,7 @@ from test_scaleout_aof import AofRedis  # noqa: E402
 
 from pushlang.compiler import compile_paths  # noqa: E402
 from pushlang.dispatch.keys import generate  # noqa: E402
-from pushlang.runtime.engine import Output  # noqa: E402
+from pushlang.runtime.outcomes import Output  # noqa: E402
 from pushlang.runtime.records import decode_record  # noqa: E402
 from pushlang.runtime.replay import replay  # noqa: E402
 from pushlang.runtime.store import MemoryStore  # noqa: E402

@@ -17,8 +17,9 @@ import pytest
 
 from pushlang import plan
 from pushlang.compiler import compile_paths
-from pushlang.runtime.engine import Engine, Output
+from pushlang.runtime.engine import Engine
 from pushlang.runtime.instants import US, iso
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import decode_record
 from pushlang.runtime.replay import replay
 from pushlang.runtime.store import MemoryStore

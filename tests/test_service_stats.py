@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.stats import campaign_stats, series
 from pushlang.service.dashboard import STATIC, add_routes, static_files
 

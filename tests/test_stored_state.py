@@ -17,7 +17,8 @@ from peers.webpush_service import Subscription, WebPushService
 from pushlang.compiler import compile_paths
 from pushlang.dispatch.dispatcher import DeliverySettings
 from pushlang.runtime.instants import parse_instant
-from pushlang.runtime.pipeline import QueuedSend, Target, decode_queued
+from pushlang.runtime.outcomes import QueuedSend, Target
+from pushlang.runtime.pipeline import decode_queued
 from pushlang.runtime.sqlite_store import SCHEMA_VERSION, SqliteStore
 from pushlang.service.app import LiveService
 

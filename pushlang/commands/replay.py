@@ -15,7 +15,7 @@ from pushlang.commands import common
 if TYPE_CHECKING:
     from pushlang import plan
     from pushlang.config import Config
-    from pushlang.runtime.engine import Output
+    from pushlang.runtime.outcomes import Output
     from pushlang.runtime.replay import Summary
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pushlang.commands import common
 
 if TYPE_CHECKING:
-    from pushlang.runtime.engine import Output
+    from pushlang.runtime.outcomes import Output
 
 
 def add_parser(commands: common.Subparsers) -> argparse.ArgumentParser:
@@ -80,7 +80,7 @@ def _decisions(path: str, lines: Iterable[bytes]) -> Iterator[Output]:
     """The output records of a decisions file; a line that is not one is an error that says where."""
     import msgspec
 
-    from pushlang.runtime.engine import Output
+    from pushlang.runtime.outcomes import Output
 
     decoder = msgspec.json.Decoder(Output)
     for number, line in enumerate(lines, 1):

@@ -22,8 +22,9 @@ from pushlang import aio
 from pushlang.config import Config
 from pushlang.dispatch.base import Delivery, Wire, Withheld
 from pushlang.dispatch.webpush import VapidAuth, WebPushChannel, WebPushTarget, topic_for, webpush_session
-from pushlang.runtime.engine import Output, SendJob
+from pushlang.runtime.engine import SendJob
 from pushlang.runtime.instants import iso
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.render import web_push_payload
 from pushlang.runtime.store import Store, Subscription
 

@@ -13,7 +13,8 @@ import msgspec
 
 from pushlang import plan
 from pushlang.runtime.engine import Engine, SendJob
-from pushlang.runtime.pipeline import Attempt, PendingSend, Send, language_of, targets, trace
+from pushlang.runtime.outcomes import PendingSend, Send
+from pushlang.runtime.pipeline import Attempt, language_of, targets, trace
 from pushlang.runtime.records import Event
 from pushlang.runtime.store import Store
 

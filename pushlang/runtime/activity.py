@@ -19,8 +19,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from pushlang.runtime.engine import Output
 from pushlang.runtime.erasure import Anonymized
+from pushlang.runtime.outcomes import Output
 
 if TYPE_CHECKING:
     from pushlang.runtime.sqlite_store import SqliteStore

@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pushlang import plan
-from pushlang.runtime.engine import Output
 from pushlang.runtime.instants import iso
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import open_records
 from pushlang.runtime.replay import CampaignSummary, replay
 from pushlang.runtime.store import MemoryStore

@@ -17,27 +17,31 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from pushlang import plan
 from pushlang.runtime import best_choice, best_time
 from pushlang.runtime.campaigns import CompiledCampaign, UserHistory, compile_campaign, compile_segments
 from pushlang.runtime.evaluate import MISSING, Env, Fn, as_datetime
 from pushlang.runtime.instants import US, from_datetime, iso
-from pushlang.runtime.pipeline import (
-    LAST_SEND,
-    ROLLING,
-    THROTTLE,
-    Attempt,
+from pushlang.runtime.outcomes import (
     Control,
-    Decision,
     Delay,
+    Output,
     PendingSend,
-    Pipeline,
     QueuedSend,
     Send,
     Skip,
     Suppress,
     Target,
+)
+from pushlang.runtime.pipeline import (
+    LAST_SEND,
+    ROLLING,
+    THROTTLE,
+    Attempt,
+    Decision,
+    Pipeline,
     Trace,
     Verdict,
     control_lang,
@@ -57,29 +61,6 @@ from pushlang.runtime.significance import best_two, compare
 from pushlang.runtime.store import Store, Subscription, Timer, UserState, Window
 
 _HOUR = 3600 * US
-
-
-class Output(msgspec.Struct, frozen=True):
-    """One output record (SPEC §9.4). Fields without a value are null."""
-
-    at: str
-    campaign: str
-    user: str | None  # null: a winner record (it is about the campaign)
-    outcome: str  # send | control | delay | suppress | convert | winner | viewed | clicked | delivered | failed
-    reason: str | None = None
-    send_id: str | None = None
-    title: str | None = None
-    body: str | None = None
-    url: str | None = None
-    platforms: list[str] | None = None
-    until: str | None = None
-    revenue: float | None = None
-    status: int | None = None  # delivered / failed: the push service's answer
-    attempts: int | None = None  # delivered / failed: how many requests it took
-    variant: str | None = None  # a campaign with variants: the one chosen (SPEC §9.4); a winner: the winner
-    lang: str | None = None  # a decision: the `lang` tag whose texts were used; null: the message's own (§12.5)
-    rates: dict[str, float] | None = None  # a winner record: each variant's rate, to 4 decimals
-    significant: bool | None = None  # a winner record: the winner differs from the runner-up, p < 0.05
 
 
 @dataclass(frozen=True)
@@ -115,6 +96,7 @@ class SendJob:
         return cls(queued.at, campaign, queued.user, queued.pending(), targets)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # extended by preview and the tests
 class Observer:
     """Sees what the engine does (preview, the tests); the engine calls it only when one is attached,
     and only about the campaigns and users it ``watches``. ``decided`` gets the tracer's run of every

@@ -12,6 +12,8 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from pushlang import plan
 from pushlang.runtime.instants import from_local, to_datetime
 
@@ -29,6 +31,7 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # extended by the tests' histories
 class History:
     """What behaviour predicates read: a user's events of one name, oldest first."""
 

@@ -26,72 +26,26 @@ from pushlang.config import is_timezone
 from pushlang.runtime.campaigns import CompiledCampaign
 from pushlang.runtime.evaluate import Env
 from pushlang.runtime.instants import US, from_local, iso, wall
+from pushlang.runtime.outcomes import (
+    Control,
+    Delay,
+    PendingSend,
+    QueuedSend,
+    Rendered,
+    Send,
+    Skip,
+    Suppress,
+)
 from pushlang.runtime.render import (
     MAX_PLAINTEXT,
     MessageRenderer,
     MissingProperty,
-    Rendered,
     payload_size,
     web_push_payload,
 )
 from pushlang.runtime.store import Subscription, UserState
 
-# ---- what travels: a rendered send waiting for its moment ----------------------------------------
-
-
-class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
-    """A rendered send that passed steps 1–5: what waits in a delay timer, and (as :class:`QueuedSend`)
-    in an outbox. The variant and language chosen at the first decision travel with it (SPEC §9.3)."""
-
-    send_id: str
-    title: str
-    body: str
-    url: str | None = None
-    image: str | None = None
-    icon: str | None = None
-    buttons: tuple[tuple[str, str], ...] = ()
-    platforms: tuple[str, ...] = ()  # the platforms it goes to, as the `send` record lists them
-    date: str | None = None  # a scheduled occurrence's local date, for the cut-off
-    zone: str | None = None  # the zone that date and the cut-off are read in
-    slot: int | None = None  # the throttle period (its start, µs) reserved for this send (SPEC §12.1)
-    variant: str | None = None  # the variant chosen at the first decision (SPEC §12.3)
-    lang: str | None = None  # the `lang` tag whose texts it holds, as written; None: the message's own (§12.5)
-
-    @property
-    def rendered(self) -> Rendered:
-        return Rendered(self.title, self.body, self.url, self.image, self.icon, self.buttons)
-
-
-class Target(msgspec.Struct, frozen=True, kw_only=True):
-    """A subscription a queued send goes to, in full: a scale-out dispatcher has no user state."""
-
-    key: str
-    platform: str = ""
-    since: int = 0
-    endpoint: str | None = None
-    keys: dict[str, str] | None = None
-    device_token: str | None = None
-
-    @classmethod
-    def of(cls, sub: Subscription) -> Target:
-        return cls(key=sub.key, platform=sub.platform, since=sub.since, endpoint=sub.endpoint, keys=sub.keys,
-                   device_token=sub.device_token)
-
-    def subscription(self) -> Subscription:
-        return Subscription(self.key, self.platform, self.since, self.endpoint, self.keys, self.device_token)
-
-
-class QueuedSend(PendingSend, frozen=True, kw_only=True):
-    """A `send` decision waiting for delivery: the service's outbox and scale-out's ``ob:{p}`` hold this."""
-
-    at: int
-    campaign: str
-    user: str
-    targets: tuple[Target, ...] = ()
-
-    def pending(self) -> PendingSend:
-        return PendingSend(**{name: getattr(self, name) for name in PendingSend.__struct_fields__})
-
+# ---- what travels: a rendered send waiting for its moment (the Structs: outcomes.py) -----------------
 
 encode_queued = msgspec.json.Encoder().encode  # a QueuedSend (or any struct) as JSON
 decode_queued = msgspec.json.Decoder(QueuedSend).decode
@@ -118,53 +72,12 @@ def pending_payload(send: PendingSend) -> dict[str, object]:
     return payload
 
 
-# ---- decisions ----------------------------------------------------------------------------------
-
-
-class Send(msgspec.Struct, frozen=True, tag=True):
-    outcome: ClassVar[str] = "send"
-    send: PendingSend
-
-    @property
-    def reason(self) -> str | None:
-        return None
-
-
-class Control(msgspec.Struct, frozen=True, tag=True):
-    """Held out (SPEC §8): no push; conversions are still tracked."""
-
-    outcome: ClassVar[str] = "control"
-    reason: str | None = None
-
-
-class Delay(msgspec.Struct, frozen=True, tag=True):
-    """Decided again at ``until`` with the steps that run again (SPEC §9.3)."""
-
-    outcome: ClassVar[str] = "delay"
-    reason: str
-    until: int
-    send: PendingSend
-
-
-class Suppress(msgspec.Struct, frozen=True, tag=True):
-    outcome: ClassVar[str] = "suppress"
-    reason: str
-
-
-class Skip(msgspec.Struct, frozen=True, tag=True):
-    """A scheduled campaign's user outside the audience: no record at all (SPEC §3)."""
-
-    outcome: ClassVar[str] = "skip"
-
-    @property
-    def reason(self) -> str | None:
-        return None
-
+# ---- decisions (the Structs: outcomes.py) ------------------------------------------------------------
 
 Decision = Send | Control | Delay | Suppress | Skip
 
 
-# ---- the rules the steps (and only they) apply ---------------------------------------------------
+# ---- the rules the steps (and only they) apply -------------------------------------------------------
 
 
 def send_id_for(campaign: str, user: str, trigger: int, ordinal: int = 0) -> str:
@@ -348,7 +261,7 @@ class Slots(Protocol):
     def throttle_room(self, campaign: str, period: int, length: int, cap: int) -> int: ...
 
 
-# ---- one decision being made ---------------------------------------------------------------------
+# ---- one decision being made -------------------------------------------------------------------------
 
 _NO_ENV = Env("", {}, 0)  # a decision made again reads no expression
 
@@ -441,7 +354,7 @@ class Attempt:
 
 
 
-# ---- the steps -----------------------------------------------------------------------------------
+# ---- the steps ---------------------------------------------------------------------------------------
 
 
 class Step:
@@ -465,7 +378,8 @@ class Step:
 class CampaignEnded(Step):
     """1. ``campaign_ended``: the instant is at or after `end`."""
 
-    name, again = "campaign_ended", True
+    name = "campaign_ended"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return c.end is not None
@@ -652,7 +566,8 @@ def _payload_size(c: CompiledCampaign, message: plan.Message, rendered: Rendered
 class DoNotDisturb(Step):
     """6. ``dnd``: inside the user's local DND hours: discarded, or delayed to their end."""
 
-    name, again = "dnd", True
+    name = "dnd"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return c.plan.dnd is not None
@@ -682,7 +597,8 @@ class DoNotDisturb(Step):
 class Cutoff(Step):
     """7. ``cutoff``: at or after the cut-off on the scheduled date (it matters after a DND delay)."""
 
-    name, again = "cutoff", True
+    name = "cutoff"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return c.plan.cutoff is not None
@@ -703,7 +619,8 @@ class Cutoff(Step):
 class CampaignLimit(Step):
     """8. ``campaign_limit``: this campaign's `limit N per …` lines, in the user's local calendar."""
 
-    name, again = "campaign_limit", True
+    name = "campaign_limit"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return bool(c.plan.limits)
@@ -750,7 +667,8 @@ class GlobalLimit(Step):
     """9. ``global_limit``: the user's sends of every campaign on their local day and in their local ISO
     week (SPEC §10); a campaign with `ignore global limits` is exempt."""
 
-    name, again = "global_limit", True
+    name = "global_limit"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return (settings.global_per_user_per_day is not None or settings.global_per_user_per_week is not None) \
@@ -779,7 +697,8 @@ class GlobalLimit(Step):
 class MinGap(Step):
     """10. ``min_gap``: the user's previous send of any campaign is later than t − gap (SPEC §10)."""
 
-    name, again = "min_gap", True
+    name = "min_gap"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return settings.min_gap is not None and not c.plan.ignore_global_limits
@@ -807,7 +726,8 @@ class Throttle(Step):
     N sends or reserved slots; delayed to the first later period with room, whose slot is reserved
     (SPEC §12.1). A decision made again in the period it reserved uses that slot."""
 
-    name, again = "throttle", True
+    name = "throttle"
+    again = True
 
     def uses(self, c: CompiledCampaign, settings: plan.Settings) -> bool:
         return c.plan.throttle is not None
@@ -899,7 +819,7 @@ class Pipeline:
         return Send(a.send)
 
 
-# ---- the tracer ----------------------------------------------------------------------------------
+# ---- the tracer --------------------------------------------------------------------------------------
 
 
 @dataclass

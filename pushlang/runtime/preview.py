@@ -16,7 +16,8 @@ from pushlang.runtime.best_choice import occurrence_now
 from pushlang.runtime.campaigns import CompiledCampaign
 from pushlang.runtime.engine import Engine, Observer
 from pushlang.runtime.instants import iso, wall
-from pushlang.runtime.pipeline import Attempt, Delay, Trace, pending_from, trace, user_zone
+from pushlang.runtime.outcomes import Delay
+from pushlang.runtime.pipeline import Attempt, Trace, pending_from, trace, user_zone
 from pushlang.runtime.records import Event, Record
 from pushlang.runtime.store import MemoryStore, Timer
 from pushlang.runtime.why import message_lines, verdict, verdict_line

@@ -24,9 +24,9 @@ from pushlang.runtime.audience_sql import AudienceQuery, Untranslatable, uses
 from pushlang.runtime.best_choice import BATCH, Asked, choices, occurrence_now
 from pushlang.runtime.campaigns import CompiledCampaign, compile_campaign, compile_segments
 from pushlang.runtime.instants import iso, wall
+from pushlang.runtime.outcomes import Control
 from pushlang.runtime.pipeline import (
     Attempt,
-    Control,
     Pipeline,
     channels,
     deliverable,

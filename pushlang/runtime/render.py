@@ -11,6 +11,7 @@ import msgspec
 
 from pushlang import plan
 from pushlang.runtime.evaluate import MISSING, Compiler, Env, Fn
+from pushlang.runtime.outcomes import Rendered
 
 MAX_PLAINTEXT = 3993  # the encrypted body must fit 4096 bytes (SPEC §9.5)
 
@@ -96,26 +97,6 @@ def _apply(name: str, value: Any, arg: Any) -> Any:
     if name == "truncate":
         return _truncate(text, int(arg))
     return urllib.parse.quote(text, safe="")  # urlencode: RFC 3986 unreserved characters stay
-
-
-class Rendered(msgspec.Struct, frozen=True, gc=False):
-    title: str
-    body: str
-    url: str | None
-    image: str | None
-    icon: str | None
-    buttons: tuple[tuple[str, str], ...]
-
-    def may_exceed(self, limit: int) -> bool:
-        """False when the payload cannot reach ``limit`` bytes whatever its encoding: a JSON string
-        takes at most 6 bytes a character (``\\u0000``), and the rest of the payload well under 512."""
-        chars = len(self.title) + len(self.body)
-        for text in (self.url, self.image, self.icon):
-            if text:
-                chars += len(text)
-        for label, url in self.buttons:
-            chars += len(label) + len(url)
-        return 6 * chars + 512 >= limit
 
 
 class MessageRenderer:

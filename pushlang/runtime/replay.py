@@ -11,7 +11,8 @@ from itertools import islice
 from typing import Protocol
 
 from pushlang import plan
-from pushlang.runtime.engine import Engine, Observer, Output, SendJob
+from pushlang.runtime.engine import Engine, Observer, SendJob
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import Reject, read_records
 from pushlang.runtime.store import Store
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from pushlang.runtime.best_time import Runs, count_hours
 from pushlang.runtime.erasure import Anonymized, anonymize
@@ -172,6 +173,7 @@ class Rider(Protocol):
         ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # extended by a test's dying store
 class SqliteStore(PersistentStore):
     """A :class:`MemoryStore` whose state survives the process, in one SQLite file.
 

@@ -74,7 +74,7 @@ from typing import Any
 
 from pushlang.runtime import significance
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output
+from pushlang.runtime.outcomes import Output
 
 BUCKETS: dict[str, str] = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%dT00:00:00Z"}
 

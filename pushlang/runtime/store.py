@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
+from mypy_extensions import mypyc_attr
+
 from pushlang.runtime.best_time import Runs, count_hours
 
 
@@ -113,6 +115,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # extended by the SQLite and Redis stores
 class MemoryStore:
     """All state in dictionaries: replay's default, the REPL and the tests."""
 
@@ -321,6 +324,7 @@ class MemoryStore:
         self.commit()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # extended by the SQLite and Redis stores
 class PersistentStore(MemoryStore):
     """A store whose users live elsewhere (SQLite, Redis): a user is loaded on first touch and kept
     in the in-memory dictionaries; the subclass writes what changed on ``commit``."""

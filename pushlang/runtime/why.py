@@ -7,7 +7,8 @@ Nothing here decides anything: the verdicts and their details come from
 from __future__ import annotations
 
 from pushlang.runtime.instants import iso
-from pushlang.runtime.pipeline import Delay, Trace, Verdict
+from pushlang.runtime.outcomes import Delay
+from pushlang.runtime.pipeline import Trace, Verdict
 
 
 def verdict_line(v: Verdict) -> str:

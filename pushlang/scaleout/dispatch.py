@@ -2,7 +2,7 @@
 
 Keys (the hash tag ``{p}`` keeps them in the partition's slot):
 
-- ``ob:{p}``              outbox stream: field ``j`` = a :class:`~pushlang.runtime.pipeline.QueuedSend`, XADDed by
+- ``ob:{p}``              outbox stream: field ``j`` = a :class:`~pushlang.runtime.outcomes.QueuedSend`, XADDed by
   the partition worker in the same MULTI/EXEC as the batch that decided the send;
 - ``sent:{p}:<send_id>``  the send's marker, a hash: ``by`` names the outbox entry and the dispatcher that
   owns the send (``<entry id> <dispatcher id>``), then ``done`` once its records are written; a field
@@ -62,9 +62,10 @@ import msgspec
 from pushlang import aio, plan
 from pushlang.dispatch.base import Chains, Delivery, Withheld
 from pushlang.dispatch.dispatcher import DeliverySettings, Dispatcher, delivery_record
-from pushlang.runtime.engine import Output, SendJob
+from pushlang.runtime.engine import SendJob
 from pushlang.runtime.instants import iso, to_datetime
-from pushlang.runtime.pipeline import QueuedSend, decode_queued
+from pushlang.runtime.outcomes import Output, QueuedSend
+from pushlang.runtime.pipeline import decode_queued
 from pushlang.runtime.store import Subscription
 from pushlang.scaleout.connection import is_cluster
 from pushlang.scaleout.keys import (

@@ -50,8 +50,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from pushlang import plan
-from pushlang.runtime.engine import CompiledPlan, Engine, Output, SendJob
+from pushlang.runtime.engine import CompiledPlan, Engine, SendJob
 from pushlang.runtime.instants import US, iso
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.pipeline import encode_queued
 from pushlang.runtime.records import decode_record
 from pushlang.scaleout.connection import is_cluster, server_time_us

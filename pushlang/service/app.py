@@ -52,8 +52,9 @@ from pushlang.diagnostics import Sink
 from pushlang.diagnostics.render import render_json
 from pushlang.dispatch.dispatcher import APNS, WEBPUSH, DeliverySettings, Dispatcher
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import INTERACTIONS, Engine, Output, SendJob
+from pushlang.runtime.engine import INTERACTIONS, Engine, SendJob
 from pushlang.runtime.instants import US, iso
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.records import Event, Record, decode_body
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.service.delivery import OUTBOX, Deliveries, outbox_entry

@@ -38,8 +38,9 @@ from pushlang.dispatch.base import Chains, Delivery, Withheld
 from pushlang.dispatch.dispatcher import Dispatcher, channel_of, delivery_record
 from pushlang.dispatch.webpush import endpoint_origin
 from pushlang.runtime.activity import ActivityLog
-from pushlang.runtime.engine import Output, SendJob
+from pushlang.runtime.engine import SendJob
 from pushlang.runtime.instants import iso
+from pushlang.runtime.outcomes import Output
 from pushlang.runtime.pipeline import queued_from
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import Subscription
