@@ -40,6 +40,7 @@ from pushlang.scaleout.keys import (
     stream_key,
     users_key,
 )
+from pushlang.scaleout.store import decode_user
 from pushlang.scaleout.streams import field_of, text_of
 from pushlang.service.http import MAX_BODY, bearer_ok, error, get_sdk, json_errors, unauthorized
 from pushlang.service.identity import TOKEN_HEADER, BrowserGuard, add_browser_route
@@ -56,7 +57,6 @@ MAX_KEY = 200  # characters of an Idempotency-Key
 CHUNK = 5000  # input lines appended at a time by `pushlang ingest` (one idempotency key each)
 
 _decode = msgspec.json.Decoder().decode
-_decode_user = msgspec.json.Decoder(UserState).decode
 
 # KEYS[1] ev:{p}, KEYS[2] idem:{p}:<key>; ARGV: the request's digest, the marker's TTL (s), the records.
 # One script: the partition's records and its marker are written together or not at all (a script
@@ -372,7 +372,7 @@ class _States:
     def state(self, user: str) -> UserState | None:
         if user not in self._found:
             raw: Any = self.client.hget(users_key(partition_of(user, self.partitions)), user)
-            self._found[user] = _decode_user(raw) if raw is not None else None
+            self._found[user] = decode_user(raw) if raw is not None else None
         return self._found[user]
 
     def send_to(self, send_id: str, user: str) -> bool | None:

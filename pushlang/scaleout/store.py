@@ -40,8 +40,25 @@ from pushlang.scaleout.streams import text_of
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
-_decode_user = msgspec.json.Decoder(UserState).decode
-_decode_timer = msgspec.json.Decoder(Timer).decode
+_decode_timer = msgspec.json.Decoder(Timer).decode  # its fields hold no classes
+
+
+def decode_user(raw: bytes | str) -> UserState:
+    """A user's state from the JSON ``u:{p}`` keeps, built field by field: msgspec is not given the
+    class because the compiled build (DEVELOPERS.md) keeps no element types in a dataclass's
+    annotations, so it would leave subscriptions, windows and events as plain JSON. A field an
+    earlier version did not write takes its default."""
+    d = _decode_any(raw)
+    return UserState(
+        d["user"],
+        d["first_seen"],
+        d.get("profile") or {},
+        {key: Subscription(**sub) for key, sub in (d.get("subscriptions") or {}).items()},
+        {name: [(ts, props) for ts, props in events] for name, events in (d.get("history") or {}).items()},
+        d.get("counters") or {},
+        [Window(**window) for window in d.get("windows") or ()],
+        set(d.get("sends") or ()),
+    )
 
 
 # A throttle period's counter is shared by every partition and taken at once, outside the batch's
@@ -165,7 +182,7 @@ class RedisStore(PersistentStore):
         raw: Any = self.client.hget(self.users_key, user)
         if raw is None:
             return None
-        state = _decode_user(raw)
+        state = decode_user(raw)
         self._users[user] = state
         return state
 
