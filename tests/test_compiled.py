@@ -1,6 +1,6 @@
 """The compiled build (DEVELOPERS.md): the runtime's hot path compiled with mypyc must behave exactly as
-the pure-Python one. Slow: it builds the wheel (about a minute), then runs the quick suite against the
-compiled modules and replays the Quick start's log both ways."""
+the pure-Python one. Slow: it builds the wheel (about a minute), then runs the quick suite and the
+Redis scenario suites against the compiled modules and replays the Quick start's log both ways."""
 
 from __future__ import annotations
 
@@ -36,15 +36,30 @@ def run(tree: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "PYTHONPATH": str(tree), **env})
 
 
+def passed(suite: subprocess.CompletedProcess[str]) -> int:
+    """How many tests a nested run passed; it must have failed, errored and skipped none."""
+    assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr[-2000:]
+    summary = suite.stdout.strip().splitlines()[-1]
+    assert not any(word in summary for word in ("failed", "error", "skipped")), summary
+    return int(summary.split(" passed")[0].split()[-1])
+
+
 def test_the_quick_suite_passes_on_the_compiled_runtime(compiled_tree: Path) -> None:
     version = run(compiled_tree, "-m", "pushlang", "--version")
     assert "(compiled runtime)" in version.stdout, version.stdout + version.stderr
     suite = run(compiled_tree, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
                 PUSHLANG_EXPECT_COMPILED="1")
-    assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr[-2000:]
-    summary = suite.stdout.strip().splitlines()[-1]
-    passed = int(summary.split(" passed")[0].split()[-1])
-    assert passed > 1500 and "failed" not in summary and "error" not in summary, summary
+    assert passed(suite) > 1500
+
+
+def test_the_redis_store_and_its_workers_run_the_scenarios_on_the_compiled_runtime(compiled_tree: Path) -> None:
+    """The Redis store extends the compiled stores and reads users back from JSON: its scenario suite
+    and the workers' (slow tests, so not in the quick suite) on the compiled runtime."""
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not on PATH (apt-get install redis-server; .ci/run installs it)")
+    suite = run(compiled_tree, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_redis_store.py",
+                "tests/test_scenarios_worker.py", PUSHLANG_EXPECT_COMPILED="1")
+    assert passed(suite) > 150
 
 
 def test_the_compiled_runtime_replays_the_quick_start_byte_for_byte(compiled_tree: Path, tmp_path: Path) -> None:
