@@ -1,6 +1,7 @@
 """Build a copy of this tree whose runtime is compiled: the wheel of the compiled build (mypyc, see
 DEVELOPERS.md) built from a copy of the repository, and its extension modules put beside their sources,
-where the import system takes them first. Run anything against it with ``PYTHONPATH=DIR``.
+where the import system takes them first. Run anything against it with ``PYTHONPATH=DIR``, from DIR
+or a folder with no other checkout in it (``python -m`` puts the current folder first on the path).
 
     python bench/compiled_tree.py DIR        # about a minute; DIR must not exist
 
