@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def require_compiler() -> None:
+    """A C compiler for the compiled build (bench/compiled_tree.py), or skip saying so (fail in CI)."""
+    from redis_server import missing
+
+    if shutil.which("cc") is None:
+        missing("no C compiler for the compiled build (apt-get install gcc; .ci/run installs it)")
 
 
 def run_bench(script: str, *args: str, timeout: float, codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:

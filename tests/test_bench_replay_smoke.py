@@ -3,18 +3,14 @@ every row and target printed (no timing asserted), the same decisions from every
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from bench_env import run_bench
-from redis_server import missing
+from bench_env import require_compiler, run_bench
 
 pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses, and the compiled build: about a minute)
 
 
 def test_bench_replay_prints_every_row_and_target() -> None:
-    if shutil.which("cc") is None:
-        missing("no C compiler (apt-get install gcc) for `bench/replay.py --compiled`")
+    require_compiler()
     proc = run_bench("replay.py", "--records", "3000", "--users", "300", "--rounds", "2", "--compiled", timeout=900)
     lines = proc.stdout.splitlines()
     for tree in ("", "compiled: "):

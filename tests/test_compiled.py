@@ -5,14 +5,13 @@ Redis scenario suites against the compiled modules and replays the Quick start's
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from bench_env import run_bench
-from redis_server import missing
+from bench_env import require_compiler, run_bench
+from redis_server import require_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the repository with the compiled modules beside their sources (bench/compiled_tree.py)."""
-    if shutil.which("cc") is None:
-        missing("no C compiler (apt-get install gcc) for the compiled build")
+    require_compiler()
     tree = tmp_path_factory.mktemp("compiled") / "tree"
     modules = run_bench("compiled_tree.py", str(tree), timeout=900).stdout.split()
     compiled = {Path(name).name.split(".")[0] for name in modules if name.startswith("pushlang/")}
@@ -55,8 +53,7 @@ def test_the_quick_suite_passes_on_the_compiled_runtime(compiled_tree: Path) -> 
 def test_the_redis_store_and_its_workers_run_the_scenarios_on_the_compiled_runtime(compiled_tree: Path) -> None:
     """The Redis store extends the compiled stores and reads users back from JSON: its scenario suite
     and the workers' (slow tests, so not in the quick suite) on the compiled runtime."""
-    if shutil.which("redis-server") is None:
-        missing("redis-server is not on PATH (apt-get install redis-server; .ci/run installs it)")
+    require_redis()  # the nested run would skip its tests without it
     suite = run(compiled_tree, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_redis_store.py",
                 "tests/test_scenarios_worker.py", PUSHLANG_EXPECT_COMPILED="1")
     assert passed(suite) > 150
