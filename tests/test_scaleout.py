@@ -1,6 +1,6 @@
 """Scale-out on Redis Streams (issue 7) against a real redis-server: worker processes over partitioned
 streams decide exactly what a single-process replay decides, also when one is killed with SIGKILL
-mid-run; a record that keeps failing is dead-lettered."""
+mid-run or a read's answer is lost; a record that keeps failing is dead-lettered."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ from pushlang.runtime.store import MemoryStore
 
 redis = pytest.importorskip("redis", reason="the redis package is not installed (pip install 'redis>=5')")
 
+from tcp_proxy import tcp_proxy  # noqa: E402
+
 from pushlang.scaleout import keys, streams, worker  # noqa: E402 (after the skip)
+from pushlang.scaleout.connection import connect  # noqa: E402
 from pushlang.scaleout.ingest import collect_outputs, end_of_input, ingest  # noqa: E402
 from pushlang.scaleout.keys import partition_of  # noqa: E402
 
@@ -223,11 +226,67 @@ def test_a_record_that_keeps_failing_is_dead_lettered(client: Any, workload_20k:
     assert solo.stats["dead_letters"] == 1
     assert _remaining(client) == 0
     # everything else decided as a replay without the poison record
-    outputs: list[Output] = []
-    until = max(decode_record(line).ts for line in lines)
-    replay(w.plan, lines[:1500] + lines[1501:], MemoryStore(), outputs.append, until=until)
-    expected = Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
+    expected = _replayed(w, lines[:1500] + lines[1501:], until=max(decode_record(line).ts for line in lines))
     assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == expected
+
+
+def _replayed(w: Workload, lines: list[bytes], until: int | None = None) -> Counter[str]:
+    """A single-process replay's outputs, to the last record's instant unless ``until``."""
+    outputs: list[Output] = []
+    if until is None:
+        until = max(decode_record(line).ts for line in lines)
+    replay(w.plan, lines, MemoryStore(), outputs.append, until=until)
+    return Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
+
+
+def test_a_read_whose_answer_was_lost_is_claimed_again_not_stranded(client: Any, workload_20k: Workload) -> None:
+    """Redis carries out a worker's XREADGROUP but its answer never arrives (Redis killed between the two,
+    a connection cut): the entries are pending under the worker's name, and it has not seen them. They
+    are claimed again and applied in stream order, before anything read after them: the worker's client
+    does not quietly send the read again (which would go on past them and strand them)."""
+    w = workload_20k
+    lines = w.lines[:3000]
+    ingest(client, lines, PARTITIONS, end_at_last=True)
+    kw = client.connection_pool.connection_kwargs
+    with tcp_proxy(kw["host"], kw["port"]) as proxy:
+        near = connect(f"redis://127.0.0.1:{proxy.port}/0")  # the client every worker process uses
+        proxy.lose_reply(b"XREADGROUP")
+        solo = worker.Worker(near, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100, clock="records")
+        thread = threading.Thread(target=solo.run, kwargs={"idle_exit": 1.0})
+        thread.start()
+        thread.join(60)
+        near.close()
+    assert not thread.is_alive()
+    assert proxy.lost == 1
+    assert _remaining(client) == 0, "entries left pending or unread"
+    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == _replayed(w, lines)
+
+
+def test_entries_a_past_life_claimed_are_claimed_again_one_by_one(client: Any, workload_20k: Workload) -> None:
+    """A worker lost its partitions (a Redis error, an expired lease) while it applied, one per commit,
+    the entries it had claimed from a dead worker: they are pending under its own name, delivered twice,
+    and not in its memory. Taking the partitions again, it claims them one at a time, as before, down to
+    the last: none is left pending while the end marker after them is applied."""
+    w = workload_20k
+    lines = w.lines[:3000]
+    ingest(client, lines, PARTITIONS, end_at_last=True)
+    stranded = 0
+    for p in range(PARTITIONS):
+        stream = keys.stream_key(p)
+        client.xgroup_create(stream, keys.WORKER_GROUP, id="0")
+        read = client.xreadgroup(keys.WORKER_GROUP, "dead", {stream: ">"}, count=15)  # the dead worker's batch
+        ids = [eid for eid, _ in read[0][1]]
+        client.xclaim(stream, keys.WORKER_GROUP, "solo", 0, ids)  # claimed by solo's past life: delivered twice
+        stranded += len(ids)
+        client.xgroup_delconsumer(stream, keys.WORKER_GROUP, "dead")
+    solo = worker.Worker(client, w.plan, "solo", PARTITIONS, lease_ms=1000, batch=100, clock="records")
+    thread = threading.Thread(target=solo.run, kwargs={"idle_exit": 1.0})
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert stranded == PARTITIONS * 15
+    assert _remaining(client) == 0, "entries left pending or unread"
+    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == _replayed(w, lines)
 
 
 def test_trimming_keeps_every_entry_not_yet_acknowledged(client: Any) -> None:

@@ -4,6 +4,17 @@
 forever) and, when the server says ``cluster_enabled:1``, a Redis Cluster client (redis-py's
 ``RedisCluster``) instead: the same URL works for a single node and for any node of a cluster.
 
+The client sends each command once: redis-py can send a command again on a new connection when its
+connection failed (its cluster client and its ``Redis()`` constructor do so by default), and that is
+turned off. A command can fail after Redis carried it out — Redis killed between its work and its
+answer, a connection cut — and sending it again is not harmless: a worker's XREADGROUP sent twice moves
+past the entries of the first read (pending under its name, unseen), and an ingester's XADD sent twice
+appends the records twice. Every caller handles a connection error itself, knowing what may have
+happened: a worker drops its partitions and, taking them again, claims what is pending and not held; a
+dispatcher reads its own backlog again; an ingester answers 503 (a retry with the same Idempotency-Key
+is exactly once). On a cluster, a connection error still refreshes the client's map of the slots, so
+the caller's next command goes to the right node.
+
 :func:`check_layout` records the deployment's layout — the number of partitions and the clock the
 workers run on — in the key ``layout`` the first time a process connects, and refuses a process that
 was started with another: a user on another partition count would be looked for in the wrong
@@ -31,12 +42,12 @@ def connect(url: str, *, timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
     """A client for the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``): a cluster client
     when the server is a cluster node. Commands time out after ``timeout`` seconds."""
     import redis
-    from redis.backoff import ExponentialBackoff
+    from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": CONNECT_TIMEOUT,
                                "health_check_interval": 30}
-    client = redis.Redis.from_url(url, **options)
+    client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)  # sent once (module docstring)
     try:
         cluster = not url.startswith("unix:") and _cluster_enabled(client)
     except Exception:
@@ -48,8 +59,7 @@ def connect(url: str, *, timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
     from redis.cluster import RedisCluster
 
     options.pop("health_check_interval")
-    return RedisCluster.from_url(url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 6),  # type: ignore[return-value]
-                                 **options)
+    return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)  # type: ignore[return-value]
 
 
 def _cluster_enabled(client: redis.Redis) -> bool:

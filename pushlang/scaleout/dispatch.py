@@ -87,8 +87,8 @@ if TYPE_CHECKING:
 CHUNK = 64  # outbox entries a dispatcher works on at once: at most these are on the wire at a kill -9
 KEEP = 86400  # seconds a marker outlives its send's expiry (and its last take)
 DONE = "done"
-RETRY_LATER = 1.0
-STOP_GRACE = 10.0  # seconds a stopping dispatcher keeps trying to commit while Redis is unreachable  # seconds before a request whose mark could not be written is tried again
+RETRY_LATER = 1.0  # seconds before a request whose mark could not be written is tried again
+STOP_GRACE = 10.0  # seconds a stopping dispatcher keeps trying to commit while Redis is unreachable
 COMMIT_BACKOFF = (0.05, 2.0)  # first and longest wait between commit attempts while Redis is away
 IDLE_POLL = 1.0  # seconds between reads of an idle dispatcher on a Redis Cluster (no blocking read there)
 STALE_CONSUMER_MS = 3_600_000  # a consumer with nothing pending and idle this long is removed from the group

@@ -10,9 +10,10 @@ or expired leases up to ceil(P / live workers) and releases extras, so leases mo
 Reading. One XREADGROUP with BLOCK over the streams of every owned partition (group ``workers``), so an
 idle worker sleeps in Redis; on a Redis Cluster, where one command can not span slots, one non-blocking
 XREADGROUP per partition, pipelined (split per node by the client), backing off while idle. Before it
-applies what it read, the owner claims (XCLAIM, counted as a delivery) every entry pending under another
-consumer name — a dead owner's batch, or what a stalled old owner read after its lease had moved — so
-a partition's entries are applied in stream order whoever read them first. Consumer names that hold
+applies what it read, the owner claims (XCLAIM, counted as a delivery) every entry pending that it does
+not hold — under another consumer name: a dead owner's batch, or what a stalled old owner read after its
+lease had moved; under its own: what it read or claimed before it lost the partition and took it again —
+so a partition's entries are applied in stream order whoever read them first. Consumer names that hold
 nothing are then removed from the group.
 
 Committing. A batch's state and timer changes, its outputs (XADD ``out:{p}``, trimmed to
@@ -153,8 +154,7 @@ class _Partition:
         self.stream = stream_key(p)
         self.lease = lease_key(p)
         self.held: list[Entry] = []  # read (pending under this worker), not yet applied, in id order
-        self.check = False  # claim what is pending under other names before applying what was read
-        self.fresh = True  # just taken: entries pending under this worker's own name are a past life's
+        self.check = False  # claim what is pending and not held before applying what was read
         self.wait_from: Any = None  # an entry still pending under another name: apply nothing from it on
         self.deliveries: dict[Any, int] = {}  # entry id → times delivered, for the entries claimed
         self.attempts: dict[Any, int] = {}  # entry id or timer key → failed attempts
@@ -415,7 +415,7 @@ class Worker:
             if "BUSYGROUP" not in str(exc):
                 raise
         part = _Partition(self, p)
-        self._claim(part)  # before its first read: what is pending under any name, this one's too
+        self._claim(part)  # before its first read: what is pending under any name (nothing is held yet)
         self._forget(keys=[stream], args=[WORKER_GROUP, self.id])
         self.owned[p] = part
         self.stats["taken"] += 1
@@ -477,29 +477,30 @@ class Worker:
                 raise
 
     def _claim(self, part: _Partition) -> None:
-        """Make ours, in stream order, the entries pending under other consumer names (all names, the
-        first time), so that nothing is applied before an older entry someone else read.
+        """Make ours, in stream order, the entries pending and not held: those of other consumer names,
+        and those pending under this worker's own name that it does not hold (a past life's: read or
+        claimed before it lost the partition), so that nothing is applied before an older entry.
 
         A prefix of them is claimed: those delivered once (their reader stopped, or lost the lease) all
         together; one delivered more often alone, and nothing after it until it is done."""
         summary: Any = self.client.xpending(part.stream, WORKER_GROUP)
-        names = [text_of(c["name"]) for c in summary.get("consumers") or []]
-        if not any(part.fresh or name != self.id for name in names):
-            part.fresh, part.wait_from = False, None
+        counts = {text_of(c["name"]): int(c["pending"]) for c in summary.get("consumers") or []}
+        held = {eid for eid, _ in part.held}
+        if all(name == self.id for name in counts) and counts.get(self.id, 0) <= len(held):
+            part.wait_from = None  # all that is pending is held
             return
         total = int(summary["pending"])
         pending: Any = self.client.xpending_range(part.stream, WORKER_GROUP, min="-", max="+", count=total)
         take: list[tuple[Any, int]] = []
         wait_from = None
         for e in pending:
-            if not part.fresh and text_of(e["consumer"]) == self.id:
-                continue  # held in memory
+            if e["message_id"] in held and text_of(e["consumer"]) == self.id:
+                continue  # read or claimed by this life, waiting in memory
             times = int(e["times_delivered"])
             if (times >= 2 and take) or (take and take[-1][1] >= 2):
                 wait_from = e["message_id"]
                 break
             take.append((e["message_id"], times))
-        part.fresh = False
         part.wait_from = wait_from
         if not take:
             return
@@ -511,7 +512,6 @@ class Worker:
         for eid, _times in take:  # an entry deleted since: Redis dropped it from the pending list
             if eid not in got:
                 part.deliveries.pop(eid, None)
-        held = {eid for eid, _ in part.held}
         part.held = sorted([*part.held, *(e for e in claimed if e[0] not in held)], key=lambda e: stream_id(e[0]))
         self._forget(keys=[part.stream], args=[WORKER_GROUP, self.id])
 
