@@ -24,8 +24,9 @@ peak memory, and then the targets of issue #19, each marked met or not:
 A ratio is of the medians; beside it, the lowest and highest ratio of one round's pair (the runs of
 a round are next to each other in time, so a busy machine moves both) and the ratio of the median CPU
 times (which other processes on a busy machine do not inflate). With ``--baseline DIR`` (another
-checkout) its two replays run in the same rounds, and its targets are printed below this tree's: a
-before and after measured under the same load. With ``--compiled`` a copy of this tree whose runtime
+checkout, or a compiled copy of one made by bench/compiled_tree.py: the header says which) its two
+replays run in the same rounds, and its targets are printed below this tree's: a before and after
+measured under the same load. With ``--compiled`` a copy of this tree whose runtime
 is compiled (bench/compiled_tree.py: the mypyc build, about a minute) runs its reference and its two
 replays in the same rounds, and its targets are printed too, its replays against its own reference.
 
@@ -299,9 +300,10 @@ def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | 
         prefixes.append("compiled: ")
     found = interleaved(work, runs, rounds)
     kinds = {label: "compiled runtime" if r[0].get("compiled") else "pure Python" for label, r in found.items()}
-    assert all((kind == "compiled runtime") == label.startswith("compiled: ") for label, kind in kinds.items()), kinds
+    assert all((kind == "compiled runtime") == label.startswith("compiled: ") for label, kind in kinds.items()
+               if not label.startswith("baseline: ")), kinds  # a baseline may be a compiled copy (compiled_tree.py)
     print(f"{records:,} records, {users:,} users, 100 campaigns, {rounds} interleaved rounds each"
-          + (f" (baseline: {baseline})" if baseline is not None else "")
+          + (f" (baseline: {baseline}, {kinds['baseline: ' + LABELS['memory']]})" if baseline is not None else "")
           + ("; compiled: this tree's runtime built with mypyc" if compiled else ""))
     medians(found, records, 54 if len(prefixes) > 1 else 44)
     print("(decisions: output records; for the reference, one bare record per trigger whose `where` held)")

@@ -40,11 +40,15 @@ def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
     SqliteStore(str(path)).close()
     db = sqlite3.connect(path)
     # schema 1 had no windows.variant (2) nor windows.lang (3), its sends were keyed by send_id and
-    # indexed by user, its timers indexed by due (4): the store as it was, migrated on open
+    # indexed by user, its timers indexed by due (4), its counters one row per key (5): the store as it
+    # was, migrated on open
     db.executescript("ALTER TABLE windows DROP COLUMN variant; ALTER TABLE windows DROP COLUMN lang;"
                      "DROP TABLE sends; CREATE TABLE sends (send_id TEXT PRIMARY KEY, user_id TEXT NOT NULL)"
                      " WITHOUT ROWID; CREATE INDEX sends_user ON sends (user_id);"
-                     "CREATE INDEX timers_due ON timers (due); PRAGMA user_version = 1;")
+                     "CREATE INDEX timers_due ON timers (due);"
+                     "DROP TABLE counters; CREATE TABLE counters (user_id TEXT NOT NULL, key TEXT NOT NULL,"
+                     " count INTEGER NOT NULL, PRIMARY KEY (user_id, key)) WITHOUT ROWID;"
+                     "PRAGMA user_version = 1;")
     db.executescript((FIXTURES / "activity.sql").read_text(encoding="utf-8"))
     db.executescript((FIXTURES / "rows.sql").read_text(encoding="utf-8"))
     for user, sub in live.items():
@@ -57,7 +61,7 @@ def _store_of_before(path: Path, live: dict[str, Subscription]) -> None:
 def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
         project: tuple[Path, WebPushService]) -> None:
     folder, push = project
-    assert SCHEMA_VERSION == 4  # the rows were written with version 1: the store is migrated when opened
+    assert SCHEMA_VERSION == 5  # the rows were written with version 1: the store is migrated when opened
     live = {"u1": push.new_subscription("chrome"), "u2": push.new_subscription("chrome")}
     _store_of_before(folder / "state.db", live)
     now = [parse_instant("2026-12-01T22:30:00+00:00") / 1e6]  # u1's push waits for the end of DND at 09:00
@@ -85,6 +89,9 @@ def test_a_store_written_before_delivers_its_outbox_entry_and_its_delayed_send(
             assert db.execute("SELECT user_id, send_id FROM sends").fetchall() == [
                 ("u1", "e3cb61ef377d318984375854"), ("u2", "0871c8351154cc67b1644a87")]
             assert not db.execute("SELECT name FROM sqlite_master WHERE name IN ('sends_user', 'timers_due')").fetchall()
+            counters = dict(db.execute("SELECT user_id, counts FROM counters").fetchall())  # and 5: a row per user
+            assert json.loads(counters["u2"]) == {"*|2026-12-01": 1, "night|all": 1}
+            assert set(counters) == {"u1", "u2"}  # u1's of its send now
             return [r for r in service.activity.rows() if r["outcome"] in ("send", "delivered", "failed")]
 
     rows = asyncio.run(run())

@@ -31,7 +31,7 @@ from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, T
 
 _CHUNK = 500  # users per best-time query
 
-SCHEMA_VERSION = 4  # 2: windows.variant; 3: windows.lang; 4: sends keyed by user, no timers_due
+SCHEMA_VERSION = 5  # 2: windows.variant; 3: windows.lang; 4: sends keyed by user, no timers_due; 5: counters
 
 # Schema 4 (from 1-3, on open): the sends keyed by (user_id, send_id), and no index on timers.due.
 # Replaying 1M records on SQLite, 4-7% less time than with the sends keyed by send_id and indexed
@@ -46,6 +46,20 @@ INSERT OR IGNORE INTO sends_v4 (user_id, send_id) SELECT user_id, send_id FROM s
 DROP TABLE sends;
 ALTER TABLE sends_v4 RENAME TO sends;
 DROP INDEX IF EXISTS timers_due;
+"""
+
+# Schema 5 (from 1-4, on open): a user's counters in one row, a JSON object, instead of a row per key.
+# A send bumps three to five counters (per period, in all, the day's): one row per user written, not one
+# per key.
+TO_SCHEMA_5 = """
+CREATE TABLE counters_v5 (
+  user_id TEXT PRIMARY KEY,
+  counts TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters_v5 (user_id, counts)
+  SELECT user_id, json_group_object(key, count) FROM counters GROUP BY user_id;
+DROP TABLE counters;
+ALTER TABLE counters_v5 RENAME TO counters;
 """
 
 # Names of indexes are part of the design: a segment count or a behaviour check without the right
@@ -79,10 +93,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_user_name_ts ON events (user_id, name, ts);
 CREATE TABLE IF NOT EXISTS counters (
-  user_id TEXT NOT NULL,
-  key TEXT NOT NULL,                 -- "campaign|period"
-  count INTEGER NOT NULL,
-  PRIMARY KEY (user_id, key)
+  user_id TEXT PRIMARY KEY,
+  counts TEXT NOT NULL               -- JSON object: {"<campaign>|<period>": count, ...}
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sends (
   user_id TEXT NOT NULL,
@@ -118,6 +130,7 @@ INDEXES = ("events_user_name_ts", "windows_user")
 
 _encode_bytes = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+_decode_counts = msgspec.json.Decoder(dict[str, int]).decode
 
 
 def _encode(value: Any) -> str:
@@ -144,7 +157,7 @@ class _Dirty:
         self.subs: set[str] = set()
         # name → [appended and not yet written, written rows to delete from the oldest]
         self.events: dict[str, list[int]] = {}
-        self.counters: set[str] = set()
+        self.counters = False
         self.sends: list[str] = []
         self.windows = False
 
@@ -245,6 +258,8 @@ class SqliteStore(PersistentStore):
         (sends,) = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'sends'").fetchone()
         if "send_id TEXT PRIMARY KEY" in sends:  # a store of schema 1 to 3
             self._db.executescript(f"BEGIN IMMEDIATE; {TO_SCHEMA_4} COMMIT;")
+        if "count" in {row[1] for row in self._db.execute("PRAGMA table_info(counters)")}:  # schema 1 to 4
+            self._db.executescript(f"BEGIN IMMEDIATE; {TO_SCHEMA_5} COMMIT;")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
         self._dirty: dict[str, _Dirty] = {}
@@ -352,11 +367,9 @@ class SqliteStore(PersistentStore):
                     if events is None:
                         events = state.history[name] = []
                     events.append((ts, _decode_props(props)))
-            for user, key, count in db.execute(
-                f"SELECT user_id, key, count FROM counters WHERE {where} ORDER BY user_id, key", chunk
-            ):
+            for user, counts in db.execute(f"SELECT user_id, counts FROM counters WHERE {where}", chunk):
                 if (state := states.get(user)) is not None:
-                    state.counters[key] = count
+                    state.counters = _decode_counts(counts)
             for user, send_id in db.execute(f"SELECT user_id, send_id FROM sends WHERE {where}", chunk):
                 if (state := states.get(user)) is not None:
                     state.sends.add(send_id)
@@ -421,16 +434,16 @@ class SqliteStore(PersistentStore):
 
     def bump_counter(self, state: UserState, key: str) -> None:
         super().bump_counter(state, key)
-        self._dirt(state).counters.add(key)
+        self._dirt(state).counters = True
 
     def set_counter(self, state: UserState, key: str, value: int) -> None:
         super().set_counter(state, key, value)
-        self._dirt(state).counters.add(key)
+        self._dirt(state).counters = True
 
     def drop_counter(self, state: UserState, key: str) -> None:
         if key in state.counters:
             super().drop_counter(state, key)
-            self._dirt(state).counters.add(key)  # written as a DELETE
+            self._dirt(state).counters = True
 
     def add_send(self, state: UserState, send_id: str) -> None:
         new = send_id not in state.sends
@@ -487,8 +500,10 @@ class SqliteStore(PersistentStore):
         db.execute("PRAGMA secure_delete = ON")
         db.execute("BEGIN IMMEDIATE")
         try:
+            stored = db.execute("SELECT counts FROM counters WHERE user_id = ?", (user,)).fetchone()
             for table in ERASED[:7]:
                 counts[table] = db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user,)).rowcount
+            counts["counters"] = len(_decode_counts(stored[0])) if stored else 0  # the counters, not the row
             counts["timers"] = sum(db.execute("DELETE FROM timers WHERE key = ?", (key,)).rowcount for key in timers)
             counts["outbox"] = sum(db.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount for key in meta)
             anonymized = anonymize(db, user)
@@ -590,8 +605,8 @@ class SqliteStore(PersistentStore):
         drop_events: list[tuple[str, str]] = []
         drop_oldest: list[tuple[str, str, int]] = []
         events: list[tuple[str, str, int, str | None]] = []
-        counters: list[tuple[str, str, int]] = []
-        drop_counters: list[tuple[str, str]] = []
+        counters: list[tuple[str, str]] = []
+        drop_counters: list[tuple[str]] = []
         sends: list[tuple[str, str]] = []
         window_users: list[tuple[str]] = []
         windows: list[tuple[str, str, str, int, int, str | None, str | None]] = []
@@ -617,11 +632,11 @@ class SqliteStore(PersistentStore):
                         (user, name, ts, _encode_props(props))
                         for ts, props in current[len(current) - appended :]
                     )
-            for key in dirty.counters:
-                if key in state.counters:
-                    counters.append((user, key, state.counters[key]))
+            if dirty.counters:
+                if state.counters:
+                    counters.append((user, _encode(state.counters)))
                 else:
-                    drop_counters.append((user, key))
+                    drop_counters.append((user,))
             sends.extend((send_id, user) for send_id in dirty.sends)
             if dirty.windows:
                 window_users.append((user,))
@@ -672,11 +687,9 @@ class SqliteStore(PersistentStore):
             if events:
                 db.executemany("INSERT INTO events (user_id, name, ts, props) VALUES (?, ?, ?, ?)", events)
             if counters:
-                db.executemany(
-                    "INSERT OR REPLACE INTO counters (user_id, key, count) VALUES (?, ?, ?)", counters
-                )
+                db.executemany("INSERT OR REPLACE INTO counters (user_id, counts) VALUES (?, ?)", counters)
             if drop_counters:
-                db.executemany("DELETE FROM counters WHERE user_id = ? AND key = ?", drop_counters)
+                db.executemany("DELETE FROM counters WHERE user_id = ?", drop_counters)
             if sends:
                 db.executemany("INSERT OR IGNORE INTO sends (send_id, user_id) VALUES (?, ?)", sends)
             if window_users:

@@ -311,6 +311,7 @@ class WebPushService:
             return
         try:
             asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(timeout=30)
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=30)
@@ -714,3 +715,12 @@ def _decrypt(headers: Mapping[str, str], body: bytes, key: _Key) -> bytes:
     except Exception as exc:  # http_ece raises ECEException, cryptography InvalidTag, ValueError…
         raise _Rejected(400, 110, f"The message does not decrypt: {type(exc).__name__}") from None
     return bytes(plaintext)
+
+
+async def _cancel_the_rest() -> None:
+    """The handlers still running once the server stopped (an answer held back longer than the shutdown
+    waits): cancelled and awaited, so that closing the loop destroys no pending task."""
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
