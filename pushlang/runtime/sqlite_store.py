@@ -30,6 +30,7 @@ from pushlang.runtime.instants import HOUR
 from pushlang.runtime.store import MemoryStore, PersistentStore, Subscription, Timer, UserState, Window
 
 _CHUNK = 500  # users per best-time query
+CHECKPOINT_PAGES = 16384  # pages of write-ahead log between two checkpoints (SQLite's default: 1,000)
 
 SCHEMA_VERSION = 5  # 2: windows.variant; 3: windows.lang; 4: sends keyed by user, no timers_due; 5: counters
 
@@ -242,6 +243,12 @@ class SqliteStore(PersistentStore):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache
+        # A checkpoint copies into the file every page the log holds. A commit of a replay changes
+        # thousands of pages all over the tables, so at SQLite's default (every 1,000 pages) each commit
+        # was copied again; every 16,384 pages (64 MiB of log), one copy serves several commits. Replaying
+        # 1M records (compiled runtime): about 7% less time.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+        self._db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_PAGES * 4096}")  # the log file kept no larger
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             self._db.close()
