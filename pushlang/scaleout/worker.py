@@ -155,7 +155,7 @@ class _Partition:
         self.lease = lease_key(p)
         self.held: list[Entry] = []  # read (pending under this worker), not yet applied, in id order
         self.check = False  # claim what is pending and not held before applying what was read
-        self.wait_from: Any = None  # an entry still pending under another name: apply nothing from it on
+        self.wait_from: Any = None  # an entry pending and not yet claimed: apply nothing from it on
         self.deliveries: dict[Any, int] = {}  # entry id → times delivered, for the entries claimed
         self.attempts: dict[Any, int] = {}  # entry id or timer key → failed attempts
         self.target: int | None = None  # wall clock: advance to this instant when no input is waiting
