@@ -136,7 +136,37 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float, fleet: Fleet
         time.sleep(0.05)
     fleet.stop()
     raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(f"--- {n}\n{t[-3000:]}"
-                                                                       for n, t in fleet.logs.items()))
+                                                                       for n, t in fleet.logs.items())
+                         + f"\n--- the streams\n{_standing(fleet.url)}")
+
+
+def _standing(url: str) -> str:
+    """Where the streams stand, for a timeout's message: each stream with work left, the entries pending
+    at each consumer and those never read."""
+    from pushlang.scaleout.connection import connect
+
+    lines = []
+    try:
+        client = connect(url)
+        try:
+            for p in range(PARTITIONS):
+                for stream, group in ((keys.stream_key(p), keys.WORKER_GROUP), (keys.outbox_key(p), keys.DISPATCH_GROUP)):
+                    if not client.exists(stream):
+                        continue
+                    g = {x["name"]: x for x in client.xinfo_groups(stream)}.get(group.encode())
+                    if g is None:
+                        lines.append(f"{stream}: no group {group}")
+                        continue
+                    pending: Any = client.xpending(stream, group)
+                    unread = len(client.xrange(stream, min=b"(" + g["last-delivered-id"]))
+                    if pending["pending"] or unread:
+                        at = ", ".join(f"{c['name'].decode()} {c['pending']}" for c in pending["consumers"])
+                        lines.append(f"{stream}: {pending['pending']} pending ({at}), {unread} never read")
+        finally:
+            client.close()
+    except Exception as exc:  # the message says so; the timeout is the failure
+        lines.append(f"(Redis: {exc!r})")
+    return "\n".join(lines) or "every entry acknowledged"
 
 
 def _outputs_written(client: Any) -> int:
