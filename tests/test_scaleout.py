@@ -59,13 +59,20 @@ class Workload:
         result = compile_paths([str(self.campaigns)])
         assert result.plan is not None, result.diagnostics
         self.plan: plan.Plan = result.plan
-        outputs: list[Output] = []
-        replay(self.plan, self.lines, MemoryStore(), outputs.append, until=self.until)
-        self.expected = Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
+        self.expected = _replayed(self.plan, self.lines, self.until)
 
 
 def _canonical(out: dict[str, Any]) -> str:
     return json.dumps(out, sort_keys=True)
+
+
+def _replayed(compiled: plan.Plan, lines: list[bytes], until: int | None = None) -> Counter[str]:
+    """A single-process replay's outputs (canonical JSON), to the last record's instant unless ``until``."""
+    outputs: list[Output] = []
+    if until is None:
+        until = max(decode_record(line).ts for line in lines)
+    replay(compiled, lines, MemoryStore(), outputs.append, until=until)
+    return Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
 
 
 @pytest.fixture(scope="module")
@@ -226,17 +233,8 @@ def test_a_record_that_keeps_failing_is_dead_lettered(client: Any, workload_20k:
     assert solo.stats["dead_letters"] == 1
     assert _remaining(client) == 0
     # everything else decided as a replay without the poison record
-    expected = _replayed(w, lines[:1500] + lines[1501:], until=max(decode_record(line).ts for line in lines))
+    expected = _replayed(w.plan, lines[:1500] + lines[1501:], until=max(decode_record(line).ts for line in lines))
     assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == expected
-
-
-def _replayed(w: Workload, lines: list[bytes], until: int | None = None) -> Counter[str]:
-    """A single-process replay's outputs, to the last record's instant unless ``until``."""
-    outputs: list[Output] = []
-    if until is None:
-        until = max(decode_record(line).ts for line in lines)
-    replay(w.plan, lines, MemoryStore(), outputs.append, until=until)
-    return Counter(_canonical(msgspec.json.decode(msgspec.json.encode(o))) for o in outputs)
 
 
 def test_a_read_whose_answer_was_lost_is_claimed_again_not_stranded(client: Any, workload_20k: Workload) -> None:
@@ -259,7 +257,7 @@ def test_a_read_whose_answer_was_lost_is_claimed_again_not_stranded(client: Any,
     assert not thread.is_alive()
     assert proxy.lost == 1
     assert _remaining(client) == 0, "entries left pending or unread"
-    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == _replayed(w, lines)
+    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == _replayed(w.plan, lines)
 
 
 def test_entries_a_past_life_claimed_are_claimed_again_one_by_one(client: Any, workload_20k: Workload) -> None:
@@ -286,7 +284,7 @@ def test_entries_a_past_life_claimed_are_claimed_again_one_by_one(client: Any, w
     assert not thread.is_alive()
     assert stranded == PARTITIONS * 15
     assert _remaining(client) == 0, "entries left pending or unread"
-    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == _replayed(w, lines)
+    assert Counter(_canonical(o) for o in collect_outputs(client, PARTITIONS)) == _replayed(w.plan, lines)
 
 
 def test_trimming_keeps_every_entry_not_yet_acknowledged(client: Any) -> None:

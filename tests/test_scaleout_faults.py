@@ -38,6 +38,7 @@ from pushlang.runtime.store import MemoryStore  # noqa: E402
 from pushlang.scaleout import keys  # noqa: E402
 from pushlang.scaleout.dispatch import CHUNK  # noqa: E402
 from pushlang.scaleout.ingest import collect_outputs  # noqa: E402
+from pushlang.scaleout.streams import text_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 16
@@ -160,7 +161,7 @@ def _standing(url: str) -> str:
                     pending: Any = client.xpending(stream, group)
                     unread = len(client.xrange(stream, min=b"(" + g["last-delivered-id"]))
                     if pending["pending"] or unread:
-                        at = ", ".join(f"{c['name'].decode()} {c['pending']}" for c in pending["consumers"])
+                        at = ", ".join(f"{text_of(c['name'])} {c['pending']}" for c in pending["consumers"])
                         lines.append(f"{stream}: {pending['pending']} pending ({at}), {unread} never read")
         finally:
             client.close()
