@@ -27,20 +27,19 @@ def to_datetime(us: int) -> dt.datetime:
 
 def iso(us: int) -> str:
     """``2026-12-01T08:15:00Z``: UTC, seconds precision (SPEC §9.4)."""
-    global _last_iso
-    seconds = us // US
-    last = _last_iso
-    if last[0] == seconds:  # the decisions of one record, the timers of one instant: the same second
-        return last[1]
-    day, second = divmod(seconds, 86400)
-    hour, second = divmod(second, 3600)
-    minute, second = divmod(second, 60)
-    text = f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
-    _last_iso = (seconds, text)  # one assignment: a thread never reads one second's text for another
-    return text
+    global _last_minute
+    minute, second = divmod(us // US, 60)
+    last = _last_minute
+    if last[0] != minute:  # the decisions of one minute share its text up to the seconds
+        day, minute_of_day = divmod(minute, 1440)
+        last = _last_minute = (minute, f"{_iso_day(day)}T{_TWO_DIGITS[minute_of_day // 60]}:"
+                                       f"{_TWO_DIGITS[minute_of_day % 60]}:")
+    return last[1] + _SECONDS[second]  # (one assignment above: a thread never reads one minute's text for another)
 
 
-_last_iso: tuple[int | None, str] = (None, "")
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(60))
+_SECONDS = tuple(f"{n:02d}Z" for n in range(60))
+_last_minute: tuple[int, str] = (-1, "")
 
 
 @lru_cache(maxsize=4096)
