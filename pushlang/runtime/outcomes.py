@@ -23,17 +23,6 @@ class Rendered(msgspec.Struct, frozen=True, gc=False):
     icon: str | None
     buttons: tuple[tuple[str, str], ...]
 
-    def may_exceed(self, limit: int) -> bool:
-        """False when the payload cannot reach ``limit`` bytes whatever its encoding: a JSON string
-        takes at most 6 bytes a character (``\\u0000``), and the rest of the payload well under 512."""
-        chars = len(self.title) + len(self.body)
-        for text in (self.url, self.image, self.icon):
-            if text:
-                chars += len(text)
-        for label, url in self.buttons:
-            chars += len(label) + len(url)
-        return 6 * chars + 512 >= limit
-
 
 class PendingSend(msgspec.Struct, frozen=True, kw_only=True):
     """A rendered send that passed steps 1–5: what waits in a delay timer, and (as :class:`QueuedSend`)

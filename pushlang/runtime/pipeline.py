@@ -186,10 +186,16 @@ def dnd_until(dnd: plan.Dnd, at: int, zone: str) -> int | None:
     inside = start <= seconds < end if start < end else (seconds >= start or seconds < end)
     if not inside:
         return None
-    day = now.date()
+    day = now.toordinal()
     if seconds >= end:  # the DND period started today and ends tomorrow
-        day += dt.timedelta(days=1)
-    return from_local(f"{day.isoformat()}T{dnd.end}", zone)
+        day += 1
+    return _local_instant(day, dnd.end, zone)
+
+
+@lru_cache(maxsize=4096)
+def _local_instant(day: int, hms: str, zone: str) -> int:
+    """``hms`` on the proleptic ordinal ``day`` in ``zone``: the DND ends of a day, worked out once."""
+    return from_local(f"{dt.date.fromordinal(day).isoformat()}T{hms}", zone)
 
 
 def reachable(c: CompiledCampaign, state: UserState) -> list[Subscription]:
@@ -477,7 +483,7 @@ class Render(Step):
         subs = deliverable(a.subscriptions, bool(rendered.url))
         if not subs:
             return _SAFARI_REQUIRES_URL
-        if rendered.may_exceed(MAX_PLAINTEXT) and _payload_size(c, message, rendered, a.send_id) > MAX_PLAINTEXT:
+        if _may_exceed(rendered, MAX_PLAINTEXT) and _payload_size(c, message, rendered, a.send_id) > MAX_PLAINTEXT:
             return _PAYLOAD_TOO_LARGE
         a.send = PendingSend(send_id=a.send_id, title=rendered.title, body=rendered.body, url=rendered.url,
                              image=rendered.image, icon=rendered.icon, buttons=rendered.buttons,
@@ -496,6 +502,19 @@ class Render(Step):
             return chosen + "only Safari subscriptions, and the message has no url"
         renderer, message = _message(a)
         return chosen + f"{_payload_size(a.c, message, renderer.render(a.env), a.send_id):,} bytes > {MAX_PLAINTEXT:,}"
+
+
+def _may_exceed(rendered: Rendered, limit: int) -> bool:
+    """False when the payload cannot reach ``limit`` bytes whatever its encoding: a JSON string takes at
+    most 6 bytes a character (``\\u0000``), and the rest of the payload well under 512. (Here, not a
+    method of the Struct: the compiled build compiles this module, never outcomes.py.)"""
+    chars = len(rendered.title) + len(rendered.body)
+    for text in (rendered.url, rendered.image, rendered.icon):
+        if text:
+            chars += len(text)
+    for label, url in rendered.buttons:
+        chars += len(label) + len(url)
+    return 6 * chars + 512 >= limit
 
 
 def _platforms(subs: list[Subscription]) -> tuple[str, ...]:
