@@ -16,11 +16,14 @@ import pytest
 from pushlang.compiler import compile_paths
 from pushlang.plan import Plan
 from pushlang.runtime.outcomes import Output
-from pushlang.runtime.replay import DRY_COMMIT_EVERY, replay
+from pushlang.runtime.replay import replay
 from pushlang.runtime.sqlite_store import SqliteStore
 from pushlang.runtime.store import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+COMMIT_EVERY = 10_000  # several commits over the shop's 51,946 records (a replay's default: one)
 
 
 class Died(Exception):
@@ -42,7 +45,7 @@ def shop() -> tuple[Plan, list[bytes], list[Output]]:
 def test_a_replay_dead_between_commits_goes_on_from_the_last_one(
         tmp_path: Path, shop: tuple[Plan, list[bytes], list[Output]], dies_after: int) -> None:
     compiled, lines, whole = shop
-    assert len(lines) > 3 * DRY_COMMIT_EVERY and len(whole) > dies_after
+    assert len(lines) > 3 * COMMIT_EVERY and len(whole) > dies_after
     db = tmp_path / "shop.db"
 
     first: list[Output] = []
@@ -60,12 +63,12 @@ def test_a_replay_dead_between_commits_goes_on_from_the_last_one(
 
     store = Dying(str(db))
     with pytest.raises(Died):
-        replay(compiled, lines, store, emit)
+        replay(compiled, lines, store, emit, commit_every=COMMIT_EVERY)
     store._db.close()  # abandoned: no close(), so no last commit
     assert at_commit and at_commit[-1] < dies_after  # it died with decisions made since its last commit
 
     second: list[Output] = []
     with SqliteStore(str(db)) as again:
-        summary = replay(compiled, lines, again, second.append)
+        summary = replay(compiled, lines, again, second.append, commit_every=COMMIT_EVERY)
     assert summary.skipped > 0  # the records before the commit are not fed again
     assert first[:at_commit[-1]] + second == whole
