@@ -41,33 +41,19 @@ class Window:
     lang: str | None = None  # the decision's language: its `convert` record carries it (SPEC §9.4)
 
 
-@dataclass(slots=True, init=False)  # (__init__ written out: the compiled build compiles it, not the generated one)
+@dataclass(slots=True)
 class UserState:
     user: str
     first_seen: int
-    profile: dict[str, Any]
-    subscriptions: dict[str, Subscription]
-    history: dict[str, list[tuple[int, dict[str, Any]]]]
-    counters: dict[str, int]  # "campaign|period" → sends
-    windows: list[Window]
-    sends: set[str]
-
-    def __init__(self, user: str, first_seen: int, profile: dict[str, Any] | None = None,
-                 subscriptions: dict[str, Subscription] | None = None,
-                 history: dict[str, list[tuple[int, dict[str, Any]]]] | None = None,
-                 counters: dict[str, int] | None = None, windows: list[Window] | None = None,
-                 sends: set[str] | None = None) -> None:
-        self.user = user
-        self.first_seen = first_seen
-        self.profile = {} if profile is None else profile
-        self.subscriptions = {} if subscriptions is None else subscriptions
-        self.history = {} if history is None else history
-        self.counters = {} if counters is None else counters
-        self.windows = [] if windows is None else windows
-        self.sends = set() if sends is None else sends
+    profile: dict[str, Any] = field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    history: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # "campaign|period" → sends
+    windows: list[Window] = field(default_factory=list)
+    sends: set[str] = field(default_factory=set)
 
 
-@dataclass(slots=True, order=True, init=False)  # (__init__ written out, as UserState's)
+@dataclass(slots=True, order=True)
 class Timer:
     """Something due at an instant. ``key`` is unique: re-arming replaces, cancelling removes."""
 
@@ -76,16 +62,7 @@ class Timer:
     user: str  # the user; for a scheduled campaign's occurrence, the zone it is for
     key: str = field(compare=False)
     kind: str = field(compare=False)  # inaction | at | delay | occurrence
-    payload: dict[str, Any] = field(compare=False)
-
-    def __init__(self, due: int, campaign: str, user: str, key: str, kind: str,
-                 payload: dict[str, Any] | None = None) -> None:
-        self.due = due
-        self.campaign = campaign
-        self.user = user
-        self.key = key
-        self.kind = kind
-        self.payload = {} if payload is None else payload
+    payload: dict[str, Any] = field(compare=False, default_factory=dict)
 
 
 THROTTLE = "throttle:"  # the meta entries of throttle periods
