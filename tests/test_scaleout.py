@@ -143,16 +143,17 @@ def test_ingest_rejects_bad_lines_with_their_numbers(client: Any) -> None:
 
 
 def _fleet(client: Any, w: Workload, prefix: str, *, batch: int = 200) -> list[subprocess.Popen[str]]:
-    """Three worker processes, started before the records are ingested and given the time to share the
-    partitions (a worker that starts first on a loaded machine would otherwise do all the work)."""
+    """Three worker processes, started before the records are ingested, once each holds a share of the
+    partitions (a worker that starts first on a loaded machine would otherwise do all the work: a fixed
+    wait for the rebalance was not always long enough under load)."""
     procs = [_start_worker(client, w, f"{prefix}{i}", idle_exit=6, batch=batch) for i in range(3)]
-    deadline = time.monotonic() + 30
-    while sum(bool(client.exists(keys.lease_key(p))) for p in range(PARTITIONS)) < PARTITIONS \
-            or client.zcard(keys.WORKERS_KEY) < 3:
-        assert time.monotonic() < deadline, "the workers did not take the partitions"
+    deadline = time.monotonic() + 60
+    while True:
+        owners = [client.get(keys.lease_key(p)) for p in range(PARTITIONS)]
+        if None not in owners and len(set(owners)) == 3:
+            return procs
+        assert time.monotonic() < deadline, f"the workers did not share the partitions: {owners}"
         time.sleep(0.1)
-    time.sleep(2)  # a rebalance: each takes its share
-    return procs
 
 
 def _equivalence(client: Any, w: Workload, label: str) -> None:
