@@ -28,11 +28,12 @@ LEFT_OUT = shutil.ignore_patterns(".git", ".venv", "node_modules", "__pycache__"
                                   ".*_cache", "*.db", "*.db-*", "decisions.jsonl")
 
 
-def compiled_tree(tree: Path) -> list[str]:
-    """Copy this repository to ``tree`` and compile its runtime there; the extension modules put in place."""
+def compiled_tree(tree: Path, source: Path = ROOT) -> list[str]:
+    """Copy this repository (or another copy of it, ``source``) to ``tree`` and compile its runtime
+    there; the extension modules put in place."""
     if shutil.which("cc") is None:
         raise SystemExit("no C compiler: the compiled build needs one (Debian: apt-get install gcc python3-dev)")
-    shutil.copytree(ROOT, tree, ignore=LEFT_OUT)
+    shutil.copytree(source, tree, ignore=LEFT_OUT)
     with tempfile.TemporaryDirectory() as dist:
         build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", dist,
                                 str(tree)], capture_output=True, text=True, timeout=900,

@@ -8,14 +8,20 @@ process so that its peak memory is its own:
 - floor: decode the same lines with msgspec and dispatch by event name, no rule work;
 - a second reference, "conditions": the floor plus evaluating the compiled `where` of every
   campaign the event triggers, and for each that holds one bare output record (its `send_id` and
-  UTC time, no pipeline step); no user state, audience, limits, DND, timers or rendering. It is the
-  least work any replay must do, so it says how far the in-memory target can be reached at all;
+  UTC time, no pipeline step); no user state, audience, limits, DND, timers or rendering;
 - replay with the in-memory store;
-- replay with the SQLite store (a new file).
+- replay with the SQLite store (a new file);
+- the bound: the in-memory replay of a copy of this tree whose engine skips every decision (its
+  ``_decide`` and ``_decide_again`` return at once): every record, trigger, `where`, timer,
+  cancellation and all user state, and no pipeline step, send or output record. The reference
+  keeps no state, but every replay must, so this is the least work a replay does: the in-memory
+  target can be met only if this row's share of the reference is above it.
 
-The four run ``--rounds`` times each (default 5), interleaved, each in a process of its own; the
+The five run ``--rounds`` times each (default 5), interleaved, each in a process of its own; the
 table has each one's median, fastest and slowest time, the spread ((max − min) / median) and its
-peak memory, and then the targets of issue #19, each marked met or not:
+peak memory, and then the targets of issue #19, each marked met or not; under the first, the bound's
+share of the reference, the time the target leaves the decisions (the reference's time / 40% less the
+bound's) and the time they take (the replay's less the bound's):
 
 - in-memory replay ≥ 40% of the reference's events/s;
 - SQLite replay ≥ 60% of the in-memory replay's events/s;
@@ -27,8 +33,9 @@ times (which other processes on a busy machine do not inflate). With ``--baselin
 checkout, or a compiled copy of one made by bench/compiled_tree.py: the header says which) its two
 replays run in the same rounds, and its targets are printed below this tree's: a before and after
 measured under the same load. With ``--compiled`` a copy of this tree whose runtime
-is compiled (bench/compiled_tree.py: the mypyc build, about a minute) runs its reference and its two
-replays in the same rounds, and its targets are printed too, its replays against its own reference.
+is compiled (bench/compiled_tree.py: the mypyc build, about a minute, twice: the bound's copy too)
+runs its reference, its two replays and its bound in the same rounds, and its targets are printed
+too, its replays against its own reference.
 
 With ``--controls`` it times the in-memory replay of the same records twice, ``--rounds`` times each,
 interleaved: as generated, and with the delivery controls on every campaign (`throttle 1 per minute`,
@@ -53,6 +60,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -209,7 +217,7 @@ def run_mode(mode: str, records: Path, campaigns: Path, workdir: Path) -> dict[s
             elapsed = time.perf_counter() - start
             return {"seconds": elapsed, "cpu": time.process_time() - cpu_start, "decisions": decisions,
                     "digest": digest.hexdigest()}
-        if mode in ("memory", "controls"):
+        if mode in ("memory", "controls", "bound"):
             elapsed = time.perf_counter() - start
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             return {"seconds": elapsed, "cpu": time.process_time() - cpu_start, "peak_mib": peak_mib,
@@ -274,9 +282,44 @@ def ratio_row(found: dict[str, list[dict[str, Any]]], part: str, whole: str, wor
                   f"target ≥ {goal:.0%})", share >= goal)
 
 
+def bound_row(found: dict[str, list[dict[str, Any]]], memory: str, bound: str, reference: str, goal: float) -> str:
+    """The bound's share of the reference, and what the decisions may cost for the in-memory replay to
+    reach ``goal`` of the reference beside what they cost: the replay's time less the bound's (medians)."""
+    def median(label: str) -> float:
+        return statistics.median(float(r["seconds"]) for r in found[label])
+
+    decisions = int(float(found[memory][0]["decisions"]))
+    budget, spent = median(reference) / goal - median(bound), median(memory) - median(bound)
+    allowed = (f"leaves the {decisions:,} decisions {budget:.2f} s ({budget / decisions * 1e6:.2f} µs each)"
+               if budget > 0 else f"is missed even if the {decisions:,} decisions cost nothing")
+    return (f"    the bound, no decision at all / reference: {median(reference) / median(bound):.1%}; "
+            f"the target {allowed}; they take {spent:.2f} s ({spent / decisions * 1e6:.2f} µs each)")
+
+
 LABELS = {"floor": "floor: msgspec decode + dispatch by name",
           "conditions": "reference: floor + conditions + bare outputs",
-          "memory": "replay, in-memory store", "sqlite": "replay, SQLite store"}
+          "memory": "replay, in-memory store", "sqlite": "replay, SQLite store",
+          "bound": "bound: in-memory replay, no decision"}
+
+# The bound's copy of the tree: the engine's two ways into the pipeline return at once.
+SKIPPED = ("    def _decide(self", "    def _decide_again(self")
+
+
+def bound_tree(tree: Path) -> Path:
+    """Copy this tree to ``tree`` with every decision skipped (see the module's docstring)."""
+    from compiled_tree import LEFT_OUT, ROOT
+
+    shutil.copytree(ROOT, tree, ignore=LEFT_OUT)
+    engine = tree / "pushlang" / "runtime" / "engine.py"
+    text = engine.read_text(encoding="utf-8")
+    for start in SKIPPED:
+        at = text.find(start)
+        end = text.find(") -> None:\n", at) + len(") -> None:\n")
+        if at < 0 or text.count(start) != 1 or end < at:
+            raise SystemExit(f"bench/replay.py: {engine.name} has no single {start.strip()!r}: update SKIPPED")
+        text = text[:end] + "        return  # bench/replay.py: the bound, no decision\n" + text[end:]
+    engine.write_text(text, encoding="utf-8")
+    return tree
 
 
 def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | None = None,
@@ -286,6 +329,7 @@ def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | 
     ``compiled``, a compiled copy of this tree's reference and replays, and its targets."""
     runs: dict[str, tuple[str, str | None]] = {LABELS[mode]: (mode, None)
                                                for mode in ("floor", "conditions", "memory", "sqlite")}
+    runs[LABELS["bound"]] = ("bound", str(bound_tree(work / "bound")))
     prefixes = [""]
     if baseline is not None:
         runs.update({f"baseline: {LABELS[mode]}": (mode, str(baseline)) for mode in ("memory", "sqlite")})
@@ -295,8 +339,11 @@ def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | 
 
         print("building the compiled copy of this tree ...", file=sys.stderr)
         compiled_tree(work / "compiled")
+        print("building the compiled copy of the bound's tree ...", file=sys.stderr)
+        compiled_tree(work / "compiled-bound", source=work / "bound")
         runs.update({f"compiled: {LABELS[mode]}": (mode, str(work / "compiled"))
                      for mode in ("conditions", "memory", "sqlite")})
+        runs[f"compiled: {LABELS['bound']}"] = ("bound", str(work / "compiled-bound"))
         prefixes.append("compiled: ")
     found = interleaved(work, runs, rounds)
     kinds = {label: "compiled runtime" if r[0].get("compiled") else "pure Python" for label, r in found.items()}
@@ -307,10 +354,16 @@ def targets(work: Path, rounds: int, records: int, users: int, baseline: Path | 
           + ("; compiled: this tree's runtime built with mypyc" if compiled else ""))
     medians(found, records, 54 if len(prefixes) > 1 else 44)
     print("(decisions: output records; for the reference, one bare record per trigger whose `where` held)")
+    for label, runs_of in found.items():  # a bound that decided something is not the bound: its patch failed
+        decided = max(int(float(r["decisions"])) for r in runs_of)
+        if decided and label.endswith(LABELS["bound"]):
+            raise SystemExit(f"{label}: {decided:,} decisions; its copy of the tree still decides")
     for prefix in prefixes:
         memory, sqlite = prefix + LABELS["memory"], prefix + LABELS["sqlite"]
         reference = prefix + LABELS["conditions"] if prefix + LABELS["conditions"] in found else LABELS["conditions"]
         print(ratio_row(found, memory, reference, f"{prefix}in-memory replay / reference", 0.40))
+        if prefix + LABELS["bound"] in found:
+            print(bound_row(found, memory, prefix + LABELS["bound"], reference, 0.40))
         print(ratio_row(found, sqlite, memory, f"{prefix}SQLite replay / in-memory replay", 0.60))
         peaks = [float(r["peak_mib"]) for label in (memory, sqlite) for r in found[label]]
         print(target(f"{prefix}peak memory of a replay: {max(peaks):,.0f} MiB (lowest round {min(peaks):,.0f}; "

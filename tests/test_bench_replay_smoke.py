@@ -1,12 +1,13 @@
 """bench/replay.py still runs end to end: a tiny run of two rounds with the compiled copy beside this tree,
-every row and target printed (no timing asserted), the same decisions from every replay."""
+every row and target printed (no timing asserted), the same decisions from every replay, and none from
+the bound (the copy whose engine skips every decision)."""
 
 from __future__ import annotations
 
 import pytest
 from bench_env import require_compiler, run_bench
 
-pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses, and the compiled build: about a minute)
+pytestmark = pytest.mark.slow  # a benchmark smoke run (subprocesses, and two compiled builds: about two minutes)
 
 
 def test_bench_replay_prints_every_row_and_target() -> None:
@@ -15,7 +16,7 @@ def test_bench_replay_prints_every_row_and_target() -> None:
     lines = proc.stdout.splitlines()
     for tree in ("", "compiled: "):
         for prefix in ("floor: msgspec decode", "reference: floor + conditions", "replay, in-memory store",
-                       "replay, SQLite store"):
+                       "replay, SQLite store", "bound: in-memory replay, no decision"):
             if tree and prefix.startswith("floor"):
                 continue  # the floor is msgspec's alone: measured once
             row = next((line for line in lines if line.startswith(tree + prefix)), None)
@@ -27,3 +28,7 @@ def test_bench_replay_prints_every_row_and_target() -> None:
             for v in verdicts] == ["in-memory replay / reference", "SQLite replay / in-memory replay",
                                    "peak memory of a replay"] * 2, proc.stdout
     assert sum(v.startswith("compiled: ") for v in verdicts) == 3, proc.stdout
+    bounds = [line.split() for line in lines if line.startswith(("bound: ", "compiled: bound: "))]
+    assert len(bounds) == 2 and all(row[-1] == "0" for row in bounds), proc.stdout  # no decision, both runtimes
+    shares = [line for line in lines if line.strip().startswith("the bound, no decision at all / reference: ")]
+    assert len(shares) == 2 and all("%" in line and " µs each" in line for line in shares), proc.stdout
